@@ -1,0 +1,297 @@
+"""Validation of user input, in one place.
+
+Every public function of shiftkit checks its arguments here, at the boundary, and raises a
+`ValueError` or `TypeError` that names the argument, quotes what was received and says what to do.
+Inner code trusts what these functions return.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "check_array",
+    "check_pair",
+    "check_labels",
+    "check_probabilities",
+    "check_alpha",
+    "check_positive_int",
+    "check_option",
+    "check_bandwidth",
+    "check_seed",
+]
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_array(
+    x: Any,
+    name: str,
+    *,
+    min_samples: int = 2,
+    dtype: Any = np.float64,
+    flatten: bool = False,
+) -> np.ndarray:
+    """Return `x` as a finite numeric array of at least `min_samples` samples.
+
+    The first axis indexes samples; any further axes are features (an image batch of shape
+    `(n, h, w, c)` is fine). A 1-D input is read as `n` samples of one feature.
+
+    Args:
+        x: array-like of numbers.
+        name: the argument's name, used in error messages.
+        min_samples: the least number of samples accepted.
+        dtype: the floating dtype of the returned array.
+        flatten: if True, return shape `(n, n_features)` with all feature axes flattened.
+
+    Returns:
+        A numpy array of `dtype`.
+
+    Raises:
+        TypeError: `x` is not numeric (strings, objects, None).
+        ValueError: `x` is empty, has too few samples, or holds NaN or inf.
+    """
+    if x is None:
+        raise TypeError(f"{name} must be an array of numbers, got None.")
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"{name} must be an array of numbers, got a string {_describe(x)}.")
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(
+            f"{name} could not be read as an array ({exc}). Pass a numpy array of shape "
+            "(n_samples, ...) with the same number of features in every sample."
+        ) from None
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
+    ):
+        raise TypeError(
+            f"{name} must hold numbers, got dtype {arr.dtype}. Encode text or categorical "
+            "columns as numbers (e.g. one-hot) or drop them before measuring shift."
+        )
+    if np.iscomplexobj(arr):
+        raise TypeError(f"{name} must hold real numbers, got complex dtype {arr.dtype}.")
+    if arr.ndim == 0:
+        raise ValueError(
+            f"{name} must be an array of samples, got the scalar {_describe(x)}. "
+            "Pass an array of shape (n_samples, n_features)."
+        )
+    if arr.ndim == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.shape[0] == 0 or arr.size == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}). Pass at least {min_samples} samples.")
+    if arr.shape[0] < min_samples:
+        raise ValueError(
+            f"{name} has {arr.shape[0]} sample(s); at least {min_samples} are needed. "
+            "Pass more samples."
+        )
+    arr = arr.astype(dtype, copy=False)
+    finite = np.isfinite(arr)
+    if not finite.all():
+        bad_rows = np.flatnonzero(~finite.reshape(arr.shape[0], -1).all(axis=1))
+        n_nan = int(np.isnan(arr).sum())
+        n_inf = int((~finite).sum()) - n_nan
+        raise ValueError(
+            f"{name} contains {n_nan} NaN and {n_inf} infinite value(s), in {bad_rows.size} "
+            f"sample(s) (first rows: {bad_rows[:5].tolist()}). Remove or impute them first."
+        )
+    if flatten:
+        arr = arr.reshape(arr.shape[0], -1)
+    return arr
+
+
+def check_pair(
+    x: Any,
+    y: Any,
+    names: tuple[str, str] = ("x", "y"),
+    *,
+    min_samples: int = 2,
+    flatten: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate two samples that must have the same feature shape.
+
+    Returns:
+        Both arrays, flattened to `(n, n_features)` when `flatten` is True.
+    """
+    a = check_array(x, names[0], min_samples=min_samples)
+    b = check_array(y, names[1], min_samples=min_samples)
+    if a.shape[1:] != b.shape[1:]:
+        raise ValueError(
+            f"{names[0]} and {names[1]} must have the same feature shape: {names[0]} has "
+            f"{a.shape[1:]} per sample, {names[1]} has {b.shape[1:]}. Select the same columns "
+            "in both, in the same order."
+        )
+    if flatten:
+        a = a.reshape(a.shape[0], -1)
+        b = b.reshape(b.shape[0], -1)
+    return a, b
+
+
+def check_labels(
+    y: Any,
+    name: str,
+    *,
+    n_classes: int | None = None,
+    min_samples: int = 1,
+) -> np.ndarray:
+    """Return class labels as a 1-D int array.
+
+    Accepts integer labels (or floats that are whole numbers) of shape `(n,)` or `(n, 1)`, and
+    one-hot / probability-like rows of shape `(n, k)` (converted with argmax after checking that each
+    row is one-hot).
+
+    Raises:
+        TypeError: non-numeric labels.
+        ValueError: empty, NaN, negative, fractional, or `>= n_classes` labels; rows that are not one-hot.
+    """
+    arr = check_array(y, name, min_samples=min_samples, dtype=np.float64)
+    if arr.ndim > 2:
+        raise ValueError(
+            f"{name} must be a 1-D array of class indices or a 2-D one-hot array, got shape {arr.shape}."
+        )
+    if arr.ndim == 2 and arr.shape[1] > 1:
+        is_binary = np.isin(arr, (0.0, 1.0)).all() and np.all(arr.sum(axis=1) == 1)
+        if not is_binary:
+            raise ValueError(
+                f"{name} has shape {arr.shape}: 2-D labels must be one-hot (a single 1 per row). "
+                "Pass class indices of shape (n,) instead, or probabilities to the *_probs argument."
+            )
+        if n_classes is not None and arr.shape[1] != n_classes:
+            raise ValueError(
+                f"{name} is one-hot with {arr.shape[1]} columns but n_classes={n_classes}. "
+                "Pass n_classes equal to the number of one-hot columns."
+            )
+        return arr.argmax(axis=1).astype(np.int64)
+    arr = arr.reshape(-1)
+    if np.any(arr < 0):
+        bad = arr[arr < 0][:5].tolist()
+        raise ValueError(
+            f"{name} must hold class indices 0..n_classes-1; found negative label(s) {bad}. "
+            "Encode classes as 0, 1, 2, ... (e.g. sklearn.preprocessing.LabelEncoder)."
+        )
+    if np.any(arr != np.round(arr)):
+        bad = arr[arr != np.round(arr)][:5].tolist()
+        raise ValueError(
+            f"{name} must hold whole-number class indices; found fractional label(s) {bad}. "
+            "Pass class indices, not scores or probabilities."
+        )
+    labels = arr.astype(np.int64)
+    if n_classes is not None:
+        n_classes = check_positive_int(n_classes, "n_classes")
+        if labels.max() >= n_classes:
+            raise ValueError(
+                f"{name} has label {int(labels.max())}, but n_classes={n_classes} allows only "
+                f"0..{n_classes - 1}. Pass a larger n_classes or re-encode the labels."
+            )
+    return labels
+
+
+def check_probabilities(
+    p: Any,
+    name: str,
+    *,
+    n_classes: int | None = None,
+    atol: float = 1e-3,
+    min_samples: int = 1,
+) -> np.ndarray:
+    """Return class probabilities as an `(n, k)` float array whose rows sum to 1.
+
+    A 1-D array, or a single column, is read as the positive-class probability of a binary
+    classifier (a sigmoid output) and expanded to `(n, 2)`.
+    """
+    arr = check_array(p, name, min_samples=min_samples, dtype=np.float64)
+    if arr.ndim > 2:
+        raise ValueError(f"{name} must have shape (n_samples, n_classes), got {arr.shape}.")
+    if arr.shape[1] == 1:
+        arr = np.concatenate([1.0 - arr, arr], axis=1)
+    if np.any(arr < -atol) or np.any(arr > 1 + atol):
+        raise ValueError(
+            f"{name} must hold probabilities in [0, 1]; found values from {arr.min():.4g} to "
+            f"{arr.max():.4g}. Apply softmax (or sigmoid) to logits first."
+        )
+    sums = arr.sum(axis=1)
+    bad = np.flatnonzero(np.abs(sums - 1.0) > atol)
+    if bad.size:
+        raise ValueError(
+            f"{name}: {bad.size} row(s) do not sum to 1 (e.g. row {int(bad[0])} sums to "
+            f"{sums[bad[0]]:.4g}). Pass softmax probabilities, one row per sample."
+        )
+    if n_classes is not None and arr.shape[1] != n_classes:
+        raise ValueError(
+            f"{name} has {arr.shape[1]} columns but {n_classes} classes were expected. "
+            "Use the probabilities of the same model on both domains."
+        )
+    arr = np.clip(arr, 0.0, 1.0)
+    return arr / arr.sum(axis=1, keepdims=True)
+
+
+def check_alpha(alpha: Any, name: str = "alpha") -> float:
+    """Return a significance level strictly between 0 and 1."""
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+        raise TypeError(f"{name} must be a number in (0, 1), e.g. 0.05; got {_describe(alpha)}.")
+    alpha = float(alpha)
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"{name} must be strictly between 0 and 1 (e.g. 0.05); got {alpha}.")
+    return alpha
+
+
+def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
+    """Return `value` as an int that is at least `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if isinstance(value, numbers.Real) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise TypeError(f"{name} must be an integer >= {minimum}; got {_describe(value)}.")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value}.")
+    return value
+
+
+def check_option(value: Any, name: str, options: Sequence[str]) -> str:
+    """Return `value` if it is one of `options` (case-insensitive), else raise."""
+    if not isinstance(value, str) or value.lower() not in options:
+        raise ValueError(f"Unknown {name} {_describe(value)}. Choose one of: {', '.join(options)}.")
+    return value.lower()
+
+
+def check_bandwidth(bandwidth: Any, name: str = "bandwidth") -> np.ndarray | None:
+    """Return `None` (median heuristic) or a 1-D float array of positive bandwidths."""
+    if bandwidth is None:
+        return None
+    if isinstance(bandwidth, str):
+        raise TypeError(
+            f"{name} must be None (median heuristic), a positive number or a list of them; "
+            f"got {_describe(bandwidth)}."
+        )
+    values: Iterable[Any] = bandwidth if np.ndim(bandwidth) else [bandwidth]
+    try:
+        arr = np.asarray(list(values), dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{name} must be None (median heuristic), a positive number or a list of them; "
+            f"got {_describe(bandwidth)}."
+        ) from None
+    if arr.size == 0:
+        raise ValueError(f"{name} is an empty list. Pass None for the median heuristic or positive numbers.")
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(
+            f"{name} must be positive and finite; got {arr.tolist()}. "
+            "Pass None to use the median heuristic."
+        )
+    return arr
+
+
+def check_seed(seed: Any, name: str = "seed") -> int | None:
+    """Return `seed` as an int or None."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or int(seed) < 0:
+        raise TypeError(f"{name} must be None or a non-negative integer; got {_describe(seed)}.")
+    return int(seed)

@@ -1,0 +1,139 @@
+"""Feature spaces of Keras models: where a model "looks" when shift is measured."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from shiftkit._validation import check_array, check_positive_int
+
+__all__ = ["FeatureSpace", "feature_space", "resolve_layer", "head_input"]
+
+
+def _require_model(model: Any, name: str = "model") -> Any:
+    import keras
+
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"{name} must be a keras.Model (Sequential or Functional); got {type(model).__name__}. "
+            "Load a saved model with keras.saving.load_model(path, safe_mode=True)."
+        )
+    try:
+        model.inputs  # noqa: B018 - raises for an unbuilt Sequential model
+        outputs = model.outputs
+    except (AttributeError, ValueError):
+        outputs = None
+    if not outputs:
+        raise ValueError(
+            f"{name} has no defined inputs/outputs yet (an unbuilt Sequential model?). Start it with "
+            "keras.Input(shape=...) or call it once on data before measuring its feature space."
+        )
+    return model
+
+
+def _layer_names(model: Any) -> list[str]:
+    return [layer.name for layer in model.layers]
+
+
+def head_input(model: Any) -> Any:
+    """The tensor entering the model's output layer (its default feature space)."""
+    model = _require_model(model)
+    head = model.outputs[0]._keras_history[0]
+    return head.input
+
+
+def resolve_layer(model: Any, layer: str | int) -> Any:
+    """Return the layer named (or indexed) by `layer`, with an error that lists the options."""
+    model = _require_model(model)
+    names = _layer_names(model)
+    if isinstance(layer, bool) or not isinstance(layer, (str, int, np.integer)):
+        raise TypeError(f"layer must be a layer name or index; got {type(layer).__name__}.")
+    if isinstance(layer, str):
+        if layer not in names:
+            raise ValueError(
+                f"layer must name a layer of the model. Received: layer={layer!r}. "
+                f"Layers: {names}."
+            )
+        return model.get_layer(layer)
+    if not -len(names) <= int(layer) < len(names):
+        raise ValueError(
+            f"layer index {int(layer)} is out of range for a model with {len(names)} layers "
+            f"({names})."
+        )
+    return model.layers[int(layer)]
+
+
+class FeatureSpace:
+    """A callable that maps inputs to a Keras model's features at one layer.
+
+    Args:
+        model: a built `keras.Model`.
+        layer: a layer name or index whose *output* is the feature space; `None` (default) uses the
+            input of the output head, i.e. the penultimate representation.
+        batch_size: batch size of the forward passes.
+
+    Example:
+        >>> fs = FeatureSpace(model)          # doctest: +SKIP
+        >>> mmd_test(x_source, x_target, features=fs)  # doctest: +SKIP
+    """
+
+    def __init__(self, model: Any, layer: str | int | None = None, *, batch_size: int = 256):
+        import keras
+
+        model = _require_model(model)
+        self.batch_size = check_positive_int(batch_size, "batch_size")
+        if layer is None:
+            tensor = head_input(model)
+            self.layer_name = f"input of {model.outputs[0]._keras_history[0].name}"
+        else:
+            chosen = resolve_layer(model, layer)
+            tensor = chosen.output
+            self.layer_name = chosen.name
+        if isinstance(tensor, (list, tuple)):
+            tensor = tensor[0]
+        self.model = model
+        self.input_shape = tuple(model.inputs[0].shape[1:])
+        self.extractor = keras.Model(model.inputs, tensor, name="shiftkit_feature_space")
+
+    def check_input(self, x: Any, name: str = "x") -> np.ndarray:
+        """Validate `x` against the model's input shape (a clear error instead of a TF traceback)."""
+        arr = check_array(x, name, min_samples=1, dtype=np.float32)
+        expected = self.input_shape
+        got = arr.shape[1:]
+        compatible = len(got) == len(expected) and all(
+            e is None or e == g for e, g in zip(expected, got)
+        )
+        if not compatible:
+            if len(expected) == 1 and len(got) == 1:
+                msg = f"{name} has {got[0]} features, but the model expects {expected[0]}."
+            else:
+                msg = f"{name} has per-sample shape {got}, but the model expects {expected}."
+            raise ValueError(msg + " Pass data with the columns/shape the model was trained on.")
+        return arr
+
+    def __call__(self, x: Any) -> np.ndarray:
+        arr = self.check_input(x)
+        out = self.extractor.predict(arr, batch_size=self.batch_size, verbose=0)
+        return np.asarray(out, dtype=np.float64).reshape(len(arr), -1)
+
+    def __repr__(self) -> str:
+        return f"FeatureSpace(model={self.model.name!r}, layer={self.layer_name!r})"
+
+
+def feature_space(model: Any, layer: str | int | None = None, *, batch_size: int = 256) -> FeatureSpace:
+    """Return a callable mapping inputs to `model`'s features (see `FeatureSpace`).
+
+    Args:
+        model: a built `keras.Model`.
+        layer: layer name or index whose output is used; default: the input of the output head.
+        batch_size: forward-pass batch size.
+
+    Returns:
+        A `FeatureSpace`, usable as `mmd_test(..., features=feature_space(model))`.
+
+    Raises:
+        TypeError: `model` is not a Keras model.
+        ValueError: `layer` names no layer of the model (the message lists them).
+    """
+    return FeatureSpace(model, layer, batch_size=batch_size)

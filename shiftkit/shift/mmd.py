@@ -1,0 +1,436 @@
+"""Maximum mean discrepancy: estimators and the batched permutation two-sample test.
+
+`mmd2` estimates MMD^2 between two samples with a Gaussian kernel (see `shiftkit.shift.kernels`);
+`mmd_test` tests H0: "source and target come from the same distribution" with a permutation null.
+
+How the permutation test is computed (the speed and memory design):
+    The pooled sample z = concat(x, y) has N = n + m points. A split of z into an "x" part of size n
+    and a "y" part is an indicator vector a in {0, 1}^N (b = 1 - a). With the kernel matrix K, its row
+    sums s = K 1 and its diagonal d, the unbiased statistic of that split is
+
+        MMD^2_u = (a'Ka - a'd) / (n(n-1)) + (b'Kb - b'd) / (m(m-1)) - 2 a'Kb / (nm),
+        a'Kb = a's - a'Ka,   b'Kb = 1'K1 - 2 a's + a'Ka,
+
+    so every permutation needs only the product K a. Stacking the observed split and all permutations
+    as columns of A (N x P), one matrix product K @ A gives every statistic at once. K is computed
+    exactly once, with `keras.ops`, in row blocks; when the full N x N matrix would exceed
+    `memory_budget` it is never held whole: each row block is multiplied into A and dropped. Only
+    when A itself would not fit are permutations taken in batches, and then kernel blocks are
+    recomputed once per batch (the result's `computation` says which path ran).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from keras import ops
+from scipy import stats
+
+from shiftkit._validation import (
+    check_alpha,
+    check_array,
+    check_bandwidth,
+    check_option,
+    check_pair,
+    check_positive_int,
+    check_seed,
+)
+from shiftkit.shift import kernels
+
+__all__ = ["mmd2", "mmd_test", "MMDTestResult", "DEFAULT_MEMORY_BUDGET"]
+
+#: Default working-memory budget (bytes) of `mmd2` and `mmd_test`: 1 GiB.
+DEFAULT_MEMORY_BUDGET = 1 << 30
+
+_ESTIMATORS = ("unbiased", "biased", "linear")
+_METHODS = ("permutation", "linear")
+_LARGE_PERMUTATION_N = 50_000
+
+
+def _resolve_bandwidth(
+    x: np.ndarray, y: np.ndarray, bandwidth: Any, seed: int | None = 0
+) -> np.ndarray:
+    bw = check_bandwidth(bandwidth)
+    if bw is None:
+        bw = np.array([kernels.median_heuristic(x, y, seed=0 if seed is None else seed)])
+    return bw
+
+
+def _bandwidth_value(bw: np.ndarray) -> float | tuple[float, ...]:
+    return float(bw[0]) if bw.size == 1 else tuple(float(b) for b in bw)
+
+
+def _rows_per_block(n_cols: int, n_kernels: int, budget: int) -> int:
+    # One block holds n_kernels + 2 float64 arrays of shape (rows, n_cols) at its peak.
+    per_row = 8 * n_cols * (n_kernels + 2)
+    return int(max(1, min(n_cols, budget // max(per_row, 1))))
+
+
+def _kernel_blocks(z_rows: np.ndarray, z_cols: np.ndarray, bw: np.ndarray, rows: int):
+    """Yield `(start, block)` with block = K[start:start+rows, :] as float64 numpy."""
+    cols = ops.convert_to_tensor(z_cols, dtype="float64")
+    for start in range(0, len(z_rows), rows):
+        block = kernels.gaussian_kernel(z_rows[start : start + rows], cols, bw)
+        yield start, np.asarray(ops.convert_to_numpy(block), dtype=np.float64)
+
+
+def _kernel_sum(
+    a: np.ndarray, b: np.ndarray, bw: np.ndarray, budget: int, exclude_diagonal: bool
+) -> float:
+    total = 0.0
+    for start, block in _kernel_blocks(a, b, bw, _rows_per_block(len(b), bw.size, budget)):
+        total += float(block.sum())
+        if exclude_diagonal:
+            total -= float(np.trace(block, offset=start))
+    return total
+
+
+def mmd2(
+    x: Any,
+    y: Any,
+    *,
+    bandwidth: float | Sequence[float] | None = None,
+    estimator: str = "unbiased",
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> float:
+    """Squared maximum mean discrepancy between two samples, with a Gaussian kernel.
+
+    Args:
+        x: source sample, shape `(n, ...)`; every axis after the first is flattened into features.
+        y: target sample, shape `(m, ...)` with the same per-sample shape as `x`.
+        bandwidth: kernel bandwidth; `None` uses the median heuristic on the pooled sample (the
+            median Euclidean distance over all pairs, on a seeded subsample of 2,000 points when
+            larger; see `shiftkit.shift.kernels`). A list of bandwidths sums those kernels.
+        estimator: "unbiased" (MMD^2_u of Gretton et al. 2012, diagonal terms excluded; can be
+            slightly negative), "biased" (the V-statistic, >= 0) or "linear" (the linear-time
+            estimate on consecutive pairs, O(n) memory, for very large samples).
+        memory_budget: bytes of working memory; kernel sums are taken in row blocks that fit.
+
+    Returns:
+        The MMD^2 estimate as a float.
+
+    Raises:
+        ValueError / TypeError: NaN or inf, empty input, a single sample, different feature
+            shapes, non-numeric data, an unknown estimator or a non-positive bandwidth.
+
+    Example:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> x, y = rng.normal(size=(200, 3)), rng.normal(0.5, size=(200, 3))
+        >>> mmd2(x, y) > mmd2(x, rng.normal(size=(200, 3)))
+        True
+    """
+    estimator = check_option(estimator, "estimator", _ESTIMATORS)
+    x, y = check_pair(x, y, ("x", "y"))
+    budget = check_positive_int(memory_budget, "memory_budget")
+    bw = _resolve_bandwidth(x, y, bandwidth)
+    n, m = len(x), len(y)
+    if estimator == "linear":
+        return float(ops.convert_to_numpy(ops.mean(kernels.linear_mmd2_terms(x, y, bw))))
+    sxx = _kernel_sum(x, x, bw, budget, exclude_diagonal=estimator == "unbiased")
+    syy = _kernel_sum(y, y, bw, budget, exclude_diagonal=estimator == "unbiased")
+    sxy = _kernel_sum(x, y, bw, budget, exclude_diagonal=False)
+    if estimator == "biased":
+        return sxx / n**2 + syy / m**2 - 2.0 * sxy / (n * m)
+    return sxx / (n * (n - 1)) + syy / (m * (m - 1)) - 2.0 * sxy / (n * m)
+
+
+@dataclasses.dataclass(frozen=True)
+class MMDTestResult:
+    """Outcome of an MMD two-sample test. Direction: a larger statistic / smaller p-value means shift.
+
+    Attributes:
+        statistic: the unbiased MMD^2 of the observed split ("permutation"), or the linear-time
+            MMD^2 ("linear").
+        p_value: permutation p-value (1 + #{null >= statistic}) / (1 + n_permutations), or the
+            one-sided normal p-value of the linear-time statistic.
+        threshold: the (1 - alpha) quantile of the null distribution of the statistic.
+        is_shift: `p_value <= alpha`.
+        alpha: the level of the test.
+        bandwidth: the kernel bandwidth (a tuple when several kernels are summed).
+        null: the permuted statistics (empty for "linear").
+        n_source, n_target: the sample sizes tested (after any `max_samples` subsampling).
+        method: "permutation" or "linear".
+        n_permutations: the number of permutations (0 for "linear").
+        normalized: scale-free MMD^2: the statistic divided by the mean within-domain kernel value
+            (average of the off-diagonal means of Kxx and Kyy). Comparable across feature spaces.
+        z_score: (statistic - mean(null)) / std(null): how many null standard deviations out.
+        space: "input" or "feature" (or a user label).
+        computation: how the kernel was computed (full matrix or row blocks) and the memory used.
+    """
+
+    statistic: float
+    p_value: float
+    threshold: float
+    is_shift: bool
+    alpha: float
+    bandwidth: float | tuple[float, ...]
+    null: np.ndarray = dataclasses.field(repr=False, compare=False)
+    n_source: int
+    n_target: int
+    method: str
+    n_permutations: int
+    normalized: float
+    z_score: float
+    space: str = "input"
+    computation: str = ""
+
+    def to_dict(self, *, include_null: bool = True) -> dict[str, Any]:
+        """Plain JSON-ready dict (`null` as a list unless `include_null=False`)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "null":
+                if include_null:
+                    out["null"] = [float(v) for v in value]
+                continue
+            if isinstance(value, float) and not math.isfinite(value):
+                value = None
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, (np.bool_, bool)):
+                value = bool(value)
+            out[f.name] = value
+        out["direction"] = "p_value: lower means shift; statistic: higher means shift"
+        return out
+
+
+def _split_statistics(
+    aka: np.ndarray, a_s: np.ndarray, a_d: np.ndarray, total: float, trace: float, n: int, m: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unbiased MMD^2 and within-domain off-diagonal means for each split (vectorised)."""
+    bkb = total - 2.0 * a_s + aka
+    akb = a_s - aka
+    b_d = trace - a_d
+    mean_xx = (aka - a_d) / (n * (n - 1))
+    mean_yy = (bkb - b_d) / (m * (m - 1))
+    return mean_xx + mean_yy - 2.0 * akb / (n * m), mean_xx, mean_yy
+
+
+def _indicator_batch(n: int, big_n: int, perms: np.ndarray) -> np.ndarray:
+    """Indicator matrix (N, P): column p marks the n points assigned to x by permutation p."""
+    a = np.zeros((big_n, len(perms)), dtype=np.float64)
+    a[perms[:, :n], np.arange(len(perms))[:, None]] = 1.0
+    return a
+
+
+def _permutation_test(
+    z: np.ndarray, n: int, bw: np.ndarray, n_permutations: int, seed: int | None, budget: int
+) -> tuple[float, np.ndarray, float, str]:
+    big_n, m = len(z), len(z) - n
+    rng = np.random.default_rng(seed)
+    n_cols = n_permutations + 1  # column 0 is the observed split
+    full_bytes = 8 * big_n * big_n
+    keep_full = full_bytes <= budget // 2
+    a_budget = budget // 2 if not keep_full else max(budget - full_bytes, budget // 4)
+    # A batch holds the indicator matrix and its product with the kernel: 2 x (N, batch) floats.
+    perm_batch = int(max(1, min(n_cols, a_budget // (16 * big_n))))
+    rows = _rows_per_block(big_n, bw.size, budget // 2)
+
+    aka = np.empty(n_cols)
+    a_s = np.empty(n_cols)
+    a_d = np.empty(n_cols)
+    s = np.empty(big_n)
+    d = np.empty(big_n)
+    k_full = np.empty((big_n, big_n)) if keep_full else None
+    if keep_full:
+        for start, block in _kernel_blocks(z, z, bw, rows):
+            k_full[start : start + len(block)] = block
+        s[:] = k_full.sum(axis=1)
+        d[:] = np.diagonal(k_full)
+
+    n_batches = 0
+    for first in range(0, n_cols, perm_batch):
+        count = min(perm_batch, n_cols - first)
+        perms = np.stack(
+            [np.arange(big_n) if first + j == 0 else rng.permutation(big_n) for j in range(count)]
+        )
+        a = _indicator_batch(n, big_n, perms)
+        cols = slice(first, first + count)
+        if keep_full:
+            aka[cols] = np.einsum("ip,ip->p", a, k_full @ a)
+        else:
+            acc = np.zeros(count)
+            for start, block in _kernel_blocks(z, z, bw, rows):
+                stop = start + len(block)
+                acc += np.einsum("ip,ip->p", a[start:stop], block @ a)
+                if n_batches == 0:
+                    s[start:stop] = block.sum(axis=1)
+                    d[start:stop] = np.diagonal(block, offset=start)
+            aka[cols] = acc
+        a_s[cols] = a.T @ s
+        a_d[cols] = a.T @ d
+        n_batches += 1
+
+    stats_, mean_xx, mean_yy = _split_statistics(aka, a_s, a_d, s.sum(), d.sum(), n, m)
+    within = 0.5 * (mean_xx[0] + mean_yy[0])
+    mib = 1 / (1 << 20)
+    if keep_full:
+        how = (
+            f"full {big_n}x{big_n} kernel matrix ({full_bytes * mib:.0f} MiB) computed once; "
+            f"permutations as matrix products in {n_batches} batch(es)"
+        )
+    else:
+        how = (
+            f"kernel matrix ({full_bytes * mib:.0f} MiB) exceeds memory_budget "
+            f"({budget * mib:.0f} MiB): computed in row blocks of {rows} rows"
+            + (
+                ", each block used for all permutations at once"
+                if n_batches == 1
+                else f", recomputed for each of {n_batches} permutation batches"
+            )
+        )
+    return float(stats_[0]), stats_[1:], float(within), how
+
+
+def _linear_test(x: np.ndarray, y: np.ndarray, bw: np.ndarray) -> tuple[float, float, float, float]:
+    h = np.asarray(ops.convert_to_numpy(kernels.linear_mmd2_terms(x, y, bw)), dtype=np.float64)
+    if h.size < 2:
+        raise ValueError(
+            "method='linear' needs at least 4 samples in each of x_source and x_target; "
+            "use method='permutation' for small samples."
+        )
+    stat = float(h.mean())
+    se = float(h.std(ddof=1) / math.sqrt(h.size))
+    if se <= 0:
+        return stat, (0.0 if stat > 0 else 1.0), 0.0, 0.0
+    return stat, float(stats.norm.sf(stat / se)), se, float(h.size)
+
+
+def _subsample(arr: np.ndarray, max_samples: int | None, rng: np.random.Generator) -> np.ndarray:
+    if max_samples is None or len(arr) <= max_samples:
+        return arr
+    return arr[np.sort(rng.choice(len(arr), size=max_samples, replace=False))]
+
+
+def mmd_test(
+    x: Any,
+    y: Any,
+    *,
+    n_permutations: int = 1000,
+    alpha: float = 0.05,
+    bandwidth: float | Sequence[float] | None = None,
+    seed: int | None = None,
+    features: Callable[[Any], Any] | None = None,
+    method: str = "permutation",
+    max_samples: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    space: str | None = None,
+) -> MMDTestResult:
+    """Two-sample test of "x and y come from the same distribution" with MMD^2.
+
+    Args:
+        x: source sample `(n, ...)`; y: target sample `(m, ...)`, same per-sample shape.
+        n_permutations: permutations of the pooled sample forming the null distribution.
+        alpha: level of the test; `is_shift` is `p_value <= alpha`.
+        bandwidth: Gaussian kernel bandwidth(s); `None` uses the median heuristic on the pooled
+            sample, fixed once before permuting.
+        seed: seed of the permutations (and of any subsampling) for reproducible p-values.
+        features: optional callable mapping a batch of inputs to features, e.g.
+            `feature_space(model)`, so the test runs in a model's feature space.
+        method: "permutation" (unbiased MMD^2 with a permutation null; exact level) or "linear"
+            (linear-time MMD^2 with its asymptotic normal null: O(n) time and memory, for samples
+            too large to permute; less powerful at equal n).
+        max_samples: if set, each sample is first subsampled (seeded) to at most this size.
+        memory_budget: bytes the kernel computation may use (default 1 GiB); above it the kernel
+            is computed in row blocks (`result.computation` says so).
+        space: label stored in the result; default "feature" when `features` is given, else "input".
+
+    Returns:
+        An `MMDTestResult`.
+
+    Raises:
+        ValueError / TypeError: invalid data (see `mmd2`), `n_permutations < 1`, `alpha` outside
+            (0, 1), unknown method, a non-positive bandwidth.
+
+    Example:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> res = mmd_test(rng.normal(size=(100, 2)), rng.normal(1, size=(100, 2)), seed=0)
+        >>> res.is_shift
+        True
+    """
+    method = check_option(method, "method", _METHODS)
+    n_permutations = check_positive_int(n_permutations, "n_permutations")
+    alpha = check_alpha(alpha)
+    seed = check_seed(seed)
+    budget = check_positive_int(memory_budget, "memory_budget")
+    if max_samples is not None:
+        max_samples = check_positive_int(max_samples, "max_samples", minimum=2)
+    check_bandwidth(bandwidth)
+    if features is not None:
+        if not callable(features):
+            raise TypeError(
+                "features must be a callable mapping inputs to features, e.g. "
+                f"shiftkit.shift.feature_space(model); got {type(features).__name__}."
+            )
+        x = check_array(x, "x_source")
+        y = check_array(y, "x_target")
+        x, y = features(x), features(y)
+        x, y = check_pair(x, y, ("features(x_source)", "features(x_target)"))
+    else:
+        x, y = check_pair(x, y, ("x_source", "x_target"))
+    rng = np.random.default_rng(seed)
+    x = _subsample(x, max_samples, rng)
+    y = _subsample(y, max_samples, rng)
+    n, m = len(x), len(y)
+    bw = _resolve_bandwidth(x, y, bandwidth, seed)
+    space = space or ("feature" if features is not None else "input")
+
+    if method == "linear":
+        stat, p_value, se, _ = _linear_test(x, y, bw)
+        threshold = float(stats.norm.isf(alpha) * se)
+        # Mean within-domain kernel value on the same consecutive pairs, for `normalized`.
+        half = min(n, m) // 2
+        kxx = ops.convert_to_numpy(kernels.gaussian_kernel(x[: 2 * half : 2], x[1 : 2 * half : 2], bw))
+        kyy = ops.convert_to_numpy(kernels.gaussian_kernel(y[: 2 * half : 2], y[1 : 2 * half : 2], bw))
+        within = 0.5 * (float(np.mean(np.diagonal(kxx))) + float(np.mean(np.diagonal(kyy))))
+        return MMDTestResult(
+            statistic=stat,
+            p_value=p_value,
+            threshold=threshold,
+            is_shift=bool(p_value <= alpha),
+            alpha=alpha,
+            bandwidth=_bandwidth_value(bw),
+            null=np.empty(0),
+            n_source=n,
+            n_target=m,
+            method="linear",
+            n_permutations=0,
+            normalized=stat / within if within > 0 else float("nan"),
+            z_score=stat / se if se > 0 else float("nan"),
+            space=space,
+            computation=f"linear-time MMD^2 on {half} pairs, O(n) memory, normal approximation",
+        )
+
+    if n + m > _LARGE_PERMUTATION_N:
+        warnings.warn(
+            f"mmd_test: {n + m} pooled samples make the permutation test slow (time grows as "
+            "N^2 x n_permutations). Pass max_samples=... or method='linear' for large samples.",
+            stacklevel=2,
+        )
+    z = np.concatenate([x, y], axis=0)
+    stat, null, within, how = _permutation_test(z, n, bw, n_permutations, seed, budget)
+    p_value = (1.0 + np.count_nonzero(null >= stat)) / (1.0 + n_permutations)
+    std = float(null.std())
+    return MMDTestResult(
+        statistic=stat,
+        p_value=float(p_value),
+        threshold=float(np.quantile(null, 1.0 - alpha)),
+        is_shift=bool(p_value <= alpha),
+        alpha=alpha,
+        bandwidth=_bandwidth_value(bw),
+        null=null,
+        n_source=n,
+        n_target=m,
+        method="permutation",
+        n_permutations=n_permutations,
+        normalized=stat / within if within > 0 else float("nan"),
+        z_score=(stat - float(null.mean())) / std if std > 0 else float("nan"),
+        space=space,
+        computation=how,
+    )

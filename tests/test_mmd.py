@@ -1,0 +1,255 @@
+"""mmd2 against a direct computation, and the permutation test's level and power."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from shiftkit.shift import feature_space, median_heuristic, mmd2, mmd_test
+from shiftkit.shift.mmd import MMDTestResult
+
+
+def _k(a, b, bandwidths):
+    return sum(np.exp(-np.sum((a - b) ** 2) / (2 * h**2)) for h in bandwidths)
+
+
+def _direct_mmd2(x, y, bandwidths, estimator):
+    """Plain double loops over samples: the textbook formulas."""
+    n, m = len(x), len(y)
+    if estimator == "unbiased":
+        sxx = sum(_k(x[i], x[j], bandwidths) for i in range(n) for j in range(n) if i != j)
+        syy = sum(_k(y[i], y[j], bandwidths) for i in range(m) for j in range(m) if i != j)
+        sxy = sum(_k(x[i], y[j], bandwidths) for i in range(n) for j in range(m))
+        return sxx / (n * (n - 1)) + syy / (m * (m - 1)) - 2 * sxy / (n * m)
+    if estimator == "biased":
+        sxx = sum(_k(a, b, bandwidths) for a in x for b in x)
+        syy = sum(_k(a, b, bandwidths) for a in y for b in y)
+        sxy = sum(_k(a, b, bandwidths) for a in x for b in y)
+        return sxx / n**2 + syy / m**2 - 2 * sxy / (n * m)
+    half = min(n, m) // 2
+    h = [
+        _k(x[2 * i], x[2 * i + 1], bandwidths)
+        + _k(y[2 * i], y[2 * i + 1], bandwidths)
+        - _k(x[2 * i], y[2 * i + 1], bandwidths)
+        - _k(x[2 * i + 1], y[2 * i], bandwidths)
+        for i in range(half)
+    ]
+    return float(np.mean(h))
+
+
+@pytest.mark.parametrize("estimator", ["unbiased", "biased", "linear"])
+@pytest.mark.parametrize("bandwidth", [0.7, 2.5, [0.5, 1.0, 4.0]])
+def test_mmd2_matches_double_loop(estimator, bandwidth):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(23, 4))
+    y = rng.normal(0.3, 1.2, size=(17, 4))
+    bws = [bandwidth] if np.isscalar(bandwidth) else bandwidth
+    expected = _direct_mmd2(x, y, bws, estimator)
+    got = mmd2(x, y, bandwidth=bandwidth, estimator=estimator)
+    assert got == pytest.approx(expected, rel=1e-6, abs=1e-12)
+
+
+def test_mmd2_blocked_equals_unblocked():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(150, 6)), rng.normal(0.2, size=(130, 6))
+    full = mmd2(x, y, bandwidth=1.5)
+    blocked = mmd2(x, y, bandwidth=1.5, memory_budget=20_000)  # a few rows per block
+    assert blocked == pytest.approx(full, rel=1e-10)
+
+
+def test_median_heuristic_is_median_pairwise_distance():
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(30, 3)), rng.normal(size=(20, 3))
+    z = np.concatenate([x, y])
+    dists = [np.linalg.norm(a - b) for a, b in itertools.combinations(z, 2)]
+    assert median_heuristic(x, y) == pytest.approx(np.median(dists), rel=1e-9)
+    # default bandwidth of mmd2 is that median
+    assert mmd2(x, y) == pytest.approx(mmd2(x, y, bandwidth=np.median(dists)), rel=1e-9)
+
+
+def test_mmd2_properties(rng):
+    x, y = rng.normal(size=(80, 5)), rng.normal(0.4, size=(60, 5))
+    assert mmd2(x, y, estimator="biased") >= mmd2(x, y)
+    assert mmd2(x, y) == pytest.approx(mmd2(y, x), rel=1e-12)
+    assert mmd2(x, y, estimator="biased") == pytest.approx(mmd2(y, x, estimator="biased"), rel=1e-12)
+    same_a, same_b = rng.normal(size=(500, 5)), rng.normal(size=(500, 5))
+    shifted = rng.normal(1.0, size=(500, 5))
+    near_zero = mmd2(same_a, same_b)
+    assert abs(near_zero) < 0.005
+    assert mmd2(same_a, shifted) > 20 * abs(near_zero)
+    assert mmd2(x, x, estimator="biased") == pytest.approx(0.0, abs=1e-12)
+
+
+def test_any_rank_is_flattened(rng):
+    x, y = rng.normal(size=(20, 3, 2, 2)), rng.normal(size=(25, 3, 2, 2))
+    assert mmd2(x, y, bandwidth=2.0) == pytest.approx(
+        mmd2(x.reshape(20, -1), y.reshape(25, -1), bandwidth=2.0), rel=1e-12
+    )
+
+
+def test_permutation_statistic_and_pvalue_definition(rng):
+    x, y = rng.normal(size=(40, 3)), rng.normal(0.3, size=(50, 3))
+    res = mmd_test(x, y, n_permutations=199, alpha=0.1, bandwidth=1.3, seed=7)
+    assert isinstance(res, MMDTestResult)
+    assert res.statistic == pytest.approx(mmd2(x, y, bandwidth=1.3), rel=1e-9)
+    assert res.null.shape == (199,)
+    assert res.p_value == pytest.approx((1 + np.sum(res.null >= res.statistic)) / 200)
+    assert res.threshold == pytest.approx(np.quantile(res.null, 0.9))
+    assert res.is_shift == (res.p_value <= 0.1)
+    assert (res.n_source, res.n_target, res.n_permutations) == (40, 50, 199)
+    assert res.bandwidth == 1.3
+
+
+def test_null_statistics_are_real_permutations(rng):
+    """Each null value equals MMD^2_u of some split of the pooled sample: recompute a few by brute force."""
+    x, y = rng.normal(size=(12, 2)), rng.normal(size=(9, 2))
+    z = np.concatenate([x, y])
+    res = mmd_test(x, y, n_permutations=50, bandwidth=1.0, seed=3)
+    perm_rng = np.random.default_rng(3)
+    for value in res.null[:5]:
+        perm = perm_rng.permutation(len(z))
+        assert value == pytest.approx(mmd2(z[perm[:12]], z[perm[12:]], bandwidth=1.0), rel=1e-9)
+
+
+def test_seeded_reproducible_and_blocked_path_identical(rng):
+    x, y = rng.normal(size=(120, 4)), rng.normal(0.1, size=(100, 4))
+    a = mmd_test(x, y, n_permutations=300, seed=11)
+    b = mmd_test(x, y, n_permutations=300, seed=11)
+    c = mmd_test(x, y, n_permutations=300, seed=11, memory_budget=60_000)
+    assert a.p_value == b.p_value and np.array_equal(a.null, b.null)
+    assert "full" in a.computation and "row blocks" in c.computation
+    assert c.p_value == a.p_value
+    np.testing.assert_allclose(c.null, a.null, rtol=1e-9, atol=1e-15)
+
+
+def test_calibration_under_the_null():
+    """At alpha = 0.05 a true null is rejected at most about 5% of the time (issue: <= 0.09 over >= 100 draws)."""
+    rng = np.random.default_rng(2024)
+    rejections = 0
+    n_draws = 200
+    p_values = []
+    for draw in range(n_draws):
+        x = rng.normal(size=(100, 10))
+        y = rng.normal(size=(100, 10))
+        res = mmd_test(x, y, n_permutations=200, alpha=0.05, seed=draw)
+        rejections += res.is_shift
+        p_values.append(res.p_value)
+    rate = rejections / n_draws
+    assert rate <= 0.09, rate
+    # and the p-values are roughly uniform, not all near 1 (a test that never rejects would pass above)
+    assert 0.35 < np.mean(p_values) < 0.65
+    assert rate > 0.0
+
+
+def test_power_half_std_shift_in_two_of_ten_dims():
+    rng = np.random.default_rng(7)
+    detected = 0
+    n_draws = 100
+    for draw in range(n_draws):
+        x = rng.normal(size=(200, 10))
+        y = rng.normal(size=(200, 10))
+        y[:, :2] += 0.5
+        detected += mmd_test(x, y, n_permutations=500, alpha=0.05, seed=draw).is_shift
+    assert detected / n_draws >= 0.95, detected
+
+
+def test_linear_method_level_and_power():
+    rng = np.random.default_rng(5)
+    null_rej = sum(
+        mmd_test(rng.normal(size=(2000, 5)), rng.normal(size=(2000, 5)), method="linear", seed=i).is_shift
+        for i in range(100)
+    )
+    assert null_rej / 100 <= 0.10
+    y = rng.normal(size=(4000, 5))
+    y[:, 0] += 0.5
+    res = mmd_test(rng.normal(size=(4000, 5)), y, method="linear", seed=0)
+    assert res.is_shift and res.method == "linear" and res.null.size == 0
+
+
+def test_normalized_and_z_score_are_scale_free(rng):
+    x, y = rng.normal(size=(100, 3)), rng.normal(0.5, size=(100, 3))
+    a = mmd_test(x, y, seed=0, n_permutations=200)
+    b = mmd_test(10 * x, 10 * y, seed=0, n_permutations=200)  # median bandwidth scales along
+    assert b.normalized == pytest.approx(a.normalized, rel=1e-6)
+    assert b.z_score == pytest.approx(a.z_score, rel=1e-6)
+    assert a.z_score > 3
+
+
+def test_max_samples_subsamples_with_seed(rng):
+    x, y = rng.normal(size=(500, 3)), rng.normal(size=(400, 3))
+    res = mmd_test(x, y, max_samples=100, seed=1, n_permutations=50)
+    assert (res.n_source, res.n_target) == (100, 100)
+    again = mmd_test(x, y, max_samples=100, seed=1, n_permutations=50)
+    assert res.statistic == again.statistic
+
+
+def test_to_dict_is_json_ready(rng):
+    import json
+
+    res = mmd_test(rng.normal(size=(30, 2)), rng.normal(size=(30, 2)), n_permutations=20, seed=0)
+    d = res.to_dict()
+    json.dumps(d, allow_nan=False)
+    assert len(d["null"]) == 20 and "null" not in res.to_dict(include_null=False)
+    assert "lower means shift" in d["direction"]
+
+
+def test_feature_space_test(small_model, rng):
+    x = rng.normal(size=(60, 5)).astype("float32")
+    y = rng.normal(size=(60, 5)).astype("float32") + 2.0
+    fs = feature_space(small_model)
+    feats = fs(x)
+    assert feats.shape == (60, 8)
+    res = mmd_test(x, y, features=fs, seed=0, n_permutations=100)
+    assert res.space == "feature"
+    assert res.statistic == pytest.approx(mmd2(fs(x), fs(y)), rel=1e-9)
+    assert feature_space(small_model, "out")(x).shape == (60, 3)
+    assert feature_space(small_model, 0)(x).shape == (60, 8)
+
+
+def test_feature_space_errors(small_model, rng):
+    with pytest.raises(ValueError, match=r"layer must name a layer.*dense_9.*hidden"):
+        feature_space(small_model, "dense_9")
+    with pytest.raises(ValueError, match="out of range"):
+        feature_space(small_model, 7)
+    with pytest.raises(TypeError, match="keras.Model"):
+        feature_space("not a model")
+    with pytest.raises(ValueError, match="has 4 features, but the model expects 5"):
+        mmd_test(rng.normal(size=(10, 4)), rng.normal(size=(10, 4)), features=feature_space(small_model))
+    with pytest.raises(TypeError, match="features must be a callable"):
+        mmd_test(rng.normal(size=(10, 4)), rng.normal(size=(10, 4)), features=3)
+
+
+GOOD = np.random.default_rng(0).normal(size=(10, 3))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(x=np.full((10, 3), np.nan), y=GOOD), ValueError, r"x_source contains 30 NaN"),
+        (dict(x=GOOD, y=np.where(GOOD > 1, np.inf, GOOD)), ValueError, r"x_target contains 0 NaN and \d+ infinite"),
+        (dict(x=np.empty((0, 3)), y=GOOD), ValueError, r"x_source is empty"),
+        (dict(x=GOOD[:1], y=GOOD), ValueError, r"x_source has 1 sample"),
+        (dict(x=GOOD, y=np.ones((10, 4))), ValueError, r"same feature shape.*\(3,\).*\(4,\)"),
+        (dict(x=np.array([["a", "b"], ["c", "d"]]), y=GOOD), TypeError, r"x_source must hold numbers"),
+        (dict(x=None, y=GOOD), TypeError, r"x_source must be an array"),
+        (dict(x=GOOD, y=GOOD, bandwidth=0.0), ValueError, r"bandwidth must be positive"),
+        (dict(x=GOOD, y=GOOD, bandwidth=[1.0, -2.0]), ValueError, r"bandwidth must be positive"),
+        (dict(x=GOOD, y=GOOD, n_permutations=0), ValueError, r"n_permutations must be an integer >= 1"),
+        (dict(x=GOOD, y=GOOD, n_permutations=2.5), TypeError, r"n_permutations"),
+        (dict(x=GOOD, y=GOOD, alpha=1.0), ValueError, r"alpha must be strictly between 0 and 1"),
+        (dict(x=GOOD, y=GOOD, alpha=0), ValueError, r"alpha"),
+        (dict(x=GOOD, y=GOOD, method="bootstrap"), ValueError, r"Unknown method 'bootstrap'.*permutation"),
+        (dict(x=GOOD, y=GOOD, seed=-1), TypeError, r"seed"),
+    ],
+)
+def test_mmd_test_bad_input(kwargs, error, match):
+    x, y = kwargs.pop("x"), kwargs.pop("y")
+    with pytest.raises(error, match=match):
+        mmd_test(x, y, **kwargs)
+
+
+def test_mmd2_bad_input():
+    with pytest.raises(ValueError, match=r"Unknown estimator 'quadratic'.*unbiased, biased, linear"):
+        mmd2(GOOD, GOOD, estimator="quadratic")
+    with pytest.raises(ValueError, match=r"y contains"):
+        mmd2(GOOD, np.full((4, 3), np.nan))
