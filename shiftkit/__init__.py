@@ -1,6 +1,11 @@
 """shiftkit: transfer learning under distribution shift.
 
 Measure how far a target domain is from a source domain, adapt a Keras model, and measure again.
+
+Example:
+    >>> import shiftkit
+    >>> s = shiftkit.datasets.load_scenario("hospitals_covariate", seed=0)   # doctest: +SKIP
+    >>> print(shiftkit.shift_report(s.x_source, s.x_target, s.y_source, s.y_target, seed=0))  # doctest: +SKIP
 """
 
 import os as _os
@@ -9,20 +14,50 @@ import os as _os
 # user's own setting if there is one.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from shiftkit import datasets  # noqa: E402
 from shiftkit._version import __version__  # noqa: E402
 from shiftkit.shift import (  # noqa: E402
+    ClassImbalance,
     FeatureSpace,
+    LabelRatios,
+    LabelShiftDistance,
+    LabelShiftSummary,
     MMDTestResult,
+    PriorEstimate,
+    ShiftComparison,
+    ShiftReport,
+    class_imbalance,
+    compare,
+    estimate_target_priors,
     feature_space,
+    label_distribution,
+    label_ratios,
+    label_shift_distance,
     mmd2,
     mmd_test,
+    shift_report,
 )
 
 __all__ = [
     "__version__",
+    "datasets",
+    "ClassImbalance",
     "FeatureSpace",
+    "LabelRatios",
+    "LabelShiftDistance",
+    "LabelShiftSummary",
     "MMDTestResult",
+    "PriorEstimate",
+    "ShiftComparison",
+    "ShiftReport",
+    "class_imbalance",
+    "compare",
+    "estimate_target_priors",
     "feature_space",
+    "label_distribution",
+    "label_ratios",
+    "label_shift_distance",
     "mmd2",
     "mmd_test",
+    "shift_report",
 ]

@@ -2,10 +2,46 @@
 
 from shiftkit.shift.features import FeatureSpace, feature_space
 from shiftkit.shift.kernels import gaussian_kernel, median_heuristic
+from shiftkit.shift.labels import (
+    ClassImbalance,
+    LabelRatios,
+    LabelShiftDistance,
+    PriorEstimate,
+    class_imbalance,
+    estimate_target_priors,
+    label_distribution,
+    label_ratios,
+    label_shift_distance,
+)
 from shiftkit.shift.mmd import DEFAULT_MEMORY_BUDGET, MMDTestResult, mmd2, mmd_test
+from shiftkit.shift.report import (
+    REPORT_SCHEMA_VERSION,
+    ComparisonRow,
+    LabelShiftSummary,
+    ShiftComparison,
+    ShiftReport,
+    compare,
+    shift_report,
+)
 
 __all__ = [
+    "ClassImbalance",
+    "ComparisonRow",
     "DEFAULT_MEMORY_BUDGET",
+    "LabelRatios",
+    "LabelShiftDistance",
+    "LabelShiftSummary",
+    "PriorEstimate",
+    "REPORT_SCHEMA_VERSION",
+    "ShiftComparison",
+    "ShiftReport",
+    "class_imbalance",
+    "compare",
+    "estimate_target_priors",
+    "label_distribution",
+    "label_ratios",
+    "label_shift_distance",
+    "shift_report",
     "FeatureSpace",
     "MMDTestResult",
     "feature_space",

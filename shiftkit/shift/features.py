@@ -8,7 +8,7 @@ import numpy as np
 
 from shiftkit._validation import check_array, check_positive_int
 
-__all__ = ["FeatureSpace", "feature_space", "resolve_layer", "head_input"]
+__all__ = ["FeatureSpace", "feature_space", "resolve_layer", "head_input", "check_model_input", "predict_proba"]
 
 
 def _require_model(model: Any, name: str = "model") -> Any:
@@ -64,6 +64,26 @@ def resolve_layer(model: Any, layer: str | int) -> Any:
     return model.layers[int(layer)]
 
 
+def check_model_input(model: Any, x: Any, name: str = "x") -> np.ndarray:
+    """Return `x` as float32 after checking it against `model`'s input shape.
+
+    Raises:
+        ValueError: the per-sample shape differs from the model's (e.g. "x has 4 features, but
+            the model expects 5"), besides the checks of `check_array`.
+    """
+    arr = check_array(x, name, min_samples=1, dtype=np.float32)
+    expected = tuple(model.inputs[0].shape[1:])
+    got = arr.shape[1:]
+    compatible = len(got) == len(expected) and all(e is None or e == g for e, g in zip(expected, got))
+    if not compatible:
+        if len(expected) == 1 and len(got) == 1:
+            msg = f"{name} has {got[0]} features, but the model expects {expected[0]}."
+        else:
+            msg = f"{name} has per-sample shape {got}, but the model expects {expected}."
+        raise ValueError(msg + " Pass data with the columns/shape the model was trained on.")
+    return arr
+
+
 class FeatureSpace:
     """A callable that maps inputs to a Keras model's features at one layer.
 
@@ -93,24 +113,11 @@ class FeatureSpace:
         if isinstance(tensor, (list, tuple)):
             tensor = tensor[0]
         self.model = model
-        self.input_shape = tuple(model.inputs[0].shape[1:])
         self.extractor = keras.Model(model.inputs, tensor, name="shiftkit_feature_space")
 
     def check_input(self, x: Any, name: str = "x") -> np.ndarray:
         """Validate `x` against the model's input shape (a clear error instead of a TF traceback)."""
-        arr = check_array(x, name, min_samples=1, dtype=np.float32)
-        expected = self.input_shape
-        got = arr.shape[1:]
-        compatible = len(got) == len(expected) and all(
-            e is None or e == g for e, g in zip(expected, got)
-        )
-        if not compatible:
-            if len(expected) == 1 and len(got) == 1:
-                msg = f"{name} has {got[0]} features, but the model expects {expected[0]}."
-            else:
-                msg = f"{name} has per-sample shape {got}, but the model expects {expected}."
-            raise ValueError(msg + " Pass data with the columns/shape the model was trained on.")
-        return arr
+        return check_model_input(self.model, x, name)
 
     def __call__(self, x: Any) -> np.ndarray:
         arr = self.check_input(x)
@@ -137,3 +144,26 @@ def feature_space(model: Any, layer: str | int | None = None, *, batch_size: int
         ValueError: `layer` names no layer of the model (the message lists them).
     """
     return FeatureSpace(model, layer, batch_size=batch_size)
+
+
+def predict_proba(model: Any, x: Any, *, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities of a Keras classifier, shape `(n, n_classes)`.
+
+    Outputs that already are probabilities (rows of a softmax, or a single sigmoid column in
+    [0, 1]) are used as they are; anything else is read as logits and passed through softmax
+    (several columns) or the logistic function (one column). A single column becomes two,
+    `[1 - p, p]`.
+    """
+    model = _require_model(model)
+    x = check_model_input(model, x, "x")
+    out = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
+    out = out.reshape(len(out), -1)
+    if out.shape[1] == 1:
+        p = out[:, 0]
+        if p.min() < 0 or p.max() > 1:
+            p = 1.0 / (1.0 + np.exp(-p))
+        return np.stack([1.0 - p, p], axis=1)
+    if out.min() < 0 or out.max() > 1 or np.abs(out.sum(axis=1) - 1).max() > 1e-3:
+        out = np.exp(out - out.max(axis=1, keepdims=True))
+        out /= out.sum(axis=1, keepdims=True)
+    return out

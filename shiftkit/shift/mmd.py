@@ -30,6 +30,7 @@ import numpy as np
 from keras import ops
 from scipy import stats
 
+from shiftkit._json import dataclass_to_dict, jsonable
 from shiftkit._validation import (
     check_alpha,
     check_array,
@@ -181,20 +182,9 @@ class MMDTestResult:
 
     def to_dict(self, *, include_null: bool = True) -> dict[str, Any]:
         """Plain JSON-ready dict (`null` as a list unless `include_null=False`)."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "null":
-                if include_null:
-                    out["null"] = [float(v) for v in value]
-                continue
-            if isinstance(value, float) and not math.isfinite(value):
-                value = None
-            elif isinstance(value, tuple):
-                value = list(value)
-            elif isinstance(value, (np.bool_, bool)):
-                value = bool(value)
-            out[f.name] = value
+        out = dataclass_to_dict(self, exclude=("null",))
+        if include_null:
+            out["null"] = jsonable(self.null)
         out["direction"] = "p_value: lower means shift; statistic: higher means shift"
         return out
 

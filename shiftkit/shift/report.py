@@ -1,0 +1,504 @@
+"""ShiftReport: every shift figure of a source/target pair in one object, and before/after comparison.
+
+`shift_report` runs, once, everything shiftkit measures about a pair of domains: the input-space
+MMD test, the feature-space MMD test when a model is given, and the label picture (distributions,
+ratios target/source, distance, class imbalance; from true target labels when given, else from
+target priors estimated with the model). Every front end (Python API, CLI, dashboard, HTML report)
+renders this object, so two views never disagree.
+
+Choices written down:
+    * Input-space MMD is computed on features standardised with the *source* mean and standard
+      deviation (constant features are left as they are), so that one large-scale column (say, an
+      area in mm^2 beside ratios in [0, 1]) does not decide the bandwidth alone. Pass
+      `standardize=False` for raw inputs (images already in [0, 1], for instance).
+    * Estimated target priors use the model's probabilities on `x_source` with `y_source` as the
+      held-out labelled source sample: pass validation data, not the model's training data, as the
+      source here, or the estimate inherits the model's overconfidence on its training set.
+    * Raw MMD^2 from two different feature spaces (before/after adaptation) are not on one scale:
+      `compare` sets p-values, `normalized` MMD^2 (divided by the mean within-domain kernel value)
+      and z-scores beside them and marks raw values as not comparable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from shiftkit._json import dataclass_to_dict
+from shiftkit._validation import check_alpha, check_array, check_labels, check_positive_int, check_seed
+from shiftkit._version import __version__
+from shiftkit.shift.features import FeatureSpace, predict_proba
+from shiftkit.shift.labels import (
+    ClassImbalance,
+    LabelRatios,
+    LabelShiftDistance,
+    PriorEstimate,
+    class_imbalance,
+    estimate_target_priors,
+    label_distribution,
+    label_ratios,
+    label_shift_distance,
+)
+from shiftkit.shift.mmd import DEFAULT_MEMORY_BUDGET, MMDTestResult, mmd_test
+
+__all__ = [
+    "LabelShiftSummary",
+    "ShiftReport",
+    "ShiftComparison",
+    "ComparisonRow",
+    "shift_report",
+    "compare",
+    "REPORT_SCHEMA_VERSION",
+]
+
+#: Version of the JSON layout of `ShiftReport.to_dict()`; bumped on any incompatible change.
+REPORT_SCHEMA_VERSION = "1.0"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LabelShiftSummary:
+    """The label side of a shift report.
+
+    Attributes:
+        source_proportions: class proportions of the source labels.
+        target_proportions: class proportions of the target, true or estimated (None when
+            neither target labels nor a model were given).
+        target_from: "labels" (true target labels), "estimated (<method>)" or "unknown".
+        ratios: q(y) / p(y) per class (NaN for a class absent from the source); None if unknown.
+        distance: total variation and Jensen-Shannon divergence between the two distributions;
+            None if the target side is unknown.
+        source_imbalance: class-imbalance figures of the source labels.
+        target_imbalance: the same for the target labels (None when they were estimated).
+        prior_estimate: the full estimate when target priors were estimated, else None.
+    """
+
+    source_proportions: np.ndarray
+    target_proportions: np.ndarray | None
+    target_from: str
+    ratios: LabelRatios | None
+    distance: LabelShiftDistance | None
+    source_imbalance: ClassImbalance
+    target_imbalance: ClassImbalance | None = None
+    prior_estimate: PriorEstimate | None = None
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.source_proportions)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclass_to_dict(self)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ShiftReport:
+    """How far a target domain is from a source domain, and in what way.
+
+    Attributes:
+        input_test: the MMD test in input space.
+        feature_test: the MMD test in the model's feature space (None without a model).
+        labels: the label picture (None without source labels).
+        alpha: the level used for every test.
+        n_source, n_target: sample sizes given.
+        layer: the feature layer used (None without a model).
+        seed: the seed used.
+        standardized: whether input-space MMD ran on source-standardised features.
+    """
+
+    input_test: MMDTestResult
+    feature_test: MMDTestResult | None
+    labels: LabelShiftSummary | None
+    alpha: float
+    n_source: int
+    n_target: int
+    layer: str | None = None
+    seed: int | None = None
+    standardized: bool = True
+    version: str = __version__
+
+    @property
+    def is_shift(self) -> bool:
+        """True when the input-space or the feature-space MMD test rejects at `alpha`."""
+        return bool(self.input_test.is_shift or (self.feature_test is not None and self.feature_test.is_shift))
+
+    @property
+    def verdict(self) -> str:
+        """One sentence of what the tests say, computed once and reused by every view."""
+        where = [t.space for t in (self.input_test, self.feature_test) if t is not None and t.is_shift]
+        if where:
+            return (
+                f"Shift detected at alpha={self.alpha:g} in {' and '.join(where)} space: the target "
+                "data do not look like the source data; expect the source model's accuracy to differ."
+            )
+        return (
+            f"No shift detected at alpha={self.alpha:g}: the target data are consistent with the "
+            "source data at these sample sizes (this is not proof that they are identical)."
+        )
+
+    def to_dict(self, *, include_null: bool = True) -> dict[str, Any]:
+        """JSON-ready dict (schema `REPORT_SCHEMA_VERSION`)."""
+        return {
+            "schema_version": REPORT_SCHEMA_VERSION,
+            "shiftkit_version": self.version,
+            "is_shift": self.is_shift,
+            "verdict": self.verdict,
+            "alpha": self.alpha,
+            "n_source": self.n_source,
+            "n_target": self.n_target,
+            "seed": self.seed,
+            "layer": self.layer,
+            "standardized": self.standardized,
+            "input_test": self.input_test.to_dict(include_null=include_null),
+            "feature_test": None
+            if self.feature_test is None
+            else self.feature_test.to_dict(include_null=include_null),
+            "labels": None if self.labels is None else self.labels.to_dict(),
+        }
+
+    def to_json(self, *, indent: int | None = 2, include_null: bool = True) -> str:
+        """The report as strict JSON (NaN and inf written as null)."""
+        return json.dumps(self.to_dict(include_null=include_null), indent=indent, allow_nan=False)
+
+    def __str__(self) -> str:
+        lines = [f"shiftkit shift report (n_source={self.n_source}, n_target={self.n_target}, alpha={self.alpha:g})"]
+        lines.append("")
+        header = f"{'test':<16}{'MMD^2':>12}{'normalized':>12}{'z-score':>10}{'p-value':>10}{'threshold':>12}  shift"
+        lines.append(header)
+        lines.append("-" * len(header))
+        for test in (self.input_test, self.feature_test):
+            if test is None:
+                continue
+            lines.append(
+                f"{test.space + ' space':<16}{test.statistic:>12.5f}{test.normalized:>12.4f}"
+                f"{test.z_score:>10.2f}{test.p_value:>10.4f}{test.threshold:>12.5f}  "
+                f"{'YES' if test.is_shift else 'no'}"
+            )
+        if self.labels is not None:
+            lab = self.labels
+            lines.append("")
+            lines.append(f"labels (target from {lab.target_from})")
+            head = f"{'class':<8}{'source':>10}{'target':>10}{'ratio t/s':>12}"
+            lines.append(head)
+            lines.append("-" * len(head))
+            for k in range(lab.n_classes):
+                if lab.ratios is None:
+                    lines.append(f"{k:<8}{lab.source_proportions[k]:>10.3f}{'?':>10}{'?':>12}")
+                    continue
+                ratio = lab.ratios.ratios[k]
+                ratio_text = "absent" if not math.isfinite(ratio) else f"{ratio:.3f}"
+                lines.append(
+                    f"{k:<8}{lab.source_proportions[k]:>10.3f}{lab.target_proportions[k]:>10.3f}{ratio_text:>12}"
+                )
+            if lab.distance is not None:
+                lines.append(
+                    f"total variation {lab.distance.total_variation:.4f}, "
+                    f"Jensen-Shannon {lab.distance.jensen_shannon:.4f} bits"
+                )
+            imb = lab.source_imbalance
+            lines.append(
+                f"source imbalance ratio {imb.imbalance_ratio:.2f}, normalized entropy "
+                f"{imb.normalized_entropy:.3f}, minority classes {list(imb.minority_classes)}"
+            )
+            if lab.target_imbalance is not None:
+                imb = lab.target_imbalance
+                lines.append(
+                    f"target imbalance ratio {imb.imbalance_ratio:.2f}, normalized entropy "
+                    f"{imb.normalized_entropy:.3f}, minority classes {list(imb.minority_classes)}"
+                )
+        lines.append("")
+        lines.append(self.verdict)
+        return "\n".join(lines)
+
+
+def _standardize(x_source: np.ndarray, x_target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    xs = x_source.reshape(len(x_source), -1)
+    xt = x_target.reshape(len(x_target), -1)
+    mean = xs.mean(axis=0)
+    std = xs.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    return (xs - mean) / std, (xt - mean) / std
+
+
+def _label_summary(
+    y_source: np.ndarray,
+    y_target: np.ndarray | None,
+    n_classes: int,
+    estimate: PriorEstimate | None,
+) -> LabelShiftSummary:
+    p = label_distribution(y_source, n_classes=n_classes)
+    if y_target is not None:
+        q = label_distribution(y_target, n_classes=n_classes)
+        target_from = "labels"
+        ratios = label_ratios(y_source, y_target, n_classes=n_classes)
+        target_imbalance = class_imbalance(y_target, n_classes=n_classes)
+    elif estimate is None:
+        # Source labels only: the class-imbalance figures of the source, no target side.
+        return LabelShiftSummary(
+            source_proportions=p,
+            target_proportions=None,
+            target_from="unknown",
+            ratios=None,
+            distance=None,
+            source_imbalance=class_imbalance(y_source, n_classes=n_classes),
+        )
+    else:
+        q = np.asarray(estimate.priors, dtype=np.float64)
+        target_from = f"estimated ({estimate.method})"
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.where(p > 0, q / np.where(p > 0, p, 1.0), np.nan)
+        ratios = LabelRatios(
+            ratios=r,
+            source_proportions=p,
+            target_proportions=q,
+            absent_in_source=tuple(int(k) for k in np.flatnonzero((p == 0) & (q > 0))),
+            absent_in_target=tuple(int(k) for k in np.flatnonzero((q == 0) & (p > 0))),
+        )
+        target_imbalance = None
+    return LabelShiftSummary(
+        source_proportions=p,
+        target_proportions=q,
+        target_from=target_from,
+        ratios=ratios,
+        distance=label_shift_distance(p, q),
+        source_imbalance=class_imbalance(y_source, n_classes=n_classes),
+        target_imbalance=target_imbalance,
+        prior_estimate=estimate,
+    )
+
+
+def shift_report(
+    x_source: Any,
+    x_target: Any,
+    y_source: Any = None,
+    y_target: Any = None,
+    *,
+    model: Any = None,
+    layer: str | int | None = None,
+    n_permutations: int = 1000,
+    alpha: float = 0.05,
+    seed: int | None = None,
+    standardize: bool = True,
+    prior_method: str = "em",
+    max_samples: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> ShiftReport:
+    """Measure the shift between a source and a target domain.
+
+    Args:
+        x_source: source inputs `(n, ...)` (held-out data when a model is given).
+        x_target: target inputs `(m, ...)`, same per-sample shape.
+        y_source: optional source labels (class indices or one-hot).
+        y_target: optional target labels; without them and with a model, target class
+            proportions are estimated from the model's probabilities (`prior_method`).
+        model: optional `keras.Model`; adds the feature-space MMD test and prior estimation.
+        layer: feature layer of `model` (name or index); default: the input of the output head.
+        n_permutations: permutations of each MMD test.
+        alpha: level of every test.
+        seed: seed of the permutations and subsampling.
+        standardize: z-score input features with the source mean/std before input-space MMD.
+        prior_method: "em" (calibrated EM) or "bbse" for estimated target priors.
+        max_samples: subsample each domain to at most this many samples for the MMD tests.
+        memory_budget: bytes the kernel computations may use.
+
+    Returns:
+        A `ShiftReport`.
+
+    Example:
+        >>> from shiftkit.datasets import load_scenario
+        >>> s = load_scenario("hospitals_covariate", seed=0)
+        >>> report = shift_report(s.x_source, s.x_target, s.y_source, s.y_target, seed=0)  # doctest: +SKIP
+        >>> print(report)  # doctest: +SKIP
+    """
+    alpha = check_alpha(alpha)
+    seed = check_seed(seed)
+    n_permutations = check_positive_int(n_permutations, "n_permutations")
+    xs = check_array(x_source, "x_source")
+    xt = check_array(x_target, "x_target")
+    if xs.shape[1:] != xt.shape[1:]:
+        raise ValueError(
+            f"x_source and x_target must have the same feature shape: x_source has {xs.shape[1:]} "
+            f"per sample, x_target has {xt.shape[1:]}. Select the same columns in both, in the same order."
+        )
+    fs = None
+    if model is not None:
+        fs = FeatureSpace(model, layer)
+        fs.check_input(xs, "x_source")
+        fs.check_input(xt, "x_target")
+    ys = yt = None
+    if y_source is not None:
+        ys = check_labels(y_source, "y_source")
+        if len(ys) != len(xs):
+            raise ValueError(
+                f"y_source has {len(ys)} labels but x_source has {len(xs)} samples; pass one label per sample."
+            )
+    if y_target is not None:
+        yt = check_labels(y_target, "y_target")
+        if len(yt) != len(xt):
+            raise ValueError(
+                f"y_target has {len(yt)} labels but x_target has {len(xt)} samples; pass one label per sample."
+            )
+        if ys is None:
+            raise ValueError("y_target was given without y_source; pass the source labels too to compare them.")
+
+    mmd_kwargs = dict(
+        n_permutations=n_permutations,
+        alpha=alpha,
+        seed=seed,
+        max_samples=max_samples,
+        memory_budget=memory_budget,
+    )
+    a, b = _standardize(xs, xt) if standardize else (xs, xt)
+    input_test = mmd_test(a, b, space="input", **mmd_kwargs)
+    feature_test = None
+    if fs is not None:
+        feature_test = mmd_test(xs, xt, features=fs, space="feature", **mmd_kwargs)
+
+    summary = None
+    if ys is not None:
+        n_classes = int(max(ys.max(), yt.max() if yt is not None else 0)) + 1
+        estimate = None
+        if yt is None and model is not None:
+            ps = predict_proba(model, xs)
+            pt = predict_proba(model, xt)
+            n_classes = max(n_classes, ps.shape[1])
+            if ys.max() >= ps.shape[1]:
+                raise ValueError(
+                    f"y_source has label {int(ys.max())} but the model predicts {ps.shape[1]} classes; "
+                    "pass the labels the model was trained with."
+                )
+            estimate = estimate_target_priors(ps, ys, pt, method=prior_method)
+        elif yt is None:
+            n_classes = int(ys.max()) + 1
+        summary = _label_summary(ys, yt, n_classes, estimate)
+
+    return ShiftReport(
+        input_test=input_test,
+        feature_test=feature_test,
+        labels=summary,
+        alpha=alpha,
+        n_source=len(xs),
+        n_target=len(xt),
+        layer=None if fs is None else fs.layer_name,
+        seed=seed,
+        standardized=bool(standardize),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ComparisonRow:
+    """One figure before and after adaptation.
+
+    Attributes:
+        figure: the figure's name.
+        before, after: its values (None when not measured).
+        change: after - before (None when either is missing).
+        better: "lower" or "higher": which direction means less shift.
+        comparable: False for raw MMD^2 values from two different feature spaces.
+    """
+
+    figure: str
+    before: float | None
+    after: float | None
+    change: float | None
+    better: str
+    comparable: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclass_to_dict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class ShiftComparison:
+    """Every figure of two shift reports side by side (`compare(before, after)`)."""
+
+    rows: tuple[ComparisonRow, ...]
+    before_shift: bool
+    after_shift: bool
+
+    @property
+    def gap_closed(self) -> bool:
+        """True when a shift was detected before and none is detected after."""
+        return self.before_shift and not self.after_shift
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": [r.to_dict() for r in self.rows],
+            "before_shift": self.before_shift,
+            "after_shift": self.after_shift,
+            "gap_closed": self.gap_closed,
+            "note": "Raw MMD^2 from different feature spaces is not on one scale; compare p-values, "
+            "normalized MMD^2 and z-scores.",
+        }
+
+    def to_frame(self):
+        """The rows as a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame([r.to_dict() for r in self.rows])
+
+    def __str__(self) -> str:
+        head = f"{'figure':<34}{'before':>12}{'after':>12}{'change':>12}  better"
+        out = [head, "-" * len(head)]
+
+        def fmt(v: float | None) -> str:
+            return "-" if v is None or not math.isfinite(v) else f"{v:.4g}"
+
+        for r in self.rows:
+            mark = "" if r.comparable else "  (not comparable)"
+            out.append(f"{r.figure:<34}{fmt(r.before):>12}{fmt(r.after):>12}{fmt(r.change):>12}  {r.better}{mark}")
+        return "\n".join(out)
+
+
+def _row(figure: str, before: float | None, after: float | None, better: str, comparable: bool = True) -> ComparisonRow:
+    def clean(v: Any) -> float | None:
+        return None if v is None or not math.isfinite(float(v)) else float(v)
+
+    b, a = clean(before), clean(after)
+    change = None if a is None or b is None else a - b
+    return ComparisonRow(figure, b, a, change, better, comparable)
+
+
+def compare(before: ShiftReport, after: ShiftReport) -> ShiftComparison:
+    """Set every figure of two reports side by side, with the change.
+
+    Args:
+        before: report measured with the source model (before adaptation).
+        after: report measured with the adapted model, on the same data.
+
+    Returns:
+        A `ShiftComparison`; `str()` of it is a table, `to_frame()` a DataFrame.
+    """
+    for name, rep in (("before", before), ("after", after)):
+        if not isinstance(rep, ShiftReport):
+            raise TypeError(f"{name} must be a ShiftReport from shift_report(); got {type(rep).__name__}.")
+    rows: list[ComparisonRow] = []
+    for space in ("input", "feature"):
+        tb = before.input_test if space == "input" else before.feature_test
+        ta = after.input_test if space == "input" else after.feature_test
+        if tb is None and ta is None:
+            continue
+        # Raw MMD^2 of two different models' feature spaces is not on one scale.
+        same_space = space == "input"
+
+        def get(t: MMDTestResult | None, attr: str) -> float | None:
+            return None if t is None else getattr(t, attr)
+
+        rows.append(_row(f"{space} MMD^2", get(tb, "statistic"), get(ta, "statistic"), "lower", comparable=same_space))
+        rows.append(_row(f"{space} MMD^2 normalized", get(tb, "normalized"), get(ta, "normalized"), "lower"))
+        rows.append(_row(f"{space} MMD z-score", get(tb, "z_score"), get(ta, "z_score"), "lower"))
+        rows.append(_row(f"{space} MMD p-value", get(tb, "p_value"), get(ta, "p_value"), "higher"))
+    lb, la = before.labels, after.labels
+    if lb is not None or la is not None:
+
+        def lget(s: LabelShiftSummary | None, fn) -> float | None:
+            return None if s is None else fn(s)
+
+        def dist(attr: str):
+            return lambda s: None if s.distance is None else getattr(s.distance, attr)
+
+        rows.append(_row("label total variation", lget(lb, dist("total_variation")), lget(la, dist("total_variation")), "lower"))
+        rows.append(_row("label Jensen-Shannon (bits)", lget(lb, dist("jensen_shannon")), lget(la, dist("jensen_shannon")), "lower"))
+    return ShiftComparison(rows=tuple(rows), before_shift=before.is_shift, after_shift=after.is_shift)
