@@ -1,0 +1,240 @@
+"""Adapter base and CopyAdapter: weights copied not shared, only the head trains, backbones, persistence."""
+
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from shiftkit.adapt import CopyAdapter, NotFittedError, build_target_model, load_adapter
+
+
+def _weights(model):
+    return [np.array(w) for w in model.get_weights()]
+
+
+def _same(a, b):
+    return len(a) == len(b) and all(np.array_equal(u, v) for u, v in zip(a, b))
+
+
+def _mlp(n_in=6, n_classes=3, seed=0):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
+        [
+            keras.Input((n_in,)),
+            keras.layers.Dense(16, activation="relu", name="h1"),
+            keras.layers.BatchNormalization(name="bn"),
+            keras.layers.Dense(8, activation="relu", name="h2"),
+            keras.layers.Dense(n_classes, activation="softmax", name="out"),
+        ],
+        name="mlp",
+    )
+
+
+def _data(n=300, n_in=6, n_classes=3, shift=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, n_classes, size=n)
+    centers = np.random.default_rng(99).normal(scale=2.0, size=(n_classes, n_in))
+    x = centers[y] + rng.normal(size=(n, n_in)) + shift
+    return x.astype("float32"), y
+
+
+@pytest.fixture(scope="module")
+def source():
+    model = _mlp()
+    x, y = _data()
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=10, verbose=0)
+    return model
+
+
+def test_source_untouched_and_only_head_trains(source):
+    before = _weights(source)
+    xt, yt = _data(120, shift=1.0, seed=1)
+    adapter = CopyAdapter(source).fit(xt, yt, epochs=5, verbose=0)
+    assert _same(before, _weights(source)), "source weights changed"
+    # only the new head's kernel and bias are trainable
+    trainable = adapter.model.trainable_weights
+    assert [tuple(w.shape) for w in trainable] == [(8, 3), (3,)]
+    # the frozen base still equals the source layers, bit for bit
+    src_base = keras.Model(source.inputs, source.get_layer("h2").output)
+    assert _same(_weights(src_base), _weights(adapter.base_model))
+    # and the base's BatchNorm statistics did not move during head training
+    np.testing.assert_array_equal(
+        adapter.base_model.get_layer("bn").moving_mean, source.get_layer("bn").moving_mean
+    )
+    # weights are copies, not shared variables
+    assert adapter.base_model.get_layer("h1").kernel is not source.get_layer("h1").kernel
+
+
+def test_copy_adapter_learns_on_target(source):
+    xt, yt = _data(300, shift=2.5, seed=2)
+    src_acc = float(np.mean(source.predict(xt, verbose=0).argmax(1) == yt))
+    adapter = CopyAdapter(source).fit(xt[:200], yt[:200], epochs=60, learning_rate=1e-2, verbose=0)
+    acc = adapter.evaluate(xt[200:], yt[200:])["accuracy"]
+    assert acc > src_acc + 0.1, (src_acc, acc)
+    assert adapter.features(xt).shape == (300, 8)
+    assert adapter.predict(xt).shape == (300, 3)
+
+
+def test_feature_layer_choice_and_new_head(source):
+    xt, yt = _data(60, seed=3)
+    a = CopyAdapter(source, feature_layer="h1", n_outputs=5).fit(xt, yt, epochs=1, verbose=0)
+    assert a.features(xt).shape == (60, 16)
+    assert a.predict(xt).shape == (60, 5)
+    head = keras.layers.Dense(3, activation="softmax", name="my_head")
+    b = CopyAdapter(source, head=head).fit(xt, yt, epochs=1, verbose=0)
+    assert b.model.layers[-1].name == "my_head"
+
+
+def test_save_load_round_trip(source, tmp_path):
+    xt, yt = _data(80, seed=4)
+    a = CopyAdapter(source).fit(xt, yt, epochs=2, verbose=0)
+    path = a.save(tmp_path / "copy.keras")
+    b = load_adapter(path)
+    assert isinstance(b, CopyAdapter)
+    np.testing.assert_array_equal(a.predict(xt), b.predict(xt))
+    np.testing.assert_array_equal(a.features(xt), b.features(xt))
+    plain = keras.saving.load_model(path, safe_mode=True)  # still a plain Keras file
+    np.testing.assert_array_equal(plain.predict(xt, verbose=0), a.predict(xt))
+
+
+def test_class_weight_balanced(source):
+    xt, yt = _data(200, seed=5)
+    keep = (yt != 0) | (np.arange(200) < 20)  # class 0 rare
+    a = CopyAdapter(source).fit(xt[keep], yt[keep], epochs=1, class_weight="balanced", verbose=0)
+    assert a.history_.history["loss"]
+
+
+def test_before_after_shift_report(source):
+    xs, ys = _data(150, seed=6)
+    xt, yt = _data(150, shift=1.5, seed=7)
+    a = CopyAdapter(source).fit(xt, yt, epochs=20, learning_rate=1e-2, verbose=0)
+    rep = a.shift_report(xs, xt, ys, yt, n_permutations=100, seed=0)
+    assert rep.before.feature_test is not None and rep.after.feature_test is not None
+    assert rep.accuracy_before is not None and rep.accuracy_after is not None
+    # a frozen copy has the same features as the source: the feature-space figures agree
+    assert rep.after.feature_test.statistic == pytest.approx(rep.before.feature_test.statistic, rel=1e-5)
+    assert "target accuracy" in str(rep)
+
+
+def _cnn(seed=0):
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    h = keras.layers.BatchNormalization()(h)
+    h = keras.layers.MaxPooling2D()(h)
+    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(h)
+    h = keras.layers.GlobalAveragePooling2D(name="gap")(h)
+    out = keras.layers.Dense(4, activation="softmax", name="out")(h)
+    return keras.Model(inp, out, name="cnn")
+
+
+def _rnn(kind, seed=0):
+    keras.utils.set_random_seed(seed)
+    cell = keras.layers.GRU if kind == "gru" else keras.layers.LSTM
+    return keras.Sequential(
+        [keras.Input((10, 3)), cell(8, name="rnn"), keras.layers.Dense(4, activation="softmax", name="out")]
+    )
+
+
+def _mobilenet(seed=0, weights=None):
+    keras.utils.set_random_seed(seed)
+    base = keras.applications.MobileNetV3Small(
+        input_shape=(32, 32, 3), include_top=False, weights=weights, pooling="avg", include_preprocessing=False
+    )
+    inp = keras.Input((32, 32, 3))
+    out = keras.layers.Dense(4, activation="softmax", name="out")(base(inp))
+    return keras.Model(inp, out, name="mobilenet_classifier"), base
+
+
+@pytest.mark.parametrize(
+    "make, shape",
+    [
+        (lambda: _cnn(), (8, 8, 1)),
+        (lambda: _rnn("gru"), (10, 3)),
+        (lambda: _rnn("lstm"), (10, 3)),
+        (lambda: _mobilenet()[0], (32, 32, 3)),
+    ],
+    ids=["functional_cnn", "gru", "lstm", "mobilenetv3small"],
+)
+def test_backbones_adapt(make, shape):
+    model = make()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, *shape)).astype("float32")
+    y = rng.integers(0, 4, size=64)
+    before = _weights(model)
+    a = CopyAdapter(model).fit(x, y, epochs=2, batch_size=32, verbose=0)
+    assert _same(before, _weights(model))
+    assert a.predict(x).shape == (64, 4)
+    assert a.features(x).shape[0] == 64
+    assert len(a.model.trainable_weights) == 2
+
+
+def test_backbone_from_users_weights_file(tmp_path):
+    model, base = _mobilenet(seed=1)
+    path = str(tmp_path / "backbone.weights.h5")
+    base.save_weights(path)
+    _, reloaded = _mobilenet(seed=2, weights=path)  # keras.applications with a local weights file
+    assert _same(_weights(base), _weights(reloaded))
+
+
+def test_runs_under_mirrored_strategy():
+    """Training happens inside an active tf.distribute strategy (two logical CPU devices)."""
+    code = textwrap.dedent(
+        """
+        import os
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        import numpy as np, tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        import keras
+        from shiftkit.adapt import CopyAdapter
+        src = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6, activation="relu"),
+                                keras.layers.Dense(2, activation="softmax")])
+        x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32"); y = (x[:, 0] > 0).astype(int)
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        with strategy.scope():
+            a = CopyAdapter(src).fit(x, y, epochs=2, batch_size=16, verbose=0)
+        var = a.model.trainable_weights[0]
+        print("REPLICAS", strategy.num_replicas_in_sync, type(var.value).__name__)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "REPLICAS 2" in done.stdout and "Mirrored" in done.stdout, done.stdout
+
+
+def test_errors(source, tmp_path):
+    xt, yt = _data(30, seed=8)
+    with pytest.raises(ValueError, match=r"layer must name a layer.*'dense_9'.*h1"):
+        CopyAdapter(source, feature_layer="dense_9")
+    with pytest.raises(TypeError, match="source_model must be a keras.Model"):
+        CopyAdapter("model.keras")
+    a = CopyAdapter(source)
+    with pytest.raises(NotFittedError, match="not fitted yet. Call fit"):
+        a.predict(xt)
+    with pytest.raises(ValueError, match="x has 5 features, but the model expects 6"):
+        a.fit(xt[:, :5], yt)
+    with pytest.raises(ValueError, match=r"y has label 3, but n_classes=3"):
+        a.fit(xt, np.full(30, 3))
+    with pytest.raises(ValueError, match="y has 29 labels but there are 30 samples"):
+        a.fit(xt, yt[:29])
+    with pytest.raises(ValueError, match="NaN"):
+        a.fit(np.full_like(xt, np.nan), yt)
+    with pytest.raises(ValueError, match="class_weight must be None, a dict or 'balanced'"):
+        a.fit(xt, yt, class_weight="auto", verbose=0)
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a shiftkit adapter file"):
+        load_adapter(bad)
+    with pytest.raises(ValueError, match="No adapter file"):
+        load_adapter(tmp_path / "missing.keras")
+
+
+def test_build_target_model_copies_weights(source):
+    model, base, head, name = build_target_model(source, feature_layer="h2")
+    assert name == "h2" and head.units == 3
+    assert _same(_weights(base), _weights(keras.Model(source.inputs, source.get_layer("h2").output)))
