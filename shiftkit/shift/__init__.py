@@ -14,6 +14,7 @@ from shiftkit.shift.labels import (
     label_shift_distance,
 )
 from shiftkit.shift.mmd import DEFAULT_MEMORY_BUDGET, MMDTestResult, mmd2, mmd_test
+from shiftkit.shift.univariate import FeatureDriftResult, FeatureTest, feature_drift
 from shiftkit.shift.report import (
     REPORT_SCHEMA_VERSION,
     ComparisonRow,
@@ -26,6 +27,9 @@ from shiftkit.shift.report import (
 
 __all__ = [
     "ClassImbalance",
+    "FeatureDriftResult",
+    "FeatureTest",
+    "feature_drift",
     "ComparisonRow",
     "DEFAULT_MEMORY_BUDGET",
     "LabelRatios",
