@@ -15,6 +15,16 @@ import os as _os
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from shiftkit import datasets  # noqa: E402
+from shiftkit.adapt import (  # noqa: E402
+    AdaptationReport,
+    Adapter,
+    CopyAdapter,
+    FineTuneAdapter,
+    LabelShiftAdapter,
+    MMDAdapter,
+    PriorCorrection,
+    load_adapter,
+)
 from shiftkit._version import __version__  # noqa: E402
 from shiftkit.shift import (  # noqa: E402
     ClassImbalance,
@@ -42,6 +52,14 @@ from shiftkit.shift import (  # noqa: E402
 __all__ = [
     "__version__",
     "datasets",
+    "AdaptationReport",
+    "Adapter",
+    "CopyAdapter",
+    "FineTuneAdapter",
+    "LabelShiftAdapter",
+    "MMDAdapter",
+    "PriorCorrection",
+    "load_adapter",
     "ClassImbalance",
     "FeatureSpace",
     "LabelRatios",

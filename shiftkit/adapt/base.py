@@ -62,13 +62,23 @@ def _feature_tensor(model: Any, feature_layer: str | int | None) -> tuple[Any, s
     return (out[0] if isinstance(out, (list, tuple)) else out), layer.name
 
 
+def _output_layer(model: Any) -> Any:
+    """The layer producing the model's first output, looking inside nested models."""
+    import keras
+
+    layer = model.outputs[0]._keras_history[0]
+    while isinstance(layer, keras.Model):
+        layer = layer.outputs[0]._keras_history[0] if layer.outputs else layer.layers[-1]
+    return layer
+
+
 def head_config(model: Any) -> tuple[int, str]:
-    """(number of outputs, activation name) of the model's output layer."""
+    """(number of outputs, activation name) of the model's output layer (inside a nested head too)."""
     import keras
 
     out = model.outputs[0]
     n_outputs = int(out.shape[-1]) if out.shape[-1] is not None else 1
-    layer = out._keras_history[0]
+    layer = _output_layer(model)
     activation = getattr(layer, "activation", None)
     name = keras.activations.serialize(activation) if activation is not None else "linear"
     if isinstance(name, dict):
@@ -106,6 +116,13 @@ def build_target_model(
         raise TypeError(
             f"head must be a keras layer (or a keras.Model/Sequential used as one); got {type(head).__name__}."
         )
+    else:
+        # A fresh copy from the config: a refit, or a second adapter given the same head object,
+        # never starts from (or shares) already-trained head weights.
+        try:
+            head = type(head).from_config(head.get_config())
+        except Exception:  # noqa: BLE001 - a layer that cannot round-trip its config is used as given
+            pass
     inputs = [keras.Input(shape=t.shape[1:], dtype=t.dtype, name=f"input_{i}") for i, t in enumerate(clone.inputs)]
     features = base(inputs[0] if len(inputs) == 1 else inputs, training=False)
     if len(features.shape) > 2:
@@ -115,7 +132,7 @@ def build_target_model(
     return model, base, head, feature_name
 
 
-def _loss_for(activation: str, n_outputs: int) -> tuple[Any, int]:
+def loss_for_head(activation: str, n_outputs: int) -> tuple[Any, int]:
     """The training loss matching an output head, and the number of classes it implies."""
     import keras
 
@@ -215,6 +232,15 @@ class Adapter:
         return self.model_
 
     @property
+    def history(self) -> dict[str, list]:
+        """Per-epoch training record: a dict of equal-length lists (`pandas.DataFrame(history)` plots it)."""
+        self._check_fitted()
+        hist = getattr(self, "history_", None)
+        if hist is None:
+            return {}
+        return dict(hist.history) if hasattr(hist, "history") else dict(hist)
+
+    @property
     def base_model(self) -> Any:
         """The feature extractor of the adapted model."""
         self._check_fitted()
@@ -233,7 +259,7 @@ class Adapter:
 
     def _check_y(self, y: Any, n: int, name: str = "y") -> np.ndarray:
         n_out, act = head_config(self.source_model if getattr(self, "model_", None) is None else self.model_)
-        _, n_classes = _loss_for(act, n_out)
+        _, n_classes = loss_for_head(act, n_out)
         labels = check_labels(y, name, n_classes=n_classes)
         if len(labels) != n:
             raise ValueError(f"{name} has {len(labels)} labels but there are {n} samples; pass one label per sample.")
@@ -277,7 +303,7 @@ class Adapter:
         import keras
 
         n_out, act = head_config(self.model_)
-        default_loss, n_classes = _loss_for(act, n_out)
+        default_loss, n_classes = loss_for_head(act, n_out)
         with self._strategy().scope():
             self.model_.compile(
                 optimizer=keras.optimizers.Adam(learning_rate),
@@ -336,7 +362,7 @@ class Adapter:
         pred = self.predict_classes(arr, batch_size=batch_size)
         probs = self.predict(arr, batch_size=batch_size)
         n_out, act = head_config(self.model_)
-        loss_fn, _ = _loss_for(act, n_out)
+        loss_fn, _ = loss_for_head(act, n_out)
         target = labels.reshape(-1, 1).astype("float32") if n_out == 1 else labels
         loss = float(np.asarray(loss_fn(target, probs.astype("float32"))))
         return {"accuracy": float(np.mean(pred == labels)), "loss": loss}
@@ -433,6 +459,7 @@ def load_adapter(path: str | os.PathLike) -> Adapter:
     adapter.source_model = model
     adapter.model_ = model
     adapter.base_ = model.get_layer("base")
+    adapter.head_ = model.layers[-1]
     adapter._restore(meta.get("state", {}))
     adapter.feature_layer = None  # the saved model's own head input
     return adapter

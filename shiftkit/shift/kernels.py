@@ -32,6 +32,7 @@ __all__ = [
     "squared_distances",
     "gaussian_kernel",
     "median_heuristic",
+    "median_bandwidth",
     "mmd2_from_kernels",
     "mmd2_tensor",
     "linear_mmd2_terms",
@@ -109,6 +110,40 @@ def median_heuristic(
         return med
     positive = dist[dist > 0]
     return float(positive.mean()) if positive.size else 1.0
+
+
+def median_bandwidth(z: Any) -> Any:
+    """Median heuristic bandwidth of a batch, as a differentiable-graph-safe `keras.ops` tensor.
+
+    The same definition as `median_heuristic` (which works in numpy, with subsampling, and so
+    cannot run inside a compiled training step): the median Euclidean distance over all pairs
+    `i < j` of the rows of `z`; if that median is 0, the mean of the positive distances; 1.0 if all
+    rows coincide. No subsampling (a batch is small). The result carries no gradient.
+
+    Args:
+        z: tensor `(N, d)` of pooled features, `N >= 2`.
+
+    Returns:
+        A scalar tensor of `z`'s dtype.
+    """
+    z = ops.stop_gradient(ops.convert_to_tensor(z))
+    d2 = squared_distances(z, z)
+    n = ops.shape(d2)[0]
+    eye = ops.eye(n, dtype=d2.dtype)
+    # Self-distances set to -1 so that, once sorted, they are the first n entries; the median over
+    # all ordered pairs i != j equals the median over pairs i < j (every value appears twice).
+    flat = ops.reshape(d2 * (1.0 - eye) - eye, (-1,))
+    ordered = ops.sort(flat)
+    n_pairs = n * (n - 1)  # even
+    lo = ops.take(ordered, n + n_pairs // 2 - 1)
+    hi = ops.take(ordered, n + n_pairs // 2)
+    median = 0.5 * (ops.sqrt(ops.maximum(lo, 0.0)) + ops.sqrt(ops.maximum(hi, 0.0)))
+    positive = flat > 0
+    count = ops.sum(ops.cast(positive, d2.dtype))
+    total_positive = ops.sum(ops.where(positive, ops.sqrt(ops.maximum(flat, 0.0)), 0.0))
+    mean_positive = total_positive / ops.maximum(count, 1.0)
+    one = ops.ones_like(median)
+    return ops.where(median > 0, median, ops.where(count > 0, mean_positive, one))
 
 
 def mmd2_from_kernels(kxx: Any, kyy: Any, kxy: Any, estimator: str = "unbiased") -> Any:

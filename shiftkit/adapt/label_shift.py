@@ -1,0 +1,507 @@
+"""LabelShiftAdapter: correct a source classifier's probabilities for estimated target class priors.
+
+Under label shift (`q(x | y) = p(x | y)`, only the class proportions change) the target posterior is
+the source posterior reweighted by the class importance weights `w(y) = q(y) / p(y)`:
+
+    p_t(y | x) = w(y) * p_s(y | x) / sum_k w(k) * p_s(k | x)
+
+(Saerens, Latinne & Decaestecker, 2002). No retraining is needed: the adapter estimates `q(y)` with
+`shiftkit.shift.estimate_target_priors` from the model's probabilities on held-out labelled source
+data and on unlabelled target data, and appends one small layer, `PriorCorrection`, after a copy of
+the source model.
+
+Adapted model layout:
+
+    inputs -> base (copied source layers up to the output head's input; `features(x)`)
+           -> head (the copied source output layer, source weights)
+           -> PriorCorrection (calibration map when EM calibrated, then `w * p` renormalised)
+
+The result is a plain `keras.Model` that saves to one `.keras` file and loads with
+`keras.saving.load_model(path, safe_mode=True)` once this module is imported (`PriorCorrection` is
+registered as "shiftkit>PriorCorrection").
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import keras
+import numpy as np
+
+from shiftkit._validation import check_option, check_positive_int, check_probabilities
+from shiftkit.adapt.base import AdaptationReport, Adapter, head_config, register_adapter
+from shiftkit.shift.features import head_input
+from shiftkit.shift.labels import (
+    PRIOR_METHODS,
+    PriorEstimate,
+    _apply_bcts,
+    _fit_bcts,
+    _frozen,
+    estimate_target_priors,
+)
+
+__all__ = ["LabelShiftAdapter", "PriorCorrection"]
+
+# Same offset as shiftkit.shift.labels._apply_bcts, so the layer reproduces its calibration map.
+_LOG_EPS = 1e-12
+
+
+# --------------------------------------------------------------------------------------------
+# The correction layer
+# --------------------------------------------------------------------------------------------
+
+
+def _vector(value: Any, name: str, size: int | None = None) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a list of numbers; got {value!r}.") from None
+    if size is not None and arr.size != size:
+        raise ValueError(f"{name} must have {size} entries (one per class); got {arr.size}.")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite; got {arr.tolist()}.")
+    return arr
+
+
+@keras.saving.register_keras_serializable(package="shiftkit")
+class PriorCorrection(keras.layers.Layer):
+    """Reweight a classifier's probabilities by per-class weights: `normalize(w * p)`.
+
+    Optionally applies bias-corrected temperature scaling first, `softmax(log(p) / T + b)` (the
+    calibration map `estimate_target_priors(..., method="em")` fits), so that the output is
+    `normalize(w * calibrated(p))`. With `temperature=1` and `bias=0` it is the plain prior
+    correction.
+
+    Input: probabilities of shape `(..., k)` (softmax rows, k >= 2) or `(..., 1)` (a sigmoid unit,
+    `P(class 1)`), or logits of the same shapes with `from_logits=True`. Output: probabilities of the
+    same shape. For one sigmoid unit the output is `w1 * p / (w1 * p + w0 * (1 - p))`.
+
+    The weights are non-trainable weights of the layer (saved with the model) and are also written
+    in `get_config()`, so a `.keras` file shows them in readable form. `activation` ("softmax" or
+    "sigmoid", set when built) states what the output is, so code that reads a model's output
+    activation (`shiftkit.adapt.base.head_config`) treats the corrected model as a probability model.
+    The layer computes in float32 unless another `dtype` is passed.
+
+    Args:
+        prior_weights: per-class weights `w(y) = q(y) / p(y)`, non-negative, not all zero; `k`
+            entries (2 for a single sigmoid unit). A zero weight sets that class's probability to 0.
+        temperature: calibration temperature `T > 0`.
+        bias: calibration bias `b`, `k` entries; default zeros.
+        from_logits: read the input as logits (a linear output layer) instead of probabilities.
+        **kwargs: `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Example:
+        >>> layer = PriorCorrection([2.0, 0.5])
+        >>> np.asarray(layer(np.array([[0.5, 0.5]], "float32")), dtype="float64").round(3).tolist()
+        [[0.8, 0.2]]
+    """
+
+    def __init__(
+        self,
+        prior_weights: Any,
+        *,
+        temperature: float = 1.0,
+        bias: Any = None,
+        from_logits: bool = False,
+        **kwargs: Any,
+    ):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        w = _vector(prior_weights, "prior_weights")
+        if w.size < 2:
+            raise ValueError(f"prior_weights needs one weight per class (at least 2); got {w.tolist()}.")
+        if np.any(w < 0) or not np.any(w > 0):
+            raise ValueError(f"prior_weights must be non-negative and not all zero; got {w.tolist()}.")
+        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+            raise TypeError(f"temperature must be a positive number; got {temperature!r}.")
+        if not (math.isfinite(float(temperature)) and float(temperature) > 0):
+            raise ValueError(f"temperature must be a positive finite number; got {temperature!r}.")
+        b = np.zeros(w.size) if bias is None else _vector(bias, "bias", w.size)
+        if not isinstance(from_logits, (bool, np.bool_)):
+            raise TypeError(f"from_logits must be True or False; got {from_logits!r}.")
+        self._init_weights = w
+        self._init_temperature = float(temperature)
+        self._init_bias = b
+        self.from_logits = bool(from_logits)
+        self.activation = None  # set in build(): softmax or sigmoid
+
+    def build(self, input_shape: Any) -> None:
+        units = input_shape[-1]
+        if units is None:
+            raise ValueError("PriorCorrection needs a known number of classes (last input axis).")
+        self._binary = int(units) == 1
+        k = 2 if self._binary else int(units)
+        if k != self._init_weights.size:
+            raise ValueError(
+                f"PriorCorrection has {self._init_weights.size} prior_weights but its input has "
+                f"{units} unit(s), i.e. {k} classes."
+            )
+        self.prior_weights = self.add_weight(shape=(k,), initializer="ones", trainable=False, name="prior_weights")
+        self.temperature = self.add_weight(shape=(), initializer="ones", trainable=False, name="temperature")
+        self.bias = self.add_weight(shape=(k,), initializer="zeros", trainable=False, name="bias")
+        self.prior_weights.assign(self._init_weights)
+        self.temperature.assign(self._init_temperature)
+        self.bias.assign(self._init_bias)
+        self.activation = keras.activations.sigmoid if self._binary else keras.activations.softmax
+
+    def call(self, inputs: Any) -> Any:
+        ops = keras.ops
+        x = ops.cast(inputs, self.compute_dtype)
+        if self._binary:
+            if self.from_logits:
+                log_p = ops.concatenate([ops.log_sigmoid(-x), ops.log_sigmoid(x)], axis=-1)
+            else:
+                log_p = ops.log(ops.concatenate([1.0 - x, x], axis=-1) + _LOG_EPS)
+        else:
+            log_p = ops.log_softmax(x, axis=-1) if self.from_logits else ops.log(x + _LOG_EPS)
+        # log w = -inf for a zero weight: that class gets probability exactly 0.
+        z = log_p / self.temperature + self.bias + ops.log(self.prior_weights)
+        if self._binary:
+            return ops.sigmoid(z[..., 1:2] - z[..., 0:1])
+        return ops.softmax(z, axis=-1)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        if self.built:
+            w = np.asarray(self.prior_weights, dtype=np.float64)
+            t = float(np.asarray(self.temperature))
+            b = np.asarray(self.bias, dtype=np.float64)
+        else:
+            w, t, b = self._init_weights, self._init_temperature, self._init_bias
+        config.update(
+            prior_weights=[float(v) for v in w],
+            temperature=t,
+            bias=[float(v) for v in b],
+            from_logits=self.from_logits,
+        )
+        return config
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _strip_correction(model: Any) -> Any:
+    """The model without a trailing `PriorCorrection` (refitting a loaded adapter starts from the
+    uncorrected source outputs instead of correcting twice)."""
+    layer = model.outputs[0]._keras_history[0]
+    if isinstance(layer, PriorCorrection):
+        return keras.Model(model.inputs, layer.input, name=model.name)
+    return model
+
+
+def _output_kind(model: Any) -> bool:
+    """Check that `model` is a single-output classifier; return True if it outputs logits."""
+    if len(model.outputs) != 1:
+        raise ValueError(
+            f"LabelShiftAdapter needs a model with one output; this one has {len(model.outputs)}."
+        )
+    out = model.outputs[0]
+    if len(out.shape) != 2 or out.shape[-1] is None:
+        raise ValueError(
+            f"LabelShiftAdapter needs a classifier with outputs of shape (n, n_classes); this "
+            f"model's output has shape {tuple(out.shape)}."
+        )
+    n_out = int(out.shape[-1])
+    layer = out._keras_history[0]
+    activation = "softmax" if isinstance(layer, keras.layers.Softmax) else head_config(model)[1]
+    if activation == "linear":
+        return True
+    if (activation == "softmax" and n_out >= 2) or (activation == "sigmoid" and n_out == 1):
+        return False
+    raise ValueError(
+        "LabelShiftAdapter needs a classifier whose output layer gives probabilities (softmax over "
+        "n_classes >= 2 units, or one sigmoid unit) or logits (linear activation); this model's "
+        f"output layer {layer.name!r} has activation {activation!r} and {n_out} unit(s)."
+    )
+
+
+def _probabilities(out: np.ndarray, from_logits: bool) -> np.ndarray:
+    """Model outputs -> `(n, k)` probabilities (a single column becomes `[1 - p, p]`)."""
+    out = np.asarray(out, dtype=np.float64).reshape(len(out), -1)
+    if out.shape[1] == 1:
+        p = 1.0 / (1.0 + np.exp(-out[:, 0])) if from_logits else out[:, 0]
+        return np.stack([1.0 - p, p], axis=1)
+    if from_logits:
+        out = np.exp(out - out.max(axis=1, keepdims=True))
+        out /= out.sum(axis=1, keepdims=True)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The adapter
+# --------------------------------------------------------------------------------------------
+
+
+@register_adapter
+class LabelShiftAdapter(Adapter):
+    """Prior correction for label shift: reweight the source model's probabilities by `q(y) / p(y)`.
+
+    `fit` estimates the target class proportions `q(y)` from the model's probabilities on held-out
+    labelled source data and on unlabelled target data (`shiftkit.shift.estimate_target_priors`), then
+    builds `.model`: a copy of the source model (weights copied, never shared: the source stays
+    bit-identical) followed by a `PriorCorrection` layer. No weights are trained.
+
+    Calibration: with `method="em"` and `calibrate=True` (the default) the estimate recalibrates the
+    probabilities by bias-corrected temperature scaling (BCTS) fitted on the held-out source; the
+    fitted map is then part of `.model` too, so the correction is applied to the same calibrated
+    probabilities the priors were estimated from: `predict(x) = normalize(w * bcts(p_s(y|x)))`
+    (`temperature_`, `bias_`). With `method="bbse"`, or `calibrate=False`, no calibration is applied
+    (`temperature_ = 1`, `bias_ = 0`) and `predict(x) = normalize(w * p_s(y|x))`.
+
+    Args:
+        source_model: a trained `keras.Model` classifier with one output: softmax over `k >= 2`
+            units, one sigmoid unit (binary), or logits (linear activation). Never modified.
+        method: "em" (default; maximum-likelihood EM, Saerens et al. 2002) or "bbse" (Black Box
+            Shift Estimation, Lipton et al. 2018).
+        calibrate: for "em", fit BCTS before EM and include it in `.model` (ignored for "bbse").
+        max_iter: maximum EM iterations.
+        tol: EM stopping tolerance.
+        smoothing: shrink the estimate towards the source priors before applying it,
+            `priors_ = (1 - smoothing) * estimate_.priors + smoothing * estimate_.source_priors`, so
+            every weight is at least `smoothing`. BBSE's projection onto the simplex returns exact
+            zeros for small classes, and a zero weight makes every target sample of that class a
+            certain error (unbounded log-loss); the default 1e-3 prevents that and moves a weight by
+            at most 0.1%. 0 applies the raw estimate.
+
+    Attributes:
+        priors_: the target class proportions applied by the model (the estimate after
+            `smoothing`), shape `(k,)` (read-only).
+        weights_: `priors_ / estimate_.source_priors`, the class weights applied by the model.
+        estimate_: the full, unsmoothed `PriorEstimate` (`priors`, `source_priors`, `weights`,
+            `method`, `n_iter`, `converged`).
+        temperature_, bias_: the calibration map inside `.model` (1 and zeros when uncalibrated).
+        model: the corrected `keras.Model`; its output is probabilities (shape of the source output:
+            `(n, k)`, or `(n, 1)` for a sigmoid unit), also when the source model outputs logits.
+
+    Raises:
+        TypeError: `source_model` is not a Keras model; `calibrate` is not a bool.
+        ValueError: unknown `method`; a model that is not a single-output classifier.
+
+    Example:
+        >>> adapter = LabelShiftAdapter(model, method="em").fit(x_val, y_val, x_target)  # doctest: +SKIP
+        >>> adapter.priors_, adapter.weights_  # doctest: +SKIP
+        >>> p_target = adapter.predict(x_target)  # doctest: +SKIP
+        >>> adapter.save("corrected.keras")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        source_model: Any,
+        *,
+        method: str = "em",
+        calibrate: bool = True,
+        max_iter: int = 1000,
+        tol: float = 1e-8,
+        smoothing: float = 1e-3,
+    ):
+        super().__init__(source_model)
+        self.method = check_option(method, "method", PRIOR_METHODS)
+        if not isinstance(calibrate, (bool, np.bool_)):
+            raise TypeError(f"calibrate must be True or False; got {calibrate!r}.")
+        self.calibrate = bool(calibrate)
+        self.max_iter = check_positive_int(max_iter, "max_iter")
+        if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
+            raise TypeError(f"tol must be a positive number, e.g. 1e-8; got {tol!r}.")
+        if not (math.isfinite(float(tol)) and float(tol) > 0):
+            raise ValueError(f"tol must be a positive finite number, e.g. 1e-8; got {tol!r}.")
+        self.tol = float(tol)
+        if isinstance(smoothing, bool) or not isinstance(smoothing, numbers.Real):
+            raise TypeError(f"smoothing must be a number in [0, 1), e.g. 1e-3; got {smoothing!r}.")
+        if not 0.0 <= float(smoothing) < 1.0:
+            raise ValueError(f"smoothing must be in [0, 1), e.g. 1e-3 (0 turns it off); got {smoothing!r}.")
+        self.smoothing = float(smoothing)
+        _output_kind(_strip_correction(self.source_model))  # fail at construction, not in fit
+
+    def fit(
+        self,
+        x_source_val: Any,
+        y_source_val: Any,
+        x_target: Any,
+        *,
+        batch_size: int = 256,
+    ) -> LabelShiftAdapter:
+        """Estimate the target class priors and build the prior-corrected model.
+
+        Args:
+            x_source_val: held-out labelled source inputs (not the model's training data, on which
+                it is overconfident), shaped like the model's input.
+            y_source_val: their labels, class indices `(n,)` or one-hot `(n, k)`; every class must
+                occur.
+            x_target: unlabelled target inputs.
+            batch_size: batch size of the forward passes.
+
+        Returns:
+            self.
+
+        Raises:
+            TypeError: non-numeric inputs or labels.
+            ValueError: inputs whose shape does not match the model, NaN/inf, labels out of range or
+                of another length than `x_source_val`, a class absent from `y_source_val` (the
+                message of `estimate_target_priors`).
+        """
+        xs = self._check_x(x_source_val, "x_source_val")
+        ys = self._check_y(y_source_val, len(xs), "y_source_val")
+        xt = self._check_x(x_target, "x_target")
+        batch_size = check_positive_int(batch_size, "batch_size")
+        source = _strip_correction(self.source_model)
+        from_logits = _output_kind(source)
+
+        with self._strategy().scope():
+            clone = keras.models.clone_model(source)
+            clone.set_weights(source.get_weights())
+            base = keras.Model(clone.inputs, head_input(clone), name="base")
+            # A fresh copy of the output layer, called only in the adapted model (the clone's own is
+            # also bound to the clone's graph, so its `.input` would not be the adapted model's).
+            cloned_head = clone.outputs[0]._keras_history[0]
+            head = type(cloned_head).from_config(cloned_head.get_config())
+            inputs = [
+                keras.Input(shape=t.shape[1:], dtype=t.dtype, name=f"input_{i}")
+                for i, t in enumerate(clone.inputs)
+            ]
+            model_input = inputs[0] if len(inputs) == 1 else inputs
+            head_out = head(base(model_input, training=False))
+            head.set_weights(cloned_head.get_weights())
+            uncorrected = keras.Model(model_input, head_out, name="uncorrected")
+
+        if xs.shape[1:] == xt.shape[1:]:  # one forward pass for both sets
+            out = uncorrected.predict(np.concatenate([xs, xt]), batch_size=batch_size, verbose=0)
+            out_source, out_target = out[: len(xs)], out[len(xs) :]
+        else:  # a model with variable-size axes (e.g. sequence length)
+            out_source = uncorrected.predict(xs, batch_size=batch_size, verbose=0)
+            out_target = uncorrected.predict(xt, batch_size=batch_size, verbose=0)
+        p_source = _probabilities(out_source, from_logits)
+        p_target = _probabilities(out_target, from_logits)
+        temperature, bias = 1.0, np.zeros(p_source.shape[1])
+        if self.method == "em" and self.calibrate:
+            # Calibrate here, with the BCTS fit estimate_target_priors would run, and hand EM the
+            # calibrated probabilities: the map built into the model is then by construction the one
+            # the priors were estimated under (estimate_target_priors does not return T and b).
+            temperature, bias = _fit_bcts(check_probabilities(p_source, "source_probs"), ys)
+            p_source = _apply_bcts(p_source, temperature, bias)
+            p_target = _apply_bcts(p_target, temperature, bias)
+        try:
+            estimate = estimate_target_priors(
+                p_source,
+                ys,
+                p_target,
+                method=self.method,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                calibrate=False,
+            )
+        except ValueError as exc:
+            raise ValueError(
+                f"Cannot estimate the target priors from y_source_val (source_labels) and the model's "
+                f"probabilities on x_source_val / x_target: {exc}"
+            ) from exc
+        priors = (1.0 - self.smoothing) * estimate.priors + self.smoothing * estimate.source_priors
+        priors = priors / priors.sum()
+        with self._strategy().scope():
+            correction = PriorCorrection(
+                priors / estimate.source_priors,
+                temperature=temperature,
+                bias=bias,
+                from_logits=from_logits,
+                name="prior_correction",
+            )
+            self.model_ = keras.Model(
+                model_input, correction(head_out), name=f"{type(self).__name__.lower()}_model"
+            )
+        self.base_ = base
+        self.head_ = head
+        self.feature_name_ = f"input of {head.name}"
+        self._set_estimate(estimate, priors, temperature, bias)
+        return self
+
+    def shift_report(
+        self,
+        x_source: Any,
+        x_target: Any,
+        y_source: Any = None,
+        y_target: Any = None,
+        **kwargs: Any,
+    ) -> AdaptationReport:
+        """Shift before (source model) and after (corrected model), side by side.
+
+        A prior correction leaves the features unchanged, so both feature-space tests are measured
+        at the input of the source output head (`features(x)`), and agree; the gain shows in the
+        target accuracy (with `y_target`). (The base class would measure "after" at the input of
+        the model's last layer, which here is `PriorCorrection`: the source probabilities.)
+
+        Args:
+            x_source, x_target, y_source, y_target: as in `shiftkit.shift_report`.
+            **kwargs: passed to `shiftkit.shift_report` (n_permutations, alpha, seed, ...).
+
+        Returns:
+            An `AdaptationReport`.
+        """
+        from shiftkit.shift.report import shift_report
+
+        self._check_fitted()
+        source = _strip_correction(self.source_model)
+        before = shift_report(x_source, x_target, y_source, y_target, model=source, **kwargs)
+        after = shift_report(x_source, x_target, y_source, y_target, model=_strip_correction(self.model_), **kwargs)
+        acc_before = acc_after = None
+        if y_target is not None:
+            xt = self._check_x(x_target, "x_target")
+            yt = self._check_y(y_target, len(xt), "y_target")
+            p = _probabilities(source.predict(xt, verbose=0), _output_kind(source))
+            acc_before = float(np.mean(p.argmax(axis=1) == yt))
+            acc_after = float(np.mean(self.predict_classes(xt) == yt))
+        return AdaptationReport(before, after, acc_before, acc_after)
+
+    # ------------------------------------------------------------------ fitted state
+    def _set_estimate(self, estimate: PriorEstimate, priors: Any, temperature: float, bias: Any) -> None:
+        self.estimate_ = estimate
+        self.priors_ = _frozen(priors)
+        self.weights_ = _frozen(self.priors_ / estimate.source_priors)
+        self.temperature_ = float(temperature)
+        self.bias_ = _frozen(bias)
+
+    def _state(self) -> dict[str, Any]:
+        state = super()._state()
+        state.update(
+            method=self.method,
+            calibrate=self.calibrate,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            smoothing=self.smoothing,
+            priors=[float(v) for v in self.priors_],
+            estimate=self.estimate_.to_dict(),
+            temperature=self.temperature_,
+            bias=[float(v) for v in self.bias_],
+        )
+        return state
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        super()._restore(state)
+        self.method = state.get("method", "em")
+        self.calibrate = bool(state.get("calibrate", True))
+        self.max_iter = int(state.get("max_iter", 1000))
+        self.tol = float(state.get("tol", 1e-8))
+        self.smoothing = float(state.get("smoothing", 0.0))
+        est = state["estimate"]
+        estimate = PriorEstimate(
+            priors=_frozen(est["priors"]),
+            source_priors=_frozen(est["source_priors"]),
+            weights=_frozen(est["weights"]),
+            method=est["method"],
+            n_iter=int(est["n_iter"]),
+            converged=bool(est["converged"]),
+        )
+        self._set_estimate(
+            estimate,
+            state.get("priors", estimate.priors),
+            state.get("temperature", 1.0),
+            state.get("bias", np.zeros(estimate.priors.size)),
+        )
+        layer = self.model_.outputs[0]._keras_history[0]
+        self.head_ = layer.input._keras_history[0] if isinstance(layer, PriorCorrection) else None
+        self.feature_name_ = f"input of {self.head_.name}" if self.head_ is not None else None

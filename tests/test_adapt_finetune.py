@@ -1,0 +1,327 @@
+"""FineTuneAdapter: two-stage fine-tuning with BatchNormalization kept in inference mode."""
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from shiftkit.adapt.base import NotFittedError, load_adapter
+from shiftkit.adapt.finetune import FineTuneAdapter, tunable_layers
+
+D = 6  # features of the tabular task
+
+
+def _weights(model):
+    return [np.array(w) for w in model.get_weights()]
+
+
+def _layer_weights(model, name):
+    return [keras.ops.convert_to_numpy(v) for v in model.get_layer(name).weights]
+
+
+def _same(a, b):
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def _differ(a, b):
+    return len(a) == len(b) and all(not np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def _source_accuracy(model, x, y):
+    return float(np.mean(model.predict(x, verbose=0).argmax(axis=1) == y))
+
+
+# ---------------------------------------------------------------------------------- tabular task
+@pytest.fixture(scope="module")
+def tabular():
+    """3 Gaussian classes in 6-D; the target domain is a rotated, offset copy that breaks the source model."""
+    rng = np.random.default_rng(0)
+    means = rng.normal(size=(3, D)) * 1.5
+    rotation, _ = np.linalg.qr(rng.normal(size=(D, D)))
+
+    def sample(n, target):
+        y = rng.integers(0, 3, n)
+        x = means[y] + rng.normal(size=(n, D))
+        if target:
+            x = x @ rotation + 1.0
+        return x.astype("float32"), y
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((D,)),
+            keras.layers.Dense(16, activation="relu", name="dense_1"),
+            keras.layers.BatchNormalization(name="bn"),
+            keras.layers.Dense(16, activation="relu", name="dense_2"),
+            keras.layers.Dense(3, activation="softmax", name="out"),
+        ],
+        name="source_mlp",
+    )
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    xs, ys = sample(600, target=False)
+    model.fit(xs, ys, epochs=10, batch_size=16, verbose=0)
+    data = {
+        "train": sample(300, target=True),
+        "val": sample(200, target=True),
+        "test": sample(1000, target=True),
+        "source_test": sample(300, target=False),
+    }
+    return model, data
+
+
+@pytest.fixture(scope="module")
+def tabular_fit(tabular):
+    """unfreeze='all', with validation data (early stopping + best-weights restore)."""
+    model, data = tabular
+    before = _weights(model)
+    keras.utils.set_random_seed(1)
+    adapter = FineTuneAdapter(model, head_epochs=10, learning_rate=1e-2, fine_tune_learning_rate=1e-3)
+    adapter.fit(*data["train"], validation_data=data["val"], epochs=10, batch_size=16, verbose=0)
+    return adapter, before
+
+
+def test_source_model_untouched(tabular, tabular_fit):
+    model, _ = tabular
+    _, before = tabular_fit
+    assert _same(_weights(model), before)
+
+
+def test_stage2_changes_base_but_not_batchnorm(tabular, tabular_fit):
+    model, _ = tabular
+    adapter, _ = tabular_fit
+    base = adapter.base_model
+    for name in ("dense_1", "dense_2"):  # kernel and bias of every unfrozen layer moved
+        assert _differ(_layer_weights(base, name), _layer_weights(model, name)), name
+    # gamma, beta, moving mean, moving variance: all bit-identical to the source's
+    assert len(base.get_layer("bn").weights) == 4
+    assert _same(_layer_weights(base, "bn"), _layer_weights(model, "bn"))
+    assert adapter.unfrozen_layers_ == ["dense_1", "dense_2"]
+
+
+def test_history_holds_both_stages(tabular_fit):
+    adapter, _ = tabular_fit
+    h = adapter.history
+    assert h == adapter.history_
+    n = len(h["stage"])
+    assert set(h["stage"]) == {1, 2} and h["stage"] == sorted(h["stage"])
+    assert h["epoch"] == list(range(n))
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"):
+        assert len(h[key]) == n, key
+    lr = dict(zip(h["stage"], h["learning_rate"]))
+    assert lr == {1: 1e-2, 2: 1e-3}
+
+
+def test_best_weights_over_both_stages_are_kept(tabular_fit, tabular):
+    _, data = tabular
+    adapter, _ = tabular_fit
+    h = adapter.history
+    xv, yv = data["val"]
+    final = adapter.model.evaluate(xv, yv, batch_size=16, verbose=0, return_dict=True)["loss"]
+    assert final == pytest.approx(min(h["val_loss"]), rel=1e-5)
+    assert h["val_loss"][adapter.best_epoch_] == min(h["val_loss"])
+    assert adapter.best_stage_ == 2  # fine-tuning beat the head-only stage here
+
+
+def test_it_adapts(tabular, tabular_fit):
+    model, data = tabular
+    adapter, _ = tabular_fit
+    xt, yt = data["test"]
+    source_only = _source_accuracy(model, xt, yt)
+    adapted = adapter.evaluate(xt, yt)["accuracy"]
+    assert _source_accuracy(model, *data["source_test"]) > 0.9  # the source model is good at home
+    assert source_only < 0.6  # ... and broken by the shift
+    assert adapted > source_only + 0.3
+    assert adapted > 0.9
+
+
+def test_save_load_round_trip(tabular, tabular_fit, tmp_path):
+    _, data = tabular
+    adapter, _ = tabular_fit
+    path = adapter.save(tmp_path / "finetune.keras")
+    loaded = load_adapter(path)
+    assert isinstance(loaded, FineTuneAdapter)
+    x = data["test"][0]
+    np.testing.assert_array_equal(loaded.predict(x), adapter.predict(x))
+    np.testing.assert_array_equal(loaded.features(x), adapter.features(x))
+    assert loaded.history == adapter.history
+    assert loaded.unfreeze == "all" and loaded.fine_tune_learning_rate == 1e-3
+
+
+def test_unfreeze_top_layer_only(tabular):
+    model, data = tabular
+    keras.utils.set_random_seed(2)
+    adapter = FineTuneAdapter(model, unfreeze=1, head_epochs=3, learning_rate=1e-2, fine_tune_learning_rate=1e-3)
+    adapter.fit(*data["train"], epochs=3, batch_size=16, verbose=0)
+    base = adapter.base_model
+    assert adapter.unfrozen_layers_ == ["dense_2"]
+    assert _differ(_layer_weights(base, "dense_2"), _layer_weights(model, "dense_2"))
+    assert _same(_layer_weights(base, "dense_1"), _layer_weights(model, "dense_1"))
+    assert _same(_layer_weights(base, "bn"), _layer_weights(model, "bn"))
+    assert len(adapter.history["stage"]) == 6  # no validation data: no early stopping
+
+
+def test_stage1_only_leaves_base_identical(tabular):
+    model, data = tabular
+    keras.utils.set_random_seed(3)
+    adapter = FineTuneAdapter(model, head_epochs=3, learning_rate=1e-2).fit(*data["train"], epochs=0, verbose=0)
+    assert _same(_weights(adapter.base_model), _weights(model)[:-2])  # all but the source head's kernel/bias
+    assert not np.array_equal(adapter.model.get_layer("head").get_weights()[0], model.get_layer("out").get_weights()[0])
+    assert adapter.history["stage"] == [1, 1, 1] and adapter.unfrozen_layers_ == []
+
+
+def test_early_stopping_stops_and_restores(tabular):
+    """Validation labels are noise: val_loss plateaus, so both stages stop long before their epoch budget."""
+    model, data = tabular
+    xv, _ = data["val"]
+    yv = np.random.default_rng(7).integers(0, 3, len(xv))
+    keras.utils.set_random_seed(4)
+    adapter = FineTuneAdapter(model, head_epochs=40, patience=2, learning_rate=1e-2, fine_tune_learning_rate=1e-2)
+    adapter.fit(*data["train"], validation_data=(xv, yv), epochs=40, batch_size=16, verbose=0)
+    stages = adapter.history["stage"]
+    assert 1 <= stages.count(2) < 40 and stages.count(1) < 40
+    final = adapter.model.evaluate(xv, yv, batch_size=16, verbose=0, return_dict=True)["loss"]
+    assert final == pytest.approx(min(adapter.history["val_loss"]), rel=1e-5)
+    # no fine-tuning epoch beat the head stage on (noise) validation data: stage-1 weights were put back
+    assert adapter.best_stage_ == 1
+    assert final < adapter.history["val_loss"][-1]
+
+
+# ---------------------------------------------------------------------------------- CNN with BN
+def test_functional_cnn_with_batchnorm():
+    rng = np.random.default_rng(10)
+
+    def sample(n, target):
+        """8x8 images with a horizontal (0) or vertical (1) bar; the target is transposed, inverted, dimmer."""
+        y = rng.integers(0, 2, n)
+        x = rng.normal(scale=0.2, size=(n, 8, 8, 1))
+        pos = rng.integers(1, 7, n)
+        for i in range(n):
+            if y[i] == 0:
+                x[i, pos[i], :, 0] += 1.0
+            else:
+                x[i, :, pos[i], 0] += 1.0
+        if target:
+            x = 0.5 - 0.5 * x.transpose(0, 2, 1, 3)
+        return x.astype("float32"), y
+
+    keras.utils.set_random_seed(10)
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(4, 3, padding="same", name="conv_1")(inputs)
+    h = keras.layers.BatchNormalization(name="bn_1")(h)
+    h = keras.layers.Activation("relu")(h)
+    h = keras.layers.Conv2D(8, 3, padding="same", name="conv_2")(h)
+    h = keras.layers.BatchNormalization(name="bn_2")(h)
+    h = keras.layers.Activation("relu")(h)
+    h = keras.layers.GlobalMaxPooling2D()(h)
+    outputs = keras.layers.Dense(2, activation="softmax", name="out")(h)
+    model = keras.Model(inputs, outputs, name="source_cnn")
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    model.fit(*sample(300, False), epochs=5, batch_size=16, verbose=0)
+    before = _weights(model)
+
+    xt, yt = sample(200, True)
+    xte, yte = sample(400, True)
+    keras.utils.set_random_seed(11)
+    adapter = FineTuneAdapter(model, head_epochs=5, learning_rate=1e-2, fine_tune_learning_rate=1e-3)
+    adapter.fit(xt, yt, epochs=5, batch_size=16, verbose=0)
+
+    assert _same(_weights(model), before)
+    base = adapter.base_model
+    for name in ("conv_1", "conv_2"):
+        assert _differ(_layer_weights(base, name), _layer_weights(model, name)), name
+    for name in ("bn_1", "bn_2"):
+        assert _same(_layer_weights(base, name), _layer_weights(model, name)), name
+    assert adapter.predict(xte).shape == (400, 2)
+    assert adapter.features(xte).shape == (400, 8)
+    source_only = _source_accuracy(model, xte, yte)
+    assert source_only < 0.5
+    assert adapter.evaluate(xte, yte)["accuracy"] > source_only + 0.4
+
+
+# ---------------------------------------------------------------------------------- sequences
+def test_gru_sequence_model():
+    rng = np.random.default_rng(20)
+
+    def sample(n, target):
+        """Class = sign of channel 0's sum over 10 steps; the target swaps channels 0 and 1."""
+        x = rng.normal(size=(n, 10, 3))
+        y = (x[:, :, 0].sum(axis=1) > 0).astype(int)
+        if target:
+            x = x[:, :, [1, 0, 2]]
+        return x.astype("float32"), y
+
+    keras.utils.set_random_seed(20)
+    model = keras.Sequential(
+        [keras.Input((10, 3)), keras.layers.GRU(8, name="gru"), keras.layers.Dense(2, activation="softmax", name="out")]
+    )
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    model.fit(*sample(300, False), epochs=5, batch_size=16, verbose=0)
+    before = _weights(model)
+
+    xt, yt = sample(300, True)
+    xte, yte = sample(400, True)
+    keras.utils.set_random_seed(21)
+    # the swapped channel is invisible to the frozen GRU: a new head alone stays at chance, so only
+    # fine-tuning the recurrent layer can adapt
+    adapter = FineTuneAdapter(model, head_epochs=3, learning_rate=1e-2, fine_tune_learning_rate=1e-2)
+    adapter.fit(xt, yt, epochs=5, batch_size=16, verbose=0)
+
+    assert _same(_weights(model), before)
+    assert _differ(_layer_weights(adapter.base_model, "gru"), _layer_weights(model, "gru"))
+    source_only = _source_accuracy(model, xte, yte)
+    assert adapter.evaluate(xte, yte)["accuracy"] > source_only + 0.3
+
+
+# ---------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("unfreeze", ["some", 0, -1, 2, 1.5, True])
+def test_bad_unfreeze(small_model, unfreeze):
+    # small_model's base (all but the head) has one layer with weights: 'hidden'
+    with pytest.raises(ValueError, match="unfreeze"):
+        FineTuneAdapter(small_model, unfreeze=unfreeze)
+
+
+def test_unfreeze_counts_nested_layers_and_skips_batchnorm():
+    block = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(4, name="inner_1"), keras.layers.BatchNormalization(name="inner_bn"),
+         keras.layers.Dense(4, name="inner_2")],
+        name="block",
+    )
+    inputs = keras.Input((4,))
+    h = keras.layers.Normalization(mean=0.0, variance=1.0, name="norm")(inputs)  # weights, none trainable
+    h = block(h)
+    h = keras.layers.Dense(4, name="top")(h)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="out")(h))
+    names = [layer.name for layer in tunable_layers(keras.Model(inputs, h))]
+    assert names == ["inner_1", "inner_2", "top"]
+    FineTuneAdapter(model, unfreeze=3)
+    with pytest.raises(ValueError, match="unfreeze=4"):
+        FineTuneAdapter(model, unfreeze=4)
+
+
+@pytest.mark.parametrize("name", ["learning_rate", "fine_tune_learning_rate"])
+@pytest.mark.parametrize("value", [0, -1e-3, float("nan")])
+def test_bad_learning_rate(small_model, name, value):
+    with pytest.raises(ValueError, match=name):
+        FineTuneAdapter(small_model, **{name: value})
+
+
+def test_bad_epochs(small_model):
+    with pytest.raises(ValueError, match="head_epochs"):
+        FineTuneAdapter(small_model, head_epochs=0)
+    x, y = np.zeros((8, 5), "float32"), np.zeros(8, int)
+    with pytest.raises(ValueError, match="epochs"):
+        FineTuneAdapter(small_model).fit(x, y, epochs=-1, verbose=0)
+
+
+def test_bad_data(small_model):
+    adapter = FineTuneAdapter(small_model)
+    with pytest.raises(ValueError, match="4 features, but the model expects 5"):
+        adapter.fit(np.zeros((8, 4)), np.zeros(8, int), verbose=0)
+    with pytest.raises(ValueError, match="label 5"):
+        adapter.fit(np.zeros((8, 5)), np.array([0, 1, 2, 5, 0, 1, 2, 0]), verbose=0)
+    with pytest.raises(ValueError, match="validation_data"):
+        adapter.fit(np.zeros((8, 5)), np.zeros(8, int), validation_data=(np.zeros((4, 3)), np.zeros(4, int)))
+    with pytest.raises(NotFittedError, match=r"Call fit"):
+        adapter.predict(np.zeros((2, 5)))
+    with pytest.raises(NotFittedError):
+        adapter.history  # noqa: B018
