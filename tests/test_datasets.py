@@ -326,3 +326,24 @@ def test_module_does_not_import_tensorflow():
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
     assert not imported & {"tensorflow", "keras", "torch", "jax"}, imported
+
+
+@pytest.mark.parametrize("kind", ["none", "covariate", "label", "concept"])
+def test_synthetic_shift_has_exactly_its_kind(kind):
+    from scipy import stats
+
+    from shiftkit.datasets import synthetic_shift
+
+    s = synthetic_shift(seed=0, kind=kind, n_source=4000, n_target=4000)
+    assert s.shift_kind == kind and s.x_source.shape == (4000, 5)
+    # p(y): moves only for label shift
+    prevalence_gap = abs(s.y_target.mean() - s.y_source.mean())
+    assert (prevalence_gap > 0.2) if kind == "label" else (prevalence_gap < 0.04)
+    # p(x2): moves only for covariate shift
+    p_x2 = stats.ttest_ind(s.x_source[:, 2], s.x_target[:, 2]).pvalue
+    assert (p_x2 < 1e-10) if kind == "covariate" else (p_x2 > 1e-4)
+    # p(y | x0 > 1): the labelling rule moves only for concept shift
+    rule_s = s.y_source[s.x_source[:, 0] > 1].mean()
+    rule_t = s.y_target[s.x_target[:, 0] > 1].mean()
+    assert (abs(rule_s - rule_t) > 0.3) if kind == "concept" else (abs(rule_s - rule_t) < 0.1)
+    assert synthetic_shift(seed=0, kind=kind, strength=0).shift_kind == "none"

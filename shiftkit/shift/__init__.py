@@ -1,5 +1,7 @@
 """Measuring distribution shift between a source and a target domain."""
 
+from shiftkit.shift.classifier import ClassifierTestResult, classifier_test
+from shiftkit.shift.diagnose import Diagnosis, Evidence, diagnose
 from shiftkit.shift.features import FeatureSpace, feature_space
 from shiftkit.shift.kernels import gaussian_kernel, median_heuristic
 from shiftkit.shift.labels import (
@@ -27,6 +29,11 @@ from shiftkit.shift.report import (
 
 __all__ = [
     "ClassImbalance",
+    "ClassifierTestResult",
+    "Diagnosis",
+    "Evidence",
+    "classifier_test",
+    "diagnose",
     "FeatureDriftResult",
     "FeatureTest",
     "feature_drift",
