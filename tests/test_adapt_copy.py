@@ -238,3 +238,27 @@ def test_build_target_model_copies_weights(source):
     model, base, head, name = build_target_model(source, feature_layer="h2")
     assert name == "h2" and head.units == 3
     assert _same(_weights(base), _weights(keras.Model(source.inputs, source.get_layer("h2").output)))
+
+
+def test_adapted_normalization_survives_the_copy():
+    """A Normalization layer set up with adapt() computes the same in the copy (regression)."""
+    from shiftkit.adapt import FineTuneAdapter, LabelShiftAdapter, MMDAdapter
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(5.0, 10.0, size=(200, 3)).astype("float32")
+    y = (x[:, 0] > 5).astype(int)
+    keras.utils.set_random_seed(0)
+    norm = keras.layers.Normalization()
+    norm.adapt(x)
+    src = keras.Sequential([keras.Input((3,)), norm, keras.layers.Dense(4, activation="relu", name="h"),
+                            keras.layers.Dense(2, activation="softmax", name="out")])
+    reference = keras.Model(src.inputs, src.get_layer("h").output).predict(x, verbose=0)
+    model, base, _, _ = build_target_model(src)
+    np.testing.assert_allclose(base.predict(x, verbose=0), reference, rtol=1e-5, atol=1e-5)
+    ls = LabelShiftAdapter(src).fit(x[:100], y[:100], x[100:])
+    np.testing.assert_allclose(ls.features(x), reference, rtol=1e-5, atol=1e-5)
+    for adapter in (CopyAdapter(src), FineTuneAdapter(src, head_epochs=1)):
+        adapter.fit(x, y, epochs=0 if isinstance(adapter, FineTuneAdapter) else 1, verbose=0)
+        np.testing.assert_allclose(adapter.features(x), reference, rtol=1e-5, atol=1e-5)
+    mmd = MMDAdapter(src, mmd_weight=0.0).fit(x, y, x, epochs=1, learning_rate=1e-9, verbose=0)
+    np.testing.assert_allclose(mmd.features(x), reference, rtol=1e-3, atol=1e-3)

@@ -31,7 +31,7 @@ import numpy as np
 from shiftkit._validation import check_labels, check_positive_int
 from shiftkit.shift.features import check_model_input, head_input, resolve_layer
 
-__all__ = ["Adapter", "AdaptationReport", "build_target_model", "load_adapter", "NotFittedError"]
+__all__ = ["Adapter", "AdaptationReport", "build_target_model", "copy_model", "load_adapter", "NotFittedError"]
 
 _META_NAME = "shiftkit.json"
 _ADAPTERS: dict[str, type] = {}
@@ -86,6 +86,34 @@ def head_config(model: Any) -> tuple[int, str]:
     return n_outputs, str(name)
 
 
+def _all_layers(model: Any) -> list[Any]:
+    import keras
+
+    out = []
+    for layer in model.layers:
+        out.append(layer)
+        if isinstance(layer, keras.Model):
+            out.extend(_all_layers(layer))
+    return out
+
+
+def copy_model(model: Any) -> Any:
+    """An independent copy of a Keras model: new layers with the same config and copied weights.
+
+    Layers whose state is derived from their weights (a `Normalization` set up with `adapt()`)
+    are finalised after the copy, so the copy computes exactly what the original does.
+    """
+    import keras
+
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    for layer in _all_layers(clone):
+        finalize = getattr(layer, "finalize_state", None)
+        if callable(finalize):
+            finalize()
+    return clone
+
+
 def build_target_model(
     source_model: Any,
     *,
@@ -104,8 +132,7 @@ def build_target_model(
 
     source_model = _require_model(source_model)
     _feature_tensor(source_model, feature_layer)  # validates the layer before cloning
-    clone = keras.models.clone_model(source_model)
-    clone.set_weights(source_model.get_weights())
+    clone = copy_model(source_model)
     tensor, feature_name = _feature_tensor(clone, feature_layer)
     base = keras.Model(clone.inputs, tensor, name="base")
     src_outputs, activation = head_config(source_model)

@@ -31,7 +31,7 @@ import keras
 import numpy as np
 
 from shiftkit._validation import check_option, check_positive_int, check_probabilities
-from shiftkit.adapt.base import AdaptationReport, Adapter, head_config, register_adapter
+from shiftkit.adapt.base import AdaptationReport, Adapter, copy_model, head_config, register_adapter
 from shiftkit.shift.features import head_input
 from shiftkit.shift.labels import (
     PRIOR_METHODS,
@@ -354,8 +354,7 @@ class LabelShiftAdapter(Adapter):
         from_logits = _output_kind(source)
 
         with self._strategy().scope():
-            clone = keras.models.clone_model(source)
-            clone.set_weights(source.get_weights())
+            clone = copy_model(source)
             base = keras.Model(clone.inputs, head_input(clone), name="base")
             # A fresh copy of the output layer, called only in the adapted model (the clone's own is
             # also bound to the clone's graph, so its `.input` would not be the adapted model's).

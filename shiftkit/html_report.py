@@ -1,0 +1,296 @@
+"""One self-contained HTML file of a shift report: verdict, figures, tables and the JSON data.
+
+`render_html` renders the same objects the dashboard shows (a `ShiftReport`, optionally a
+`FeatureDriftResult` and an `AdaptationReport`) into a single page: plots embedded as base64 PNG,
+inline CSS, no scripts or stylesheets fetched from anywhere, so the file opens offline and can be
+attached to a ticket. Every user-supplied string (titles, notes, feature and class names) is escaped.
+
+The machine-readable data travel in the page as `<script type="application/json">` blocks, one per
+part: `id="shiftkit-report"` holds exactly `report.to_dict()`, `id="shiftkit-feature-drift"` the
+drift result and `id="shiftkit-adaptation"` the adaptation report; `report_bundle` gives the same
+parts as one dict (the dashboard's JSON download).
+
+Example:
+    >>> from shiftkit.html_report import render_html                     # doctest: +SKIP
+    >>> page = render_html(report, drift=drift, title="hospital A vs B")  # doctest: +SKIP
+    >>> open("shift.html", "w").write(page)                               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["bundle_json", "render_html", "report_bundle"]
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+.meta{color:#666;font-size:.9em}
+.verdict{padding:.8em 1em;border-radius:6px;margin:1em 0;font-size:1.05em}
+.shift{background:#fdecea;border-left:6px solid #d62728}.noshift{background:#e8f5e9;border-left:6px solid #2ca02c}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+th,td{border:1px solid #ddd;padding:.3em .6em;text-align:right}th{background:#f5f5f5}
+td.l,th.l{text-align:left}
+img{max-width:100%;height:auto;display:block;margin:.6em 0}
+.note{color:#555;font-size:.9em}
+pre{background:#f7f7f7;padding:.8em;overflow:auto;max-height:30em;font-size:.8em}
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return _e(value)
+    if not math.isfinite(v):
+        return "inf" if v > 0 else ("-inf" if v < 0 else "-")
+    return f"{v:.{digits}g}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, left: int = 1) -> str:
+    """An HTML table; the first `left` columns are left-aligned text, the rest numbers."""
+    head = "".join(f'<th class="{"l" if j < left else ""}">{_e(h)}</th>' for j, h in enumerate(header))
+    body = []
+    for row in rows:
+        cells = []
+        for j, v in enumerate(row):
+            text = _e(v) if j < left or isinstance(v, str) else _num(v)
+            cells.append(f'<td class="{"l" if j < left else ""}">{text}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _img(fig: Any, alt: str) -> str:
+    from shiftkit.plots import to_png
+
+    data = base64.b64encode(to_png(fig)).decode("ascii")
+    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _json_block(element_id: str, data: Any) -> str:
+    text = json.dumps(data, allow_nan=False, separators=(",", ":"))
+    # Inside <script>, "</script>" or "<!--" in a string would end the block: escape < > & as JSON
+    # unicode escapes (json.loads reads them back unchanged).
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return f'<script type="application/json" id="{_e(element_id)}">{text}</script>'
+
+
+def report_bundle(report: Any, drift: Any = None, adaptation: Any = None) -> dict[str, Any]:
+    """Every result of one dashboard/HTML view as one JSON-ready dict.
+
+    Returns:
+        `{"shift_report": report.to_dict(), "feature_drift": drift.to_dict() or None,
+        "adaptation": adaptation.to_dict() or None}`.
+    """
+    return {
+        "shift_report": report.to_dict(),
+        "feature_drift": None if drift is None else drift.to_dict(),
+        "adaptation": None if adaptation is None else adaptation.to_dict(),
+    }
+
+
+def bundle_json(report: Any, drift: Any = None, adaptation: Any = None, *, indent: int | None = 2) -> str:
+    """`report_bundle` as strict JSON text."""
+    return json.dumps(report_bundle(report, drift, adaptation), indent=indent, allow_nan=False)
+
+
+def _tests_section(report: Any) -> str:
+    from shiftkit.plots import null_distributions
+
+    rows = []
+    for t in (report.input_test, report.feature_test):
+        if t is None:
+            continue
+        bw = t.bandwidth if isinstance(t.bandwidth, (int, float)) else ", ".join(f"{b:.3g}" for b in t.bandwidth)
+        rows.append([
+            f"{t.space} space", t.statistic, t.threshold, t.p_value, "SHIFT" if t.is_shift else "no shift",
+            t.normalized, t.z_score, t.n_permutations, t.n_source, t.n_target, bw,
+        ])
+    table = _table(
+        ["test", "MMD^2", "threshold", "p-value", f"at alpha={report.alpha:g}", "normalized", "z-score",
+         "permutations", "n source", "n target", "bandwidth"],
+        rows,
+    )
+    where = "" if report.layer is None else f" Feature space: layer {_e(report.layer)}."
+    std = " Input space standardised with the source mean and std." if report.standardized else ""
+    return (
+        "<h2>MMD two-sample tests</h2>"
+        "<p class='note'>Direction: a higher MMD^2 / a lower p-value means more shift; shift when the "
+        f"observed MMD^2 exceeds the threshold (the 1-alpha quantile of the permutation null), i.e. "
+        f"p &lt;= alpha.{where}{std}</p>"
+        + table
+        + _img(null_distributions(report), "permutation null distribution with observed statistic and threshold")
+    )
+
+
+def _labels_section(report: Any, class_names: Sequence[str] | None) -> str:
+    from shiftkit.plots import label_distributions, label_ratios
+
+    lab = report.labels
+    if lab is None:
+        return "<h2>Labels</h2><p class='note'>No source labels were given.</p>"
+    n = lab.n_classes
+    names = list(class_names) if class_names is not None and len(class_names) == n else [str(k) for k in range(n)]
+    rows = []
+    for k in range(n):
+        tgt = None if lab.target_proportions is None else lab.target_proportions[k]
+        ratio = None if lab.ratios is None else lab.ratios.ratios[k]
+        rows.append([names[k], lab.source_proportions[k], tgt, ratio])
+    parts = [
+        "<h2>Labels</h2>",
+        (f"<p class='note'>Target proportions from: {_e(lab.target_from)}. Ratio = q(y)/p(y); 1 means "
+         "no label shift for that class.</p>"),
+        _table(["class", "source", "target", "ratio target/source"], rows),
+    ]
+    if lab.distance is not None:
+        parts.append(
+            f"<p>Label-shift distance: total variation <b>{_num(lab.distance.total_variation)}</b>, "
+            f"Jensen-Shannon divergence {_num(lab.distance.jensen_shannon)} bits (0 = same "
+            "distribution; higher = more label shift).</p>"
+        )
+    imb_rows = []
+    for side, imb in (("source", lab.source_imbalance), ("target", lab.target_imbalance)):
+        if imb is None:
+            continue
+        minority = ", ".join(names[c] for c in imb.minority_classes) or "none"
+        imb_rows.append([side, imb.n_samples, imb.imbalance_ratio, imb.normalized_entropy, minority])
+    parts.append(
+        _table(["domain", "samples", "imbalance ratio (max/min)", "normalized entropy (1 = balanced)",
+                "minority classes"], imb_rows)
+    )
+    parts.append(_img(label_distributions(lab, names), "class proportions, source vs target"))
+    if lab.ratios is not None:
+        parts.append(_img(label_ratios(lab, names), "label ratios target/source"))
+    return "".join(parts)
+
+
+def _drift_section(drift: Any) -> str:
+    from shiftkit.plots import feature_drift_bars
+
+    rows = [
+        [t.feature, t.test, t.statistic, t.p_value, t.p_adjusted, "SHIFT" if t.is_shift else "no",
+         t.source_mean, t.target_mean]
+        for t in drift.tests
+    ]
+    return (
+        "<h2>Per-feature drift</h2>"
+        f"<p class='note'>{drift.n_shifted} of {len(drift.tests)} features shifted at alpha={drift.alpha:g} "
+        f"after {_e(drift.correction)} multiple-testing correction. KS for numeric, chi-square for "
+        "categorical columns; a lower adjusted p-value means more shift. Most shifted first.</p>"
+        + _img(feature_drift_bars(drift), "most shifted features")
+        + _table(["feature", "test", "statistic", "p-value", "adjusted p", "shift", "source mean",
+                  "target mean"], rows, left=2)
+    )
+
+
+def _adaptation_section(adaptation: Any, title: str | None) -> str:
+    from shiftkit.plots import comparison_bars
+
+    comp = adaptation.comparison
+    rows = [
+        [r.figure, r.before, r.after, r.change, r.better + (" (not comparable)" if not r.comparable else "")]
+        for r in comp.rows
+    ]
+    parts = ["<h2>" + _e(title or "After adaptation") + "</h2>"]
+    if adaptation.accuracy_before is not None:
+        parts.append(
+            f"<p>Target accuracy: <b>{_num(adaptation.accuracy_before)}</b> before, "
+            f"<b>{_num(adaptation.accuracy_after)}</b> after adaptation.</p>"
+        )
+    gap = "closed" if comp.gap_closed else ("still open" if comp.after_shift else "not present before")
+    parts.append(f"<p>Shift before: {'yes' if comp.before_shift else 'no'}; after: "
+                 f"{'yes' if comp.after_shift else 'no'} (gap {gap}).</p>")
+    parts.append(
+        "<p class='note'>Raw MMD^2 from two different feature spaces is not on one scale; compare "
+        "p-values, normalized MMD^2 and z-scores.</p>"
+    )
+    parts.append(_table(["figure", "before", "after", "change", "better"], rows))
+    parts.append(_img(comparison_bars(comp), "figures before and after adaptation"))
+    return "".join(parts)
+
+
+def render_html(
+    report: Any,
+    *,
+    drift: Any = None,
+    adaptation: Any = None,
+    title: str = "shiftkit shift report",
+    class_names: Sequence[str] | None = None,
+    notes: Sequence[str] = (),
+    figures: Mapping[str, Any] | None = None,
+    adaptation_title: str | None = None,
+) -> str:
+    """Render a shift report as one self-contained HTML page.
+
+    Args:
+        report: a `ShiftReport`.
+        drift: optional `FeatureDriftResult` (tabular data).
+        adaptation: optional `AdaptationReport` (before/after adaptation).
+        title: page title (escaped).
+        class_names: optional class names for the label tables and figures (escaped).
+        notes: optional paragraphs shown under the title, e.g. a scenario description (escaped).
+        figures: optional extra figures, `{caption: matplotlib Figure}` (e.g. an embedding), shown
+            in their own section; they are rendered to PNG and released.
+        adaptation_title: heading of the adaptation section, e.g. "After MMD adaptation".
+
+    Returns:
+        The HTML page as a string (no external resources).
+
+    Raises:
+        TypeError: `report` is not a `ShiftReport`.
+    """
+    from shiftkit.shift.report import ShiftReport
+
+    if not isinstance(report, ShiftReport):
+        raise TypeError(f"report must be a ShiftReport from shift_report(); got {type(report).__name__}.")
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    kind = "shift" if report.is_shift else "noshift"
+    headline = "Shift detected" if report.is_shift else "No shift detected"
+    body = [
+        f"<h1>{_e(title)}</h1>",
+        (f"<p class='meta'>shiftkit {_e(report.version)} · {stamp} · n_source={report.n_source}, "
+         f"n_target={report.n_target}, alpha={report.alpha:g}, seed={_e(report.seed)}</p>"),
+    ]
+    body += [f"<p class='note'>{_e(n)}</p>" for n in notes]
+    body.append(f"<div class='verdict {kind}'><b>{headline}.</b> {_e(report.verdict)}</div>")
+    body.append(_tests_section(report))
+    body.append(_labels_section(report, class_names))
+    if drift is not None:
+        body.append(_drift_section(drift))
+    for caption, fig in (figures or {}).items():
+        body.append(f"<h2>{_e(caption)}</h2>" + _img(fig, caption))
+    if adaptation is not None:
+        body.append(_adaptation_section(adaptation, adaptation_title))
+    bundle = report_bundle(report, drift, adaptation)
+    body.append(_json_block("shiftkit-report", bundle["shift_report"]))
+    if drift is not None:
+        body.append(_json_block("shiftkit-feature-drift", bundle["feature_drift"]))
+    if adaptation is not None:
+        body.append(_json_block("shiftkit-adaptation", bundle["adaptation"]))
+    summary = {k: v for k, v in bundle.items() if v is not None}
+    body.append(
+        "<h2>Data</h2><details><summary>The same data as the JSON report (click to expand)</summary>"
+        f"<pre>{_e(json.dumps(summary, indent=1, allow_nan=False))}</pre></details>"
+    )
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
+        + "\n".join(body)
+        + "</body></html>\n"
+    )
