@@ -81,7 +81,7 @@ class Reference:
         feature_bandwidth: feature-space bandwidth (None without a model).
         probs: the model's class probabilities on the subsample (None without a model).
         layer: the feature layer used.
-        feature_names: column names, when known.
+        feature_names: column names, when known. class_names: class names, when known.
         n_reference: size of the whole reference. seed: the subsampling seed.
         version: shiftkit version that made it.
     """
@@ -97,6 +97,7 @@ class Reference:
     probs: np.ndarray | None = None
     layer: str | None = None
     feature_names: tuple[str, ...] | None = None
+    class_names: tuple[str, ...] | None = None
     n_reference: int = 0
     seed: int | None = 0
     version: str = __version__
@@ -112,6 +113,7 @@ class Reference:
         max_samples: int = 2000,
         seed: int | None = 0,
         feature_names: Any = None,
+        class_names: Any = None,
     ) -> "Reference":
         """Summarise reference data (and a model's view of it) for later checks.
 
@@ -121,7 +123,7 @@ class Reference:
             layer: feature layer of the model (default: the input of the output head).
             max_samples: size of the stored subsample.
             seed: subsampling seed.
-            feature_names: optional column names.
+            feature_names: optional column names. class_names: optional class names.
         """
         x = check_array(x, "reference x")
         max_samples = check_positive_int(max_samples, "max_samples", minimum=2)
@@ -167,6 +169,7 @@ class Reference:
             probs=probs,
             layer=layer_name,
             feature_names=None if feature_names is None else tuple(str(n) for n in feature_names),
+            class_names=None if class_names is None else tuple(str(n) for n in class_names),
             n_reference=len(x),
             seed=seed,
         )
@@ -190,6 +193,7 @@ class Reference:
             "feature_bandwidth": self.feature_bandwidth,
             "layer": self.layer,
             "feature_names": list(self.feature_names) if self.feature_names else None,
+            "class_names": list(self.class_names) if self.class_names else None,
             "n_reference": self.n_reference,
             "seed": self.seed,
         }
@@ -231,6 +235,7 @@ class Reference:
             probs=get("probs"),
             layer=meta.get("layer"),
             feature_names=tuple(meta["feature_names"]) if meta.get("feature_names") else None,
+            class_names=tuple(meta["class_names"]) if meta.get("class_names") else None,
             n_reference=int(meta.get("n_reference", 0)),
             seed=meta.get("seed"),
             version=str(meta.get("version", "?")),
@@ -368,6 +373,7 @@ def check_shift(
     seed: int | None = 0,
     diagnose_shift: bool = True,
     feature_names: Any = None,
+    class_names: Any = None,
 ) -> CheckResult:
     """Gate a target data set against a reference: pass, or fail with the criteria that failed.
 
@@ -384,7 +390,7 @@ def check_shift(
         max_samples: each domain is subsampled (seeded) to at most this many rows.
         seed: seed of every random step.
         diagnose_shift: also name the kind of shift and the adapter that fits (`diagnose`).
-        feature_names: column names, for the per-feature table.
+        feature_names: column names, for the per-feature table. class_names: class names.
 
     Returns:
         A `CheckResult`.
@@ -401,7 +407,8 @@ def check_shift(
         raise ValueError(f"max_imbalance_ratio must be a number >= 1; got {max_imbalance_ratio!r}.")
     if not isinstance(reference, Reference):
         reference = Reference.from_data(reference, y_reference, model=model, layer=layer,
-                                        max_samples=max_samples, seed=seed, feature_names=feature_names)
+                                        max_samples=max_samples, seed=seed, feature_names=feature_names,
+                                        class_names=class_names)
     elif model is not None and reference.features is None:
         raise ValueError(
             "A model was given but the snapshot holds no features. Re-create the snapshot with the "

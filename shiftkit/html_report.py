@@ -109,6 +109,39 @@ def bundle_json(report: Any, drift: Any = None, adaptation: Any = None, *, inden
     return json.dumps(report_bundle(report, drift, adaptation), indent=indent, allow_nan=False)
 
 
+def _check_section(check: Any) -> str:
+    """The gate: every criterion with its value, threshold and direction."""
+    rows = [[c.name, c.value, c.threshold, c.direction, "pass" if c.passed else "FAIL", c.detail] for c in check.criteria]
+    head = "PASS" if check.passed else "FAIL: " + ", ".join(c.name for c in check.failed)
+    kind = "noshift" if check.passed else "shift"
+    return (
+        f"<h2>Pre-deployment check</h2><div class='verdict {kind}'><b>{_e(head)}</b></div>"
+        + _table(["criterion", "value", "threshold", "direction", "result", "detail"], rows, left=1)
+    )
+
+
+def _diagnosis_section(diagnosis: Any) -> str:
+    """The kinds of shift found, with evidence, and the recommended adapter."""
+    rows = []
+    for e in diagnosis.evidence:
+        found = "YES" if e.detected else ("no" if e.tested else "not tested")
+        rows.append([e.kind, found, e.test, "-" if e.p_value is None else e.p_value, e.level, e.detail])
+    html_ = "<h2>Diagnosis: which kind of shift</h2>" + _table(
+        ["kind", "found", "test", "p-value", "level / threshold", "evidence"], rows, left=3
+    )
+    c = diagnosis.classifier_test
+    if c is not None:
+        html_ += (
+            f"<p class='note'>Second opinion, domain classifier ({_e(c.classifier)}): held-out AUC "
+            f"{_num(c.auc)} (threshold {_num(c.threshold)}), p = {_num(c.p_value)}. Higher AUC means shift.</p>"
+        )
+    html_ += (
+        f"<div class='verdict {'shift' if diagnosis.is_shift else 'noshift'}'><b>Recommended: "
+        f"{_e(diagnosis.recommendation)}.</b> {_e(diagnosis.reason)}</div>"
+    )
+    return html_
+
+
 def _tests_section(report: Any) -> str:
     from shiftkit.plots import null_distributions
 
@@ -234,6 +267,8 @@ def render_html(
     notes: Sequence[str] = (),
     figures: Mapping[str, Any] | None = None,
     adaptation_title: str | None = None,
+    diagnosis: Any = None,
+    check: Any = None,
 ) -> str:
     """Render a shift report as one self-contained HTML page.
 
@@ -247,6 +282,8 @@ def render_html(
         figures: optional extra figures, `{caption: matplotlib Figure}` (e.g. an embedding), shown
             in their own section; they are rendered to PNG and released.
         adaptation_title: heading of the adaptation section, e.g. "After MMD adaptation".
+        diagnosis: optional `Diagnosis` (kind of shift, evidence, recommended adapter).
+        check: optional `CheckResult` of `shiftkit check` (criteria, thresholds, pass/fail).
 
     Returns:
         The HTML page as a string (no external resources).
@@ -268,6 +305,10 @@ def render_html(
     ]
     body += [f"<p class='note'>{_e(n)}</p>" for n in notes]
     body.append(f"<div class='verdict {kind}'><b>{headline}.</b> {_e(report.verdict)}</div>")
+    if check is not None:
+        body.append(_check_section(check))
+    if diagnosis is not None:
+        body.append(_diagnosis_section(diagnosis))
     body.append(_tests_section(report))
     body.append(_labels_section(report, class_names))
     if drift is not None:
@@ -282,6 +323,12 @@ def render_html(
         body.append(_json_block("shiftkit-feature-drift", bundle["feature_drift"]))
     if adaptation is not None:
         body.append(_json_block("shiftkit-adaptation", bundle["adaptation"]))
+    if diagnosis is not None:
+        bundle["diagnosis"] = diagnosis.to_dict()
+        body.append(_json_block("shiftkit-diagnosis", bundle["diagnosis"]))
+    if check is not None:
+        bundle["check"] = {k: v for k, v in check.to_dict().items() if k not in ("report", "diagnosis", "feature_drift")}
+        body.append(_json_block("shiftkit-check", bundle["check"]))
     summary = {k: v for k, v in bundle.items() if v is not None}
     body.append(
         "<h2>Data</h2><details><summary>The same data as the JSON report (click to expand)</summary>"

@@ -59,3 +59,162 @@ def test_usage_errors_exit_2(capsys):
 def test_python_dash_m():
     done = subprocess.run([sys.executable, "-m", "shiftkit", "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and __version__ in done.stdout
+
+
+# ---------------------------------------------------------------------------- shiftkit check / snapshot / report
+from html.parser import HTMLParser  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from shiftkit.datasets import load_scenario  # noqa: E402
+
+FAST = ["--n-permutations", "200", "--no-diagnosis"]
+
+
+def _write_pair(tmp_path, name, *, label="diagnosis"):
+    s = load_scenario(name, seed=0)
+    paths = []
+    for side, x, y in (("ref", s.x_source, s.y_source), ("tgt", s.x_target, s.y_target)):
+        frame = pd.DataFrame(x, columns=list(s.feature_names))
+        frame[label] = np.array(s.class_names)[y]
+        path = tmp_path / f"{name}_{side}.csv"
+        frame.to_csv(path, index=False)
+        paths.append(str(path))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    return {"none": _write_pair(tmp, "hospitals_no_shift"), "shift": _write_pair(tmp, "hospitals_covariate"), "dir": tmp}
+
+
+def _check(pair, *extra):
+    return main(["check", "--reference", pair[0], "--target", pair[1], "--label-column", "diagnosis", *FAST, *extra])
+
+
+def test_check_exit_codes(pairs, capsys):
+    assert _check(pairs["none"]) == 0
+    assert "PASS" in capsys.readouterr().out
+    assert _check(pairs["shift"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "input-space MMD" in out and "label shift" in out
+    bad = pairs["dir"] / "broken.npz"
+    bad.write_bytes(b"this is not an npz file")
+    assert main(["check", "--reference", str(bad), "--target", str(bad)]) == 2
+    assert "not a valid .npz" in capsys.readouterr().err
+
+
+def test_each_threshold_flag_flips_the_verdict(pairs, capsys):
+    # label shift TV is 0.286 in the covariate pair; MMD p-value is ~1/201 with 200 permutations
+    loose = ["--alpha", "0.001"]  # the MMD criterion cannot fail at this alpha with 200 permutations
+    assert _check(pairs["shift"], *loose, "--max-label-shift", "0.3") == 0
+    assert _check(pairs["shift"], *loose, "--max-label-shift", "0.25") == 1
+    assert _check(pairs["shift"], *loose, "--max-label-shift", "0.3", "--max-imbalance-ratio", "1.1") == 1
+    assert _check(pairs["shift"], *loose, "--max-label-shift", "0.3", "--max-imbalance-ratio", "1.2") == 0
+    assert _check(pairs["shift"], "--alpha", "0.01", "--max-label-shift", "0.3") == 1
+    capsys.readouterr()
+
+
+def test_json_to_stdout_only(pairs, capsys):
+    assert _check(pairs["shift"], "--json", "-") == 1
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    assert data["passed"] is False and data["failed_criteria"] == ["input-space MMD", "label shift"]
+    assert "FAIL" in captured.err
+
+
+def test_snapshot_then_check_agrees_with_full_reference(pairs, tmp_path, capsys):
+    snap = tmp_path / "ref.npz"
+    ref, tgt = pairs["shift"]
+    assert main(["snapshot", "--reference", ref, "--label-column", "diagnosis", "--out", str(snap)]) == 0
+    with np.load(snap, allow_pickle=False) as arrays:
+        assert "shiftkit_meta" in arrays.files
+    full_json, snap_json = tmp_path / "full.json", tmp_path / "snap.json"
+    assert _check(pairs["shift"], "--json", str(full_json)) == 1
+    assert main(["check", "--reference", str(snap), "--target", tgt, "--label-column", "diagnosis", *FAST,
+                 "--json", str(snap_json)]) == 1
+    full, via_snapshot = json.loads(full_json.read_text()), json.loads(snap_json.read_text())
+    assert full["criteria"] == via_snapshot["criteria"]
+    capsys.readouterr()
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.images, self.scripts = [], [], {}
+        self._script = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.append(tag)
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        if tag == "script":
+            self._script = attrs.get("id")
+
+    def handle_data(self, data):
+        if self._script:
+            self.scripts[self._script] = self.scripts.get(self._script, "") + data
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._script = None
+
+
+def test_html_report_with_plots_and_diagnosis(pairs, tmp_path, capsys):
+    html_path = tmp_path / "check.html"
+    ref, tgt = pairs["shift"]
+    code = main(["check", "--reference", ref, "--target", tgt, "--label-column", "diagnosis",
+                 "--n-permutations", "200", "--html", str(html_path)])
+    assert code == 1
+    page = html_path.read_text()
+    parser = _Collect()
+    parser.feed(page)
+    assert page.startswith("<!DOCTYPE html>") and "html" in parser.tags and "table" in parser.tags
+    assert parser.images and all(src.startswith("data:image/png;base64,") for src in parser.images)
+    assert json.loads(parser.scripts["shiftkit-check"])["passed"] is False
+    assert json.loads(parser.scripts["shiftkit-diagnosis"])["recommendation"]
+    assert "Pre-deployment check" in page and "Recommended" in page
+    report_html = tmp_path / "report.html"
+    assert main(["report", "--source", ref, "--target", tgt, "--label-column", "diagnosis",
+                 "--n-permutations", "100", "--html", str(report_html)]) == 0
+    assert "Diagnosis" in report_html.read_text()
+    capsys.readouterr()
+
+
+def test_bad_inputs_exit_2_with_clear_messages(pairs, tmp_path, capsys):
+    ref, tgt = pairs["none"]
+    frame = pd.read_csv(ref)
+
+    def run(reference, target, *extra):
+        code = main(["check", "--reference", str(reference), "--target", str(target), *FAST, *extra])
+        return code, capsys.readouterr().err
+
+    code, err = run(ref, tgt, "--label-column", "outcome")
+    assert code == 2 and "'outcome' is not a column" in err
+    text = frame.assign(site="A")
+    text.to_csv(tmp_path / "text.csv", index=False)
+    text.to_csv(tmp_path / "text2.csv", index=False)
+    code, err = run(tmp_path / "text.csv", tmp_path / "text2.csv", "--label-column", "diagnosis")
+    assert code == 2 and "non-numeric feature column(s): 'site'" in err
+    frame.drop(columns=["mean radius"]).to_csv(tmp_path / "fewer.csv", index=False)
+    code, err = run(ref, tmp_path / "fewer.csv", "--label-column", "diagnosis")
+    assert code == 2 and "missing from the target: 'mean radius'" in err
+    holes = frame.copy()
+    holes.loc[:4, "mean area"] = np.nan
+    holes.to_csv(tmp_path / "holes.csv", index=False)
+    code, err = run(tmp_path / "holes.csv", tgt, "--label-column", "diagnosis")
+    assert code == 2 and "missing values" in err and "mean area (5 missing)" in err and "--drop-na" in err
+    code, err = run(tmp_path / "holes.csv", tgt, "--label-column", "diagnosis", "--drop-na")
+    assert code == 0 and "dropped 5 row(s)" in err
+    np.savez(tmp_path / "pickled.npz", x=np.array([{"a": 1}] * 10, dtype=object))
+    code, err = run(tmp_path / "pickled.npz", tmp_path / "pickled.npz")
+    assert code == 2 and "pickle" in err
+    fake = tmp_path / "model.keras"
+    fake.write_bytes(b"not a keras zip")
+    code, err = run(ref, tgt, "--label-column", "diagnosis", "--model", str(fake))
+    assert code == 2 and "not a valid .keras file" in err
+    code, err = run(tmp_path / "missing.csv", tgt)
+    assert code == 2 and "does not exist" in err

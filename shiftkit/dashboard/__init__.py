@@ -1,7 +1,7 @@
 """The Streamlit dashboard's logic, kept out of `app.py` so that it can be tested without a browser.
 
-- `loaders`: built-in scenarios, uploaded CSV/NPZ files and `.keras` models -> `Domains` / a model,
-  with `DashboardError` messages that say what to fix.
+- `shiftkit.files` (the library's loaders): built-in scenarios, uploaded CSV/NPZ files and `.keras`
+  models -> `Domains` / a model, with `DashboardError` (= `shiftkit.files.InputError`) messages.
 - `pipeline`: source split, the small default model, shift report, drift, embeddings, adaptation,
   and the verdict cards and tables the page shows. No Streamlit import.
 - `cached`: the same behind `st.cache_data` / `st.cache_resource` (imported by `app.py`).
@@ -14,7 +14,7 @@ Test hooks: `app.py` reads uploads from `st.session_state[TEST_UPLOAD_KEYS[role]
 """
 
 from shiftkit.dashboard.errors import DashboardError, user_message
-from shiftkit.dashboard.loaders import (
+from shiftkit.files import (
     NO_LABEL,
     Domains,
     csv_columns,

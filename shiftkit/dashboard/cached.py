@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from shiftkit.dashboard import loaders, pipeline
+from shiftkit import files as loaders
+from shiftkit.dashboard import pipeline
 
 __all__ = [
     "adaptation",

@@ -5,8 +5,10 @@ from __future__ import annotations
 __all__ = ["DashboardError", "user_message"]
 
 
-class DashboardError(ValueError):
-    """A problem with the user's input (file, column, setting) with a message that says what to fix."""
+from shiftkit.files import InputError
+
+#: The dashboard's name for `shiftkit.files.InputError` (one class: loaders and pages raise the same).
+DashboardError = InputError
 
 
 def user_message(exc: BaseException, *, limit: int = 600) -> str:

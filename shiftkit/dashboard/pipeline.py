@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from shiftkit.dashboard.errors import DashboardError
-from shiftkit.dashboard.loaders import Domains
+from shiftkit.files import Domains
 
 __all__ = [
     "ADAPTERS",

@@ -178,11 +178,19 @@ class _SourceClassifier:
         return predict_proba(self.model, x)
 
 
-def _z_below(expected: float, var_expected: float, observed: float, n_observed: int) -> float:
+def _agresti_coull(successes: float, n: float) -> tuple[float, float]:
+    """Accuracy and its variance with the Agresti-Coull adjustment (2 successes and 2 failures added).
+
+    The plain binomial variance p(1-p)/n is 0 when a held-out set is classified perfectly, which
+    would make any target error look significant; the adjustment keeps it honest near 0 and 1.
+    """
+    p = (successes + 2.0) / (n + 4.0)
+    return p, p * (1.0 - p) / (n + 4.0)
+
+
+def _z_below(expected: float, var_expected: float, observed: float, var_observed: float) -> float:
     """One-sided p-value of 'observed accuracy is below expected'."""
-    var = var_expected + observed * (1 - observed) / n_observed
-    if var <= 0:
-        return 0.0 if observed < expected else 1.0
+    var = var_expected + var_observed
     return float(stats.norm.sf((expected - observed) / math.sqrt(var)))
 
 
@@ -340,13 +348,15 @@ def diagnose(
         correct_held = (pred_held == ys[held]).astype(float)
         pred_t = source_clf.proba(classifier_input(xt, xt_raw), n_classes).argmax(axis=1)
         observed = float(np.mean(pred_t == yt))
+        obs_adj, var_obs = _agresti_coull(float(np.sum(pred_t == yt)), len(yt))
         # label-shift hypothesis: per-class held-out accuracy weighted by the target's class shares
-        per_class = np.array([correct_held[ys[held] == k].mean() if np.any(ys[held] == k) else np.nan for k in range(n_classes)])
-        counts_k = np.array([np.sum(ys[held] == k) for k in range(n_classes)])
-        ok = ~np.isnan(per_class)
+        counts_k = np.array([np.sum(ys[held] == k) for k in range(n_classes)], dtype=float)
+        right_k = np.array([correct_held[ys[held] == k].sum() for k in range(n_classes)])
+        ok = counts_k > 0
+        per_class, var_k = _agresti_coull(right_k[ok], counts_k[ok])
         qk = q[ok] / q[ok].sum()
-        exp_label = float(np.sum(qk * per_class[ok]))
-        var_label = float(np.sum(qk**2 * per_class[ok] * (1 - per_class[ok]) / np.maximum(counts_k[ok], 1)))
+        exp_label = float(np.sum(qk * per_class))
+        var_label = float(np.sum(qk**2 * var_k))
         # covariate-shift hypothesis: importance weights from a domain classifier on (standardised) x
         from sklearn.linear_model import LogisticRegression
 
@@ -355,11 +365,10 @@ def diagnose(
         w = pt_held / (1 - pt_held)
         w = np.minimum(w, 20 * w.mean())
         w = w / w.sum()
-        exp_cov = float(np.sum(w * correct_held))
         ess = 1.0 / float(np.sum(w**2))
-        var_cov = exp_cov * (1 - exp_cov) / ess
-        p_lab_h = _z_below(exp_label, var_label, observed, len(yt))
-        p_cov_h = _z_below(exp_cov, var_cov, observed, len(yt))
+        exp_cov, var_cov = _agresti_coull(float(np.sum(w * correct_held)) * ess, ess)
+        p_lab_h = _z_below(exp_label, var_label, obs_adj, var_obs)
+        p_cov_h = _z_below(exp_cov, var_cov, obs_adj, var_obs)
         p_concept = max(p_lab_h, p_cov_h)
         evidence["concept"] = Evidence(
             "concept", bool(p_concept <= level), True,
