@@ -15,6 +15,14 @@ import os as _os
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from shiftkit import datasets  # noqa: E402
+from shiftkit.callbacks import ShiftMonitor  # noqa: E402
+from shiftkit.data import DomainSplits, split_domains  # noqa: E402
+from shiftkit.experiment import (  # noqa: E402
+    Experiment,
+    ExperimentResult,
+    classification_metrics,
+    expected_calibration_error,
+)
 from shiftkit.adapt import (  # noqa: E402
     AdaptationReport,
     Adapter,
@@ -54,6 +62,13 @@ from shiftkit.shift import (  # noqa: E402
 __all__ = [
     "__version__",
     "datasets",
+    "DomainSplits",
+    "Experiment",
+    "ExperimentResult",
+    "ShiftMonitor",
+    "classification_metrics",
+    "expected_calibration_error",
+    "split_domains",
     "AdaptationReport",
     "Adapter",
     "CopyAdapter",

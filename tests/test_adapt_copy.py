@@ -262,3 +262,13 @@ def test_adapted_normalization_survives_the_copy():
         np.testing.assert_allclose(adapter.features(x), reference, rtol=1e-5, atol=1e-5)
     mmd = MMDAdapter(src, mmd_weight=0.0).fit(x, y, x, epochs=1, learning_rate=1e-9, verbose=0)
     np.testing.assert_allclose(mmd.features(x), reference, rtol=1e-3, atol=1e-3)
+
+
+def test_loaded_adapter_needs_its_source_for_before_figures(source, tmp_path):
+    xs, ys = _data(60, seed=10)
+    xt, yt = _data(60, shift=1.0, seed=11)
+    path = CopyAdapter(source).fit(xt, yt, epochs=1, verbose=0).save(tmp_path / "a.keras")
+    with pytest.raises(ValueError, match="loaded without its source model"):
+        load_adapter(path).shift_report(xs, xt, n_permutations=20, seed=0)
+    rep = load_adapter(path, source_model=source).shift_report(xs, xt, ys, yt, n_permutations=20, seed=0)
+    assert rep.accuracy_before == pytest.approx(float(np.mean(source.predict(xt, verbose=0).argmax(1) == yt)))

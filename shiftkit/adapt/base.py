@@ -414,6 +414,11 @@ class Adapter:
         from shiftkit.shift.report import shift_report
 
         self._check_fitted()
+        if getattr(self, "source_missing_", False):
+            raise ValueError(
+                "This adapter was loaded without its source model, so there is no 'before' to compare "
+                "with. Load it with shiftkit.load_adapter(path, source_model=original_model)."
+            )
         before = shift_report(
             x_source, x_target, y_source, y_target, model=self.source_model, layer=self.feature_layer, **kwargs
         )
@@ -453,11 +458,12 @@ class Adapter:
         return path
 
 
-def load_adapter(path: str | os.PathLike) -> Adapter:
+def load_adapter(path: str | os.PathLike, *, source_model: Any = None) -> Adapter:
     """Load an adapter saved with `Adapter.save` (the model is loaded with `safe_mode=True`).
 
-    The returned adapter predicts, evaluates and extracts features like the saved one; its
-    `source_model` is the adapted model itself (the original source model is not stored).
+    The returned adapter predicts, evaluates and extracts features like the saved one. The original
+    source model is not stored in the file: pass it as `source_model` to get "before" figures from
+    `shift_report`; without it, `shift_report` refuses rather than compare the adapted model with itself.
 
     Raises:
         ValueError: the file is missing, not a `.keras` file, or not written by `Adapter.save`.
@@ -483,7 +489,8 @@ def load_adapter(path: str | os.PathLike) -> Adapter:
     except Exception as exc:  # corrupt or unsafe file: never a raw traceback
         raise ValueError(f"Could not load the Keras model in {path!r}: {exc}") from None
     adapter = cls.__new__(cls)
-    adapter.source_model = model
+    adapter.source_model = model if source_model is None else _require_model(source_model)
+    adapter.source_missing_ = source_model is None
     adapter.model_ = model
     adapter.base_ = model.get_layer("base")
     adapter.head_ = model.layers[-1]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
 
 from shiftkit._validation import check_array, check_positive_int
+
+_EXTRACTORS: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
 
 __all__ = ["FeatureSpace", "feature_space", "resolve_layer", "head_input", "check_model_input", "predict_proba"]
 
@@ -113,7 +116,12 @@ class FeatureSpace:
         if isinstance(tensor, (list, tuple)):
             tensor = tensor[0]
         self.model = model
-        self.extractor = keras.Model(model.inputs, tensor, name="shiftkit_feature_space")
+        # One extractor per (model, layer), reused: a new keras.Model per call would retrace its
+        # predict function every time (slow, and TensorFlow warns about it).
+        per_model = _EXTRACTORS.setdefault(model, {})
+        if self.layer_name not in per_model:
+            per_model[self.layer_name] = keras.Model(model.inputs, tensor, name="shiftkit_feature_space")
+        self.extractor = per_model[self.layer_name]
 
     def check_input(self, x: Any, name: str = "x") -> np.ndarray:
         """Validate `x` against the model's input shape (a clear error instead of a TF traceback)."""
