@@ -374,7 +374,10 @@ class Adapter:
 
     def predict_classes(self, x: Any, *, batch_size: int = 256) -> np.ndarray:
         """Predicted class indices."""
-        out = self.predict(x, batch_size=batch_size)
+        return self._classes(self.predict(x, batch_size=batch_size))
+
+    def _classes(self, out: np.ndarray) -> np.ndarray:
+        """Class indices from the model's outputs (a threshold for a single sigmoid/logit unit)."""
         if out.ndim == 1 or out.shape[-1] == 1:
             n_out, act = head_config(self.model_)
             thr = 0.5 if act == "sigmoid" else 0.0
@@ -386,8 +389,8 @@ class Adapter:
         self._check_fitted()
         arr = self._check_x(x)
         labels = self._check_y(y, len(arr))
-        pred = self.predict_classes(arr, batch_size=batch_size)
         probs = self.predict(arr, batch_size=batch_size)
+        pred = self._classes(probs)
         n_out, act = head_config(self.model_)
         loss_fn, _ = loss_for_head(act, n_out)
         target = labels.reshape(-1, 1).astype("float32") if n_out == 1 else labels

@@ -61,7 +61,9 @@ class CopyAdapter(Adapter):
         Args:
             x: target inputs. y: target labels (class indices or one-hot).
             validation_data: optional `(x_val, y_val)`.
-            epochs, batch_size, learning_rate: training settings (Adam).
+            epochs, batch_size, learning_rate: training settings (Adam). With few labels (about 10
+                per class) a new head converges slowly at 1e-3; 1e-2 is a good first try
+                (measured on corrupted digits: 0.47 vs 0.83 target accuracy after 60 epochs).
             class_weight: None, a dict, or "balanced" (weights from the training labels).
             sample_weight: optional per-sample weights.
             callbacks: Keras callbacks. verbose: Keras verbosity ("auto" shows a progress bar).

@@ -66,8 +66,10 @@ def _bandwidth_value(bw: np.ndarray) -> float | tuple[float, ...]:
 
 
 def _rows_per_block(n_cols: int, n_kernels: int, budget: int) -> int:
-    # One block holds n_kernels + 2 float64 arrays of shape (rows, n_cols) at its peak.
-    per_row = 8 * n_cols * (n_kernels + 2)
+    # Computing one block holds up to n_kernels + 6 float64 arrays of shape (rows, n_cols) at its
+    # peak: the squared-distance terms (norms broadcast, cross products, their difference, the
+    # clip), one exponential per bandwidth and their sum, and the block handed to numpy.
+    per_row = 8 * n_cols * (n_kernels + 6)
     return int(max(1, min(n_cols, budget // max(per_row, 1))))
 
 
