@@ -36,6 +36,7 @@ __all__ = [
     "mmd2_from_kernels",
     "mmd2_tensor",
     "linear_mmd2_terms",
+    "paired_kernel",
 ]
 
 
@@ -180,13 +181,26 @@ def linear_mmd2_terms(x: Any, y: Any, bandwidth: Any) -> Any:
     half = min(int(ops.shape(x)[0]), int(ops.shape(y)[0])) // 2
     x1, x2 = x[0 : 2 * half : 2], x[1 : 2 * half : 2]
     y1, y2 = y[0 : 2 * half : 2], y[1 : 2 * half : 2]
-    bw = ops.reshape(ops.cast(ops.convert_to_tensor(bandwidth), x.dtype), (-1, 1))
+    return (
+        paired_kernel(x1, x2, bandwidth)
+        + paired_kernel(y1, y2, bandwidth)
+        - paired_kernel(x1, y2, bandwidth)
+        - paired_kernel(x2, y1, bandwidth)
+    )
 
-    def k(a: Any, b: Any) -> Any:
-        d2 = ops.sum(ops.square(a - b), axis=1)
-        return ops.sum(ops.exp(-ops.expand_dims(d2, 0) / (2.0 * ops.square(bw))), axis=0)
 
-    return k(x1, x2) + k(y1, y2) - k(x1, y2) - k(x2, y1)
+def paired_kernel(a: Any, b: Any, bandwidth: Any) -> Any:
+    """Kernel values of row pairs, `k(a_i, b_i)`: shape `(n,)`, O(n) memory (no kernel matrix).
+
+    Args:
+        a, b: tensors `(n, d)`.
+        bandwidth: scalar or 1-D tensor of bandwidths (kernels summed).
+    """
+    a = ops.convert_to_tensor(a)
+    b = ops.convert_to_tensor(b, dtype=a.dtype)
+    bw = ops.reshape(ops.cast(ops.convert_to_tensor(bandwidth), a.dtype), (-1, 1))
+    d2 = ops.sum(ops.square(a - b), axis=1)
+    return ops.sum(ops.exp(-ops.expand_dims(d2, 0) / (2.0 * ops.square(bw))), axis=0)
 
 
 def mmd2_tensor(x: Any, y: Any, bandwidth: Any, estimator: str = "unbiased") -> Any:

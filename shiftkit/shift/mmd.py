@@ -378,9 +378,9 @@ def mmd_test(
         threshold = float(stats.norm.isf(alpha) * se)
         # Mean within-domain kernel value on the same consecutive pairs, for `normalized`.
         half = min(n, m) // 2
-        kxx = ops.convert_to_numpy(kernels.gaussian_kernel(x[: 2 * half : 2], x[1 : 2 * half : 2], bw))
-        kyy = ops.convert_to_numpy(kernels.gaussian_kernel(y[: 2 * half : 2], y[1 : 2 * half : 2], bw))
-        within = 0.5 * (float(np.mean(np.diagonal(kxx))) + float(np.mean(np.diagonal(kyy))))
+        kxx = ops.convert_to_numpy(kernels.paired_kernel(x[: 2 * half : 2], x[1 : 2 * half : 2], bw))
+        kyy = ops.convert_to_numpy(kernels.paired_kernel(y[: 2 * half : 2], y[1 : 2 * half : 2], bw))
+        within = 0.5 * (float(np.mean(kxx)) + float(np.mean(kyy)))
         return MMDTestResult(
             statistic=stat,
             p_value=p_value,
