@@ -282,6 +282,23 @@ else:
                 for c in frame.columns if c == "p-value" or c.startswith("adjusted p")}
     st.dataframe(frame, hide_index=True, height=min(420, 38 + 35 * len(drift.tests)), column_config=p_format)
 
+# ------------------------------------------------------------------------------------ which kind of shift
+st.subheader("Which kind of shift, and which adapter?")
+st.caption("Covariate, label and concept shift tested separately (Bonferroni over the three), class "
+           "imbalance measured; a domain classifier gives a second opinion.")
+if st.button("Diagnose", key="run_diagnosis") or st.session_state.get("diagnosed_key") == (ctx["data_key"], ctx["model_key"]):
+    st.session_state["diagnosed_key"] = (ctx["data_key"], ctx["model_key"])
+    try:
+        with st.spinner("Diagnosing..."):
+            diag = cached.diagnosis(ctx["data_key"], ctx["model_key"], domains, model, ctx["eval_idx"],
+                                    float(alpha), int(seed), bool(use_target_labels))
+    except (ValueError, TypeError) as exc:
+        st.error(dash.user_message(exc))
+    else:
+        st.dataframe(dash.pipeline.diagnosis_frame(diag), hide_index=True)
+        found = ", ".join(diag.kinds) if diag.kinds else "no shift"
+        st.info(f"Found: {found}. Recommended: **{diag.recommendation}**. {diag.reason}")
+
 # ------------------------------------------------------------------------------------ 6. adaptation
 st.subheader("6. After adaptation")
 st.caption(config.describe() + ".")

@@ -314,3 +314,16 @@ def test_bad_uploads_show_an_error_not_an_exception(tables):
     at.radio(key="model_mode").set_value("upload").run()
     assert not at.exception, at.exception
     assert len(at.error) == 1 and "not a valid .keras file" in at.error[0].value
+
+
+def test_diagnose_button_names_the_kind_and_the_adapter():
+    at = _app().run()
+    at.button(key="run_diagnosis").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    recommendation = [i.value for i in at.info if "Recommended" in i.value]
+    # The default scenario selects patients on tumour size, which moves p(x) and, through it, the
+    # malignant prevalence: a shift must be named, with an adapter.
+    assert recommendation and ("covariate" in recommendation[0] or "label" in recommendation[0])
+    assert "Adapter" in recommendation[0]
+    assert len(at.dataframe) >= 1 and "concept" in list(at.dataframe[-1].value["kind"])

@@ -91,6 +91,15 @@ def shift_report(
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
+def diagnosis(
+    data_key: str, model_key: str, _domains: loaders.Domains, _model: Any, _source_idx: np.ndarray,
+    alpha: float, seed: int, use_target_labels: bool,
+) -> Any:
+    return pipeline.diagnose_shift(_domains, _model, _source_idx, alpha=alpha, seed=seed,
+                                   use_target_labels=use_target_labels)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
 def feature_drift(data_key: str, _domains: loaders.Domains, alpha: float) -> Any:
     return pipeline.drift_for(_domains, alpha)
 

@@ -217,6 +217,52 @@ def measure_shift(
     )
 
 
+def diagnose_shift(
+    domains: Domains,
+    model: Any,
+    source_idx: np.ndarray,
+    *,
+    alpha: float,
+    seed: int,
+    use_target_labels: bool = True,
+    n_permutations: int = 300,
+) -> Any:
+    """`shiftkit.diagnose` of the held-out source vs the target: the kind of shift and the adapter."""
+    from shiftkit.shift.diagnose import diagnose
+
+    ys = None if domains.y_source is None else domains.y_source[source_idx]
+    xs, xt = domains.x_source[source_idx], domains.x_target
+    if len(xs) > MAX_SAMPLES or len(xt) > MAX_SAMPLES:
+        rng = np.random.default_rng(seed)
+        keep_s = np.sort(rng.choice(len(xs), size=min(len(xs), MAX_SAMPLES), replace=False))
+        keep_t = np.sort(rng.choice(len(xt), size=min(len(xt), MAX_SAMPLES), replace=False))
+        yt = _target_labels(domains, use_target_labels)
+        xs, xt = xs[keep_s], xt[keep_t]
+        ys = None if ys is None else ys[keep_s]
+        yt = None if yt is None else yt[keep_t]
+    else:
+        yt = _target_labels(domains, use_target_labels)
+    return diagnose(xs, xt, ys, yt if ys is not None else None, model=model, alpha=alpha,
+                    n_permutations=n_permutations, seed=seed)
+
+
+def diagnosis_frame(diagnosis: Any) -> Any:
+    """The diagnosis' evidence as a table (one row per kind of shift)."""
+    import pandas as pd
+
+    rows = []
+    for e in diagnosis.evidence:
+        rows.append({
+            "kind": e.kind,
+            "found": "yes" if e.detected else ("no" if e.tested else "not tested"),
+            "test": e.test,
+            "p-value": e.p_value,
+            "level": e.level,
+            "evidence": e.detail,
+        })
+    return pd.DataFrame(rows)
+
+
 def drift_for(domains: Domains, alpha: float) -> Any:
     """Per-feature drift (KS / chi-square with Benjamini-Hochberg) for tabular data, else None."""
     from shiftkit.shift.univariate import feature_drift
