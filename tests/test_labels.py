@@ -351,3 +351,26 @@ def test_estimate_target_priors_rejects_bad_input(kwargs, error, match):
 def test_label_functions_reject_bad_input(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_calibration_does_not_overfit_a_small_separable_held_out_set():
+    """Regression: unpenalised BCTS drove T -> 0.1 and |b| -> 29 on 40 nearly separable rows."""
+    from sklearn.linear_model import LogisticRegression
+
+    from shiftkit.shift.labels import _fit_bcts
+
+    rng = np.random.default_rng(2)
+
+    def draw(n, prior):
+        y = (rng.random(n) < prior).astype(int)
+        x = rng.normal(size=(n, 2)) + 4.0 * y[:, None]
+        return x, y
+
+    xtr, ytr = draw(300, 0.4)
+    clf = LogisticRegression(C=100.0, max_iter=1000).fit(xtr, ytr)
+    xval, yval = draw(40, 0.4)  # unpenalised BCTS fits T = 0.10, b = +-28.9 here (1 error in 40)
+    xt, yt = draw(3000, 0.08)
+    temperature, bias = _fit_bcts(np.clip(clf.predict_proba(xval), 1e-12, 1), yval)
+    assert temperature > 0.3 and np.abs(bias).max() < 3.0
+    est = estimate_target_priors(clf.predict_proba(xval), yval, clf.predict_proba(xt), method="em")
+    assert abs(est.priors[1] - yt.mean()) < 0.03
