@@ -203,10 +203,16 @@ def _split_statistics(
     return mean_xx + mean_yy - 2.0 * akb / (n * m), mean_xx, mean_yy
 
 
-def _indicator_batch(n: int, big_n: int, perms: np.ndarray) -> np.ndarray:
-    """Indicator matrix (N, P): column p marks the n points assigned to x by permutation p."""
-    a = np.zeros((big_n, len(perms)), dtype=np.float64)
-    a[perms[:, :n], np.arange(len(perms))[:, None]] = 1.0
+def _indicator_batch(n: int, big_n: int, count: int, first: int, rng: np.random.Generator) -> np.ndarray:
+    """Indicator matrix (N, count): column j marks the n points assigned to x by one permutation.
+
+    Column 0 of the first batch is the observed split (the first n points). Filled column by column,
+    so no (count, N) array of permutation indices is ever held.
+    """
+    a = np.zeros((big_n, count), dtype=np.float64)
+    for j in range(count):
+        rows = np.arange(n) if first + j == 0 else rng.permutation(big_n)[:n]
+        a[rows, j] = 1.0
     return a
 
 
@@ -219,8 +225,10 @@ def _permutation_test(
     full_bytes = 8 * big_n * big_n
     keep_full = full_bytes <= budget // 2
     a_budget = budget // 2 if not keep_full else max(budget - full_bytes, budget // 4)
-    # A batch holds the indicator matrix and its product with the kernel: 2 x (N, batch) floats.
-    perm_batch = int(max(1, min(n_cols, a_budget // (16 * big_n))))
+    # A batch holds the indicator matrix and, with the full kernel, its product K @ A: 2 x (N, batch)
+    # floats; in row blocks the product is only (rows, batch).
+    per_column = (16 if keep_full else 8) * big_n
+    perm_batch = int(max(1, min(n_cols, a_budget // per_column)))
     rows = _rows_per_block(big_n, bw.size, budget // 2)
 
     aka = np.empty(n_cols)
@@ -238,10 +246,7 @@ def _permutation_test(
     n_batches = 0
     for first in range(0, n_cols, perm_batch):
         count = min(perm_batch, n_cols - first)
-        perms = np.stack(
-            [np.arange(big_n) if first + j == 0 else rng.permutation(big_n) for j in range(count)]
-        )
-        a = _indicator_batch(n, big_n, perms)
+        a = _indicator_batch(n, big_n, count, first, rng)
         cols = slice(first, first + count)
         if keep_full:
             aka[cols] = np.einsum("ip,ip->p", a, k_full @ a)
