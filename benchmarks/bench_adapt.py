@@ -56,8 +56,9 @@ import digits_shift as ex  # examples/digits_shift.py: the pipeline under test
 DEFAULT_PEER_PYTHON = HERE / ".venv-adapt" / "bin" / "python"
 PEER_RUNNER = HERE / "_adapt_peer_runner.py"
 DEFAULT_RESULTS = HERE / "RESULTS.md"
+from _results import write_section  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 SECTION = "## Adapters on corrupted digits (bench_adapt.py)"
-FILE_HEADER = "# shiftkit benchmark results"
 SHIFTKIT_METHODS = ex.METHODS + (ex.MMD_CONTROL,)
 PEER_METHODS = ("DANN", "DANN lambda 0.01", "DeepCORAL", "FineTuning")
 PEER_LABEL = {m: f"ADAPT {m}" for m in PEER_METHODS}
@@ -347,21 +348,6 @@ def build_section(args: argparse.Namespace, cfg: dict[str, Any], seeds: list[int
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) this benchmark's section; every other section is kept as it is on disk now."""
-    text = path.read_text() if path.exists() else FILE_HEADER + "\n"  # re-read right before writing
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        before = "\n".join(lines[:start]).rstrip("\n")
-        after = "\n".join(lines[end:])
-        new = (before + "\n\n" if before else "") + section.rstrip("\n") + ("\n\n" + after + "\n" if after else "\n")
-    path.write_text(new)
-
-
 # --------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark shiftkit's adapters on corrupted digits (+ ADAPT peers).")
@@ -516,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_results:
         section = build_section(args, cfg, seeds, acc, fit_s, feat, src_acc, labels, peer_status, timing,
                                 timing_busy, wall, n_source)
-        write_section(args.results, section)
+        write_section(args.results, SECTION, section)
         print(f"wrote section '{SECTION}' to {args.results}")
     return 0
 

@@ -39,8 +39,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(EXAMPLES_DIR))
 
 DEFAULT_RESULTS = HERE / "RESULTS.md"
+from _results import write_section  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 SECTION = "## Examples over seeds (bench_examples.py)"
-FILE_HEADER = "# shiftkit benchmark results"
 EXAMPLES: tuple[str, ...] = ("quickstart", "medical_hospitals", "wearable_to_home", "screening_prevalence")
 TITLES = {
     "quickstart": "Quickstart: two breast-cancer hospitals, MMDAdapter without target labels",
@@ -202,21 +203,6 @@ def build_section(args: argparse.Namespace, seeds: list[int], results: dict[str,
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) this benchmark's section; every other section is kept as it is on disk now."""
-    text = path.read_text() if path.exists() else FILE_HEADER + "\n"  # re-read right before writing
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        before = "\n".join(lines[:start]).rstrip("\n")
-        after = "\n".join(lines[end:])
-        new = (before + "\n\n" if before else "") + section.rstrip("\n") + ("\n\n" + after + "\n" if after else "\n")
-    path.write_text(new)
-
-
 # --------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the examples' cores over seeds; write mean ± std tables.")
@@ -255,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ntotal {time.perf_counter() - t_start:.0f} s\n")
     print(section)
     if not args.no_write:
-        write_section(args.results, section)
+        write_section(args.results, SECTION, section)
         print(f"wrote section '{SECTION}' to {args.results}")
     return 0
 
