@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import platform
 from pathlib import Path
 
 FILE_HEADER = "# shiftkit benchmark results"
@@ -27,3 +29,22 @@ def write_section(path: Path, title: str, section: str) -> None:
         after = "\n".join(lines[end:])
         new = (before + "\n\n" if before else "") + section.rstrip("\n") + ("\n\n" + after + "\n" if after else "\n")
     path.write_text(new)
+
+
+def machine_info() -> dict[str, str]:
+    """The machine a benchmark ran on: cores, CPU model, memory, OS and Python."""
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        with open("/proc/meminfo") as fh:
+            kib = int(next(line.split()[1] for line in fh if line.startswith("MemTotal")))
+        mem = f"{kib / 2**20:.0f} GiB"
+    except (OSError, StopIteration, ValueError):
+        pass
+    return {"nproc": str(os.cpu_count()), "cpu": cpu, "mem": mem,
+            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version()}

@@ -34,7 +34,6 @@ import datetime as _dt
 import json
 import math
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -56,7 +55,7 @@ import digits_shift as ex  # examples/digits_shift.py: the pipeline under test
 DEFAULT_PEER_PYTHON = HERE / ".venv-adapt" / "bin" / "python"
 PEER_RUNNER = HERE / "_adapt_peer_runner.py"
 DEFAULT_RESULTS = HERE / "RESULTS.md"
-from _results import write_section  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from _results import machine_info, write_section  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 SECTION = "## Adapters on corrupted digits (bench_adapt.py)"
 SHIFTKIT_METHODS = ex.METHODS + (ex.MMD_CONTROL,)
@@ -101,24 +100,6 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     if not values:
         return float("nan"), float("nan")
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def machine_info() -> dict[str, str]:
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    mem = "?"
-    try:
-        with open("/proc/meminfo") as fh:
-            kib = int(next(line.split()[1] for line in fh if line.startswith("MemTotal")))
-        mem = f"{kib / 2**20:.0f} GiB"
-    except (OSError, StopIteration, ValueError):
-        pass
-    return {"nproc": str(os.cpu_count()), "cpu": cpu, "mem": mem,
-            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version()}
 
 
 def wait_for_quiet(threshold: float = 0.3, max_wait: float = 120.0) -> None:

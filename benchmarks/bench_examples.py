@@ -22,7 +22,6 @@ import datetime as _dt
 import importlib
 import math
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -39,7 +38,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(EXAMPLES_DIR))
 
 DEFAULT_RESULTS = HERE / "RESULTS.md"
-from _results import write_section  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from _results import machine_info, write_section  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 SECTION = "## Examples over seeds (bench_examples.py)"
 EXAMPLES: tuple[str, ...] = ("quickstart", "medical_hospitals", "wearable_to_home", "screening_prevalence")
@@ -54,24 +53,6 @@ SKIP_COLUMNS = {"target_labels", "fit_s"}
 
 
 # --------------------------------------------------------------------------------------------- machine
-def machine_info() -> dict[str, str]:
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
-    except (OSError, StopIteration):
-        pass
-    mem = "?"
-    try:
-        with open("/proc/meminfo") as fh:
-            kib = int(next(line.split()[1] for line in fh if line.startswith("MemTotal")))
-        mem = f"{kib / 2**20:.0f} GiB"
-    except (OSError, StopIteration, ValueError):
-        pass
-    return {"nproc": str(os.cpu_count()), "cpu": cpu, "mem": mem,
-            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version()}
-
-
 def versions() -> dict[str, str]:
     out = {}
     for name in ("shiftkit", "keras", "tensorflow", "numpy", "scikit-learn", "pandas"):
