@@ -47,10 +47,10 @@ from shiftkit._validation import (
 from shiftkit._version import __version__
 from shiftkit.shift.kernels import median_heuristic
 from shiftkit.shift.labels import (
-    LabelRatios,
     class_imbalance,
     estimate_target_priors,
     label_shift_distance,
+    ratios_from_proportions,
 )
 from shiftkit.shift.mmd import mmd_test
 from shiftkit.shift.report import LabelShiftSummary, ShiftReport
@@ -336,20 +336,12 @@ def _label_summary(ref: Reference, q: np.ndarray, target_from: str, yt: np.ndarr
     k = max(len(p), len(q))
     p = np.pad(p, (0, k - len(p)))
     q = np.pad(q, (0, k - len(q)))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = np.where(p > 0, q / np.where(p > 0, p, 1.0), np.nan)
     full_ref_labels = np.repeat(np.arange(len(ref.label_counts)), ref.label_counts)
     return LabelShiftSummary(
         source_proportions=p,
         target_proportions=q,
         target_from=target_from,
-        ratios=LabelRatios(
-            ratios=ratios,
-            source_proportions=p,
-            target_proportions=q,
-            absent_in_source=tuple(int(i) for i in np.flatnonzero((p == 0) & (q > 0))),
-            absent_in_target=tuple(int(i) for i in np.flatnonzero((q == 0) & (p > 0))),
-        ),
+        ratios=ratios_from_proportions(p, q),
         distance=label_shift_distance(p, q),
         source_imbalance=class_imbalance(full_ref_labels, n_classes=k),
         target_imbalance=None if yt is None else class_imbalance(yt, n_classes=k),

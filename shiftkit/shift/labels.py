@@ -45,6 +45,7 @@ __all__ = [
     "PriorEstimate",
     "label_distribution",
     "label_ratios",
+    "ratios_from_proportions",
     "class_imbalance",
     "label_shift_distance",
     "estimate_target_priors",
@@ -393,9 +394,21 @@ def label_ratios(y_source: Any, y_target: Any, n_classes: int | None = None) -> 
         ([0.5, 1.0, nan], (2,))
     """
     (ls, lt), n = _resolve_labels([(y_source, "y_source"), (y_target, "y_target")], n_classes)
-    p = _proportions(ls, n)
-    q = _proportions(lt, n)
-    ratios = np.full(n, np.nan)
+    return ratios_from_proportions(_proportions(ls, n), _proportions(lt, n))
+
+
+def ratios_from_proportions(p: Any, q: Any) -> LabelRatios:
+    """`LabelRatios` from two class-proportion vectors (e.g. source labels vs estimated target priors).
+
+    Args:
+        p: source class proportions. q: target class proportions, same length.
+
+    Returns:
+        A `LabelRatios`: `q / p` per class, NaN (and listed in `absent_in_source`) where p is 0.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    ratios = np.full(len(p), np.nan)
     np.divide(q, p, out=ratios, where=p > 0)
     return LabelRatios(
         ratios=_frozen(ratios),

@@ -42,6 +42,7 @@ from shiftkit.shift.labels import (
     label_distribution,
     label_ratios,
     label_shift_distance,
+    ratios_from_proportions,
 )
 from shiftkit.shift.mmd import DEFAULT_MEMORY_BUDGET, MMDTestResult, mmd_test
 
@@ -247,15 +248,7 @@ def _label_summary(
     else:
         q = np.asarray(estimate.priors, dtype=np.float64)
         target_from = f"estimated ({estimate.method})"
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = np.where(p > 0, q / np.where(p > 0, p, 1.0), np.nan)
-        ratios = LabelRatios(
-            ratios=r,
-            source_proportions=p,
-            target_proportions=q,
-            absent_in_source=tuple(int(k) for k in np.flatnonzero((p == 0) & (q > 0))),
-            absent_in_target=tuple(int(k) for k in np.flatnonzero((q == 0) & (p > 0))),
-        )
+        ratios = ratios_from_proportions(p, q)
         target_imbalance = None
     return LabelShiftSummary(
         source_proportions=p,
