@@ -13,6 +13,7 @@ from shiftkit.adapt.base import load_adapter
 from shiftkit.adapt.mmd import MMDAdapter, batch_mmd2
 from shiftkit.shift.kernels import median_bandwidth
 from shiftkit.shift import kernels
+from _synthetic import covariate_shift_data
 
 EPOCHS = 30
 LR = 1e-3
@@ -26,16 +27,7 @@ def _same(a, b):
     return len(a) == len(b) and all(np.array_equal(u, v) for u, v in zip(a, b))
 
 
-def _data(n, *, target, seed):
-    """2 classes in 10-D; the target is the source shifted and scaled in dims 0-4 (same labels)."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 2, size=n)
-    x = rng.normal(size=(n, 10))
-    x[:, :3] += np.where(y[:, None] == 1, 1.2, -1.2)
-    if target:
-        x[:, :3] = 1.5 * x[:, :3] + 1.5
-        x[:, 3:5] = 2.0 * x[:, 3:5] - 1.0
-    return x.astype("float32"), y
+_data = covariate_shift_data
 
 
 def _mlp(seed=0):
