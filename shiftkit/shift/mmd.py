@@ -42,7 +42,7 @@ from shiftkit._validation import (
 )
 from shiftkit.shift import kernels
 
-__all__ = ["mmd2", "mmd_test", "MMDTestResult", "DEFAULT_MEMORY_BUDGET"]
+__all__ = ["mmd2", "mmd_test", "MMDTestResult", "DEFAULT_MEMORY_BUDGET", "permutations_for"]
 
 #: Default working-memory budget (bytes) of `mmd2` and `mmd_test`: 1 GiB.
 DEFAULT_MEMORY_BUDGET = 1 << 30
@@ -50,6 +50,23 @@ DEFAULT_MEMORY_BUDGET = 1 << 30
 _ESTIMATORS = ("unbiased", "biased", "linear")
 _METHODS = ("permutation", "linear")
 _LARGE_PERMUTATION_N = 50_000
+
+
+def permutations_for(level: float, n_permutations: int, *, resolution: int = 2) -> int:
+    """The number of permutations a test at `level` needs: at least `n_permutations`.
+
+    A permutation p-value is (1 + #{null >= statistic}) / (1 + P), so its smallest value is
+    1 / (1 + P); a test with 1 / (1 + P) > level can never reject. Callers that test at a level
+    they derive (a Bonferroni share alpha / k) raise P to `ceil(resolution / level) - 1`, so that
+    the test can reject with up to `resolution - 1` permuted statistics at or above the observed one.
+
+    Example:
+        >>> permutations_for(0.05, 100)
+        100
+        >>> permutations_for(0.01 / 6, 500)
+        1199
+    """
+    return max(int(n_permutations), int(math.ceil(resolution / level - 1e-9)) - 1)
 
 
 def _resolve_bandwidth(

@@ -1,0 +1,165 @@
+"""Keras plumbing in one place: output layer, output activation, logits vs probabilities.
+
+Everything in shiftkit that needs to know how a model's outputs are to be read asks here, so the
+answer is decided once, from the model's *architecture* (its output activation), never guessed
+from the values a batch happens to produce.
+
+Definitions:
+    output layer:  the layer that produces the model's first output (inside nested models too).
+    head layer:    the last layer *with weights* on the way to the output, walking back through
+                   weightless layers (Activation, Softmax, Dropout, Reshape, Flatten, ...). For
+                   `Dense(k) -> Activation("softmax")` (the mixed-precision pattern) the head is the
+                   Dense layer; its input is the model's default feature space.
+    activation:    the activation applied after the head: the last Activation / Softmax layer on
+                   the way, else the head layer's own `activation`, else "linear".
+    probabilities: the outputs are probabilities when that activation is "softmax" or "sigmoid";
+                   otherwise they are logits (softmax / logistic function applied to read them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+
+__all__ = [
+    "producing_layer",
+    "output_layer",
+    "head_layer",
+    "output_activation",
+    "outputs_probabilities",
+    "decision_threshold",
+    "to_probabilities",
+    "to_classes",
+]
+
+#: Activations whose outputs are already probabilities.
+PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid")
+#: Weightless layers that pass their input's meaning through unchanged (walked over).
+_PASS_THROUGH = (
+    keras.layers.Dropout,
+    keras.layers.Reshape,
+    keras.layers.Flatten,
+    keras.layers.Identity,
+    keras.layers.ActivityRegularization,
+    keras.layers.GaussianNoise,
+    keras.layers.GaussianDropout,
+    keras.layers.AlphaDropout,
+)
+
+
+def producing_layer(tensor: Any) -> Any:
+    """The layer (operation) that produced a symbolic Keras tensor."""
+    return tensor._keras_history[0]
+
+
+def _first(tensor: Any) -> Any:
+    return tensor[0] if isinstance(tensor, (list, tuple)) else tensor
+
+
+def output_layer(model: Any) -> Any:
+    """The layer producing the model's first output, looking inside nested models."""
+    layer = producing_layer(model.outputs[0])
+    while isinstance(layer, keras.Model):
+        layer = producing_layer(layer.outputs[0]) if layer.outputs else layer.layers[-1]
+    return layer
+
+
+def _activation_name(activation: Any) -> str:
+    if activation is None:
+        return "linear"
+    name = keras.activations.serialize(activation)
+    if isinstance(name, dict):
+        name = name.get("config", {}).get("name") or name.get("class_name") or "linear"
+    return str(name)
+
+
+def _walk_back(model: Any):
+    """Yield the layers from the output backwards while they have a single input (nested models expanded)."""
+    layer = output_layer(model)
+    seen = 0
+    while layer is not None and seen < 64:
+        seen += 1
+        yield layer
+        try:
+            inp = _first(layer.input)
+            nxt = producing_layer(inp)
+        except (AttributeError, ValueError, IndexError):
+            return
+        while isinstance(nxt, keras.Model):
+            nxt = producing_layer(nxt.outputs[0]) if nxt.outputs else None
+        if isinstance(nxt, keras.layers.InputLayer) or nxt is layer:
+            return
+        layer = nxt
+
+
+def _is_activation_layer(layer: Any) -> bool:
+    return isinstance(layer, (keras.layers.Activation, keras.layers.Softmax))
+
+
+def head_layer(model: Any) -> Any:
+    """The last layer with weights on the way to the output (see the module docstring).
+
+    Falls back to the output layer when no weighted layer is found before an input.
+    """
+    for layer in _walk_back(model):
+        if layer.weights:
+            return layer
+        if not (_is_activation_layer(layer) or isinstance(layer, _PASS_THROUGH)):
+            break
+    return output_layer(model)
+
+
+def output_activation(model: Any) -> str:
+    """Name of the activation that produces the model's outputs ("softmax", "sigmoid", "linear", ...)."""
+    for layer in _walk_back(model):
+        if isinstance(layer, keras.layers.Softmax):
+            return "softmax"
+        if isinstance(layer, keras.layers.Activation):
+            name = _activation_name(layer.activation)
+            if name != "linear":
+                return name
+            continue
+        if isinstance(layer, _PASS_THROUGH):
+            continue
+        return _activation_name(getattr(layer, "activation", None))
+    return "linear"
+
+
+def outputs_probabilities(model: Any) -> bool:
+    """True when the model outputs probabilities (softmax / sigmoid), False for logits."""
+    return output_activation(model) in PROBABILITY_ACTIVATIONS
+
+
+def decision_threshold(model: Any) -> float:
+    """Threshold of a single-output binary classifier: 0.5 on a probability, 0.0 on a logit."""
+    return 0.5 if outputs_probabilities(model) else 0.0
+
+
+def to_probabilities(model: Any, outputs: Any) -> np.ndarray:
+    """The model's raw outputs as class probabilities `(n, n_classes)` (a single unit becomes two).
+
+    Args:
+        model: the model that produced `outputs` (its activation decides how to read them).
+        outputs: array `(n, k)` or `(n,)` of its outputs.
+    """
+    out = np.asarray(outputs, dtype=np.float64)
+    out = out.reshape(len(out), -1)
+    probs = outputs_probabilities(model)
+    if out.shape[1] == 1:
+        p = out[:, 0] if probs else 1.0 / (1.0 + np.exp(-out[:, 0]))
+        p = np.clip(p, 0.0, 1.0)
+        return np.stack([1.0 - p, p], axis=1)
+    if not probs:
+        out = np.exp(out - out.max(axis=1, keepdims=True))
+    out = np.clip(out, 0.0, None)
+    return out / out.sum(axis=1, keepdims=True)
+
+
+def to_classes(model: Any, outputs: Any) -> np.ndarray:
+    """Predicted class indices from the model's raw outputs (threshold for a single unit, else argmax)."""
+    out = np.asarray(outputs)
+    if out.ndim == 1 or out.shape[-1] == 1:
+        return (out.reshape(-1) > decision_threshold(model)).astype(np.int64)
+    return out.reshape(len(out), -1).argmax(axis=-1).astype(np.int64)

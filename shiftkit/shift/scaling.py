@@ -1,0 +1,105 @@
+"""Input-space scaling before kernel tests: one standardiser for every input-space MMD in shiftkit.
+
+A Gaussian kernel on raw inputs is dominated by whichever feature has the largest units, so input
+space is standardised first. Dividing by each feature's standard deviation, however, turns a
+near-constant feature (an image's border pixel, std 0.003 on digits) into one that dominates the
+kernel: a change no user would care about (a 1% thickening of the strokes) becomes a "shift".
+
+What `Standardizer` does:
+    - **Tabular inputs** `(n, d)`: each feature is centred and divided by its standard deviation,
+      floored at `floor` times the feature's range (max - min). A feature whose spread sits in a
+      few rare values (std well under a tenth of its range) is scaled by its range instead, so it
+      cannot dominate; ordinary features (std is about a sixth to a tenth of the range for
+      n <= 10^6 normal draws) keep their std. Features of very different units (millimetres next
+      to square millimetres) stay comparable, which a floor relative to one overall scale would
+      not allow. A constant feature gets scale 1 (it contributes nothing).
+    - **Images and sequences** `(n, ..., c)` (more than one feature axis): every position is
+      centred, and each channel (last axis) is divided by one scale pooled over all positions of
+      that channel, as image models normalise inputs: pixels of one channel share their units, so
+      a border pixel is measured on the image's scale, not its own.
+
+`fit` on the pooled sample (source and target together) makes the transform a symmetric function of
+the pooled data, so a permutation test run after it keeps its exact level; `check` fits it on the
+reference alone so that every later target is measured on the same scale.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Standardizer", "standardize", "DEFAULT_RANGE_FLOOR"]
+
+#: Floor of a tabular feature's scale, as a fraction of its range (max - min).
+DEFAULT_RANGE_FLOOR = 0.1
+
+
+class Standardizer:
+    """Centre and scale inputs for input-space kernel tests (see the module docstring).
+
+    Args:
+        floor: a tabular feature's scale is at least `floor * (max - min)` of that feature.
+
+    Attributes (after `fit`):
+        mean_: per-feature mean, shape `(d,)` of the flattened input.
+        scale_: per-feature divisor, shape `(d,)`, all > 0.
+        shape_: per-sample shape seen in `fit`.
+        how_: one sentence on what was done (for reports).
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.random.default_rng(0).normal(size=(100, 3))
+        >>> Standardizer().fit(x).transform(x).std(axis=0).round(2).tolist()
+        [1.0, 1.0, 1.0]
+    """
+
+    def __init__(self, floor: float = DEFAULT_RANGE_FLOOR):
+        self.floor = float(floor)
+
+    def fit(self, x: np.ndarray) -> "Standardizer":
+        x = np.asarray(x, dtype=np.float64)
+        self.shape_ = tuple(x.shape[1:])
+        flat = x.reshape(len(x), -1)
+        self.mean_ = flat.mean(axis=0)
+        if len(self.shape_) >= 2:
+            channels = self.shape_[-1]
+            centred = (flat - self.mean_).reshape(len(x), -1, channels)
+            per_channel = np.sqrt(np.mean(centred**2, axis=(0, 1)))
+            per_channel = np.where(per_channel > 0, per_channel, 1.0)
+            self.scale_ = np.broadcast_to(per_channel, centred.shape[1:]).reshape(-1).copy()
+            self.how_ = (
+                f"centred per position, scaled per channel by one pooled scale ({channels} channel(s))"
+            )
+        else:
+            std = flat.std(axis=0)
+            span = flat.max(axis=0) - flat.min(axis=0)
+            scale = np.maximum(std, self.floor * span)
+            self.scale_ = np.where(scale > 0, scale, 1.0)
+            n_floored = int(np.sum(std < self.floor * span))
+            self.how_ = (
+                f"centred and scaled per feature by its std, floored at {self.floor:g} x its range "
+                f"({n_floored} of {flat.shape[1]} feature(s) floored)"
+            )
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Flattened, standardised copy `(n, d)` of `x`."""
+        flat = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+        return (flat - self.mean_) / self.scale_
+
+    def get_config(self) -> dict[str, Any]:
+        return {"floor": self.floor}
+
+
+def standardize(
+    x_source: np.ndarray, x_target: np.ndarray, *, floor: float = DEFAULT_RANGE_FLOOR
+) -> tuple[np.ndarray, np.ndarray]:
+    """Standardise two samples with a `Standardizer` fitted on both pooled (permutation-invariant).
+
+    Returns:
+        `(a, b)`: flattened, standardised source and target, shapes `(n, d)` and `(m, d)`.
+    """
+    pooled = np.concatenate([np.asarray(x_source), np.asarray(x_target)], axis=0)
+    scaler = Standardizer(floor).fit(pooled)
+    return scaler.transform(x_source), scaler.transform(x_target)
