@@ -22,6 +22,8 @@ __all__ = [
     "check_option",
     "check_bandwidth",
     "check_seed",
+    "encode_labels",
+    "LabelEncoding",
 ]
 
 
@@ -295,3 +297,216 @@ def check_seed(seed: Any, name: str = "seed") -> int | None:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or int(seed) < 0:
         raise TypeError(f"{name} must be None or a non-negative integer; got {_describe(seed)}.")
     return int(seed)
+
+
+# --------------------------------------------------------------------------------------------
+# Label encoding: any label values -> codes 0..K-1, consistently across source and target
+# --------------------------------------------------------------------------------------------
+
+
+def _display(value: Any) -> Any:
+    """A label value as shown to users: whole floats as ints, numpy scalars as Python values."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+class LabelEncoding:
+    """The classes of a labelling, in code order: code k stands for `classes[k]`.
+
+    Built by `encode_labels`; immutable. `names` are the classes as strings, for display.
+
+    Example:
+        >>> enc, (ys, yt) = encode_labels([1, 2, 2], [2, 1])
+        >>> enc.classes, ys.tolist(), yt.tolist()
+        ((1, 2), [0, 1, 1], [1, 0])
+    """
+
+    __slots__ = ("classes", "identity")
+
+    def __init__(self, classes: Sequence[Any], identity: bool = False):
+        object.__setattr__(self, "classes", tuple(_display(c) for c in classes))
+        object.__setattr__(self, "identity", bool(identity))
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("LabelEncoding is immutable.")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LabelEncoding) and self.classes == other.classes
+
+    def __hash__(self) -> int:
+        return hash(self.classes)
+
+    def __repr__(self) -> str:
+        return f"LabelEncoding(classes={self.classes!r})"
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(str(c) for c in self.classes)
+
+    def encode(self, y: Any, name: str = "y") -> np.ndarray:
+        """Codes of `y`'s values; raises naming any value that is not one of `classes`."""
+        values = _label_values(y, name)
+        if self.identity and values.dtype.kind in "iub":
+            codes = values.astype(np.int64)
+            bad = (codes < 0) | (codes >= self.n_classes)
+            if bad.any():
+                raise ValueError(
+                    f"{name} has label(s) {sorted(set(codes[bad].tolist()))[:5]} outside the classes "
+                    f"0..{self.n_classes - 1} of the model's outputs. Pass labels that index the model's "
+                    "outputs, or re-encode them."
+                )
+            return codes
+        lookup = {c: k for k, c in enumerate(self.classes)}
+        codes = np.empty(len(values), dtype=np.int64)
+        unknown = []
+        for i, v in enumerate(values.tolist()):
+            k = lookup.get(_display(v))
+            if k is None:
+                unknown.append(_display(v))
+                continue
+            codes[i] = k
+        if unknown:
+            raise ValueError(
+                f"{name} has label value(s) {sorted(set(map(str, unknown)))[:5]} that are not among the "
+                f"classes {list(self.classes)}. Pass labels with the same coding in every array."
+            )
+        return codes
+
+    def decode(self, codes: Any) -> np.ndarray:
+        """The original class values of codes."""
+        return np.asarray(self.classes, dtype=object)[np.asarray(codes, dtype=np.int64)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"classes": [c if isinstance(c, (int, float, str, bool)) else str(c) for c in self.classes]}
+
+
+def _label_values(y: Any, name: str) -> np.ndarray:
+    """Labels as a 1-D numpy array of values (numbers, strings or bools); one-hot rows become indices."""
+    if y is None:
+        raise TypeError(f"{name} must be an array of class labels, got None.")
+    if isinstance(y, (str, bytes)):
+        raise TypeError(f"{name} must be an array of class labels, got a single string {_describe(y)}.")
+    try:
+        arr = np.asarray(y)
+    except Exception as exc:  # noqa: BLE001 - ragged input
+        raise TypeError(f"{name} could not be read as an array of labels ({exc}).") from None
+    if arr.ndim == 0:
+        raise ValueError(f"{name} must be an array of labels, got the scalar {_describe(y)}.")
+    if arr.size == 0 or arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty. Pass one label per sample.")
+    if arr.ndim == 2 and arr.shape[1] > 1:
+        return check_labels(arr, name)  # one-hot rows -> indices
+    if arr.ndim > 2 or (arr.ndim == 2 and arr.shape[1] != 1):
+        raise ValueError(f"{name} must be a 1-D array of labels (or one-hot rows), got shape {arr.shape}.")
+    arr = arr.reshape(-1)
+    if arr.dtype.kind == "O":
+        items = arr.tolist()
+        if any(v is None or (isinstance(v, float) and not np.isfinite(v)) for v in items):
+            raise ValueError(f"{name} has missing labels (None/NaN). Drop those rows or fill them first.")
+        if all(isinstance(v, (bool, np.bool_)) for v in items):
+            return arr.astype(bool)
+        if all(isinstance(v, (numbers.Real, np.number)) and not isinstance(v, (bool, np.bool_)) for v in items):
+            arr = arr.astype(np.float64)
+        else:
+            return np.asarray([str(v) for v in items], dtype=str)
+    if arr.dtype.kind in "US":
+        return arr.astype(str)
+    if arr.dtype.kind == "c":
+        raise TypeError(f"{name} must hold class labels, got complex numbers.")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} has NaN or infinite labels. Drop those rows or fill them first.")
+        if np.any(arr != np.round(arr)):
+            bad = arr[arr != np.round(arr)][:5].tolist()
+            raise ValueError(
+                f"{name} must hold class labels; found fractional value(s) {bad}. Pass class labels, "
+                "not scores or probabilities."
+            )
+        return arr.astype(np.int64)
+    if arr.dtype.kind not in "iub":
+        raise TypeError(f"{name} must hold class labels (numbers, strings or booleans), got dtype {arr.dtype}.")
+    return arr
+
+
+def _sorted_classes(values: list[np.ndarray]) -> list[Any]:
+    pooled = np.concatenate([v.astype(object) if v.dtype.kind != values[0].dtype.kind else v for v in values])
+    uniq = set(_display(v) for v in pooled.tolist())
+    try:
+        return sorted(uniq)
+    except TypeError:  # mixed types: order by their text
+        return sorted(uniq, key=str)
+
+
+def encode_labels(
+    *labels: Any,
+    names: Sequence[str] | None = None,
+    classes: Sequence[Any] | None = None,
+    n_outputs: int | None = None,
+    min_classes: int = 1,
+) -> tuple[LabelEncoding, list[np.ndarray]]:
+    """Encode one or more label arrays (source, target, ...) to codes 0..K-1 with one shared coding.
+
+    Any label values are accepted: ints, whole-number floats, strings, bools, one-hot rows. Labels
+    coded 1..K, years (2019/2020) or names ("benign"/"malignant") become 0..K-1; the original values
+    are kept in the returned `LabelEncoding.classes` for display.
+
+    Which coding:
+        - `classes` given: code k is `classes[k]`; a value not listed is an error.
+        - `n_outputs` given (a model's number of classes): labels that are all integers in
+          0..n_outputs-1 index the model's outputs as they are; otherwise the sorted distinct values
+          are mapped to the outputs in order, which needs exactly `n_outputs` of them.
+        - neither: the sorted distinct values of all arrays together.
+
+    Args:
+        *labels: the label arrays (None entries are skipped and returned as None).
+        names: argument names for messages (default "y0", "y1", ...).
+        classes: an explicit class order.
+        n_outputs: the number of classes a model predicts.
+        min_classes: the least number of distinct classes required across all arrays.
+
+    Returns:
+        `(encoding, codes)` with one int64 array (or None) per input.
+
+    Raises:
+        TypeError / ValueError: empty or missing labels, fractional values, unknown values, too few
+            classes, or values that cannot be matched to the model's outputs.
+    """
+    names = list(names) if names is not None else [f"y{i}" for i in range(len(labels))]
+    present = [(y, nm) for y, nm in zip(labels, names) if y is not None]
+    values = [_label_values(y, nm) for y, nm in present]
+    if classes is not None:
+        enc = LabelEncoding(list(classes))
+    else:
+        found = _sorted_classes(values) if values else []
+        if n_outputs is not None:
+            n_outputs = check_positive_int(n_outputs, "n_outputs")
+            ints = all(v.dtype.kind in "iub" for v in values)
+            if ints and all(0 <= c < n_outputs for c in found if not isinstance(c, str)):
+                enc = LabelEncoding(range(n_outputs), identity=True)
+            elif len(found) == n_outputs:
+                enc = LabelEncoding(found)
+            else:
+                raise ValueError(
+                    f"{' and '.join(nm for _, nm in present)} hold {len(found)} distinct label value(s) "
+                    f"{found[:10]} that cannot be matched to the model's {n_outputs} output class(es). "
+                    f"Pass labels 0..{n_outputs - 1} (the model's output indices) or exactly "
+                    f"{n_outputs} distinct values (mapped in sorted order)."
+                )
+        else:
+            enc = LabelEncoding(found)
+    codes_iter = iter([enc.encode(y, nm) for y, nm in present])
+    codes = [None if y is None else next(codes_iter) for y in labels]
+    distinct = len(set(np.concatenate([c for c in codes if c is not None]).tolist())) if present else 0
+    if distinct < min_classes:
+        raise ValueError(
+            f"{' and '.join(nm for _, nm in present)} hold {distinct} class(es); at least {min_classes} "
+            "are needed. Pass labels of more than one class."
+        )
+    return enc, codes
