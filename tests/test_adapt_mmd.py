@@ -223,7 +223,12 @@ def test_binary_head_batchnorm_and_feature_layer():
 
 
 @pytest.mark.slow
-def test_runs_under_mirrored_strategy():
+def test_runs_under_mirrored_strategy_with_the_same_losses():
+    """Regression (#6): 1 vs 2 replicas, same seed and data: the same task loss, and loss = task + w * mmd2.
+
+    Keras 3's `Loss` already divides by the replica count; dividing the task loss again halved the
+    logged task loss (and silently doubled mmd_weight) under a 2-replica MirroredStrategy.
+    """
     code = textwrap.dedent(
         """
         import os
@@ -231,24 +236,44 @@ def test_runs_under_mirrored_strategy():
         import numpy as np, tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        import keras
+        import json, keras
         from shiftkit.adapt.mmd import MMDAdapter
+        keras.utils.set_random_seed(0)
         src = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6, activation="relu"),
                                 keras.layers.Dense(2, activation="softmax")])
         rng = np.random.default_rng(0)
         x = rng.normal(size=(64, 4)).astype("float32"); y = (x[:, 0] > 0).astype(int)
         xt = (x + 1.0).astype("float32")
+
+        def run(strategy, **kw):
+            with strategy.scope():
+                a = MMDAdapter(src, mmd_weight=2.0).fit(x, y, xt, verbose=0, seed=0, **kw)
+            return a, {k: [float(v) for v in vals] for k, vals in a.history_.history.items()}
+
+        # one step on the whole batch at a negligible rate: the logged values are the pre-update ones
+        kw = dict(epochs=1, batch_size=64, learning_rate=1e-12)
+        _, one = run(tf.distribute.get_strategy(), **kw)
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-        with strategy.scope():
-            a = MMDAdapter(src).fit(x, y, xt, epochs=2, batch_size=16, verbose=0, seed=0)
-        h = a.history_.history
-        assert all(np.isfinite(h[k]).all() for k in ("loss", "task_loss", "mmd2"))
+        _, two = run(strategy, **kw)
+        a, trained = run(strategy, epochs=2, batch_size=16)
+        print("JSON", json.dumps({"one": one, "two": two, "trained": trained}))
         print("REPLICAS", strategy.num_replicas_in_sync, type(a.model.trainable_weights[0].value).__name__)
         """
     )
     done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "REPLICAS 2" in done.stdout and "Mirrored" in done.stdout, done.stdout
+    import json
+
+    logs = json.loads(done.stdout.split("JSON", 1)[1].splitlines()[0])
+    one, two = logs["one"], logs["two"]
+    # the task loss is a mean over the whole batch, whatever the replica count
+    assert two["task_loss"][0] == pytest.approx(one["task_loss"][0], rel=1e-4), (one, two)
+    assert two["accuracy"][0] == pytest.approx(one["accuracy"][0])
+    for h in (one, two, logs["trained"]):
+        assert all(np.isfinite(h[k]).all() for k in ("loss", "task_loss", "mmd2"))
+        # the logged loss is the objective: task + mmd_weight * mmd2 (each replica's MMD^2 on its share)
+        np.testing.assert_allclose(h["loss"], np.add(h["task_loss"], 2.0 * np.asarray(h["mmd2"])), rtol=1e-4)
 
 
 def test_bad_input(setting):

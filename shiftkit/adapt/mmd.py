@@ -43,8 +43,10 @@ wraps the target model and overrides `train_step` (TensorFlow backend, `tf.Gradi
 `tf.data.Dataset` that zips shuffled, repeated source batches with shuffled, repeated target batches
 (seeded). An epoch is `ceil(n_source / batch_size)` steps. The optimizer, metrics and trainer are
 created inside the active `tf.distribute` strategy's scope; under a multi-replica strategy each
-replica computes the MMD^2 of its own share of the batch and the loss is divided by the number of
-replicas (gradients are summed across replicas, as in Keras's own `train_step`).
+replica computes the MMD^2 of its own share of the batch; the gradients are summed across replicas,
+so each replica's objective is divided by the number of replicas. The task loss comes divided already
+(a Keras `Loss` does it itself under `tf.distribute`), so only the MMD^2 term is divided here, and the
+logged `task_loss` / `loss` are the undivided per-replica means (the same figures as on one device).
 """
 
 from __future__ import annotations
@@ -143,11 +145,14 @@ def _make_trainer(
                     y_task, p_task = ops.concatenate([ys, yt], axis=0), preds
                 else:
                     y_task, p_task = ys, preds[:n_s]
-                task = self.loss_fn(y_task, p_task)
-                mmd = batch_mmd2(fs, ft, bandwidth)
-                loss = task + mmd_weight * mmd if mmd_weight > 0 else task
+                # A Keras Loss already divides its mean by the replica count (its contribution to
+                # the gradients summed across replicas); the MMD^2 term is divided here, once.
                 replicas = tf.distribute.get_strategy().num_replicas_in_sync
-                scaled = loss / replicas if replicas > 1 else loss
+                scaled_task = self.loss_fn(y_task, p_task)
+                mmd = batch_mmd2(fs, ft, bandwidth)
+                scaled = scaled_task + mmd_weight * mmd / replicas if mmd_weight > 0 else scaled_task
+                task = scaled_task * replicas if replicas > 1 else scaled_task  # this replica's mean
+                loss = task + mmd_weight * mmd if mmd_weight > 0 else task
                 scaled = self.optimizer.scale_loss(scaled)
             variables = self.trainable_variables
             grads = tape.gradient(scaled, variables)
@@ -162,6 +167,8 @@ def _make_trainer(
             x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
             _, preds = self._forward(x)
             task = self.loss_fn(y, preds)
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            task = task * replicas if replicas > 1 else task  # undo the Loss's division, as Keras does
             self.loss_tracker.update_state(task)
             self.task_tracker.update_state(task)
             self.accuracy.update_state(y, preds)
