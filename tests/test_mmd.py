@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from shiftkit.shift import feature_space, median_heuristic, mmd2, mmd_test
-from shiftkit.shift.mmd import MMDTestResult
+from shiftkit.shift.mmd import MMDTestResult, critical_value, permutations_for
 
 
 def _k(a, b, bandwidths):
@@ -94,7 +94,8 @@ def test_permutation_statistic_and_pvalue_definition(rng):
     assert res.statistic == pytest.approx(mmd2(x, y, bandwidth=1.3), rel=1e-9)
     assert res.null.shape == (199,)
     assert res.p_value == pytest.approx((1 + np.sum(res.null >= res.statistic)) / 200)
-    assert res.threshold == pytest.approx(np.quantile(res.null, 0.9))
+    # The exact critical value (issue 9, item 10), no longer an interpolated quantile.
+    assert res.threshold == np.sort(res.null)[::-1][int(0.1 * 200) - 1]
     assert res.is_shift == (res.p_value <= 0.1)
     assert (res.n_source, res.n_target, res.n_permutations) == (40, 50, 199)
     assert res.bandwidth == 1.3
@@ -253,3 +254,66 @@ def test_mmd2_bad_input():
         mmd2(GOOD, GOOD, estimator="quadratic")
     with pytest.raises(ValueError, match=r"y contains"):
         mmd2(GOOD, np.full((4, 3), np.nan))
+
+
+# ------------------------------------------------------------------ issue 9, item 10: threshold
+@pytest.mark.parametrize("alpha", [0.05, 0.1])
+def test_threshold_is_the_exact_critical_value(alpha):
+    """statistic > threshold <=> p_value <= alpha, on many small draws where an interpolated quantile disagrees."""
+    rng = np.random.default_rng(10)
+    disagree = 0
+    rejected = 0
+    for draw in range(300):
+        x = rng.normal(size=(12, 2))
+        y = rng.normal(0.6 * (draw % 2), size=(12, 2))
+        res = mmd_test(x, y, n_permutations=19, alpha=alpha, seed=draw)
+        rejected += res.is_shift
+        disagree += (res.statistic > res.threshold) != (res.p_value <= res.alpha)
+        assert res.is_shift == (res.p_value <= res.alpha)
+    assert disagree == 0
+    assert 0 < rejected < 300  # both outcomes occur, so the equivalence was exercised
+
+
+@pytest.mark.parametrize("alpha, n_permutations", [(0.05, 19), (0.05, 99), (0.1, 29), (0.01, 199), (0.3, 50), (0.07, 100)])
+def test_threshold_is_order_statistic(alpha, n_permutations):
+    rng = np.random.default_rng(n_permutations)
+    res = mmd_test(rng.normal(size=(15, 3)), rng.normal(size=(14, 3)), n_permutations=n_permutations, alpha=alpha, seed=1)
+    k = int(np.floor(alpha * (1 + n_permutations) + 1e-9)) - 1
+    assert res.threshold == np.sort(res.null)[::-1][k]
+    # The threshold itself is not beyond it: a statistic equal to it has k + 1 null values >= it.
+    assert (1 + np.count_nonzero(res.null >= res.threshold)) / (1 + n_permutations) > alpha
+
+
+def test_linear_threshold_matches_its_p_value():
+    rng = np.random.default_rng(11)
+    seen = set()
+    for draw in range(60):
+        x = rng.normal(size=(300, 3))
+        y = rng.normal(0.25 * (draw % 3), size=(300, 3))
+        res = mmd_test(x, y, method="linear", alpha=0.05, seed=draw)
+        assert (res.statistic > res.threshold) == res.is_shift == (res.p_value <= 0.05)
+        seen.add(res.is_shift)
+    assert seen == {True, False}
+
+
+# ------------------------------------------------------------------ issue 9, item 3: untestable levels
+@pytest.mark.parametrize("alpha, n_permutations, minimum", [(0.05, 10, 19), (0.01, 50, 99), (0.003, 200, 333)])
+def test_too_few_permutations_for_alpha_is_an_error(alpha, n_permutations, minimum):
+    x, y = GOOD, GOOD + 5.0
+    with pytest.raises(ValueError, match=rf"n_permutations={n_permutations} cannot reach alpha={alpha:g}.*>= {minimum}\b"):
+        mmd_test(x, y, n_permutations=n_permutations, alpha=alpha, seed=0)
+    # the minimum it names is enough: a huge shift is then detected
+    res = mmd_test(np.random.default_rng(0).normal(size=(30, 3)), np.random.default_rng(1).normal(5, size=(30, 3)),
+                   n_permutations=minimum, alpha=alpha, seed=0)
+    assert res.p_value == pytest.approx(1 / (1 + minimum)) and res.is_shift
+    # the linear method has no permutations: any alpha is testable
+    mmd_test(np.random.default_rng(0).normal(size=(30, 3)), np.random.default_rng(1).normal(size=(30, 3)),
+             method="linear", n_permutations=n_permutations, alpha=alpha)
+
+
+def test_critical_value_helper():
+    null = np.arange(19.0)
+    assert critical_value(null, 0.1) == 17.0  # k = 1: second largest
+    assert critical_value(null, 0.05) == 18.0  # k = 0: the largest
+    assert critical_value(null, 0.049) == np.inf  # cannot reject
+    assert permutations_for(0.05, 10) == 39 and permutations_for(0.05, 500) == 500

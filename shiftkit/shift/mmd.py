@@ -42,7 +42,14 @@ from shiftkit._validation import (
 )
 from shiftkit.shift import kernels
 
-__all__ = ["mmd2", "mmd_test", "MMDTestResult", "DEFAULT_MEMORY_BUDGET", "permutations_for"]
+__all__ = [
+    "mmd2",
+    "mmd_test",
+    "MMDTestResult",
+    "DEFAULT_MEMORY_BUDGET",
+    "permutations_for",
+    "critical_value",
+]
 
 #: Default working-memory budget (bytes) of `mmd2` and `mmd_test`: 1 GiB.
 DEFAULT_MEMORY_BUDGET = 1 << 30
@@ -67,6 +74,62 @@ def permutations_for(level: float, n_permutations: int, *, resolution: int = 2) 
         1199
     """
     return max(int(n_permutations), int(math.ceil(resolution / level - 1e-9)) - 1)
+
+
+def _max_rejectable_count(alpha: float, n_permutations: int) -> int:
+    """The largest k with (1 + k) / (1 + P) <= alpha: a test rejects iff #{null >= statistic} <= k.
+
+    Computed with the same floating-point expression as the p-value, so the two never disagree;
+    -1 when even k = 0 gives a p-value above `alpha` (the test cannot reject).
+    """
+    k = int(math.floor(alpha * (1 + n_permutations))) - 1
+    while k + 1 < n_permutations and (2.0 + k) / (1.0 + n_permutations) <= alpha:
+        k += 1
+    while k >= 0 and (1.0 + k) / (1.0 + n_permutations) > alpha:
+        k -= 1
+    return k
+
+
+def critical_value(null: np.ndarray, alpha: float) -> float:
+    """The exact critical value of a permutation test at level `alpha`.
+
+    With the p-value (1 + #{null >= statistic}) / (1 + P), the test rejects iff at most
+    k = floor(alpha (1 + P)) - 1 permuted statistics are >= the observed one, that is iff the
+    statistic exceeds the (k + 1)-th largest permuted statistic. That order statistic is returned,
+    so `statistic > critical_value(null, alpha)` <=> `p_value <= alpha`. It is +inf when k < 0
+    (1 / (1 + P) > alpha: no statistic can reject).
+
+    Args:
+        null: the P permuted statistics.
+        alpha: the level.
+
+    Returns:
+        The critical value (a float, +inf when the test cannot reject at `alpha`).
+
+    Example:
+        >>> critical_value(np.arange(19.0), 0.1)  # k = 1: the second largest
+        17.0
+    """
+    null = np.asarray(null, dtype=np.float64).reshape(-1)
+    k = _max_rejectable_count(alpha, null.size)
+    if k < 0:
+        return float("inf")
+    # The (k + 1)-th largest = the (P - k)-th smallest (0-based index P - 1 - k).
+    return float(np.partition(null, null.size - 1 - k)[null.size - 1 - k])
+
+
+def _check_attainable(alpha: float, n_permutations: int) -> None:
+    if _max_rejectable_count(alpha, n_permutations) < 0:
+        minimum = permutations_for(alpha, 1, resolution=1)
+        while _max_rejectable_count(alpha, minimum) < 0:
+            minimum += 1
+        raise ValueError(
+            f"n_permutations={n_permutations} cannot reach alpha={alpha:g}: the smallest permutation "
+            f"p-value is 1 / (1 + n_permutations) = {1 / (1 + n_permutations):.4g} > alpha, so the test "
+            f"could never detect a shift. Pass n_permutations >= {minimum} (at least "
+            f"{permutations_for(alpha, 1)} to reject with one permuted statistic at or above the "
+            "observed one), or a larger alpha."
+        )
 
 
 def _resolve_bandwidth(
@@ -168,7 +231,10 @@ class MMDTestResult:
             MMD^2 ("linear").
         p_value: permutation p-value (1 + #{null >= statistic}) / (1 + n_permutations), or the
             one-sided normal p-value of the linear-time statistic.
-        threshold: the (1 - alpha) quantile of the null distribution of the statistic.
+        threshold: the exact critical value at `alpha`: `statistic > threshold` <=> `is_shift`.
+            For "permutation", the (k + 1)-th largest permuted statistic with
+            k = floor(alpha (1 + n_permutations)) - 1 (see `critical_value`); for "linear",
+            `norm.isf(alpha)` standard errors.
         is_shift: `p_value <= alpha`.
         alpha: the level of the test.
         bandwidth: the kernel bandwidth (a tuple when several kernels are summed).
@@ -339,7 +405,8 @@ def mmd_test(
 
     Args:
         x: source sample `(n, ...)`; y: target sample `(m, ...)`, same per-sample shape.
-        n_permutations: permutations of the pooled sample forming the null distribution.
+        n_permutations: permutations of the pooled sample forming the null distribution; at
+            least `1 / alpha - 1`, or the test could never reject (a ValueError says so).
         alpha: level of the test; `is_shift` is `p_value <= alpha`.
         bandwidth: Gaussian kernel bandwidth(s); `None` uses the median heuristic on the pooled
             sample, fixed once before permuting.
@@ -359,7 +426,9 @@ def mmd_test(
 
     Raises:
         ValueError / TypeError: invalid data (see `mmd2`), `n_permutations < 1`, `alpha` outside
-            (0, 1), unknown method, a non-positive bandwidth.
+            (0, 1), unknown method, a non-positive bandwidth; `n_permutations` too few to ever
+            reach `alpha` (1 / (1 + n_permutations) > alpha: the message names the minimum, see
+            `permutations_for`).
 
     Example:
         >>> import numpy as np
@@ -371,6 +440,8 @@ def mmd_test(
     method = check_option(method, "method", _METHODS)
     n_permutations = check_positive_int(n_permutations, "n_permutations")
     alpha = check_alpha(alpha)
+    if method == "permutation":
+        _check_attainable(alpha, n_permutations)
     seed = check_seed(seed)
     budget = check_positive_int(memory_budget, "memory_budget")
     if max_samples is not None:
@@ -434,7 +505,7 @@ def mmd_test(
     return MMDTestResult(
         statistic=stat,
         p_value=float(p_value),
-        threshold=float(np.quantile(null, 1.0 - alpha)),
+        threshold=critical_value(null, alpha),
         is_shift=bool(p_value <= alpha),
         alpha=alpha,
         bandwidth=_bandwidth_value(bw),
