@@ -7,12 +7,25 @@ bytes and a file name (what `st.file_uploader` gives, and what a test can pass d
 non-numeric columns (listed), NaNs (reported; or dropped with `drop_na=True`, and counted), object
 arrays in an NPZ (refused: `allow_pickle=False`), a corrupt or non-Keras model file (models load
 with `safe_mode=True`). Nothing here imports Streamlit.
+
+Size limits: compressed files can expand far beyond their size (an `.npz` of zeros 1,000-fold), so
+before anything is decompressed the declared sizes are checked against a limit (`max_bytes`,
+default `MAX_BYTES` = 2 GiB, or `SHIFTKIT_MAX_GIB` from the environment): every zip member's
+uncompressed size and their total, each `.npy` header's shape x itemsize (an array that a lying
+header would make numpy allocate), a `.keras` archive's total uncompressed size
+(`check_keras_archive`), and a file's size on disk before it is read.
+
+Labels: any label values (class names, 1..K, years, booleans) are encoded to codes 0..K-1 shared by
+source and target with `shiftkit._validation.encode_labels`; the original values are kept as the
+class names (`Domains.class_names`), and `Domains.for_model` re-encodes them against a model's
+outputs (labels 0..K-1 then index the outputs as they are).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import os
 import tempfile
 import zipfile
@@ -21,9 +34,15 @@ from typing import Any
 
 import numpy as np
 
+from shiftkit._validation import encode_labels
+
 
 __all__ = [
     "InputError",
+    "MAX_BYTES",
+    "MAX_BYTES_ENV",
+    "check_keras_archive",
+    "max_bytes_limit",
     "load_arrays",
     "load_single",
     "DataFile",
@@ -39,6 +58,7 @@ __all__ = [
     "load_keras_model",
     "load_npz",
     "load_uploaded_domains",
+    "model_n_classes",
     "read_csv",
     "scenario_domains",
 ]
@@ -54,6 +74,57 @@ LABEL_COLUMN_GUESSES = ("label", "labels", "target", "y", "class", "diagnosis", 
 #: Fewest samples accepted per domain.
 MIN_SAMPLES = 5
 _MAX_LISTED = 12
+#: Default limit, in bytes, on what one file may take in memory once read and decompressed (2 GiB).
+MAX_BYTES = 2 * 1024**3
+#: Environment variable that overrides `MAX_BYTES` for every entry point: a number of GiB, e.g. "8".
+MAX_BYTES_ENV = "SHIFTKIT_MAX_GIB"
+_HOW_TO_RAISE = (
+    f"If the file is genuine, raise the limit: max_bytes=... in shiftkit.files, --max-gib on the "
+    f"command line, or the environment variable {MAX_BYTES_ENV} (GiB) for any entry point; or "
+    "subsample the data first."
+)
+
+
+def max_bytes_limit(max_bytes: int | None = None) -> int:
+    """The size limit in force: `max_bytes` if given, else `SHIFTKIT_MAX_GIB` GiB, else `MAX_BYTES`.
+
+    Args:
+        max_bytes: an explicit limit in bytes (>= 1), or None for the default.
+
+    Returns:
+        The limit in bytes.
+
+    Raises:
+        ValueError: `max_bytes` or the environment variable is not a positive number.
+    """
+    if max_bytes is not None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or max_bytes < 1:
+            raise ValueError(f"max_bytes must be a positive number of bytes; got {max_bytes!r}.")
+        return int(max_bytes)
+    env = os.environ.get(MAX_BYTES_ENV, "").strip()
+    if env:
+        try:
+            gib = float(env)
+        except ValueError:
+            gib = float("nan")
+        if not (math.isfinite(gib) and gib > 0):
+            raise ValueError(f"The environment variable {MAX_BYTES_ENV} must be a positive number of GiB; got {env!r}.")
+        return max(1, int(gib * 1024**3))
+    return MAX_BYTES
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{int(n)} bytes"
+
+
+def _too_big(role: str, filename: str, what: str, size: int, limit: int) -> InputError:
+    return InputError(
+        f"The {role} {filename!r} would take {_fmt_bytes(size)} in memory ({what}), more than the limit "
+        f"of {_fmt_bytes(limit)}; it was not read. {_HOW_TO_RAISE}"
+    )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -64,10 +135,13 @@ class Domains:
         name: what the data are (scenario name or file names).
         description: one paragraph shown above the results.
         x_source, x_target: inputs `(n, ...)`, float32, same per-sample shape.
-        y_source, y_target: class indices (int64) or None when unknown.
-        class_names: one name per class index (None without labels).
+        y_source, y_target: class codes 0..K-1 (int64) or None when unknown.
+        class_names: the original label value of each code, as text (None without labels).
         feature_names: one name per column for tabular data, else None.
         shift_kind: the known truth for built-in scenarios, else None.
+        dropped: rows dropped (`drop_na`) from the source and the target.
+        y_source_values, y_target_values: the labels as they were in the files (None: the codes are
+            the original values, as for built-in scenarios).
     """
 
     name: str
@@ -80,6 +154,8 @@ class Domains:
     feature_names: tuple[str, ...] | None = None
     shift_kind: str | None = None
     dropped: tuple[int, int] = (0, 0)
+    y_source_values: np.ndarray | None = None
+    y_target_values: np.ndarray | None = None
 
     @property
     def is_tabular(self) -> bool:
@@ -88,6 +164,7 @@ class Domains:
 
     @property
     def n_classes(self) -> int | None:
+        """Number of classes (codes 0..n-1), or None without labels."""
         if self.y_source is None:
             return None
         n = int(self.y_source.max()) + 1
@@ -98,11 +175,60 @@ class Domains:
         return n
 
     def class_name_list(self) -> list[str] | None:
+        """One display name per class code (the original label values), or None without labels."""
         n = self.n_classes
         if n is None:
             return None
         names = list(self.class_names or ())
         return names + [str(k) for k in range(len(names), n)]
+
+    def for_model(self, n_outputs: int) -> "Domains":
+        """The same domains with labels coded as a model's output indices.
+
+        Labels that are integers 0..n_outputs-1 index the outputs as they are; otherwise the sorted
+        distinct label values are mapped to the outputs in order, which needs exactly `n_outputs`
+        of them (`shiftkit._validation.encode_labels` with `n_outputs`).
+
+        Args:
+            n_outputs: the number of classes the model predicts (2 for a single sigmoid/logit unit).
+
+        Returns:
+            A new `Domains` (or this one when it has no labels).
+
+        Raises:
+            InputError: the labels cannot be matched to the model's classes.
+        """
+        if self.y_source is None:
+            return self
+        if self.y_source_values is None:
+            raw_s, raw_t = self.y_source, self.y_target
+        else:
+            raw_s, raw_t = self.y_source_values, self.y_target_values
+        enc, (ys, yt) = _encode_or_explain(
+            (raw_s, raw_t), ("the source labels", "the target labels"), n_outputs=n_outputs
+        )
+        names = enc.names
+        if self.y_source_values is None and self.class_names and enc.identity:
+            names = tuple(self.class_name_list() or ())[: enc.n_classes]
+            names = names + tuple(str(k) for k in range(len(names), enc.n_classes))
+        return dataclasses.replace(self, y_source=ys, y_target=yt, class_names=names)
+
+
+def model_n_classes(model: Any) -> int:
+    """The number of classes a Keras classifier predicts: its output width (2 for a single unit)."""
+    width = int(model.outputs[0].shape[-1] or 1)
+    return 2 if width == 1 else width
+
+
+def _encode_or_explain(
+    labels: Sequence[Any], names: Sequence[str], *, n_outputs: int | None = None, where: str = ""
+) -> Any:
+    """`encode_labels` of several label arrays, its errors as `InputError` saying where they came from."""
+    try:
+        return encode_labels(*labels, names=list(names), n_outputs=n_outputs)
+    except (TypeError, ValueError) as exc:
+        text = str(exc)
+        raise InputError(where + (text[:1].upper() + text[1:] if not where else text)) from None
 
 
 def _listed(items: Sequence[Any]) -> str:
@@ -210,7 +336,12 @@ def _csv_features(frame: Any, filename: str, role: str) -> np.ndarray:
 def _encode_labels(
     ys: Any, yt: Any, source_name: str, target_name: str, column: str
 ) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...]]:
-    """Encode source/target label columns as class indices with one shared class list."""
+    """Encode source/target label columns as codes 0..K-1 with one shared class list.
+
+    Any label values (class names, 1..K, years, booleans) are accepted and encoded by
+    `shiftkit._validation.encode_labels` (sorted distinct values); the class names are the original
+    values as text.
+    """
     import pandas as pd
 
     for series, fname, role in ((ys, source_name, "source file"), (yt, target_name, "target file")):
@@ -219,32 +350,40 @@ def _encode_labels(
                 f"The label column {column!r} of the {role} {fname!r} has {int(series.isna().sum())} "
                 "missing value(s). Every labelled row needs a label; drop the unlabelled rows."
             )
-    values = [ys] if yt is None else [ys, yt]
-    pooled = pd.concat(values, ignore_index=True)
-    if pd.api.types.is_numeric_dtype(pooled) and not pd.api.types.is_bool_dtype(pooled):
+    pooled = pd.concat([ys] if yt is None else [ys, yt], ignore_index=True)
+    distinct = pooled.nunique()
+    if pd.api.types.is_float_dtype(pooled):
         arr = pooled.to_numpy(dtype=np.float64)
-        if np.all(arr == np.round(arr)) and arr.min() >= 0 and arr.max() < 10_000:
-            n = int(arr.max()) + 1
-            if np.unique(arr).size < 2 and yt is None:
-                raise InputError(f"The label column {column!r} of the source has a single class; need at least 2.")
-            y_s = ys.to_numpy(dtype=np.int64)
-            y_t = None if yt is None else yt.to_numpy(dtype=np.int64)
-            return y_s, y_t, tuple(str(k) for k in range(n))
-        if np.unique(arr).size > 50:
+        if np.any(arr != np.round(arr)) and distinct > 50:
             raise InputError(
-                f"The label column {column!r} holds {np.unique(arr).size} distinct non-integer values: it "
-                "looks like a numeric feature, not class labels. Choose the class column as label column."
+                f"The label column {column!r} holds {distinct} distinct non-integer values: it looks like a "
+                "numeric feature, not class labels. Choose the class column as label column."
             )
-    classes = sorted({str(v) for v in pooled})
-    if len(classes) > 200:
+    if distinct > 200:
         raise InputError(
-            f"The label column {column!r} has {len(classes)} distinct values; that is not a class column. "
+            f"The label column {column!r} has {distinct} distinct values; that is not a class column. "
             "Choose the column that holds the class of each row."
         )
-    index = {c: k for k, c in enumerate(classes)}
-    y_s = np.array([index[str(v)] for v in ys], dtype=np.int64)
-    y_t = None if yt is None else np.array([index[str(v)] for v in yt], dtype=np.int64)
-    return y_s, y_t, tuple(classes)
+    enc, (y_s, y_t) = _encode_or_explain(
+        (_column_values(ys), None if yt is None else _column_values(yt)),
+        (f"the label column {column!r} of the source file {source_name!r}",
+         f"the label column {column!r} of the target file {target_name!r}"),
+        where="Cannot read the class labels: ",
+    )
+    return y_s, y_t, enc.names
+
+
+def _column_values(series: Any) -> np.ndarray:
+    """A label column as a numpy array of plain values (numbers, booleans or strings)."""
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(series):
+        return series.to_numpy(dtype=bool)
+    if pd.api.types.is_integer_dtype(series):
+        return series.to_numpy(dtype=np.int64)
+    if pd.api.types.is_float_dtype(series):
+        return series.to_numpy(dtype=np.float64)
+    return np.asarray([str(v) for v in series], dtype=str)
 
 
 def _drop_missing(frame: Any) -> tuple[Any, int]:
@@ -309,6 +448,8 @@ def _csv_domains(
         class_names=classes,
         feature_names=tuple(fs.columns),
         dropped=dropped,
+        y_source_values=None if ys is None else _column_values(ys),
+        y_target_values=None if yt is None else _column_values(yt),
     )
 
 
@@ -317,8 +458,98 @@ def _csv_domains(
 # --------------------------------------------------------------------------------------------
 
 
-def _read_npz(data: bytes, filename: str, role: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """The raw `x` and `y` arrays of NPZ bytes, read with `allow_pickle=False`."""
+def _npy_header(fp: Any) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from the header of a `.npy` stream (the stream is left after the header)."""
+    fmt = np.lib.format
+    version = fmt.read_magic(fp)
+    if version == (1, 0):
+        shape, _, dtype = fmt.read_array_header_1_0(fp)
+    elif version == (2, 0):
+        shape, _, dtype = fmt.read_array_header_2_0(fp)
+    else:
+        reader = getattr(fmt, "_read_array_header", None)
+        if reader is None:
+            raise ValueError(f"unsupported .npy format version {version}")
+        shape, _, dtype = reader(fp, version)
+    return tuple(int(d) for d in shape), np.dtype(dtype)
+
+
+def _array_nbytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    return math.prod(shape) * dtype.itemsize
+
+
+def _describe_array(name: str, shape: tuple[int, ...], dtype: np.dtype) -> str:
+    return f"array {name!r}: shape {shape}, {dtype}"
+
+
+def _check_npz_sizes(data: bytes, filename: str, role: str, limit: int) -> None:
+    """Refuse an NPZ whose members would expand beyond `limit`, reading only headers.
+
+    Checks each member's declared uncompressed size (which `zipfile` enforces while reading) and
+    their total, and each `.npy` member's header: shape x itemsize within the limit, and no more than
+    the member holds (a header that claims more would make numpy allocate it before failing).
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
+            for info in infos:
+                if info.filename.endswith(".npy"):
+                    with zf.open(info) as fp:
+                        shape, dtype = _npy_header(fp)
+                        header = fp.tell()
+                    if not dtype.hasobject:  # object arrays are refused as pickles when read
+                        nbytes = _array_nbytes(shape, dtype)
+                        what = _describe_array(info.filename[:-4], shape, dtype)
+                        if nbytes > limit:
+                            raise _too_big(role, filename, what, nbytes, limit)
+                        if nbytes > info.file_size - header:
+                            raise InputError(
+                                f"The {role} {filename!r} is corrupt: the header of {what} announces "
+                                f"{_fmt_bytes(nbytes)} but the member holds {_fmt_bytes(info.file_size - header)}. "
+                                "Save it again with numpy.savez(path, x=inputs, y=labels)."
+                            )
+                if info.file_size > limit:
+                    raise _too_big(role, filename, f"member {info.filename!r} expands to {_fmt_bytes(info.file_size)}",
+                                   info.file_size, limit)
+            total = sum(info.file_size for info in infos)
+            if total > limit:
+                raise _too_big(role, filename, f"{len(infos)} members expand to {_fmt_bytes(total)}", total, limit)
+    except InputError:
+        raise
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile, KeyError, SyntaxError) as exc:
+        raise InputError(
+            f"The {role} {filename!r} is not a valid .npz file ({type(exc).__name__}: "
+            f"{(str(exc).splitlines() or [''])[0][:200]}). Save it with numpy.savez(path, x=inputs, y=labels)."
+        ) from None
+
+
+def _check_npy_size(data: bytes, filename: str, role: str, limit: int) -> None:
+    """Refuse `.npy` bytes whose header announces more than `limit` or more than the file holds."""
+    fp = io.BytesIO(data)
+    try:
+        shape, dtype = _npy_header(fp)
+    except (ValueError, EOFError, OSError, SyntaxError) as exc:
+        raise InputError(
+            f"The {role} {filename!r} is not a valid .npy file ({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}). "
+            "Save it with numpy.save(path, x)."
+        ) from None
+    if dtype.hasobject:
+        return
+    nbytes = _array_nbytes(shape, dtype)
+    what = _describe_array("x", shape, dtype)
+    if nbytes > limit:
+        raise _too_big(role, filename, what, nbytes, limit)
+    if nbytes > len(data) - fp.tell():
+        raise InputError(
+            f"The {role} {filename!r} is truncated: its header announces {what} ({_fmt_bytes(nbytes)}) but "
+            f"the file holds {_fmt_bytes(len(data) - fp.tell())} of data. Save it again with numpy.save(path, x)."
+        )
+
+
+def _read_npz(
+    data: bytes, filename: str, role: str, max_bytes: int | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The raw `x` and `y` arrays of NPZ bytes, read with `allow_pickle=False` after a size check."""
     if not data:
         raise InputError(f"The {role} {filename!r} is empty. Upload an .npz written by numpy.savez.")
     if not data.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
@@ -327,6 +558,11 @@ def _read_npz(data: bytes, filename: str, role: str) -> tuple[np.ndarray, np.nda
             f"The {role} {filename!r} is not a valid .npz file (not a zip archive). "
             "Save it with numpy.savez(path, x=inputs, y=labels)."
         )
+    limit = max_bytes_limit(max_bytes)
+    if data.startswith(b"\x93NUMPY"):
+        _check_npy_size(data, filename, role, limit)
+    else:
+        _check_npz_sizes(data, filename, role, limit)
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             if not isinstance(npz, np.lib.npyio.NpzFile):
@@ -384,28 +620,26 @@ def _check_xy(
             "Impute or drop those samples (the CLI's --drop-na, or drop_na=True, drops them)."
         )
     if y is not None:
-        if y.dtype == object or not np.issubdtype(y.dtype, np.number):
-            raise InputError(f"The array 'y' of the {role} {filename!r} has dtype {y.dtype}; labels must be integers.")
+        if y.dtype.kind not in "biufUS":
+            raise InputError(
+                f"The array 'y' of the {role} {filename!r} has dtype {y.dtype}; labels must be numbers, "
+                "booleans or strings."
+            )
         y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
-        if y.ndim != 1 or len(y) != len(x):
+        if y.ndim not in (1, 2) or len(y) != len(x):
             raise InputError(
                 f"The array 'y' of the {role} {filename!r} has shape {y.shape}, but 'x' has {len(x)} samples: "
-                "pass one integer class label per sample."
+                "pass one class label per sample."
             )
-        yf = y.astype(np.float64)
-        if not np.all(np.isfinite(yf)) or np.any(yf != np.round(yf)) or yf.min() < 0:
-            raise InputError(
-                f"The array 'y' of the {role} {filename!r} must hold class indices 0, 1, 2, ... "
-                "(no NaN, negative or fractional values)."
-            )
-        y = y.astype(np.int64)
+        _encode_or_explain((y,), (f"the array 'y' of the {role} {filename!r}",))  # validates the values
     return x, y, n_dropped
 
 
-def _read_npy(data: bytes, filename: str, role: str) -> np.ndarray:
-    """The raw array of `.npy` bytes, read with `allow_pickle=False`."""
+def _read_npy(data: bytes, filename: str, role: str, max_bytes: int | None = None) -> np.ndarray:
+    """The raw array of `.npy` bytes, read with `allow_pickle=False` after a size check."""
     if not data or not data.startswith(b"\x93NUMPY"):
         raise InputError(f"The {role} {filename!r} is not a valid .npy file. Save it with numpy.save(path, x).")
+    _check_npy_size(data, filename, role, max_bytes_limit(max_bytes))
     try:
         return np.load(io.BytesIO(data), allow_pickle=False)
     except ValueError as exc:
@@ -418,40 +652,67 @@ def _read_npy(data: bytes, filename: str, role: str) -> np.ndarray:
 
 
 def load_arrays(
-    data: bytes, filename: str = "data.npz", *, role: str = "file", drop_na: bool = False
+    data: bytes,
+    filename: str = "data.npz",
+    *,
+    role: str = "file",
+    drop_na: bool = False,
+    max_bytes: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, int]:
     """Read inputs (and labels) from `.npz` (`x`, optional `y`) or `.npy` (`x` only) bytes.
 
+    Args:
+        data, filename: the file's bytes and name.
+        role: what the file is, for messages ("source file", ...).
+        drop_na: drop samples with non-finite inputs instead of refusing the file.
+        max_bytes: limit on what the arrays may take once decompressed (see `max_bytes_limit`);
+            checked from the zip directory and the `.npy` headers before anything is read.
+
     Returns:
-        `(x, y, n_dropped)`: float32 inputs, int64 labels or None, and the number of rows dropped
-        for non-finite values (always 0 unless `drop_na`).
+        `(x, y, n_dropped)`: float32 inputs, the labels as stored (numbers, booleans or strings;
+        encode them with `encode_labels`) or None, and the number of rows dropped for non-finite
+        values (always 0 unless `drop_na`).
 
     Raises:
-        InputError: not an NPZ/NPY file, object (pickled) arrays, no `x`, non-numeric or non-finite
-            `x` (unless `drop_na`), or `y` that is not one integer label per sample.
+        InputError: not an NPZ/NPY file, too large once decompressed, object (pickled) arrays, no
+            `x`, non-numeric or non-finite `x` (unless `drop_na`), or `y` that is not one class
+            label per sample.
     """
-    raw = (_read_npy(data, filename, role), None) if _ext(filename) == ".npy" else _read_npz(data, filename, role)
+    if _ext(filename) == ".npy":
+        raw = (_read_npy(data, filename, role, max_bytes), None)
+    else:
+        raw = _read_npz(data, filename, role, max_bytes)
     return _check_xy(*raw, filename, role, drop_na)
 
 
-def load_npz(data: bytes, filename: str = "data.npz", *, role: str = "file") -> tuple[np.ndarray, np.ndarray | None]:
-    """Read `x` (and optional `y`) from NPZ bytes with `allow_pickle=False` (see `load_arrays`)."""
-    x, y, _ = _check_xy(*_read_npz(data, filename, role), filename, role, False)
+def load_npz(
+    data: bytes, filename: str = "data.npz", *, role: str = "file", max_bytes: int | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read `x` (and optional `y`, as stored) from NPZ bytes with `allow_pickle=False` (see `load_arrays`)."""
+    x, y, _ = _check_xy(*_read_npz(data, filename, role, max_bytes), filename, role, False)
     return x, y
 
 
-def _npz_domains(source: tuple[str, bytes], target: tuple[str, bytes], drop_na: bool = False) -> Domains:
+def _npz_domains(
+    source: tuple[str, bytes], target: tuple[str, bytes], drop_na: bool = False, max_bytes: int | None = None
+) -> Domains:
     (sname, sdata), (tname, tdata) = source, target
-    xs, ys, ds = load_arrays(sdata, sname, role="source file", drop_na=drop_na)
-    xt, yt, dt = load_arrays(tdata, tname, role="target file", drop_na=drop_na)
+    xs, ys_raw, ds = load_arrays(sdata, sname, role="source file", drop_na=drop_na, max_bytes=max_bytes)
+    xt, yt_raw, dt = load_arrays(tdata, tname, role="target file", drop_na=drop_na, max_bytes=max_bytes)
     if xs.shape[1:] != xt.shape[1:]:
         raise InputError(
             f"Source and target have different per-sample shapes: {xs.shape[1:]} in {sname!r}, "
             f"{xt.shape[1:]} in {tname!r}. Both need the same features in the same order."
         )
-    if ys is None:
-        yt = None
-    n = None if ys is None else int(max(ys.max(), -1 if yt is None else yt.max())) + 1
+    if ys_raw is None:
+        yt_raw = None
+    ys = yt = classes = None
+    if ys_raw is not None:
+        enc, (ys, yt) = _encode_or_explain(
+            (ys_raw, yt_raw), (f"the array 'y' of the source file {sname!r}", f"the array 'y' of the target file {tname!r}"),
+            where="Cannot read the class labels: ",
+        )
+        classes = enc.names
     return Domains(
         name=f"{sname} vs {tname}",
         description=(
@@ -464,9 +725,11 @@ def _npz_domains(source: tuple[str, bytes], target: tuple[str, bytes], drop_na: 
         x_target=xt,
         y_source=ys,
         y_target=yt,
-        class_names=None if n is None else tuple(str(k) for k in range(n)),
+        class_names=classes,
         feature_names=tuple(f"x{j}" for j in range(xs.shape[1])) if xs.ndim == 2 else None,
         dropped=(ds, dt),
+        y_source_values=ys_raw,
+        y_target_values=yt_raw,
     )
 
 
@@ -480,8 +743,12 @@ def load_uploaded_domains(
     label_column: str | None = None,
     *,
     drop_na: bool = False,
+    max_bytes: int | None = None,
 ) -> Domains:
     """Build `Domains` from two files' bytes (both CSV, or both arrays: NPZ/NPY).
+
+    Labels (CSV label column, NPZ `y`) may hold any class values; they are encoded to codes 0..K-1
+    shared by both files, with the original values as `class_names`.
 
     Args:
         source: `(filename, bytes)` of the source file.
@@ -489,6 +756,7 @@ def load_uploaded_domains(
         label_column: for CSV, the label column name (or None / `NO_LABEL`); ignored for arrays.
         drop_na: drop rows with missing/non-finite values (counted in `Domains.dropped`) instead of
             refusing the file.
+        max_bytes: limit on what an array file may take once decompressed (`max_bytes_limit`).
 
     Raises:
         InputError: with what to fix (see the module docstring).
@@ -505,7 +773,7 @@ def load_uploaded_domains(
     if exts <= _TABLE:
         domains = _csv_domains(source, target, label_column, drop_na)
     else:
-        domains = _npz_domains(source, target, drop_na)
+        domains = _npz_domains(source, target, drop_na, max_bytes)
     for side, x in (("source", domains.x_source), ("target", domains.x_target)):
         if len(x) < MIN_SAMPLES:
             raise InputError(f"The {side} file has {len(x)} sample(s); give at least {MIN_SAMPLES}.")
@@ -519,8 +787,9 @@ class DataFile:
     """One data file read by `load_single`.
 
     Attributes:
-        x: inputs, float32. y: class indices or None. feature_names: column names (tables).
-        class_names: one name per class index (None without labels). dropped: rows dropped (drop_na).
+        x: inputs, float32. y: class codes 0..K-1 or None. feature_names: column names (tables).
+        class_names: the original label value of each code, as text (None without labels).
+        dropped: rows dropped (drop_na). y_values: the labels as they were in the file.
     """
 
     x: np.ndarray
@@ -528,6 +797,42 @@ class DataFile:
     feature_names: tuple[str, ...] | None
     class_names: tuple[str, ...] | None
     dropped: int = 0
+    y_values: np.ndarray | None = None
+
+    def for_model(self, n_outputs: int) -> "DataFile":
+        """The same file with labels coded as a model's output indices (see `Domains.for_model`)."""
+        if self.y is None or self.y_values is None:
+            return self
+        enc, (y,) = _encode_or_explain((self.y_values,), ("the labels",), n_outputs=n_outputs)
+        return dataclasses.replace(self, y=y, class_names=enc.names)
+
+
+def _value_names(values: np.ndarray) -> np.ndarray:
+    """Label values as the text `encode_labels` shows for them (whole floats as integers)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        arr = arr.astype(np.int64)
+    return np.asarray([str(v) for v in arr.tolist()], dtype=str)
+
+
+def _codes_for_reference(
+    values: np.ndarray, class_names: Sequence[str], filename: str, role: str
+) -> np.ndarray:
+    """Codes of a file's labels in a reference's classes (matched by name; integer codes as a fallback)."""
+    names = [str(c) for c in class_names]
+    text = _value_names(values)
+    index = {c: k for k, c in enumerate(names)}
+    if not any(t in index for t in text.tolist()) and np.asarray(values).dtype.kind in "iu":
+        codes = np.asarray(values, dtype=np.int64)
+        if codes.min() >= 0 and codes.max() < len(names):
+            return codes  # labels given as the reference's class codes
+    unknown = sorted({t for t in text.tolist() if t not in index})
+    if unknown:
+        raise InputError(
+            f"The {role} {filename!r} has label(s) {_listed(unknown)} that the reference does not know "
+            f"(its classes: {_listed(names)})."
+        )
+    return np.asarray([index[t] for t in text.tolist()], dtype=np.int64)
 
 
 def load_single(
@@ -539,6 +844,7 @@ def load_single(
     feature_names: Sequence[str] | None = None,
     class_names: Sequence[str] | None = None,
     role: str = "target file",
+    max_bytes: int | None = None,
 ) -> "DataFile":
     """Read one data file (alone, or to be compared with a known reference such as a snapshot).
 
@@ -548,66 +854,75 @@ def load_single(
         drop_na: drop rows with missing values instead of refusing the file.
         feature_names: the reference's columns: a CSV must have the same ones (named if not), and
             is reordered to match.
-        class_names: the reference's classes: CSV labels are mapped to their indices by name.
+        class_names: the reference's classes: labels are mapped to their codes by name.
+        role: what the file is, for messages.
+        max_bytes: limit on what an array file may take once decompressed (`max_bytes_limit`).
 
     Returns:
-        A `DataFile`.
+        A `DataFile`; without `class_names`, labels are encoded to codes 0..K-1 (sorted values).
     """
     ext = _ext(filename)
     if ext in _ARRAYS:
-        x, y, dropped = load_arrays(data, filename, role=role, drop_na=drop_na)
+        x, values, dropped = load_arrays(data, filename, role=role, drop_na=drop_na, max_bytes=max_bytes)
         names = tuple(f"x{j}" for j in range(x.shape[1])) if x.ndim == 2 else None
-        n = None if y is None else int(y.max()) + 1
-        classes = tuple(class_names) if class_names else (None if n is None else tuple(str(k) for k in range(n)))
-        return DataFile(x, y, names if feature_names is None else tuple(feature_names), classes, dropped)
-    if ext not in _TABLE:
-        raise InputError(f"Unsupported file type {ext or '(none)'!r} for the {role} {filename!r}: use .csv, .npz or .npy.")
-    frame = read_csv(data, filename, role=role)
-    dropped = 0
-    if drop_na:
-        frame, dropped = _drop_missing(frame)
-    label = None if label_column in (None, "", NO_LABEL) else str(label_column)
-    labels = frame.pop(label) if label is not None and label in frame.columns else None
-    if feature_names is not None:
-        wanted = [str(c) for c in feature_names]
-        missing = [c for c in wanted if c not in frame.columns]
-        extra = [c for c in frame.columns if c not in wanted]
-        if missing or extra:
-            parts = ([f"missing from the {role}: {_listed(missing)}"] if missing else []) + (
-                [f"not in the reference: {_listed(extra)}"] if extra else []
-            )
-            raise InputError(
-                "The reference and the " + role + " must have the same feature columns; " + "; ".join(parts) + "."
-            )
-        frame = frame[wanted]
-    x = _csv_features(frame, filename, role)
-    y = None
-    classes = None if not class_names else tuple(str(c) for c in class_names)
-    if labels is not None:
-        if labels.isna().any():
-            raise InputError(f"The label column {label!r} of the {role} {filename!r} has missing values.")
-        if class_names:
-            index = {str(c): k for k, c in enumerate(class_names)}
-            values = [str(v) for v in labels]
-            if all(v not in index for v in values) and labels.dtype.kind in "iu":
-                values = [str(class_names[int(v)]) if 0 <= int(v) < len(class_names) else str(v) for v in labels]
-            unknown = sorted({v for v in values if v not in index})
-            if unknown:
-                raise InputError(
-                    f"The {role} {filename!r} has label(s) {_listed(unknown)} that the reference does not know "
-                    f"(its classes: {_listed(class_names)})."
+        names = names if feature_names is None else tuple(feature_names)
+    elif ext in _TABLE:
+        frame = read_csv(data, filename, role=role)
+        dropped = 0
+        if drop_na:
+            frame, dropped = _drop_missing(frame)
+        label = None if label_column in (None, "", NO_LABEL) else str(label_column)
+        labels = frame.pop(label) if label is not None and label in frame.columns else None
+        if feature_names is not None:
+            wanted = [str(c) for c in feature_names]
+            missing = [c for c in wanted if c not in frame.columns]
+            extra = [c for c in frame.columns if c not in wanted]
+            if missing or extra:
+                parts = ([f"missing from the {role}: {_listed(missing)}"] if missing else []) + (
+                    [f"not in the reference: {_listed(extra)}"] if extra else []
                 )
-            y = np.array([index[v] for v in values], dtype=np.int64)
-        else:
-            y, _, classes = _encode_labels(labels, None, filename, filename, label)
-    return DataFile(x, y, tuple(str(c) for c in frame.columns), classes, dropped)
+                raise InputError(
+                    "The reference and the " + role + " must have the same feature columns; " + "; ".join(parts) + "."
+                )
+            frame = frame[wanted]
+        x = _csv_features(frame, filename, role)
+        names = tuple(str(c) for c in frame.columns)
+        values = None
+        if labels is not None:
+            if class_names:
+                if labels.isna().any():
+                    raise InputError(f"The label column {label!r} of the {role} {filename!r} has missing values.")
+                values = _column_values(labels)
+            else:
+                y, _, classes = _encode_labels(labels, None, filename, filename, label)
+                return DataFile(x, y, names, classes, dropped, _column_values(labels))
+    else:
+        raise InputError(f"Unsupported file type {ext or '(none)'!r} for the {role} {filename!r}: use .csv, .npz or .npy.")
+    if values is None:
+        return DataFile(x, None, names, None if not class_names else tuple(str(c) for c in class_names), dropped)
+    if class_names:
+        y = _codes_for_reference(values, class_names, filename, role)
+        return DataFile(x, y, names, tuple(str(c) for c in class_names), dropped, values)
+    enc, (y,) = _encode_or_explain((values,), (f"the array 'y' of the {role} {filename!r}",),
+                                   where="Cannot read the class labels: ")
+    return DataFile(x, y, names, enc.names, dropped, values)
 
 
-def read_path(path: str | os.PathLike, role: str = "file") -> tuple[str, bytes]:
-    """`(file name, bytes)` of a file on disk, with a clear error for a missing or unreadable file."""
+def read_path(path: str | os.PathLike, role: str = "file", *, max_bytes: int | None = None) -> tuple[str, bytes]:
+    """`(file name, bytes)` of a file on disk, with a clear error for a missing, unreadable or too large file.
+
+    Args:
+        path: the file.
+        role: what the file is, for messages.
+        max_bytes: largest file read (`max_bytes_limit`); checked before reading.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise InputError(f"The {role} {path!r} does not exist (or is not a file). Check the path.")
+    limit = max_bytes_limit(max_bytes)
+    size = os.path.getsize(path)
+    if size > limit:
+        raise _too_big(role, path, f"the file is {_fmt_bytes(size)}", size, limit)
     try:
         with open(path, "rb") as fh:
             return os.path.basename(path), fh.read()
@@ -621,17 +936,20 @@ def load_domains_path(
     *,
     label_column: str | None = None,
     drop_na: bool = False,
+    max_bytes: int | None = None,
 ) -> Domains:
-    """`load_uploaded_domains` for two files on disk (CSV, NPZ or NPY)."""
+    """`load_uploaded_domains` for two files on disk (CSV, NPZ or NPY), each within `max_bytes`."""
     return load_uploaded_domains(
-        read_path(source_path, "source file"), read_path(target_path, "target file"), label_column, drop_na=drop_na
+        read_path(source_path, "source file", max_bytes=max_bytes),
+        read_path(target_path, "target file", max_bytes=max_bytes),
+        label_column, drop_na=drop_na, max_bytes=max_bytes,
     )
 
 
-def load_model_path(path: str | os.PathLike) -> Any:
+def load_model_path(path: str | os.PathLike, *, max_bytes: int | None = None) -> Any:
     """Load a `.keras` model file with `safe_mode=True` (see `load_keras_model`)."""
-    name, data = read_path(path, "model file")
-    return load_keras_model(data, name)
+    name, data = read_path(path, "model file", max_bytes=max_bytes)
+    return load_keras_model(data, name, max_bytes=max_bytes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -639,15 +957,82 @@ def load_model_path(path: str | os.PathLike) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
-def load_keras_model(data: bytes, filename: str = "model.keras") -> Any:
-    """Load an uploaded `.keras` model with `keras.saving.load_model(path, safe_mode=True)`.
+def _not_keras_zip(filename: str) -> InputError:
+    return InputError(
+        f"{filename!r} is not a valid .keras file (a .keras file is a zip archive; this one is "
+        "empty or corrupt). Save the model again with model.save('model.keras')."
+    )
 
-    The bytes are written to a temporary file (removed afterwards). Custom layers must be
-    registered (`keras.saving.register_keras_serializable`) in the running process; lambdas are
-    refused by safe mode.
+
+def check_keras_archive(
+    source: bytes | str | os.PathLike, max_bytes: int | None = None, *, filename: str | None = None
+) -> int:
+    """Check a `.keras` archive before Keras opens it: a zip whose members fit in `max_bytes`.
+
+    A `.keras` file is a zip archive (`config.json`, `metadata.json`, `model.weights.h5`); Keras
+    decompresses its members while loading, so a small crafted file could expand to any size. This
+    reads only the zip directory: the members' declared uncompressed sizes (which `zipfile` enforces
+    while decompressing) must add up to at most the limit.
+
+    Args:
+        source: the archive's bytes, or its path.
+        max_bytes: the limit in bytes (default: `max_bytes_limit()`, 2 GiB or `SHIFTKIT_MAX_GIB`).
+        filename: name used in messages (default: the path's base name, or "model.keras").
+
+    Returns:
+        The total uncompressed size of the members, in bytes.
 
     Raises:
-        InputError: wrong extension, not a zip archive, a file Keras cannot load, or no model.
+        InputError: not a zip archive, or larger than the limit once decompressed.
+
+    Example:
+        >>> check_keras_archive("model.keras")                      # doctest: +SKIP
+        20931
+    """
+    limit = max_bytes_limit(max_bytes)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        name = filename or "model.keras"
+        stream: Any = io.BytesIO(source)
+        if not source:
+            raise _not_keras_zip(name)
+    else:
+        path = os.fspath(source)
+        name = filename or os.path.basename(path)
+        if not os.path.isfile(path):
+            raise InputError(f"The model file {path!r} does not exist (or is not a file). Check the path.")
+        size = os.path.getsize(path)
+        if size > limit:
+            raise _too_big("model file", name, f"the file is {_fmt_bytes(size)}", size, limit)
+        stream = path
+    try:
+        with zipfile.ZipFile(stream) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        raise _not_keras_zip(name) from None
+    total = sum(int(i.file_size) for i in infos)
+    if total > limit:
+        biggest = max(infos, key=lambda i: i.file_size)
+        raise _too_big("model file", name, f"{len(infos)} archive members expand to {_fmt_bytes(total)}, "
+                       f"{biggest.filename!r} alone to {_fmt_bytes(biggest.file_size)}", total, limit)
+    return total
+
+
+def load_keras_model(data: bytes, filename: str = "model.keras", *, max_bytes: int | None = None) -> Any:
+    """Load an uploaded `.keras` model with `keras.saving.load_model(path, safe_mode=True)`.
+
+    The archive is checked first (`check_keras_archive`: a zip within `max_bytes` once
+    decompressed); the bytes are then written to a temporary file (removed afterwards). Custom
+    layers must be registered (`keras.saving.register_keras_serializable`) in the running process;
+    lambdas are refused by safe mode.
+
+    Args:
+        data: the file's bytes.
+        filename: its name (must end in .keras).
+        max_bytes: limit on the archive's decompressed size (`max_bytes_limit`).
+
+    Raises:
+        InputError: wrong extension, not a zip archive, too large once decompressed, a file Keras
+            cannot load, or no model.
     """
     import keras
 
@@ -656,11 +1041,7 @@ def load_keras_model(data: bytes, filename: str = "model.keras") -> Any:
             f"{filename!r} is not a .keras file. Save the model with model.save('model.keras') "
             "(the Keras 3 format; .h5 and SavedModel folders are not accepted)."
         )
-    if not data or not zipfile.is_zipfile(io.BytesIO(data)):
-        raise InputError(
-            f"{filename!r} is not a valid .keras file (a .keras file is a zip archive; this one is "
-            "empty or corrupt). Save the model again with model.save('model.keras')."
-        )
+    check_keras_archive(data, max_bytes, filename=filename)
     fd, path = tempfile.mkstemp(suffix=".keras", prefix="shiftkit_upload_")
     try:
         with os.fdopen(fd, "wb") as fh:

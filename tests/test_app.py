@@ -147,8 +147,8 @@ def test_bad_npz_files_raise_what_to_fix(rng):
         "nan": (_npz(x=np.full((10, 3), np.nan)), "NaN/inf"),
         "strings": (_npz(x=np.array([["a", "b"]] * 10)), "must be numeric"),
         "1d": (_npz(x=np.arange(10.0)), "one row per sample"),
-        "bad-y": (_npz(x=rng.normal(size=(10, 3)), y=np.arange(4)), "one integer class label per sample"),
-        "frac-y": (_npz(x=rng.normal(size=(10, 3)), y=np.linspace(0, 1, 10)), "class indices"),
+        "bad-y": (_npz(x=rng.normal(size=(10, 3)), y=np.arange(4)), "one class label per sample"),
+        "frac-y": (_npz(x=rng.normal(size=(10, 3)), y=np.linspace(0, 1, 10)), "fractional value"),
         "shape": (_npz(x=rng.normal(size=(10, 4))), r"different per-sample shapes: \(3,\).*\(4,\)"),
     }
     for name, (data, match) in cases.items():
