@@ -25,12 +25,22 @@ Usage:
     python benchmarks/bench_adapt.py                      # full run, writes its section of RESULTS.md
     python benchmarks/bench_adapt.py --quick --no-peers --results /tmp/r.md   # smoke run, < 1 min
     python benchmarks/bench_adapt.py --seeds 0 1 2 --no-timing
+    python benchmarks/bench_adapt.py defaults            # adapter defaults on 5 held-out scenarios x 3 seeds
+    python benchmarks/bench_adapt.py defaults --fast --no-results   # smoke run of that table, ~1-2 min
+
+The "defaults" table (issue 9): CopyAdapter and FineTuneAdapter called with their DEFAULT arguments
+(`CopyAdapter(m).fit(x_few, y_few)`), 10 target labels per class, on five scenarios none of which chose
+the defaults (`_defaults_scenarios.py`: digits blur / rotation+contrast+noise / pixel noise with a
+BatchNorm CNN, a GRU with a sensor-placement shift, breast-cancer hospitals with an MLP), against
+source only, the best of a learning-rate grid (only the rate changed) and a plain by-hand Keras
+fine-tune with the same labels and epoch budget; PASS/FAIL per scenario for the issue's criteria.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import inspect
 import json
 import math
 import os
@@ -49,6 +59,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "examples"))
+if str(HERE) not in sys.path:  # _results, _defaults_scenarios (also when imported, not run as a script)
+    sys.path.insert(0, str(HERE))
 
 import digits_shift as ex  # examples/digits_shift.py: the pipeline under test
 
@@ -329,9 +341,358 @@ def build_section(args: argparse.Namespace, cfg: dict[str, Any], seeds: list[int
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+# --------------------------------------------------------------------------------------------- defaults
+# `python benchmarks/bench_adapt.py defaults`: do the adapters' DEFAULT arguments work on scenarios
+# that did not choose them? (issue 9, "Adapter defaults that work without tuning").
+DEFAULTS_SECTION = "## Adapter defaults (bench_adapt.py defaults)"
+DEFAULTS_JSON = HERE / "RESULTS_adapter_defaults.json"
+DEFAULT_SEEDS = (100, 101, 102)  # none of them used by the examples or by the adapters' own tests
+LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+FAST_LR_GRID = (1e-3, 1e-2)
+# The rate each adapter's grid varies (first name its signature has); everything else stays default.
+GRID_RATE = {"CopyAdapter": ("learning_rate",), "FineTuneAdapter": ("fine_tune_learning_rate", "learning_rate")}
+# --fast only (a smoke run of the harness, not a measurement): cap the epoch arguments that exist.
+FAST_CAPS = {"epochs": 2, "head_epochs": 1, "max_epochs": 2}
+TOL_GRID = 0.03  # default within this of the best grid point
+TOL_BY_HAND = 0.02  # FineTune default within this of the by-hand Keras fine-tune (or better)
+
+
+def _params(cls: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The keyword parameters (name -> default) of `cls.__init__` and `cls.fit`."""
+    def kw(fn: Any) -> dict[str, Any]:
+        return {p.name: p.default for p in inspect.signature(fn).parameters.values()
+                if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in ("self", "x", "y",
+                                                                                      "source_model")}
+
+    return kw(cls.__init__), kw(cls.fit)
+
+
+def grid_rate(cls: Any) -> str:
+    """The learning-rate argument the grid varies for `cls` (looked up in its signature, not assumed)."""
+    init, fit = _params(cls)
+    for name in GRID_RATE[cls.__name__]:
+        if name in init or name in fit:
+            return name
+    raise RuntimeError(f"{cls.__name__} has none of {GRID_RATE[cls.__name__]} in __init__ or fit")
+
+
+def describe_defaults(cls: Any) -> str:
+    """`Cls(__init__ defaults).fit(fit defaults)` as text: what 'pure defaults' meant in this run."""
+    init, fit = _params(cls)
+    skip = {"feature_layer", "head", "n_outputs", "validation_data", "class_weight", "sample_weight", "callbacks",
+            "verbose"}
+
+    def txt(d: dict[str, Any]) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in d.items() if k not in skip and v is not inspect.Parameter.empty)
+
+    return f"{cls.__name__}({txt(init)}).fit({txt(fit)})"
+
+
+def fit_adapter_with(cls: Any, source: Any, data: Any, seed: int, overrides: dict[str, Any] | None = None,
+                     fast: bool = False) -> dict[str, Any]:
+    """`cls(source, **init).fit(x_labeled, y_labeled, verbose=0, **fit)`; only `overrides` are not defaults.
+
+    Each override goes to `__init__` or `fit`, wherever the adapter's signature has it. `fast` caps the
+    epoch arguments (`FAST_CAPS`) for a smoke run. Returns the target-test accuracy, the epochs the
+    adapter trained (rows of its history), its fit time and the arguments passed.
+    """
+    import keras
+    import _defaults_scenarios as ds
+
+    init_p, fit_p = _params(cls)
+    overrides = dict(overrides or {})
+    if fast:
+        overrides.update({k: v for k, v in FAST_CAPS.items() if k in init_p or k in fit_p})
+    init_kw = {k: v for k, v in overrides.items() if k in init_p}
+    fit_kw = {k: v for k, v in overrides.items() if k not in init_p}
+    unknown = set(fit_kw) - set(fit_p)
+    if unknown:
+        raise RuntimeError(f"{cls.__name__} takes none of {sorted(unknown)}")
+    keras.utils.set_random_seed(seed)
+    t0 = time.perf_counter()
+    adapter = cls(source, **init_kw).fit(data.x_labeled, data.y_labeled, verbose=0, **fit_kw)
+    seconds = time.perf_counter() - t0
+    hist = adapter.history
+    return {"accuracy": ds.accuracy(adapter.model, data.x_test, data.y_test),
+            "epochs": len(hist.get("loss", [])), "seconds": seconds,
+            "args": {k: v for k, v in overrides.items()}}
+
+
+def fit_by_hand(scenario: Any, source: Any, data: Any, epochs: int, seed: int) -> dict[str, Any]:
+    """A plain Keras fine-tune: what a user writes without shiftkit.
+
+    `keras.models.clone_model(source)` + `set_weights(source.get_weights())` (every weight, the
+    Normalization / BatchNormalization state included), `compile(optimizer="adam", loss=<the source
+    model's loss>)` (Adam at Keras's default 1e-3), `fit(x_labeled, y_labeled, epochs=epochs,
+    batch_size=32)`: all layers trainable, BatchNormalization in training mode (Keras's default in
+    fit), no validation split, no early stopping, the last epoch's weights kept.
+    """
+    import keras
+    import _defaults_scenarios as ds
+
+    keras.utils.set_random_seed(seed)
+    t0 = time.perf_counter()
+    model = keras.models.clone_model(source)
+    model.set_weights(source.get_weights())
+    model.compile(optimizer="adam", loss=scenario.loss, metrics=["accuracy"])
+    model.fit(data.x_labeled, data.y_labeled, epochs=max(1, epochs), batch_size=32, verbose=0)
+    return {"accuracy": ds.accuracy(model, data.x_test, data.y_test), "epochs": max(1, epochs),
+            "seconds": time.perf_counter() - t0}
+
+
+def run_defaults_cell(scenario: Any, seed: int, grid: tuple[float, ...], fast: bool) -> dict[str, Any]:
+    """One scenario x seed: source model, both adapters with defaults, the rate grids, the by-hand fine-tune."""
+    import _defaults_scenarios as ds
+    from shiftkit.adapt import CopyAdapter, FineTuneAdapter
+
+    data = scenario.make_data(seed)
+    t0 = time.perf_counter()
+    source = ds.train_source(scenario, data, seed)
+    out: dict[str, Any] = {
+        "seed": seed, "n_source": len(data.y_source), "n_labeled": len(data.y_labeled), "n_test": len(data.y_test),
+        "source_train_accuracy": ds.accuracy(source, data.x_source, data.y_source),
+        "source_only": ds.accuracy(source, data.x_test, data.y_test),
+        "source_seconds": time.perf_counter() - t0,
+    }
+    fit_seed = seed + 1  # the same random state for every fit of this cell: only the arguments differ
+    for cls in (CopyAdapter, FineTuneAdapter):
+        name = cls.__name__
+        out[name] = {"default": fit_adapter_with(cls, source, data, fit_seed, fast=fast), "grid": {}}
+        rate = grid_rate(cls)
+        out[name]["grid_rate"] = rate
+        for lr in grid:
+            out[name]["grid"][repr(lr)] = fit_adapter_with(cls, source, data, fit_seed, {rate: lr}, fast=fast)
+    out["by_hand"] = fit_by_hand(scenario, source, data, out["FineTuneAdapter"]["default"]["epochs"], fit_seed)
+    return out
+
+
+def summarize_defaults(cells: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per scenario: mean/sd of every column, the best grid point (by mean over seeds) and the criteria."""
+    summary: dict[str, dict[str, Any]] = {}
+    for name, runs in cells.items():
+        row: dict[str, Any] = {"seeds": [r["seed"] for r in runs]}
+        row["source_only"] = mean_std([r["source_only"] for r in runs])
+        row["source_only_per_seed"] = [r["source_only"] for r in runs]
+        for ad in ("CopyAdapter", "FineTuneAdapter"):
+            vals = [r[ad]["default"]["accuracy"] for r in runs]
+            row[ad] = mean_std(vals)
+            row[ad + "_per_seed"] = vals
+            row[ad + "_epochs"] = [r[ad]["default"]["epochs"] for r in runs]
+            row[ad + "_seconds"] = statistics.fmean(r[ad]["default"]["seconds"] for r in runs)
+            lrs = list(runs[0][ad]["grid"])
+            grid_means = {lr: mean_std([r[ad]["grid"][lr]["accuracy"] for r in runs]) for lr in lrs}
+            row[ad + "_grid"] = grid_means
+            row[ad + "_grid_rate"] = runs[0][ad]["grid_rate"]
+            best = max(lrs, key=lambda lr: grid_means[lr][0])
+            row[ad + "_best_lr"] = best
+            row[ad + "_best"] = grid_means[best]
+        hand = [r["by_hand"]["accuracy"] for r in runs]
+        row["by_hand"] = mean_std(hand)
+        row["by_hand_per_seed"] = hand
+        row["by_hand_epochs"] = [r["by_hand"]["epochs"] for r in runs]
+        src = row["source_only"][0]
+        crit = {
+            "Copy > source": row["CopyAdapter"][0] > src,
+            "FineTune > source": row["FineTuneAdapter"][0] > src,
+            f"Copy within {TOL_GRID} of grid": row["CopyAdapter"][0] >= row["CopyAdapter_best"][0] - TOL_GRID,
+            f"FineTune within {TOL_GRID} of grid":
+                row["FineTuneAdapter"][0] >= row["FineTuneAdapter_best"][0] - TOL_GRID,
+            f"FineTune within {TOL_BY_HAND} of by-hand": row["FineTuneAdapter"][0] >= row["by_hand"][0] - TOL_BY_HAND,
+        }
+        row["criteria"] = crit
+        row["pass"] = all(crit.values())
+        summary[name] = row
+    return summary
+
+
+def _pm(ms: tuple[float, float]) -> str:
+    return _fmt(*ms)
+
+
+def _delta(a: float, b: float) -> str:
+    return f"{a - b:+.3f}"
+
+
+def defaults_tables(summary: dict[str, dict[str, Any]]) -> list[str]:
+    """The accuracy table, the criteria table and the grids, as Markdown lines."""
+    lines = ["| scenario | source only | Copy default | Copy best of grid | FineTune default | "
+             "FineTune best of grid | by-hand Keras fine-tune | default epochs (Copy / FineTune) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, r in summary.items():
+        lines.append(
+            f"| {name} | {_pm(r['source_only'])} | {_pm(r['CopyAdapter'])} | {_pm(r['CopyAdapter_best'])} "
+            f"({r['CopyAdapter_grid_rate']}={float(r['CopyAdapter_best_lr']):g}) | {_pm(r['FineTuneAdapter'])} | "
+            f"{_pm(r['FineTuneAdapter_best'])} ({r['FineTuneAdapter_grid_rate']}="
+            f"{float(r['FineTuneAdapter_best_lr']):g}) | {_pm(r['by_hand'])} | "
+            f"{'/'.join(map(str, r['CopyAdapter_epochs']))} ; {'/'.join(map(str, r['FineTuneAdapter_epochs']))} |")
+    lines += ["", "Criteria (on the means over seeds; differences in brackets):", ""]
+    names = list(next(iter(summary.values()))["criteria"])
+    lines.append("| scenario | " + " | ".join(names) + " | all |")
+    lines.append("|---|" + "---|" * (len(names) + 1))
+    for name, r in summary.items():
+        src, copy, ft = r["source_only"][0], r["CopyAdapter"][0], r["FineTuneAdapter"][0]
+        diffs = [_delta(copy, src), _delta(ft, src), _delta(copy, r["CopyAdapter_best"][0]),
+                 _delta(ft, r["FineTuneAdapter_best"][0]), _delta(ft, r["by_hand"][0])]
+        cells = [f"{'PASS' if ok else 'FAIL'} ({d})" for ok, d in zip(r["criteria"].values(), diffs)]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {'PASS' if r['pass'] else 'FAIL'} |")
+    lines += ["", "Learning-rate grids (target-test accuracy, mean ± sd over seeds; every other argument default):",
+              ""]
+    lrs = sorted({lr for r in summary.values() for ad in ("CopyAdapter", "FineTuneAdapter") for lr in r[ad + "_grid"]},
+                 key=float)
+    lines.append("| scenario | adapter (rate varied) | " + " | ".join(f"{float(lr):g}" for lr in lrs) + " |")
+    lines.append("|---|---|" + "---|" * len(lrs))
+    for name, r in summary.items():
+        for ad in ("CopyAdapter", "FineTuneAdapter"):
+            lines.append(f"| {name} | {ad} ({r[ad + '_grid_rate']}) | "
+                         + " | ".join(_pm(r[ad + "_grid"][lr]) if lr in r[ad + "_grid"] else "-" for lr in lrs)
+                         + " |")
+    lines += ["", "Per seed (source only / Copy default / FineTune default / by hand):", ""]
+    for name, r in summary.items():
+        per = "; ".join(f"seed {s}: {a:.3f} / {b:.3f} / {c:.3f} / {d:.3f}" for s, a, b, c, d in zip(
+            r["seeds"], r["source_only_per_seed"], r["CopyAdapter_per_seed"], r["FineTuneAdapter_per_seed"],
+            r["by_hand_per_seed"]))
+        lines.append(f"- {name}: {per}")
+    return lines
+
+
+def _adapt_commits() -> list[str]:
+    try:
+        proc = subprocess.run(["git", "-C", str(REPO), "log", "--format=%h %ad %s", "--date=short", "-3", "--",
+                               "shiftkit/adapt"], check=False, capture_output=True, text=True, timeout=30)
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "shiftkit/adapt"],
+                               check=False, capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return []
+    lines = proc.stdout.strip().splitlines()
+    if dirty:
+        lines.append("uncommitted changes in shiftkit/adapt at run time: " + ", ".join(
+            line.split()[-1] for line in dirty.splitlines()))
+    return lines
+
+
+def build_defaults_section(args: argparse.Namespace, scen: list[Any], summary: dict[str, dict[str, Any]],
+                           wall: float, grid: tuple[float, ...]) -> str:
+    from shiftkit.adapt import CopyAdapter, FineTuneAdapter
+
+    machine = machine_info()
+    vers = versions()
+    seeds = next(iter(summary.values()))["seeds"]
+    lines = [DEFAULTS_SECTION, ""]
+    if args.fast:
+        lines += ["**Smoke run (`--fast`): tiny epochs, not a measurement; the criteria below mean nothing.**", ""]
+    lines.append(f"- Date: {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+    lines.append(f"- Machine: {machine['nproc']} cores (os.cpu_count), {machine['cpu']}, {machine['mem']} RAM, "
+                 f"{machine['os']}, CPU only (shared with other processes: times are indicative)")
+    lines.append(f"- Versions: Python {machine['python']}, " + ", ".join(f"{k} {v}" for k, v in vers.items()))
+    lines.append(f"- Command: `{args.command}` ({wall / 60:.1f} min); seeds {', '.join(map(str, seeds))}; "
+                 f"{len(seeds)} seed(s) x {len(scen)} scenario(s).")
+    lines.append("- Adapters measured (shiftkit/adapt at run time): " + "; ".join(_adapt_commits()) + ".")
+    lines.append(f"- Defaults in effect: `{describe_defaults(CopyAdapter)}`; `{describe_defaults(FineTuneAdapter)}`.")
+    lines.append("")
+    lines.append("What is run, per scenario and seed (every random step seeded by the seed):")
+    lines.append("")
+    for s in scen:
+        lines.append(f"- **{s.name}**: {s.description}. Model: {s.model_text}, trained on the source for "
+                     f"{s.source_epochs} epochs (Adam 1e-3, batch {s.source_batch_size}).")
+    lines.append(f"- Target: {10} labels per class drawn from the target domain (`x_few, y_few`); every other "
+                 "target row is the target test set, the only data scored.")
+    lines.append("- *Copy default* / *FineTune default*: `CopyAdapter(m).fit(x_few, y_few)` and "
+                 "`FineTuneAdapter(m).fit(x_few, y_few)`, nothing else passed but `verbose=0`.")
+    lines.append(f"- *Best of grid*: the same calls with only the rate changed "
+                 f"({', '.join(f'{g:g}' for g in grid)}): CopyAdapter's `{grid_rate(CopyAdapter)}`, "
+                 f"FineTuneAdapter's `{grid_rate(FineTuneAdapter)}`, every other argument (epochs, early "
+                 "stopping, the other rate) at its default, so the epoch budget is the default's. The best grid "
+                 "point is chosen per scenario by its mean target-test accuracy over the seeds (an oracle: "
+                 "it is tuned on the test set).")
+    lines.append("- *By-hand Keras fine-tune*: `m2 = keras.models.clone_model(m); m2.set_weights(m.get_weights()); "
+                 "m2.compile(optimizer='adam', loss=<the source loss>); m2.fit(x_few, y_few, epochs=E, "
+                 "batch_size=32)`: all layers trainable, BatchNormalization in training mode, no validation, "
+                 "last-epoch weights. E = the number of epochs FineTuneAdapter's default fit trained on that seed "
+                 "(both stages, the rows of its history): the same labels and epoch budget.")
+    lines.append(f"- Criteria (issue 9), on the means over seeds: Copy and FineTune defaults > source only; each "
+                 f"default >= its best grid point - {TOL_GRID}; FineTune default >= by-hand - {TOL_BY_HAND}.")
+    lines.append("")
+    lines += defaults_tables(summary)
+    lines.append("")
+    times = "; ".join(f"{n}: Copy {r['CopyAdapter_seconds']:.1f} s, FineTune {r['FineTuneAdapter_seconds']:.1f} s"
+                      for n, r in summary.items())
+    lines.append(f"- Mean fit time of the defaults (compile and tracing included): {times}.")
+    lines.append(f"- Raw per-seed results: `benchmarks/{DEFAULTS_JSON.name}`.")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def print_defaults(summary: dict[str, dict[str, Any]]) -> None:
+    print()
+    print("\n".join(defaults_tables(summary)))
+
+
+def defaults_main(argv: list[str]) -> int:
+    """`bench_adapt.py defaults [--fast] [--seeds ...] [--scenarios ...]`: the adapter-defaults table."""
+    import _defaults_scenarios as ds
+
+    parser = argparse.ArgumentParser(
+        prog="bench_adapt.py defaults",
+        description="Adapters with DEFAULT arguments vs source only, a learning-rate grid and a by-hand Keras "
+                    "fine-tune, on five held-out scenarios (issue 9).")
+    parser.add_argument("--fast", action="store_true",
+                        help="smoke run of the harness: 1 seed, tiny epochs (adapter epochs capped), 2 grid rates")
+    parser.add_argument("--seeds", type=int, nargs="+", help=f"seeds (default {' '.join(map(str, DEFAULT_SEEDS))}; "
+                        "fast: 100)")
+    names = [s.name for s in ds.scenarios()]
+    parser.add_argument("--scenarios", nargs="+", choices=names, help="a subset of the scenarios (default all)")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
+                        help="results file whose 'Adapter defaults' section this run replaces")
+    parser.add_argument("--json", type=Path, default=None,
+                        help=f"raw results (default {DEFAULTS_JSON.name} next to --results)")
+    parser.add_argument("--no-results", action="store_true", help="print only; write no results file")
+    args = parser.parse_args(argv)
+    args.command = "python benchmarks/bench_adapt.py defaults" + (" " + shlex.join(argv) if argv else "")
+    seeds = args.seeds or ([DEFAULT_SEEDS[0]] if args.fast else list(DEFAULT_SEEDS))
+    grid = FAST_LR_GRID if args.fast else LR_GRID
+    scen = [s for s in ds.scenarios(fast=args.fast) if not args.scenarios or s.name in args.scenarios]
+    try:
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")  # retracing warnings: many small models compiled in a row
+    except Exception:  # noqa: BLE001 - cosmetic
+        pass
+
+    t_start = time.perf_counter()
+    cells: dict[str, list[dict[str, Any]]] = {}
+    for s in scen:
+        for seed in seeds:
+            t0 = time.perf_counter()
+            cell = run_defaults_cell(s, seed, grid, args.fast)
+            cells.setdefault(s.name, []).append(cell)
+            print(f"{s.name} seed {seed}: source only {cell['source_only']:.3f}  "
+                  f"Copy {cell['CopyAdapter']['default']['accuracy']:.3f} ({cell['CopyAdapter']['default']['epochs']} ep)  "
+                  f"FineTune {cell['FineTuneAdapter']['default']['accuracy']:.3f} "
+                  f"({cell['FineTuneAdapter']['default']['epochs']} ep)  by hand {cell['by_hand']['accuracy']:.3f}  "
+                  "grid Copy " + " ".join(f"{v['accuracy']:.3f}" for v in cell["CopyAdapter"]["grid"].values())
+                  + " FT " + " ".join(f"{v['accuracy']:.3f}" for v in cell["FineTuneAdapter"]["grid"].values())
+                  + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+    wall = time.perf_counter() - t_start
+    summary = summarize_defaults(cells)
+    print_defaults(summary)
+    print(f"\n{len(seeds)} seed(s) x {len(scen)} scenario(s), {wall / 60:.1f} min")
+    if not args.no_results:
+        section = build_defaults_section(args, scen, summary, wall, grid)
+        write_section(args.results, DEFAULTS_SECTION, section)
+        json_path = args.json or args.results.parent / DEFAULTS_JSON.name
+        json_path.write_text(json.dumps({"command": args.command, "fast": args.fast, "seeds": seeds,
+                                         "grid": list(grid), "cells": cells,
+                                         "criteria": {n: r["criteria"] for n, r in summary.items()}},
+                                        indent=1, default=float) + "\n")
+        print(f"wrote section '{DEFAULTS_SECTION}' to {args.results} and {json_path}")
+    return 0
+
+
 # --------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Benchmark shiftkit's adapters on corrupted digits (+ ADAPT peers).")
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["defaults"]:
+        return defaults_main(list(sys.argv[2:] if argv is None else argv[1:]))
+    parser = argparse.ArgumentParser(description="Benchmark shiftkit's adapters on corrupted digits (+ ADAPT peers). "
+                                     "`bench_adapt.py defaults --help`: the adapter-defaults table.")
     parser.add_argument("--seeds", type=int, nargs="+", help="seeds (default 10 11 12 13 14; quick: 0 1)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 seeds, tiny epochs, 3 timing epochs")
     parser.add_argument("--no-peers", action="store_true", help="skip the ADAPT peers")
