@@ -412,10 +412,13 @@ def fit_adapter_with(cls: Any, source: Any, data: Any, seed: int, overrides: dic
     t0 = time.perf_counter()
     adapter = cls(source, **init_kw).fit(data.x_labeled, data.y_labeled, verbose=0, **fit_kw)
     seconds = time.perf_counter() - t0
-    hist = adapter.history
+    total = len(adapter.history.get("loss", []))
+    by_stage = getattr(adapter, "epochs_", None)  # epochs the final weights were trained for, per stage
+    final = int(sum(by_stage.values())) if isinstance(by_stage, dict) else total
     return {"accuracy": ds.accuracy(adapter.model, data.x_test, data.y_test),
-            "epochs": len(hist.get("loss", [])), "seconds": seconds,
-            "args": {k: v for k, v in overrides.items()}}
+            "epochs": final, "epochs_total": total,
+            "epochs_by_stage": {str(k): int(v) for k, v in by_stage.items()} if isinstance(by_stage, dict) else None,
+            "seconds": seconds, "args": dict(overrides)}
 
 
 def fit_by_hand(scenario: Any, source: Any, data: Any, epochs: int, seed: int) -> dict[str, Any]:
@@ -435,8 +438,9 @@ def fit_by_hand(scenario: Any, source: Any, data: Any, epochs: int, seed: int) -
     model = keras.models.clone_model(source)
     model.set_weights(source.get_weights())
     model.compile(optimizer="adam", loss=scenario.loss, metrics=["accuracy"])
-    model.fit(data.x_labeled, data.y_labeled, epochs=max(1, epochs), batch_size=32, verbose=0)
-    return {"accuracy": ds.accuracy(model, data.x_test, data.y_test), "epochs": max(1, epochs),
+    if epochs > 0:  # 0 epochs: the source model itself (what a fit that chose 0 epochs returns too)
+        model.fit(data.x_labeled, data.y_labeled, epochs=epochs, batch_size=32, verbose=0)
+    return {"accuracy": ds.accuracy(model, data.x_test, data.y_test), "epochs": epochs,
             "seconds": time.perf_counter() - t0}
 
 
@@ -462,7 +466,10 @@ def run_defaults_cell(scenario: Any, seed: int, grid: tuple[float, ...], fast: b
         out[name]["grid_rate"] = rate
         for lr in grid:
             out[name]["grid"][repr(lr)] = fit_adapter_with(cls, source, data, fit_seed, {rate: lr}, fast=fast)
-    out["by_hand"] = fit_by_hand(scenario, source, data, out["FineTuneAdapter"]["default"]["epochs"], fit_seed)
+    ft = out["FineTuneAdapter"]["default"]
+    out["by_hand"] = fit_by_hand(scenario, source, data, ft["epochs"], fit_seed)
+    out["by_hand_all_epochs"] = (out["by_hand"] if ft["epochs_total"] == ft["epochs"] else
+                                 fit_by_hand(scenario, source, data, ft["epochs_total"], fit_seed))
     return out
 
 
@@ -478,6 +485,8 @@ def summarize_defaults(cells: dict[str, list[dict[str, Any]]]) -> dict[str, dict
             row[ad] = mean_std(vals)
             row[ad + "_per_seed"] = vals
             row[ad + "_epochs"] = [r[ad]["default"]["epochs"] for r in runs]
+            row[ad + "_epochs_total"] = [r[ad]["default"].get("epochs_total", r[ad]["default"]["epochs"])
+                                         for r in runs]
             row[ad + "_seconds"] = statistics.fmean(r[ad]["default"]["seconds"] for r in runs)
             lrs = list(runs[0][ad]["grid"])
             grid_means = {lr: mean_std([r[ad]["grid"][lr]["accuracy"] for r in runs]) for lr in lrs}
@@ -486,10 +495,11 @@ def summarize_defaults(cells: dict[str, list[dict[str, Any]]]) -> dict[str, dict
             best = max(lrs, key=lambda lr: grid_means[lr][0])
             row[ad + "_best_lr"] = best
             row[ad + "_best"] = grid_means[best]
-        hand = [r["by_hand"]["accuracy"] for r in runs]
-        row["by_hand"] = mean_std(hand)
-        row["by_hand_per_seed"] = hand
-        row["by_hand_epochs"] = [r["by_hand"]["epochs"] for r in runs]
+        for key in ("by_hand", "by_hand_all_epochs"):
+            hand = [r.get(key, r["by_hand"])["accuracy"] for r in runs]
+            row[key] = mean_std(hand)
+            row[key + "_per_seed"] = hand
+            row[key + "_epochs"] = [r.get(key, r["by_hand"])["epochs"] for r in runs]
         src = row["source_only"][0]
         crit = {
             "Copy > source": row["CopyAdapter"][0] > src,
@@ -513,18 +523,23 @@ def _delta(a: float, b: float) -> str:
     return f"{a - b:+.3f}"
 
 
+def _epochs_text(row: dict[str, Any], adapter: str) -> str:
+    return " ".join(f"{a} ({b})" for a, b in zip(row[adapter + "_epochs"], row[adapter + "_epochs_total"]))
+
+
 def defaults_tables(summary: dict[str, dict[str, Any]]) -> list[str]:
     """The accuracy table, the criteria table and the grids, as Markdown lines."""
     lines = ["| scenario | source only | Copy default | Copy best of grid | FineTune default | "
-             "FineTune best of grid | by-hand Keras fine-tune | default epochs (Copy / FineTune) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "FineTune best of grid | by-hand Keras fine-tune (E = FineTune's final epochs) | by hand, E = all "
+             "FineTune's epochs | epochs per seed: Copy final (all) ; FineTune final (all) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, r in summary.items():
         lines.append(
             f"| {name} | {_pm(r['source_only'])} | {_pm(r['CopyAdapter'])} | {_pm(r['CopyAdapter_best'])} "
             f"({r['CopyAdapter_grid_rate']}={float(r['CopyAdapter_best_lr']):g}) | {_pm(r['FineTuneAdapter'])} | "
             f"{_pm(r['FineTuneAdapter_best'])} ({r['FineTuneAdapter_grid_rate']}="
-            f"{float(r['FineTuneAdapter_best_lr']):g}) | {_pm(r['by_hand'])} | "
-            f"{'/'.join(map(str, r['CopyAdapter_epochs']))} ; {'/'.join(map(str, r['FineTuneAdapter_epochs']))} |")
+            f"{float(r['FineTuneAdapter_best_lr']):g}) | {_pm(r['by_hand'])} | {_pm(r['by_hand_all_epochs'])} | "
+            f"{_epochs_text(r, 'CopyAdapter')} ; {_epochs_text(r, 'FineTuneAdapter')} |")
     lines += ["", "Criteria (on the means over seeds; differences in brackets):", ""]
     names = list(next(iter(summary.values()))["criteria"])
     lines.append("| scenario | " + " | ".join(names) + " | all |")
@@ -546,11 +561,11 @@ def defaults_tables(summary: dict[str, dict[str, Any]]) -> list[str]:
             lines.append(f"| {name} | {ad} ({r[ad + '_grid_rate']}) | "
                          + " | ".join(_pm(r[ad + "_grid"][lr]) if lr in r[ad + "_grid"] else "-" for lr in lrs)
                          + " |")
-    lines += ["", "Per seed (source only / Copy default / FineTune default / by hand):", ""]
+    lines += ["", "Per seed (source only / Copy default / FineTune default / by hand / by hand, all epochs):", ""]
     for name, r in summary.items():
-        per = "; ".join(f"seed {s}: {a:.3f} / {b:.3f} / {c:.3f} / {d:.3f}" for s, a, b, c, d in zip(
+        per = "; ".join(f"seed {s}: {a:.3f} / {b:.3f} / {c:.3f} / {d:.3f} / {e:.3f}" for s, a, b, c, d, e in zip(
             r["seeds"], r["source_only_per_seed"], r["CopyAdapter_per_seed"], r["FineTuneAdapter_per_seed"],
-            r["by_hand_per_seed"]))
+            r["by_hand_per_seed"], r["by_hand_all_epochs_per_seed"]))
         lines.append(f"- {name}: {per}")
     return lines
 
@@ -607,8 +622,11 @@ def build_defaults_section(args: argparse.Namespace, scen: list[Any], summary: d
     lines.append("- *By-hand Keras fine-tune*: `m2 = keras.models.clone_model(m); m2.set_weights(m.get_weights()); "
                  "m2.compile(optimizer='adam', loss=<the source loss>); m2.fit(x_few, y_few, epochs=E, "
                  "batch_size=32)`: all layers trainable, BatchNormalization in training mode, no validation, "
-                 "last-epoch weights. E = the number of epochs FineTuneAdapter's default fit trained on that seed "
-                 "(both stages, the rows of its history): the same labels and epoch budget.")
+                 "last-epoch weights. E = the epochs FineTuneAdapter's default fit trained its final weights for on "
+                 "that seed (`adapter.epochs_`, both stages; with the default `refit=True` the epochs of the "
+                 "refit on all labels): the same labels and epoch budget. The next column gives it every "
+                 "epoch FineTune ran (the rows of its history: epoch selection on 80% of the labels + refit) "
+                 "instead; the criterion uses the first.")
     lines.append(f"- Criteria (issue 9), on the means over seeds: Copy and FineTune defaults > source only; each "
                  f"default >= its best grid point - {TOL_GRID}; FineTune default >= by-hand - {TOL_BY_HAND}.")
     lines.append("")

@@ -95,4 +95,6 @@ def test_fast_run_writes_its_section_and_json(tmp_path):
     (cell,) = raw["cells"]["hospitals-mlp"]
     assert 0.0 <= cell["source_only"] <= 1.0
     assert set(cell["CopyAdapter"]["grid"]) == {repr(lr) for lr in bench_adapt.FAST_LR_GRID}
-    assert cell["by_hand"]["epochs"] == max(1, cell["FineTuneAdapter"]["default"]["epochs"])
+    ft = cell["FineTuneAdapter"]["default"]
+    assert cell["by_hand"]["epochs"] == ft["epochs"] <= ft["epochs_total"]  # the same epoch budget
+    assert cell["by_hand_all_epochs"]["epochs"] == ft["epochs_total"]
