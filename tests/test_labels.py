@@ -20,6 +20,7 @@ from shiftkit.shift.labels import (
     label_distribution,
     label_ratios,
     label_shift_distance,
+    label_shift_test,
 )
 
 SEEDS = (0, 1, 2)
@@ -69,10 +70,15 @@ def test_label_ratios_absent_classes():
     assert r.absent_in_target == (3,)
 
 
-def test_label_ratios_n_classes_default_is_max_over_both():
+def test_label_ratios_default_classes_are_the_values_of_both():
+    # Issue 9 #2 changed this default: the classes are the distinct values of both arrays (was
+    # max label + 1, which made years 2019/2020 into 2,021 classes).
     r = label_ratios([0, 1], [0, 1, 4])
-    assert r.ratios.shape == (5,)
-    assert r.absent_in_source == (4,)
+    assert r.ratios.shape == (3,) and r.classes == (0, 1, 4)
+    assert r.absent_in_source == (2,)  # the code of class 4
+    assert np.isnan(r.ratios[2])
+    r = label_ratios([0, 1], [0, 1, 4], n_classes=5)  # class indices with n_classes: empty classes kept
+    assert r.ratios.shape == (5,) and r.absent_in_source == (4,)
     assert np.isnan(r.ratios[2:]).all()  # absent from both: still NaN, not listed
     r = label_ratios([0, 1], [0, 1], n_classes=3)
     assert r.ratios.shape == (3,)
@@ -304,13 +310,13 @@ Y_OK = np.array([0, 1, 2, 2])
         ({"target_probs": np.where(P_OK == 0.8, np.nan, P_OK)}, ValueError, "target_probs contains 1 NaN"),
         ({"target_probs": P_OK * 0.5}, ValueError, "target_probs: 4 row.*do not sum to 1"),
         ({"target_probs": P_OK[:, :2] / P_OK[:, :2].sum(1, keepdims=True)}, ValueError, "target_probs has 2"),
-        ({"source_labels": [0, 1, 2, -1]}, ValueError, "source_labels .*negative"),
+        ({"source_labels": [0, 1, 2, -1]}, ValueError, "source_labels has 4 distinct value.*has 3 classes"),
         ({"source_labels": [0, 1, 2, 1.5]}, ValueError, "source_labels .*fractional"),
-        ({"source_labels": [0, 1, 2, 3]}, ValueError, "source_labels has label 3"),
+        ({"source_labels": [0, 1, 2, 3]}, ValueError, r"source_labels has 4 distinct value\(s\) \[0, 1, 2, 3\]"),
         ({"source_labels": _one_hot([0, 1, 2, 3], 4)}, ValueError, "source_labels is one-hot with 4"),
         ({"source_labels": [0, 1, 2]}, ValueError, "source_labels has 3 labels but source_probs has 4"),
         ({"source_labels": [0, 1, 1, 0]}, ValueError, r"source_labels has no sample of class\(es\) \[2\]"),
-        ({"source_labels": ["a", "b", "c", "a"]}, TypeError, "source_labels must hold numbers"),
+        ({"source_labels": ["a", "b", "b", "a"]}, ValueError, r"no sample of class\(es\) \['c'\]|2 distinct"),
         ({"source_probs": []}, ValueError, "source_probs is empty"),
         ({"target_probs": np.empty((0, 3))}, ValueError, "target_probs is empty"),
         ({"method": "kmm"}, ValueError, "Unknown method 'kmm'. Choose one of: bbse, em"),
@@ -330,15 +336,14 @@ def test_estimate_target_priors_rejects_bad_input(kwargs, error, match):
     "call, error, match",
     [
         (lambda: label_distribution([]), ValueError, "y is empty"),
-        (lambda: label_distribution([0, -1]), ValueError, "y must hold class indices.*negative"),
-        (lambda: label_distribution([0, 0.5]), ValueError, "y must hold whole-number"),
-        (lambda: label_distribution([0, 1, 5], n_classes=3), ValueError, "y has label 5"),
+        (lambda: label_distribution([0, 0.5]), ValueError, "y must hold class labels; found fractional"),
+        (lambda: label_distribution([0, 1, 5, 7], n_classes=3), ValueError, "do not fit n_classes=3"),
         (lambda: label_distribution(_one_hot([0, 1], 3), n_classes=4), ValueError, "y is one-hot with 3"),
-        (lambda: label_distribution([0, np.nan]), ValueError, "y contains 1 NaN"),
+        (lambda: label_distribution([0, np.nan]), ValueError, "y has NaN"),
         (lambda: label_distribution([0, 1], n_classes=0), ValueError, "n_classes"),
         (lambda: label_ratios([0, 1], []), ValueError, "y_target is empty"),
-        (lambda: label_ratios([0, -2], [0, 1]), ValueError, "y_source .*negative"),
-        (lambda: class_imbalance([1.5, 0]), ValueError, "y must hold whole-number"),
+        (lambda: label_ratios([0, 1], np.ones((2, 2, 2))), ValueError, "y_target must be a 1-D"),
+        (lambda: class_imbalance([1.5, 0]), ValueError, "y must hold class labels; found fractional"),
         (lambda: label_shift_distance([0.5, 0.5], [0.2, 0.3, 0.5]), ValueError, "p and q must have the same"),
         (lambda: label_shift_distance([0.5, 0.6], [0.5, 0.5]), ValueError, "p sums to 1.1.*Normalise"),
         (lambda: label_shift_distance([0.5, 0.5], [2.0, 3.0]), ValueError, "q sums to 5.*Normalise"),
@@ -374,3 +379,98 @@ def test_calibration_does_not_overfit_a_small_separable_held_out_set():
     assert temperature > 0.3 and np.abs(bias).max() < 3.0
     est = estimate_target_priors(clf.predict_proba(xval), yval, clf.predict_proba(xt), method="em")
     assert abs(est.priors[1] - yt.mean()) < 0.03
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 9 #2: any label values are classes (1..K, years, strings, bools), originals kept
+# ---------------------------------------------------------------------------------------------
+
+
+def test_labels_coded_1_and_2_are_two_balanced_classes():
+    ci = class_imbalance([1, 2, 1, 2, 2, 1])
+    assert ci.imbalance_ratio == 1.0 and ci.n_classes == 2 and ci.classes == (1, 2)
+    np.testing.assert_allclose(label_distribution([1, 2, 2, 2]), [0.25, 0.75])
+    r = label_ratios([1, 1, 2, 2], [1, 2, 2, 2])
+    np.testing.assert_allclose(r.ratios, [0.5, 1.5])
+    assert r.classes == (1, 2) and r.to_dict()["classes"] == [1, 2]
+
+
+def test_year_labels_are_two_classes_not_2021():
+    ci = class_imbalance([2019, 2020, 2020, 2019.0])
+    assert ci.n_classes == 2 and ci.classes == (2019, 2020) and ci.counts.tolist() == [2, 2]
+    r = label_ratios([2019, 2020], [2020, 2020, 2021])
+    assert r.classes == (2019, 2020, 2021) and r.absent_in_source == (2,)
+    assert "2021" in str(r)
+
+
+def test_string_and_bool_labels():
+    ci = class_imbalance(["benign", "malignant", "benign", "benign"])
+    assert ci.classes == ("benign", "malignant") and ci.imbalance_ratio == 3.0
+    assert ci.minority_classes == (1,) and "malignant" in str(ci)
+    json.dumps(ci.to_dict(), allow_nan=False)
+    np.testing.assert_allclose(label_distribution([True, False, True, True]), [0.25, 0.75])
+    r = label_ratios(["a", "b"], ["b", "b", "b", "a"])
+    np.testing.assert_allclose(r.ratios, [0.5, 1.5])
+
+
+def test_n_classes_keeps_class_indices_as_they_are():
+    np.testing.assert_allclose(label_distribution([1, 1, 2], n_classes=4), [0, 2 / 3, 1 / 3, 0])
+    assert class_imbalance([0, 1, 1], n_classes=3).classes == (0, 1, 2)
+
+
+def test_estimate_target_priors_reads_labels_coded_1_to_k():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, size=600)
+    probs = np.full((600, 3), 0.1)
+    probs[np.arange(600), y] = 0.8
+    est = estimate_target_priors(probs, y + 1, probs, method="em")
+    assert est.classes == (1, 2, 3)
+    np.testing.assert_allclose(est.priors, np.bincount(y) / 600, atol=0.02)
+    est = estimate_target_priors(probs, np.array(["a", "b", "c"])[y], probs, method="bbse")
+    assert est.classes == ("a", "b", "c")
+
+
+# ---------------------------------------------------------------------------------------------
+# label_shift_test: exact permutation test of "same class distribution"
+# ---------------------------------------------------------------------------------------------
+
+
+def test_label_shift_test_matches_chi_square_on_large_samples():
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    a, b = rng.choice(3, 800, p=[0.5, 0.3, 0.2]), rng.choice(3, 900, p=[0.45, 0.33, 0.22])
+    res = label_shift_test(a, b, n_permutations=4000, seed=0)
+    table = np.stack([np.bincount(a), np.bincount(b)])
+    chi2, p, _, _ = stats.chi2_contingency(table, correction=False)
+    assert res.statistic == pytest.approx(chi2)
+    assert res.p_value == pytest.approx(p, abs=0.03)
+    assert res.n_permutations == 4000 and res.source_counts.tolist() == np.bincount(a).tolist()
+    json.dumps(res.to_dict(), allow_nan=False)
+
+
+@pytest.mark.parametrize("k, n, m, concentrated", [(2, 30, 200, False), (4, 100, 40, True), (3, 12, 15, False)])
+def test_label_shift_test_level_over_300_nulls(k, n, m, concentrated):
+    rng = np.random.default_rng(k * 1000 + n)
+    p = np.r_[0.85, np.full(k - 1, 0.15 / (k - 1))] if concentrated else np.full(k, 1.0 / k)
+    rejections = sum(
+        label_shift_test(rng.choice(k, n, p=p), rng.choice(k, m, p=p), n_permutations=199, seed=i).p_value <= 0.05
+        for i in range(300)
+    )
+    assert rejections / 300 <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 300), rejections
+
+
+def test_label_shift_test_detects_a_prior_change_and_keeps_class_values():
+    rng = np.random.default_rng(2)
+    a = rng.choice(["x", "y"], 200, p=[0.5, 0.5])
+    b = rng.choice(["x", "y"], 200, p=[0.75, 0.25])
+    res = label_shift_test(a, b, n_permutations=999, seed=0)
+    assert res.p_value < 0.01 and res.classes == ("x", "y")
+    assert res.p_value >= 1 / 1000
+
+
+def test_label_shift_test_rejects_bad_input():
+    with pytest.raises(ValueError, match="n_permutations"):
+        label_shift_test([0, 1], [0, 1], n_permutations=0)
+    with pytest.raises(ValueError, match="y_target is empty"):
+        label_shift_test([0, 1], [])

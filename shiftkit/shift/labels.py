@@ -8,6 +8,13 @@ assumption the importance weight of a sample is `w(y) = q(y) / p(y)`, and the ta
 This module is numpy / scipy only (no TensorFlow): every function takes arrays of labels or of
 predicted probabilities and returns a small frozen dataclass of numbers with a `to_dict()`.
 
+Labels: any class values are accepted (ints, whole-number floats, strings, bools, one-hot rows) and
+coded 0..K-1 with `shiftkit._validation.encode_labels`, shared across the arrays of one call: labels
+coded 1/2 are two classes, years 2019/2020 are two classes (not 2,021). Without `n_classes` the
+classes are the sorted distinct values; with `n_classes`, labels that are integers 0..n_classes-1
+are taken as class indices as they are (so empty classes are counted). Arrays and class indices in
+the results follow the code order; the original values are kept in each result's `classes`.
+
 Functions:
     label_distribution: class proportions of a label array.
     label_ratios: per-class `q(y) / p(y)` between two labelled samples.
@@ -15,6 +22,8 @@ Functions:
     label_shift_distance: total variation and Jensen-Shannon divergence between two proportion vectors.
     estimate_target_priors: target class proportions from a classifier's probabilities, by
         Black Box Shift Estimation ("bbse") or calibrated maximum-likelihood EM ("em").
+    label_shift_test: exact permutation test of "same class distribution" on the 2 x K table of
+        two label samples (true labels, or a source classifier's predicted classes: BBSD).
 """
 
 from __future__ import annotations
@@ -31,11 +40,13 @@ from scipy.spatial.distance import jensenshannon
 
 from shiftkit._json import dataclass_to_dict
 from shiftkit._validation import (
+    LabelEncoding,
     check_array,
-    check_labels,
     check_option,
     check_positive_int,
     check_probabilities,
+    check_seed,
+    encode_labels,
 )
 
 __all__ = [
@@ -49,6 +60,8 @@ __all__ = [
     "class_imbalance",
     "label_shift_distance",
     "estimate_target_priors",
+    "LabelShiftTestResult",
+    "label_shift_test",
 ]
 
 PRIOR_METHODS = ("bbse", "em")
@@ -66,6 +79,21 @@ def _frozen(arr: np.ndarray) -> np.ndarray:
     out = np.array(arr, dtype=np.float64, copy=True)
     out.setflags(write=False)
     return out
+
+
+def _class_tuple(classes: Any, n: int) -> tuple[Any, ...]:
+    """The class values of a result: `classes` when given, else the codes 0..n-1."""
+    if classes is None or len(classes) == 0:
+        return tuple(range(n))
+    if len(classes) != n:
+        raise ValueError(f"classes has {len(classes)} values but there are {n} classes.")
+    return tuple(classes)
+
+
+def _fmt_classes(classes: tuple[Any, ...], values: Any, digits: int = 3) -> str:
+    """`{class: value, ...}` for display, keyed by the original class values."""
+    vals = np.asarray(values, dtype=np.float64).tolist()
+    return "{" + ", ".join(f"{c!s}: {round(v, digits):g}" for c, v in zip(classes, vals)) + "}"
 
 
 class _Result:
@@ -89,8 +117,9 @@ class LabelRatios(_Result):
             0 where the class is in the source but not in the target.
         source_proportions: `p(y)`, shape `(n_classes,)`.
         target_proportions: `q(y)`, shape `(n_classes,)`.
-        absent_in_source: classes present in the target but absent from the source.
-        absent_in_target: classes present in the source but absent from the target.
+        absent_in_source: codes of the classes present in the target but absent from the source.
+        absent_in_target: codes of the classes present in the source but absent from the target.
+        classes: the original class value of each code (for display), e.g. `(2019, 2020)`.
     """
 
     ratios: np.ndarray
@@ -98,6 +127,15 @@ class LabelRatios(_Result):
     target_proportions: np.ndarray
     absent_in_source: tuple[int, ...]
     absent_in_target: tuple[int, ...]
+    classes: tuple[Any, ...] = ()
+
+    def __str__(self) -> str:
+        out = f"label ratios q/p {_fmt_classes(self.classes, self.ratios)}"
+        if self.absent_in_source:
+            out += f"; absent from the source: {[self.classes[c] for c in self.absent_in_source]}"
+        if self.absent_in_target:
+            out += f"; absent from the target: {[self.classes[c] for c in self.absent_in_target]}"
+        return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,9 +149,11 @@ class ClassImbalance(_Result):
             has no sample (then `to_dict()` writes `None`).
         normalized_entropy: Shannon entropy of `proportions` divided by `log(n_classes)`; 1 means
             balanced, 0 means every sample is in one class. 1.0 when `n_classes == 1`.
-        minority_classes: classes whose proportion is below the uniform share `1 / n_classes`.
+        minority_classes: codes of the classes whose proportion is below the uniform share
+            `1 / n_classes`.
         n_samples: number of labels.
         n_classes: number of classes counted (including empty ones).
+        classes: the original class value of each code (for display).
     """
 
     counts: np.ndarray
@@ -123,6 +163,15 @@ class ClassImbalance(_Result):
     minority_classes: tuple[int, ...]
     n_samples: int
     n_classes: int
+    classes: tuple[Any, ...] = ()
+
+    def __str__(self) -> str:
+        minority = [self.classes[c] for c in self.minority_classes] if self.classes else list(self.minority_classes)
+        return (
+            f"class counts {_fmt_classes(self.classes, self.counts)}, imbalance ratio "
+            f"{self.imbalance_ratio:.3g}, normalized entropy {self.normalized_entropy:.3f}, "
+            f"minority classes {minority}"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -151,6 +200,7 @@ class PriorEstimate(_Result):
         method: "bbse" or "em".
         n_iter: EM iterations run; 0 for BBSE (closed form).
         converged: whether EM met `tol` within `max_iter`; always True for BBSE.
+        classes: the original class value of each column (for display).
     """
 
     priors: np.ndarray
@@ -159,6 +209,53 @@ class PriorEstimate(_Result):
     method: str
     n_iter: int
     converged: bool
+    classes: tuple[Any, ...] = ()
+
+    def __str__(self) -> str:
+        return (
+            f"estimated target proportions ({self.method}) {_fmt_classes(self.classes, self.priors)} vs "
+            f"source {_fmt_classes(self.classes, self.source_priors)}"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class LabelShiftTestResult(_Result):
+    """Permutation test of "both samples have the same class distribution". Lower p means shift.
+
+    Attributes:
+        statistic: Pearson's chi-square of the 2 x K table (classes seen in neither sample dropped).
+        p_value: permutation p-value `(1 + #{null >= statistic}) / (1 + n_permutations)`; 1.0 when
+            fewer than two classes occur (nothing to compare).
+        n_permutations: permutations of the domain labels drawn.
+        source_counts, target_counts: counts per class (code order).
+        min_p_value: a lower bound of the smallest p-value any split of these rows could give
+            (`1 / C(n + m, n)`, and `1 / (1 + n_permutations)`); a test at a level below it cannot
+            reject.
+        classes: the original class value of each code.
+    """
+
+    statistic: float
+    p_value: float
+    n_permutations: int
+    source_counts: np.ndarray
+    target_counts: np.ndarray
+    min_p_value: float
+    classes: tuple[Any, ...] = ()
+
+    @property
+    def source_proportions(self) -> np.ndarray:
+        return self.source_counts / max(self.source_counts.sum(), 1)
+
+    @property
+    def target_proportions(self) -> np.ndarray:
+        return self.target_counts / max(self.target_counts.sum(), 1)
+
+    def __str__(self) -> str:
+        return (
+            f"chi-square {self.statistic:.4g}, permutation p={self.p_value:.3g} ({self.n_permutations} "
+            f"permutations): proportions {_fmt_classes(self.classes, self.source_proportions)} vs "
+            f"{_fmt_classes(self.classes, self.target_proportions)}"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,48 +263,50 @@ class PriorEstimate(_Result):
 # --------------------------------------------------------------------------------------------
 
 
-def _labels_and_width(y: Any, name: str) -> tuple[np.ndarray, int]:
-    """Validate labels; return them as ints and the class count they imply.
-
-    The implied count is the one-hot width for 2-D one-hot labels, else `max label + 1`.
-    """
-    labels = check_labels(y, name)
-    shape = np.shape(y)
-    if len(shape) == 2 and shape[1] > 1:
-        return labels, int(shape[1])
-    return labels, int(labels.max()) + 1
-
-
-def _check_width(labels: np.ndarray, width: int, is_one_hot: bool, name: str, n_classes: int) -> None:
-    if is_one_hot and width != n_classes:
-        raise ValueError(
-            f"{name} is one-hot with {width} columns but n_classes={n_classes}. "
-            "Pass n_classes equal to the number of one-hot columns."
-        )
-    if labels.max() >= n_classes:
-        raise ValueError(
-            f"{name} has label {int(labels.max())}, but n_classes={n_classes} allows only "
-            f"0..{n_classes - 1}. Pass a larger n_classes or re-encode the labels."
-        )
-
-
 def _is_one_hot(y: Any) -> bool:
     shape = np.shape(y)
     return len(shape) == 2 and shape[1] > 1
 
 
-def _resolve_labels(
+def _encode(
     ys: list[tuple[Any, str]], n_classes: int | None
-) -> tuple[list[np.ndarray], int]:
-    """Validate one or more label arrays and agree on one class count."""
-    resolved = [(_labels_and_width(y, name), y, name) for y, name in ys]
-    if n_classes is None:
-        n_classes = max(width for (_, width), _, _ in resolved)
-    else:
+) -> tuple[LabelEncoding, list[np.ndarray], int]:
+    """Encode one or more label arrays with one shared coding; return `(encoding, codes, K)`.
+
+    One-hot rows fix the class count to their width (their column index is the class). With
+    `n_classes`, labels that are integers 0..n_classes-1 are class indices as they are; otherwise
+    exactly `n_classes` distinct values are needed (mapped in sorted order).
+    """
+    widths = {int(np.shape(y)[1]) for y, _ in ys if _is_one_hot(y)}
+    if n_classes is not None:
         n_classes = check_positive_int(n_classes, "n_classes")
-    for (labels, width), y, name in resolved:
-        _check_width(labels, width, _is_one_hot(y), name, n_classes)
-    return [labels for (labels, _), _, _ in resolved], n_classes
+        for y, name in ys:
+            if _is_one_hot(y) and np.shape(y)[1] != n_classes:
+                raise ValueError(
+                    f"{name} is one-hot with {np.shape(y)[1]} columns but n_classes={n_classes}. "
+                    "Pass n_classes equal to the number of one-hot columns."
+                )
+    elif widths:
+        if len(widths) > 1:
+            raise ValueError(
+                f"The one-hot label arrays have different widths {sorted(widths)}: encode them over "
+                "the same classes."
+            )
+        n_classes = widths.pop()
+    arrays, names = [y for y, _ in ys], [name for _, name in ys]
+    if n_classes is None:
+        enc, codes = encode_labels(*arrays, names=names)
+        return enc, codes, enc.n_classes
+    try:
+        enc, codes = encode_labels(*arrays, names=names, n_outputs=n_classes)
+    except ValueError:
+        found = encode_labels(*arrays, names=names)[0].classes
+        raise ValueError(
+            f"{' and '.join(names)} hold {len(found)} distinct label value(s) {list(found)[:10]}, "
+            f"which do not fit n_classes={n_classes}: pass class indices 0..{n_classes - 1}, exactly "
+            f"{n_classes} distinct values, or leave n_classes out to count the classes found."
+        ) from None
+    return enc, codes, n_classes
 
 
 def _proportions(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -351,23 +450,27 @@ def label_distribution(y: Any, n_classes: int | None = None) -> np.ndarray:
     """Return the proportion of each class in a label array.
 
     Args:
-        y: class indices of shape `(n,)` (or `(n, 1)`), or one-hot rows of shape `(n, k)`.
-        n_classes: number of classes; defaults to `max(y) + 1`, or `k` for one-hot labels. Pass it
-            to count classes that happen not to occur (their proportion is 0).
+        y: class labels of shape `(n,)` (or `(n, 1)`): any values (ints, whole floats, strings,
+            bools), or one-hot rows of shape `(n, k)`.
+        n_classes: number of classes. Default: the distinct values of `y` (in sorted order), or
+            `k` for one-hot labels. Pass it with labels 0..n_classes-1 to count classes that
+            happen not to occur (their proportion is 0).
 
     Returns:
-        A float array of shape `(n_classes,)` summing to 1.
+        A float array of shape `(n_classes,)` summing to 1, in sorted class order.
 
     Raises:
-        TypeError: `y` is not numeric, or `n_classes` is not an integer.
-        ValueError: `y` is empty, holds NaN, negative, fractional or `>= n_classes` labels, or
-            one-hot rows whose width differs from `n_classes`.
+        TypeError: labels that are not numbers, strings or bools; `n_classes` not an integer.
+        ValueError: `y` is empty, holds NaN or fractional values, labels that do not fit
+            `n_classes`, or one-hot rows whose width differs from `n_classes`.
 
     Example:
         >>> label_distribution([0, 0, 1, 2], n_classes=4).tolist()
         [0.5, 0.25, 0.25, 0.0]
+        >>> label_distribution([2019, 2020, 2020, 2020]).tolist()
+        [0.25, 0.75]
     """
-    (labels,), n = _resolve_labels([(y, "y")], n_classes)
+    _, (labels,), n = _encode([(y, "y")], n_classes)
     return _proportions(labels, n)
 
 
@@ -375,17 +478,19 @@ def label_ratios(y_source: Any, y_target: Any, n_classes: int | None = None) -> 
     """Compare the class proportions of two labelled samples: `q(y) / p(y)` per class.
 
     Args:
-        y_source: source labels (class indices `(n,)` or one-hot `(n, k)`).
-        y_target: target labels, in the same encoding of classes.
-        n_classes: number of classes; defaults to the largest implied by either array.
+        y_source: source labels (any class values `(n,)`, or one-hot `(n, k)`).
+        y_target: target labels, with the same class values.
+        n_classes: number of classes; default: the distinct values of both arrays together (see
+            `label_distribution`).
 
     Returns:
-        A `LabelRatios`. A class absent from the source gets a NaN ratio (never a division by
-        zero) and is listed in `absent_in_source`; one absent from the target gets ratio 0 and is
-        listed in `absent_in_target`.
+        A `LabelRatios` in sorted class order, with the class values in `classes`. A class absent
+        from the source gets a NaN ratio (never a division by zero) and is listed in
+        `absent_in_source`; one absent from the target gets ratio 0 and is listed in
+        `absent_in_target`.
 
     Raises:
-        TypeError: non-numeric labels.
+        TypeError: labels that are not numbers, strings or bools.
         ValueError: empty or invalid labels (see `label_distribution`).
 
     Example:
@@ -393,15 +498,16 @@ def label_ratios(y_source: Any, y_target: Any, n_classes: int | None = None) -> 
         >>> r.ratios.tolist(), r.absent_in_source
         ([0.5, 1.0, nan], (2,))
     """
-    (ls, lt), n = _resolve_labels([(y_source, "y_source"), (y_target, "y_target")], n_classes)
-    return ratios_from_proportions(_proportions(ls, n), _proportions(lt, n))
+    enc, (ls, lt), n = _encode([(y_source, "y_source"), (y_target, "y_target")], n_classes)
+    return ratios_from_proportions(_proportions(ls, n), _proportions(lt, n), classes=enc.classes)
 
 
-def ratios_from_proportions(p: Any, q: Any) -> LabelRatios:
+def ratios_from_proportions(p: Any, q: Any, classes: Any = None) -> LabelRatios:
     """`LabelRatios` from two class-proportion vectors (e.g. source labels vs estimated target priors).
 
     Args:
         p: source class proportions. q: target class proportions, same length.
+        classes: the class value of each entry, for display (default 0..K-1).
 
     Returns:
         A `LabelRatios`: `q / p` per class, NaN (and listed in `absent_in_source`) where p is 0.
@@ -416,6 +522,7 @@ def ratios_from_proportions(p: Any, q: Any) -> LabelRatios:
         target_proportions=_frozen(q),
         absent_in_source=tuple(int(c) for c in np.flatnonzero((p == 0) & (q > 0))),
         absent_in_target=tuple(int(c) for c in np.flatnonzero((q == 0) & (p > 0))),
+        classes=_class_tuple(classes, len(p)),
     )
 
 
@@ -423,16 +530,17 @@ def class_imbalance(y: Any, n_classes: int | None = None) -> ClassImbalance:
     """Summarise how unevenly a label array spreads over its classes.
 
     Args:
-        y: class indices `(n,)` or one-hot `(n, k)`.
-        n_classes: number of classes; defaults to `max(y) + 1` or the one-hot width. Classes
-            with no sample count towards the imbalance.
+        y: class labels `(n,)` (any values: 1/2, years, strings, bools) or one-hot `(n, k)`.
+        n_classes: number of classes; default: the distinct values of `y`, or the one-hot
+            width. With labels 0..n_classes-1, classes with no sample count towards the imbalance.
 
     Returns:
-        A `ClassImbalance`. `imbalance_ratio` is max count / min count, and `inf` when some class
-        has zero samples; `normalized_entropy` is entropy / log(n_classes) (1 = balanced).
+        A `ClassImbalance` (class values in `classes`). `imbalance_ratio` is max count / min
+        count, and `inf` when some class has zero samples; `normalized_entropy` is
+        entropy / log(n_classes) (1 = balanced).
 
     Raises:
-        TypeError: non-numeric labels.
+        TypeError: labels that are not numbers, strings or bools.
         ValueError: empty or invalid labels (see `label_distribution`).
 
     Example:
@@ -440,7 +548,7 @@ def class_imbalance(y: Any, n_classes: int | None = None) -> ClassImbalance:
         >>> ci.imbalance_ratio, ci.minority_classes
         (3.0, (1,))
     """
-    (labels,), n = _resolve_labels([(y, "y")], n_classes)
+    enc, (labels,), n = _encode([(y, "y")], n_classes)
     counts = np.bincount(labels, minlength=n)
     props = counts / labels.size
     ratio = float(counts.max() / counts.min()) if counts.min() > 0 else math.inf
@@ -460,6 +568,7 @@ def class_imbalance(y: Any, n_classes: int | None = None) -> ClassImbalance:
         minority_classes=tuple(int(c) for c in minority),
         n_samples=int(labels.size),
         n_classes=int(n),
+        classes=_class_tuple(enc.classes, n),
     )
 
 
@@ -534,7 +643,8 @@ def estimate_target_priors(
     Args:
         source_probs: probabilities on held-out labelled source data, shape `(n_s, k)`; a binary
             sigmoid output of shape `(n_s,)` or `(n_s, 1)` is read as `P(class 1)`.
-        source_labels: true labels of those samples, class indices `(n_s,)` or one-hot `(n_s, k)`.
+        source_labels: true labels of those samples: column indices 0..k-1, or exactly k distinct
+            values (1..k, names, ...) mapped to the columns in sorted order, or one-hot `(n_s, k)`.
             Every class must occur.
         target_probs: the same classifier's probabilities on unlabelled target data, `(n_t, k)`.
         method: "em" (default) or "bbse".
@@ -550,9 +660,10 @@ def estimate_target_priors(
     Raises:
         TypeError: non-numeric input, or `calibrate` not a bool.
         ValueError: unknown `method`; NaN/inf or out-of-range probabilities, rows not summing to
-            1; different numbers of columns in `source_probs` and `target_probs`; labels that are
-            negative, fractional or `>= k`; `source_labels` and `source_probs` of different
-            lengths; a class absent from `source_labels`; fewer than 2 classes.
+            1; different numbers of columns in `source_probs` and `target_probs`; fractional
+            labels, or labels that cannot be matched to the k columns; `source_labels` and
+            `source_probs` of different lengths; a class absent from `source_labels`; fewer than
+            2 classes.
 
     Example:
         >>> est = estimate_target_priors(p_val, y_val, p_target, method="em")  # doctest: +SKIP
@@ -576,17 +687,22 @@ def estimate_target_priors(
             f"source_probs has {k} columns but target_probs has {p_tgt.shape[1]}: both must be "
             "the same classifier's probabilities over the same classes."
         )
-    labels, width = _labels_and_width(source_labels, "source_labels")
-    if _is_one_hot(source_labels) and width != k:
+    if _is_one_hot(source_labels) and np.shape(source_labels)[1] != k:
         raise ValueError(
-            f"source_labels is one-hot with {width} columns but source_probs has {k} classes. "
-            "Encode the labels over the classifier's classes."
+            f"source_labels is one-hot with {np.shape(source_labels)[1]} columns but source_probs has "
+            f"{k} classes. Encode the labels over the classifier's classes."
         )
-    if labels.max() >= k:
+    try:
+        enc, (labels,) = encode_labels(source_labels, names=["source_labels"], n_outputs=k)
+    except ValueError as exc:
+        if "cannot be matched" not in str(exc):
+            raise
+        found = encode_labels(source_labels, names=["source_labels"])[0].classes
         raise ValueError(
-            f"source_labels has label {int(labels.max())}, but source_probs has {k} classes "
-            f"(labels 0..{k - 1}). Re-encode the labels to the classifier's class order."
-        )
+            f"source_labels has {len(found)} distinct value(s) {list(found)[:10]}, but source_probs has "
+            f"{k} classes: pass labels 0..{k - 1} (the column of each class) or exactly {k} distinct "
+            "values (mapped to the columns in sorted order)."
+        ) from None
     if labels.size != p_src.shape[0]:
         raise ValueError(
             f"source_labels has {labels.size} labels but source_probs has {p_src.shape[0]} rows: "
@@ -596,7 +712,7 @@ def estimate_target_priors(
     missing = np.flatnonzero(source_priors == 0)
     if missing.size:
         raise ValueError(
-            f"source_labels has no sample of class(es) {missing.tolist()}, so their target/source "
+            f"source_labels has no sample of class(es) {[enc.classes[c] for c in missing]}, so their target/source "
             "ratio cannot be estimated. Add held-out source samples of every class."
         )
 
@@ -622,4 +738,91 @@ def estimate_target_priors(
         method=method,
         n_iter=int(n_iter),
         converged=bool(converged),
+        classes=_class_tuple(enc.classes, k),
+    )
+
+
+def _chi_square_rows(h: np.ndarray, totals: np.ndarray, n: int, m: int) -> np.ndarray:
+    """Pearson chi-square of the 2 x K tables whose first rows are `h` (rows of `h`), margins fixed."""
+    big_n = n + m
+    expected = n * totals / big_n
+    # (t - Et) = -(h - Eh) because the column totals are fixed, so both rows add the same square.
+    return np.sum((h - expected) ** 2 * (1.0 / expected + 1.0 / (m * totals / big_n)), axis=-1)
+
+
+def _log_comb(a: int, b: int) -> float:
+    return math.lgamma(a + 1) - math.lgamma(b + 1) - math.lgamma(a - b + 1)
+
+
+def label_shift_test(
+    y_source: Any,
+    y_target: Any,
+    *,
+    n_classes: int | None = None,
+    n_permutations: int = 1000,
+    seed: int | None = None,
+) -> LabelShiftTestResult:
+    """Test "source and target labels have the same class distribution" with an exact permutation test.
+
+    The statistic is Pearson's chi-square of the 2 x K table of class counts. Its null distribution
+    is that of the table when the pooled labels are split at random into groups of the two sizes:
+    the source row of such a split is multivariate hypergeometric, so `n_permutations` splits are
+    drawn directly as tables (no per-row shuffling). The p-value
+    `(1 + #{null >= statistic}) / (1 + n_permutations)` is valid at any sample size (no expected
+    count rule, unlike the asymptotic chi-square test).
+
+    Used on true labels it tests label shift directly. Used on a source classifier's *predicted*
+    classes on held-out source rows and on target rows (black-box shift detection, Lipton et al.
+    2018; Rabanser et al. 2019) it tests label shift without target labels: under label shift the
+    target's predicted-class distribution is `C q` (C the classifier's confusion matrix), equal to
+    the source's exactly when `q = p` for an invertible C. That test is exact under "no shift"
+    whenever the classifier was not fitted on either sample, but it also rejects for a covariate
+    shift that moves the predictions: it cannot tell the two apart.
+
+    Args:
+        y_source: source labels (any class values), y_target: target labels (same values).
+        n_classes: number of classes, as in `label_distribution` (only changes the zero columns).
+        n_permutations: random splits forming the null distribution.
+        seed: seed of the splits.
+
+    Returns:
+        A `LabelShiftTestResult`.
+
+    Raises:
+        TypeError / ValueError: invalid labels (see `label_distribution`), `n_permutations < 1`.
+
+    Example:
+        >>> res = label_shift_test([0] * 50 + [1] * 50, [0] * 80 + [1] * 20, n_permutations=999, seed=0)
+        >>> res.p_value < 0.01
+        True
+    """
+    n_permutations = check_positive_int(n_permutations, "n_permutations")
+    seed = check_seed(seed)
+    enc, (ls, lt), k = _encode([(y_source, "y_source"), (y_target, "y_target")], n_classes)
+    hs = np.bincount(ls, minlength=k)
+    ht = np.bincount(lt, minlength=k)
+    n, m = int(ls.size), int(lt.size)
+    min_p = max(math.exp(-_log_comb(n + m, n)), 1.0 / (1 + n_permutations))
+    seen = (hs + ht) > 0
+    if seen.sum() < 2:
+        statistic, p_value = 0.0, 1.0
+    else:
+        totals = (hs + ht)[seen].astype(np.int64)
+        statistic = float(_chi_square_rows(hs[seen].astype(np.float64), totals, n, m))
+        rng = np.random.default_rng(seed)
+        null_tables = rng.multivariate_hypergeometric(totals, n, size=n_permutations)
+        null = _chi_square_rows(null_tables.astype(np.float64), totals, n, m)
+        tol = 1e-9 * max(1.0, abs(statistic))
+        p_value = float((1 + np.sum(null >= statistic - tol)) / (1 + n_permutations))
+    hs_ro, ht_ro = hs.astype(np.int64), ht.astype(np.int64)
+    hs_ro.setflags(write=False)
+    ht_ro.setflags(write=False)
+    return LabelShiftTestResult(
+        statistic=statistic,
+        p_value=p_value,
+        n_permutations=n_permutations,
+        source_counts=hs_ro,
+        target_counts=ht_ro,
+        min_p_value=float(min_p),
+        classes=_class_tuple(enc.classes, k),
     )
