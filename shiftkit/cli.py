@@ -14,15 +14,24 @@ REF/SRC/TGT: CSV (label column by --label-column), NPZ (`x`, optional `y`), NPY 
 `--reference`, a snapshot written by `shiftkit snapshot`.
 
 Exit codes: 0 pass (or success), 1 shift beyond a threshold (`check`; each failed criterion named),
-2 bad input or usage. `--json -` writes the JSON report to stdout and nothing else there (the human
+2 anything else that stops the command: bad input or usage, an output path that cannot be written,
+an unexpected error. Every exit 2 prints one line on stderr saying what to fix (`--debug` adds the
+traceback). Output paths are checked before any work starts, and output files are written before the
+verdict is printed. `--json -` writes the JSON report to stdout and nothing else there (the human
 summary then goes to stderr). Progress messages go to stderr when it is a terminal.
+
+Labels (`--label-column`, an NPZ's `y`) may hold any class values (names, 1..K, years, booleans):
+they are encoded once, at loading, and shown by their original values. Files are size-checked before
+they are read or decompressed (`--max-gib`, default 2 GiB or `SHIFTKIT_MAX_GIB`).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import Sequence
+import traceback
+from typing import Any, Sequence
 
 from shiftkit._version import __version__
 
@@ -41,10 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure distribution shift between a source and a target domain, adapt, measure again.",
     )
     parser.add_argument("--version", action="version", version=f"shiftkit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="print the full traceback of an unexpected error")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="print the full traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = sub.add_parser(
-        "demo",
+        "demo", parents=[common],
         help="shift report of a built-in scenario, printed as a table",
         description="Run the shift report on a built-in, offline demo scenario and print it.",
     )
@@ -66,12 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0, help="seed of every random step (default: %(default)s)")
         p.add_argument("--max-samples", type=int, default=2000,
                        help="subsample each domain to at most N rows, seeded (default: %(default)s)")
+        _max_gib_option(p)
         if gate:
             p.add_argument("--alpha", type=float, default=0.01, help="level of the MMD tests (default: %(default)s)")
         p.add_argument("--json", metavar="PATH", help="write the JSON report to PATH ('-': stdout, nothing else there)")
 
     check = sub.add_parser(
-        "check",
+        "check", parents=[common],
         help="pre-deployment gate: exit 1 when the target moved beyond the thresholds",
         description="Compare a target data set with the reference the model was validated on. "
         "Exit 0: pass; 1: shift beyond a threshold; 2: bad input.",
@@ -87,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--no-diagnosis", action="store_true", help="skip naming the kind of shift (faster)")
 
     snap = sub.add_parser(
-        "snapshot",
+        "snapshot", parents=[common],
         help="save what a later check needs about the reference (no full data, no full labels)",
         description="Write a reference snapshot: a seeded subsample, class counts, standardisation statistics, "
         "kernel bandwidths, model features and probabilities, and the library version.",
@@ -102,12 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     snap.add_argument("--drop-na", action="store_true", help="drop rows with missing values (reported)")
     snap.add_argument("--max-samples", type=int, default=2000, help="rows kept in the snapshot (default: %(default)s)")
     snap.add_argument("--seed", type=int, default=0, help="subsampling seed (default: %(default)s)")
+    _max_gib_option(snap)
 
     rep = sub.add_parser(
-        "report",
+        "report", parents=[common],
         help="the full shift report (HTML/JSON) without gating",
         description="Measure source vs target and write the report: MMD tests, labels, per-feature drift, "
-        "diagnosis and recommended adapter.",
+        "diagnosis and recommended adapter. The MMD tests and the diagnosis use a seeded subsample of at most "
+        "--max-samples rows per domain (said in the output); per-feature tests use every row.",
     )
     rep.add_argument("--source", required=True, metavar="SRC", help="source data (CSV/NPZ/NPY)")
     rep.add_argument("--target", required=True, metavar="TGT", help="target data (CSV/NPZ/NPY)")
@@ -115,6 +131,60 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--alpha", type=float, default=0.05, help="level of the tests (default: %(default)s)")
     rep.add_argument("--html", metavar="PATH", help="write a self-contained HTML report")
     return parser
+
+
+def _max_gib_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-gib", type=float, default=None, metavar="GIB",
+                   help="largest size a file may take in memory once read or decompressed, in GiB "
+                        "(default: $SHIFTKIT_MAX_GIB or 2)")
+
+
+def _max_bytes(args: argparse.Namespace) -> int | None:
+    gib = getattr(args, "max_gib", None)
+    if gib is None:
+        return None
+    if not gib > 0:
+        raise ValueError(f"--max-gib must be a positive number of GiB; got {gib!r}.")
+    return max(1, int(gib * 1024**3))
+
+
+class OutputPathError(ValueError):
+    """An output path that cannot be written (checked before any work starts)."""
+
+
+def _check_output_path(path: str | None, flag: str) -> None:
+    """Raise `OutputPathError` unless `path` can be created or overwritten as a file."""
+    if path is None or (path == "-" and flag == "--json"):
+        return
+    full = os.path.abspath(path)
+    folder = os.path.dirname(full)
+    if os.path.isdir(full):
+        raise OutputPathError(f"{flag} {path}: is a folder; give a file name, e.g. {os.path.join(path, 'report')}.")
+    if not os.path.isdir(folder):
+        raise OutputPathError(f"{flag} {path}: the folder {folder!r} does not exist. Create it, or choose another path.")
+    if os.path.exists(full) and not os.access(full, os.W_OK):
+        raise OutputPathError(f"{flag} {path}: the file exists and is not writable. Choose another path.")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{flag} {path}: the folder {folder!r} is not writable. Choose another path.")
+
+
+def _check_output_paths(args: argparse.Namespace) -> None:
+    """Every output path of the command, checked before the (possibly long) work starts."""
+    paths = [(getattr(args, "json", None), "--json"), (getattr(args, "html", None), "--html"),
+             (getattr(args, "out", None), "--out")]
+    for path, flag in paths:
+        _check_output_path(path, flag)
+    named = [os.path.abspath(p) for p, f in paths if p is not None and not (p == "-" and f == "--json")]
+    if len(set(named)) < len(named):
+        raise OutputPathError("--json, --html and --out must name different files.")
+
+
+def _write_text(path: str, text: str, flag: str) -> None:
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise OutputPathError(f"{flag} {path}: could not be written ({exc.strerror or exc}).") from None
 
 
 def _progress(message: str) -> None:
@@ -171,13 +241,13 @@ def _run_demo(args: argparse.Namespace) -> int:
     if args.json == "-":
         print(report.to_json())
         return EXIT_OK
+    if args.json:
+        _write_text(args.json, report.to_json(), "--json")
     print(f"Scenario: {scenario.name} ({scenario.shift_kind} shift)")
     print(scenario.description)
     print()
     print(report)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            fh.write(report.to_json())
         print(f"\nJSON report written to {args.json}")
     return EXIT_OK
 
@@ -205,31 +275,42 @@ def _load_model(args: argparse.Namespace):
     from shiftkit.files import load_model_path
 
     _progress(f"loading model {args.model}")
-    return load_model_path(args.model)
+    return load_model_path(args.model, max_bytes=_max_bytes(args))
 
 
 def _write_outputs(args: argparse.Namespace, json_text: str, summary: str, html_page) -> None:
-    """--json and --html outputs; the summary goes to stdout unless stdout carries the JSON."""
+    """--json and --html files first (a failure there exits 2 before any verdict is printed), then
+    the summary: on stdout, or on stderr when stdout carries the JSON."""
+    if args.json and args.json != "-":
+        _write_text(args.json, json_text, "--json")
+    if getattr(args, "html", None):
+        _write_text(args.html, html_page(), "--html")
     if args.json == "-":
         print(json_text)
         print(summary, file=sys.stderr)
     else:
         print(summary)
         if args.json:
-            with open(args.json, "w", encoding="utf-8") as fh:
-                fh.write(json_text)
             print(f"JSON report written to {args.json}", file=sys.stderr)
     if getattr(args, "html", None):
-        with open(args.html, "w", encoding="utf-8") as fh:
-            fh.write(html_page())
         print(f"HTML report written to {args.html}", file=sys.stderr)
+
+
+def _for_model(data: Any, model: Any) -> Any:
+    """Labels coded as the model's output indices (see `shiftkit.files.Domains.for_model`)."""
+    if model is None:
+        return data
+    from shiftkit.files import model_n_classes
+
+    return data.for_model(model_n_classes(model))
 
 
 def _run_check(args: argparse.Namespace) -> int:
     from shiftkit.check import Reference, check_shift
-    from shiftkit.files import load_domains_path, load_single, read_path
+    from shiftkit.files import check_array_file, load_domains_path, load_single, read_path
     from shiftkit.html_report import render_html
 
+    max_bytes = _max_bytes(args)
     model = _load_model(args)
     _progress("loading data")
     common = dict(
@@ -238,16 +319,20 @@ def _run_check(args: argparse.Namespace) -> int:
         max_samples=args.max_samples, seed=args.seed, diagnose_shift=not args.no_diagnosis,
     )
     if _is_snapshot(args.reference):
+        check_array_file(args.reference, max_bytes, role="reference snapshot")
         reference = Reference.load(args.reference)
-        name, data = read_path(args.target, "target file")
+        name, data = read_path(args.target, "target file", max_bytes=max_bytes)
         target = load_single(data, name, label_column=args.label_column, drop_na=args.drop_na,
-                             feature_names=reference.feature_names, class_names=reference.class_names)
+                             feature_names=reference.feature_names, class_names=reference.class_names,
+                             max_bytes=max_bytes)
         _note_dropped("target", target.dropped)
         _progress("measuring shift against the snapshot")
         result = check_shift(reference, target.x, target.y, **common)
         class_names = reference.class_names
     else:
-        d = load_domains_path(args.reference, args.target, label_column=args.label_column, drop_na=args.drop_na)
+        d = load_domains_path(args.reference, args.target, label_column=args.label_column, drop_na=args.drop_na,
+                              max_bytes=max_bytes)
+        d = _for_model(d, model)
         _note_dropped("reference", d.dropped[0])
         _note_dropped("target", d.dropped[1])
         _progress("measuring shift")
@@ -266,17 +351,51 @@ def _run_snapshot(args: argparse.Namespace) -> int:
     from shiftkit.check import Reference
     from shiftkit.files import load_single, read_path
 
+    max_bytes = _max_bytes(args)
     model = _load_model(args)
-    name, data = read_path(args.reference, "reference file")
-    ref = load_single(data, name, label_column=args.label_column, drop_na=args.drop_na, role="reference file")
+    name, data = read_path(args.reference, "reference file", max_bytes=max_bytes)
+    ref = load_single(data, name, label_column=args.label_column, drop_na=args.drop_na, role="reference file",
+                      max_bytes=max_bytes)
+    ref = _for_model(ref, model)
     _note_dropped("reference", ref.dropped)
     _progress("summarising the reference")
     snapshot = Reference.from_data(ref.x, ref.y, model=model, layer=args.layer, max_samples=args.max_samples,
                                    seed=args.seed, feature_names=ref.feature_names, class_names=ref.class_names)
-    snapshot.save(args.out)
+    try:
+        snapshot.save(args.out)
+    except OSError as exc:
+        raise OutputPathError(f"--out {args.out}: could not be written ({exc.strerror or exc}).") from None
     print(f"snapshot of {snapshot.n_reference} reference rows ({len(snapshot.x)} kept"
           f"{', with model features' if snapshot.features is not None else ''}) written to {args.out}")
     return EXIT_OK
+
+
+def _subsampling(n_source: int, n_target: int, max_samples: int, seed: int) -> dict[str, Any]:
+    """What `shiftkit report` subsamples, for its text, JSON and HTML outputs."""
+    from shiftkit.check import _subsample_rows
+
+    rows_s = _subsample_rows(n_source, max_samples, seed)
+    rows_t = _subsample_rows(n_target, max_samples, None if seed is None else seed + 1)
+    kept = (len(rows_s), len(rows_t))
+    if kept == (n_source, n_target):
+        text = (f"Every row used: {n_source} source and {n_target} target rows are within --max-samples "
+                f"{max_samples}.")
+    else:
+        text = (f"Subsampled (seeded, --max-samples {max_samples}, --seed {seed}): the MMD tests and the diagnosis "
+                f"use {kept[0]} of {n_source} source and {kept[1]} of {n_target} target rows; the per-feature "
+                "tests and the label proportions use every row.")
+    return {
+        "max_samples": max_samples,
+        "seed": seed,
+        "source_rows": n_source,
+        "target_rows": n_target,
+        "source_rows_used": kept[0],
+        "target_rows_used": kept[1],
+        "subsampled": ["mmd_tests", "diagnosis"] if kept != (n_source, n_target) else [],
+        "every_row": ["feature_drift", "label_proportions"],
+        "summary": text,
+        "_rows": (rows_s, rows_t),
+    }
 
 
 def _run_report(args: argparse.Namespace) -> int:
@@ -288,8 +407,13 @@ def _run_report(args: argparse.Namespace) -> int:
     from shiftkit.shift.report import shift_report
     from shiftkit.shift.univariate import feature_drift
 
+    if args.max_samples < 2:
+        raise ValueError(f"--max-samples must be at least 2; got {args.max_samples}.")
+    max_bytes = _max_bytes(args)
     model = _load_model(args)
-    d = load_domains_path(args.source, args.target, label_column=args.label_column, drop_na=args.drop_na)
+    d = load_domains_path(args.source, args.target, label_column=args.label_column, drop_na=args.drop_na,
+                          max_bytes=max_bytes)
+    d = _for_model(d, model)
     _note_dropped("source", d.dropped[0])
     _note_dropped("target", d.dropped[1])
     _progress("measuring shift")
@@ -297,35 +421,74 @@ def _run_report(args: argparse.Namespace) -> int:
                           n_permutations=args.n_permutations, alpha=args.alpha, seed=args.seed,
                           standardize=d.is_tabular, max_samples=args.max_samples)
     drift = feature_drift(d.x_source, d.x_target, feature_names=d.feature_names, alpha=args.alpha) if d.is_tabular else None
+    sub = _subsampling(len(d.x_source), len(d.x_target), args.max_samples, args.seed)
+    rows_s, rows_t = sub.pop("_rows")
     _progress("diagnosing the kind of shift")
-    diag = diagnose(d.x_source, d.x_target, d.y_source, d.y_target, model=model, alpha=args.alpha,
-                    n_permutations=min(args.n_permutations, 500), seed=args.seed)
+    ys = None if d.y_source is None else d.y_source[rows_s]
+    yt = None if d.y_target is None or ys is None else d.y_target[rows_t]
+    diag = diagnose(d.x_source[rows_s], d.x_target[rows_t], ys, yt, model=model, alpha=args.alpha,
+                    n_permutations=args.n_permutations, seed=args.seed)
     bundle = report_bundle(report, drift)
     bundle["diagnosis"] = diag.to_dict()
+    bundle["subsampling"] = sub
+    bundle["class_names"] = None if d.class_names is None else list(d.class_names)
     _write_outputs(
-        args, json.dumps(bundle, indent=2, allow_nan=False), f"{report}\n\n{diag}",
+        args, json.dumps(bundle, indent=2, allow_nan=False), f"{report}\n\n{diag}\n\n{sub['summary']}",
         lambda: render_html(report, drift=drift, diagnosis=diag, class_names=d.class_names,
-                            notes=[d.description], title="shiftkit shift report"),
+                            notes=[d.description, sub["summary"]], title="shiftkit shift report"),
     )
     return EXIT_OK
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 600 else text[:597] + "..."
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `shiftkit` console script. Returns the exit code."""
+    """Entry point of the `shiftkit` console script. Returns the exit code.
+
+    0: pass / success; 1: shift beyond a threshold (`check`); 2: anything else, with one line on
+    stderr saying what to fix (and the traceback with `--debug` when the error was unexpected).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
     commands = {"demo": _run_demo, "check": _run_check, "snapshot": _run_snapshot, "report": _run_report}
+    if args.command not in commands:  # pragma: no cover - argparse guards this
+        parser.error(f"unknown command {args.command!r}")
+    prefix = f"shiftkit {args.command}: error:"
     try:
-        if args.command in commands:
-            return commands[args.command](args)
-    except (ValueError, TypeError) as exc:
-        print(f"shiftkit {args.command}: error: {exc}", file=sys.stderr)
+        _check_output_paths(args)
+        return commands[args.command](args)
+    except (ValueError, TypeError) as exc:  # shiftkit's own validation: the message says what to fix
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        print(f"{prefix} {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
-    parser.error(f"unknown command {args.command!r}")  # pragma: no cover - argparse guards this
-    return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"shiftkit {args.command}: interrupted.", file=sys.stderr)
+        return EXIT_USAGE
+    except MemoryError:
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        print(f"{prefix} out of memory. Lower --max-samples or --n-permutations, or subsample the files.",
+              file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"{prefix} {exc.strerror or _one_line(exc)}{where}. Check the paths and permissions.", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - never a traceback, never exit 1 (that means "shift")
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        hint = "" if getattr(args, "debug", False) else " Re-run with --debug for the traceback."
+        print(f"{prefix} unexpected {type(exc).__name__}: {_one_line(exc)}.{hint}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":  # pragma: no cover

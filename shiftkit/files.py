@@ -41,6 +41,7 @@ __all__ = [
     "InputError",
     "MAX_BYTES",
     "MAX_BYTES_ENV",
+    "check_array_file",
     "check_keras_archive",
     "max_bytes_limit",
     "load_arrays",
@@ -544,6 +545,38 @@ def _check_npy_size(data: bytes, filename: str, role: str, limit: int) -> None:
             f"The {role} {filename!r} is truncated: its header announces {what} ({_fmt_bytes(nbytes)}) but "
             f"the file holds {_fmt_bytes(len(data) - fp.tell())} of data. Save it again with numpy.save(path, x)."
         )
+
+
+def check_array_file(
+    source: bytes | str | os.PathLike, max_bytes: int | None = None, *, role: str = "file",
+    filename: str | None = None,
+) -> None:
+    """Check an `.npz` / `.npy` file before numpy reads it: within `max_bytes` once decompressed.
+
+    Reads only the zip directory and the `.npy` headers (see the module docstring); use it before
+    `np.load` on any array file from a user (snapshots included).
+
+    Args:
+        source: the file's bytes, or its path.
+        max_bytes: the limit in bytes (default: `max_bytes_limit()`).
+        role: what the file is, for messages.
+        filename: name used in messages (default: the path's base name).
+
+    Raises:
+        InputError: not an array file, corrupt, or larger than the limit.
+    """
+    limit = max_bytes_limit(max_bytes)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, name = bytes(source), filename or "data.npz"
+    else:
+        name, data = read_path(source, role, max_bytes=limit)
+        name = filename or name
+    if data.startswith(b"\x93NUMPY"):
+        _check_npy_size(data, name, role, limit)
+    elif data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        _check_npz_sizes(data, name, role, limit)
+    else:
+        raise InputError(f"The {role} {name!r} is not a valid .npz or .npy file. Save it with numpy.savez.")
 
 
 def _read_npz(

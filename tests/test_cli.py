@@ -107,14 +107,21 @@ def test_check_exit_codes(pairs, capsys):
 
 
 def test_each_threshold_flag_flips_the_verdict(pairs, capsys):
-    # label shift TV is 0.286 in the covariate pair; MMD p-value is ~1/201 with 200 permutations
-    loose = ["--alpha", "0.001"]  # the MMD criterion cannot fail at this alpha with 200 permutations
-    assert _check(pairs["shift"], *loose, "--max-label-shift", "0.3") == 0
-    assert _check(pairs["shift"], *loose, "--max-label-shift", "0.25") == 1
-    assert _check(pairs["shift"], *loose, "--max-label-shift", "0.3", "--max-imbalance-ratio", "1.1") == 1
-    assert _check(pairs["shift"], *loose, "--max-label-shift", "0.3", "--max-imbalance-ratio", "1.2") == 0
-    assert _check(pairs["shift"], "--alpha", "0.01", "--max-label-shift", "0.3") == 1
-    capsys.readouterr()
+    # label shift TV is 0.286 in the covariate pair, the target's imbalance ratio about 1.15; the MMD
+    # criteria fail there whatever these flags say, so the failed criteria are compared.
+    def failed(*extra):
+        code = _check(pairs["shift"], "--json", "-", *extra)
+        data = json.loads(capsys.readouterr().out)
+        assert code == (1 if data["failed_criteria"] else 0)
+        return set(data["failed_criteria"])
+
+    assert failed("--max-label-shift", "0.3") == {"input-space MMD"}
+    assert failed("--max-label-shift", "0.25") == {"input-space MMD", "label shift"}
+    assert failed("--max-label-shift", "0.3", "--max-imbalance-ratio", "1.1") == {"input-space MMD", "class imbalance"}
+    assert failed("--max-label-shift", "0.3", "--max-imbalance-ratio", "1.2") == {"input-space MMD"}
+    # A test that could never reject at alpha (too few permutations) is refused, not passed silently.
+    assert _check(pairs["shift"], "--alpha", "0.001") == 2
+    assert "cannot reach alpha=0.001" in capsys.readouterr().err
 
 
 def test_json_to_stdout_only(pairs, capsys):
@@ -218,3 +225,115 @@ def test_bad_inputs_exit_2_with_clear_messages(pairs, tmp_path, capsys):
     assert code == 2 and "not a valid .keras file" in err
     code, err = run(tmp_path / "missing.csv", tgt)
     assert code == 2 and "does not exist" in err
+
+
+# ---------------------------------------------------------------------------- exit codes of failures (issue 9, #8)
+
+
+def test_unwritable_output_exits_2_before_any_work(pairs, tmp_path, capsys, monkeypatch):
+    import shiftkit.check
+
+    calls = []
+    monkeypatch.setattr(shiftkit.check, "check_shift", lambda *a, **k: calls.append(1))
+    ref, tgt = pairs["none"]
+    for flag in ("--json", "--html"):
+        code = _check(pairs["none"], flag, str(tmp_path / "no" / "such" / "dir" / "out.x"))
+        captured = capsys.readouterr()
+        assert code == 2, captured
+        assert "PASS" not in captured.out and "FAIL" not in captured.out and "Traceback" not in captured.err
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1 and f"{flag} " in lines[0] and "does not exist" in lines[0], lines
+    assert main(["snapshot", "--reference", ref, "--out", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    code = _check(pairs["none"], "--json", str(tmp_path / "same"), "--html", str(tmp_path / "same"))
+    assert code == 2 and "different files" in capsys.readouterr().err
+    assert not calls  # nothing was measured
+
+
+def test_unexpected_errors_exit_2_with_one_line(pairs, capsys, monkeypatch):
+    import shiftkit.check
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("kernel exploded\n\nlong TensorFlow context")
+
+    monkeypatch.setattr(shiftkit.check, "check_shift", boom)
+    assert _check(pairs["none"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0 and "unexpected RuntimeError: kernel exploded" in err and "--debug" in err
+    assert _check(pairs["none"], "--debug") == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "unexpected RuntimeError" in err.strip().splitlines()[-1]
+    monkeypatch.setattr(shiftkit.check, "check_shift", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    assert _check(pairs["none"]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+
+
+def test_file_size_limit_exits_2(pairs, capsys):
+    assert _check(pairs["none"], "--max-gib", "0.00001") == 2
+    err = capsys.readouterr().err
+    assert "more than the limit" in err and "--max-gib" in err
+    assert _check(pairs["none"], "--max-gib", "0") == 2
+    assert "--max-gib must be a positive" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- labels of any values (issue 9, #2)
+
+
+def _coded_pair(tmp_path, codes, name):
+    rng = np.random.default_rng(3)
+    paths = []
+    for side in ("ref", "tgt"):
+        frame = pd.DataFrame(rng.normal(size=(300, 4)), columns=list("abcd"))
+        frame["label"] = np.resize(codes, 300)
+        path = tmp_path / f"{name}_{side}.csv"
+        frame.to_csv(path, index=False)
+        paths.append(str(path))
+    return paths
+
+
+@pytest.mark.parametrize("codes", [[1, 2], [2019, 2020], ["no", "yes"]], ids=["1..K", "years", "names"])
+def test_balanced_labels_of_any_coding_pass_the_imbalance_gate(tmp_path, codes, capsys):
+    ref, tgt = _coded_pair(tmp_path, codes, "coded")
+    out = tmp_path / "r.json"
+    code = main(["check", "--reference", ref, "--target", tgt, "--label-column", "label", "--max-imbalance-ratio", "3",
+                 *FAST, "--json", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.out
+    assert "PASS" in captured.out
+    data = json.loads(out.read_text())
+    imbalance = [c for c in data["criteria"] if c["name"] == "class imbalance"]
+    assert imbalance and imbalance[0]["value"] == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------- report subsampling (issue 9, #9)
+
+
+def test_report_bounds_the_diagnosis_and_says_what_was_subsampled(pairs, tmp_path, capsys, monkeypatch):
+    import importlib
+
+    diagnose_module = importlib.import_module("shiftkit.shift.diagnose")  # the package re-exports the function
+    real = diagnose_module.diagnose
+    seen = []
+
+    def spy(xs, xt, *args, **kwargs):
+        seen.append((len(xs), len(xt)))
+        return real(xs, xt, *args, **kwargs)
+
+    monkeypatch.setattr(diagnose_module, "diagnose", spy)
+    ref, tgt = pairs["shift"]
+    n_ref, n_tgt = len(pd.read_csv(ref)), len(pd.read_csv(tgt))
+    out, page = tmp_path / "r.json", tmp_path / "r.html"
+    code = main(["report", "--source", ref, "--target", tgt, "--label-column", "diagnosis", "--max-samples", "80",
+                 "--n-permutations", "200", "--json", str(out), "--html", str(page)])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert seen == [(80, 80)]
+    data = json.loads(out.read_text())
+    sub = data["subsampling"]
+    assert (sub["source_rows"], sub["target_rows"]) == (n_ref, n_tgt)
+    assert (sub["source_rows_used"], sub["target_rows_used"], sub["max_samples"]) == (80, 80, 80)
+    assert set(sub["subsampled"]) == {"mmd_tests", "diagnosis"}
+    assert data["shift_report"]["input_test"]["n_source"] == 80
+    said = f"use 80 of {n_ref} source and 80 of {n_tgt} target rows"
+    assert said in text and said in page.read_text()
+    assert data["class_names"] == ["benign", "malignant"]
