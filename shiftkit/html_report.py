@@ -124,7 +124,10 @@ def _diagnosis_section(diagnosis: Any) -> str:
     """The kinds of shift found, with evidence, and the recommended adapter."""
     rows = []
     for e in diagnosis.evidence:
-        found = "YES" if e.detected else ("no" if e.tested else "not tested")
+        if not getattr(e, "testable", True):
+            found = "NOT TESTABLE"
+        else:
+            found = "YES" if e.detected else ("no" if e.tested else "not tested")
         rows.append([e.kind, found, e.test, "-" if e.p_value is None else e.p_value, e.level, e.detail])
     html_ = "<h2>Diagnosis: which kind of shift</h2>" + _table(
         ["kind", "found", "test", "p-value", "level / threshold", "evidence"], rows, left=3
@@ -164,8 +167,8 @@ def _tests_section(report: Any) -> str:
     return (
         "<h2>MMD two-sample tests</h2>"
         "<p class='note'>Direction: a higher MMD^2 / a lower p-value means more shift; shift when the "
-        f"observed MMD^2 exceeds the threshold (the 1-alpha quantile of the permutation null), i.e. "
-        f"p &lt;= alpha.{where}{std}</p>"
+        f"observed MMD^2 exceeds the threshold (the exact critical value of the permutation test at "
+        f"alpha), i.e. p &lt;= alpha.{where}{std}</p>"
         + table
         + _img(null_distributions(report), "permutation null distribution with observed statistic and threshold")
     )

@@ -5,6 +5,10 @@ none computes a statistic. Figures are built with the object-oriented API on the
 (`Figure()` + `FigureCanvasAgg`), never through `pyplot`: no global figure registry to leak into,
 no GUI backend, safe in Streamlit's threads. `to_png` renders a figure to PNG bytes and releases it.
 
+Text that comes from data (class and feature names, titles) passes through `plain_text` first, so
+a `$` is drawn as a dollar sign and never starts matplotlib's TeX (mathtext) parser: a column named
+`$alpha$ rate` or "price in $" is shown as written.
+
 Example:
     >>> from shiftkit import plots                              # doctest: +SKIP
     >>> fig = plots.null_distribution(report.input_test)         # doctest: +SKIP
@@ -34,6 +38,7 @@ __all__ = [
     "new_figure",
     "null_distribution",
     "null_distributions",
+    "plain_text",
     "to_png",
 ]
 
@@ -43,6 +48,25 @@ SOURCE_COLOR = "#1f77b4"
 TARGET_COLOR = "#ff7f0e"
 _OBSERVED_COLOR = "#d62728"
 _THRESHOLD_COLOR = "#444444"
+
+
+def plain_text(value: Any) -> str:
+    r"""`value` as text that matplotlib draws literally: every `$` escaped, so no mathtext parsing.
+
+    Matplotlib reads a string with an even number of unescaped `$` as TeX (`$\foo$` then fails to
+    render, and the whole figure with it); escaped as `\$`, each is drawn as a dollar sign.
+
+    Args:
+        value: any value; its `str()` is escaped.
+
+    Returns:
+        The escaped text.
+
+    Example:
+        >>> plain_text("$x$ rate")
+        '\\$x\\$ rate'
+    """
+    return str(value).replace("$", r"\$")
 
 
 def _sns():
@@ -87,11 +111,15 @@ def _draw_null(ax: Any, test: Any) -> None:
     null = np.asarray(test.null, dtype=np.float64)
     if null.size:
         sns.histplot(x=null, ax=ax, bins=40, color="#9ecae1", edgecolor="white", stat="count", label="permutation null")
-    ax.axvline(test.threshold, color=_THRESHOLD_COLOR, linestyle="--", linewidth=1.5,
-               label=f"threshold (1-alpha quantile) = {test.threshold:.4g}")
+    if math.isfinite(test.threshold):
+        ax.axvline(test.threshold, color=_THRESHOLD_COLOR, linestyle="--", linewidth=1.5,
+                   label=f"threshold (critical value at alpha) = {test.threshold:.4g}")
+    else:  # too few permutations for alpha: no statistic could reject
+        ax.plot([], [], color=_THRESHOLD_COLOR, linestyle="--", label="threshold: none (cannot reject at alpha)")
     ax.axvline(test.statistic, color=_OBSERVED_COLOR, linewidth=2.0, label=f"observed MMD^2 = {test.statistic:.4g}")
     verdict = "shift" if test.is_shift else "no shift"
-    ax.set_title(f"{test.space} space: p = {_fmt_p(test.p_value)} ({verdict} at alpha={test.alpha:g})", fontsize=10)
+    ax.set_title(plain_text(f"{test.space} space: p = {_fmt_p(test.p_value)} ({verdict} at alpha={test.alpha:g})"),
+                 fontsize=10)
     ax.set_xlabel("MMD^2 (unbiased)")
     ax.set_ylabel("permutations")
     # An observed statistic far out in the tail would squash the null into one bar: keep the null
@@ -131,8 +159,9 @@ def null_distributions(report: Any) -> Figure:
 
 
 def _class_labels(n: int, class_names: Sequence[str] | None) -> list[str]:
+    """Class names as drawn (escaped with `plain_text`); the codes when names are missing."""
     if class_names is not None and len(class_names) == n:
-        return [str(c) for c in class_names]
+        return [plain_text(c) for c in class_names]
     return [str(k) for k in range(n)]
 
 
@@ -149,7 +178,7 @@ def label_distributions(labels: Any, class_names: Sequence[str] | None = None) -
     n = labels.n_classes
     names = _class_labels(n, class_names)
     rows = [{"class": names[k], "domain": "source", "proportion": float(labels.source_proportions[k])} for k in range(n)]
-    target_name = "target" if labels.target_from == "labels" else f"target ({labels.target_from})"
+    target_name = "target" if labels.target_from == "labels" else plain_text(f"target ({labels.target_from})")
     if labels.target_proportions is not None:
         rows += [
             {"class": names[k], "domain": target_name, "proportion": float(labels.target_proportions[k])}
@@ -193,7 +222,7 @@ def label_ratios(labels: Any, class_names: Sequence[str] | None = None) -> Figur
     ax.axhline(1.0, color=_THRESHOLD_COLOR, linestyle="--", linewidth=1.2, label="no label shift (ratio 1)")
     ax.set_xlabel("class")
     ax.set_ylabel("q(y) / p(y)")
-    ax.set_title(f"label ratios target/source (target from {labels.target_from})", fontsize=10)
+    ax.set_title(plain_text(f"label ratios target/source (target from {labels.target_from})"), fontsize=10)
     ax.legend(fontsize=8, frameon=False)
     return fig
 
@@ -203,7 +232,7 @@ def _draw_embedding(ax: Any, source: np.ndarray, target: np.ndarray, title: str)
                linewidths=0)
     ax.scatter(target[:, 0], target[:, 1], s=10, alpha=0.55, color=TARGET_COLOR, label=f"target (n={len(target)})",
                linewidths=0)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(plain_text(title), fontsize=10)
     ax.set_xlabel("component 1")
     ax.set_ylabel("component 2")
     ax.legend(fontsize=8, frameon=False, markerscale=2)
@@ -242,7 +271,7 @@ def feature_drift_bars(drift: Any, *, top: int = 15) -> Figure:
     """
     tests = list(drift.tests[:top])[::-1]
     fig, ax = new_figure(width=6.5, height=0.28 * max(len(tests), 3) + 1.3)
-    names = [t.feature for t in tests]
+    names = [plain_text(t.feature) for t in tests]
     values = [-math.log10(max(t.p_adjusted, 1e-300)) for t in tests]
     colors = [TARGET_COLOR if t.is_shift else "#bbbbbb" for t in tests]
     ax.barh(names, values, color=colors)
@@ -275,7 +304,8 @@ def comparison_bars(comparison: Any) -> Figure:
             continue  # z-scores are on another scale than the others; they stay in the table
         for when, value in (("before", r.before), ("after", r.after)):
             if value is not None:
-                rows.append({"figure": f"{r.figure}\n({r.better} = less shift)", "when": when, "value": value})
+                rows.append({"figure": plain_text(f"{r.figure}\n({r.better} = less shift)"), "when": when,
+                             "value": value})
     fig, ax = new_figure(width=7.0, height=3.8)
     if rows:
         sns.barplot(data=pd.DataFrame(rows), y="figure", x="value", hue="when", ax=ax,

@@ -215,3 +215,39 @@ def test_html_report_escapes_user_strings(scenario):
 def test_render_html_rejects_non_reports():
     with pytest.raises(TypeError, match="ShiftReport"):
         render_html({"verdict": "x"})
+
+
+# ------------------------------------------------------------------------------ TeX in user names (issue 9, #14)
+
+TEX = r"$\foo$ col"
+
+
+def _shown(text) -> str:
+    """The text matplotlib draws for a Text artist (after its own handling of `$` and `\\$`)."""
+    s, math = text._preprocess_math(text.get_text())
+    assert math is False, f"{text.get_text()!r} would be parsed as mathtext"
+    return s
+
+
+def test_dollar_signs_in_names_do_not_break_figures_or_the_html_report(scenario, rng):
+    s = scenario
+    features = [TEX, "price in $", r"a \$ b"] + [f"f{j}" for j in range(s.x_source.shape[1] - 3)]
+    classes = [TEX, "$$"]
+    rep = shift_report(s.x_source, s.x_target, s.y_source, s.y_target, n_permutations=50, seed=0)
+    drift = feature_drift(s.x_source, s.x_target, feature_names=features)
+    page = render_html(rep, drift=drift, class_names=classes, title=TEX, notes=[TEX],
+                       figures={TEX: plots.embedding_scatter((rng.normal(size=(9, 2)), rng.normal(size=(9, 2))),
+                                                             titles=(TEX, TEX))})
+    parsed = _parse(page)
+    assert len(parsed.images) >= 5 and TEX in " ".join(parsed.text)
+    # The names are drawn as written, not read as TeX.
+    fig = plots.label_distributions(rep.labels, classes)
+    assert [_shown(t) for t in fig.axes[0].get_xticklabels()] == classes
+    fig = plots.label_ratios(rep.labels, classes)
+    assert [_shown(t) for t in fig.axes[0].get_xticklabels()] == classes
+    fig = plots.feature_drift_bars(drift, top=len(features))
+    assert sorted(_shown(t) for t in fig.axes[0].get_yticklabels()) == sorted(features)
+    fig = plots.embedding_scatter((rng.normal(size=(5, 2)), rng.normal(size=(5, 2))), titles=(TEX, TEX))
+    assert _shown(fig.axes[0].title) == TEX
+    for fig in (plots.label_distributions(rep.labels, classes), plots.feature_drift_bars(drift)):
+        _check_png_figure(fig)
