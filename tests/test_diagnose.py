@@ -32,18 +32,25 @@ def test_label_shift_without_target_labels():
     hits = 0
     for i in range(10):
         s = synthetic_shift(seed=2000 + i, kind="label")
-        d = diagnose(s.x_source, s.x_target, s.y_source, n_permutations=200, n_bootstrap=100,
+        d = diagnose(s.x_source, s.x_target, s.y_source, n_permutations=200,
                      second_opinion=False, seed=i)
         hits += d.kinds == ("label",)
         assert not d.evidence_for("concept").tested
     assert hits >= 9
 
 
+def test_n_bootstrap_is_deprecated():
+    s = synthetic_shift(seed=1, kind="none", n_source=100, n_target=100)
+    with pytest.warns(DeprecationWarning, match="n_bootstrap"):
+        diagnose(s.x_source, s.x_target, s.y_source, n_bootstrap=100, n_permutations=20, second_opinion=False,
+                 seed=0)
+
+
 def test_estimated_priors_do_not_flag_a_null():
     flags = 0
     for i in range(10):
         s = synthetic_shift(seed=3000 + i, kind="none")
-        d = diagnose(s.x_source, s.x_target, s.y_source, n_permutations=100, n_bootstrap=100,
+        d = diagnose(s.x_source, s.x_target, s.y_source, n_permutations=100,
                      second_opinion=False, seed=i)
         flags += d.evidence_for("label").detected
     assert flags <= 1
@@ -95,3 +102,158 @@ def test_bad_input():
         diagnose(x, x, imbalance_threshold=0.5)
     with pytest.raises(ValueError, match="same feature shape"):
         diagnose(x, x[:, :2])
+
+
+# ---------------------------------------------------------------------------------------------
+# Regressions of issue 9
+# ---------------------------------------------------------------------------------------------
+
+
+def _two_gaussians(rng, n, prior=0.5, d=2, k=2, heavy=False):
+    """k classes in d dimensions, class means 1.5 apart on the first axis; labels 0..k-1."""
+    y = rng.choice(k, size=n, p=np.full(k, 1.0 / k) if prior is None else _priors(prior, k))
+    noise = rng.standard_t(3, size=(n, d)) if heavy else rng.normal(size=(n, d))
+    x = noise + 1.5 * np.c_[y, np.zeros((n, d - 1))]
+    return x, y
+
+
+def _priors(first, k):
+    return np.r_[first, np.full(k - 1, (1.0 - first) / (k - 1))]
+
+
+@pytest.mark.slow
+def test_no_label_shift_reported_on_data_without_shift():
+    """Issue 9 #1: 200 labelled source rows, 3000 unlabelled target rows from the same distribution."""
+    flags = 0
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        xs, ys = _two_gaussians(rng, 200)
+        xt, _ = _two_gaussians(rng, 3000)
+        d = diagnose(xs, xt, ys, None, n_permutations=20, second_opinion=False, seed=seed)
+        flags += d.evidence_for("label").detected
+    assert flags <= 2, flags  # level alpha / 3 = 0.0167: 0.33 expected false flags in 20
+
+
+@pytest.mark.slow
+def test_label_test_without_target_labels_holds_its_level_over_200_nulls():
+    """The unlabelled label test of diagnose over 200 seeded nulls: K = 2 and 3, unequal sizes, heavy tails."""
+    flags = 0
+    runs = 0
+    for seed in range(200):
+        rng = np.random.default_rng(10_000 + seed)
+        k = 2 + seed % 2
+        heavy = seed % 4 >= 2
+        n_s, n_t = (60, 400) if seed % 3 else (150, 90)
+        xs, ys = _two_gaussians(rng, n_s, prior=None, k=k, heavy=heavy)
+        xt, _ = _two_gaussians(rng, n_t, prior=None, k=k, heavy=heavy)
+        ys = ys + 1  # labels coded 1..K
+        d = diagnose(xs, xt, ys, None, alpha=0.15, n_permutations=100, second_opinion=False, seed=seed)
+        ev = d.evidence_for("label")
+        assert ev.tested and ev.level == pytest.approx(0.05)
+        flags += ev.detected
+        runs += 1
+    se = np.sqrt(0.05 * 0.95 / runs)
+    assert flags / runs <= 0.05 + 3 * se, flags
+
+
+def test_label_test_without_target_labels_detects_label_shift_with_three_classes():
+    hits = 0
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        xs, ys = _two_gaussians(rng, 300, prior=None, k=3)
+        xt, _ = _two_gaussians(rng, 600, prior=0.7, k=3)
+        d = diagnose(xs, xt, ys + 1, None, n_permutations=50, second_opinion=False, seed=seed)
+        ev = d.evidence_for("label")
+        hits += ev.detected
+        assert "permutations" in ev.detail and "estimated target proportions" in ev.detail
+    assert hits >= 9
+
+
+def test_labels_coded_1_and_2_are_balanced_classes():
+    """Issue 9 #2: labels 1/2 read as classes 1 and 2, not as an empty class 0."""
+    s = synthetic_shift(seed=11, kind="none")
+    d = diagnose(s.x_source, s.x_target, s.y_source + 1, s.y_target + 1, n_permutations=50,
+                 second_opinion=False, seed=0)
+    assert "imbalance" not in d.kinds
+    assert d.evidence_for("imbalance").statistic < 1.5
+    assert d.classes == (1, 2)
+    # without target labels it used to raise "no sample of class(es) [0]"
+    d = diagnose(s.x_source, s.x_target, s.y_source + 1, n_permutations=50, second_opinion=False, seed=0)
+    assert d.evidence_for("label").tested and "imbalance" not in d.kinds
+    years = np.where(s.y_source == 1, 2020, 2019)
+    d = diagnose(s.x_source, s.x_target, years, np.where(s.y_target == 1, 2020, 2019), n_permutations=50,
+                 second_opinion=False, seed=0)
+    assert d.classes == (2019, 2020) and "2019" in d.evidence_for("label").detail
+    names = np.where(s.y_source == 1, "malignant", "benign")
+    d = diagnose(s.x_source, s.x_target, names, np.where(s.y_target == 1, "malignant", "benign"),
+                 n_permutations=50, second_opinion=False, seed=0)
+    assert d.classes == ("benign", "malignant")
+    json.dumps(d.to_dict(), allow_nan=False)
+    assert d.to_dict()["classes"] == ["benign", "malignant"]
+
+
+def _mlp(n_in=5, n_out=2, seed=0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((n_in,)), keras.layers.Dense(8, activation="relu"),
+                             keras.layers.Dense(n_out, activation="softmax")])
+
+
+def test_covariate_test_with_a_model_can_reject_at_a_small_alpha():
+    """Issue 9 #3: two tests at alpha/6 each need more than 500 permutations to ever reject."""
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(150, 5))
+    ys = (xs[:, 0] > 0).astype(int)
+    d = diagnose(xs, xs + 2.0, ys, model=_mlp(), alpha=0.01, n_permutations=500, second_opinion=False, seed=0)
+    ev = d.evidence_for("covariate")
+    assert ev.detected and "covariate" in d.kinds
+    assert "1199 permutations" in ev.detail  # permutations_for(0.01 / 6, 500)
+    assert ev.n_permutations == 1199
+
+
+def test_a_test_that_cannot_reach_its_level_says_so():
+    rng = np.random.default_rng(1)
+    xs, xt = rng.normal(size=(3, 2)), rng.normal(size=(3, 2)) + 5
+    d = diagnose(xs, xt, alpha=0.01, n_permutations=50, second_opinion=False, seed=0)
+    ev = d.evidence_for("covariate")
+    assert not ev.detected and not ev.testable
+    assert "NOT TESTABLE" in ev.detail and "NOT TESTABLE" in str(d)
+    assert d.untestable == ("covariate",)
+
+
+def test_target_class_absent_from_the_source_is_said():
+    """Issue 9 #15: label-matching on the shared classes, and the evidence says so."""
+    rng = np.random.default_rng(3)
+    xs, ys = _two_gaussians(rng, 300, prior=None, k=2)
+    xt, yt = _two_gaussians(rng, 300, prior=None, k=3)
+    d = diagnose(xs, xt, ys, yt, n_permutations=50, second_opinion=False, seed=0)
+    assert "label" in d.kinds
+    cov = d.evidence_for("covariate").detail
+    assert "shared classes" in cov and "absent from the source" in cov and "[2]" in cov
+    assert "after label-matching the source (" not in cov  # the old wording, which hid the whole-source fallback
+    assert "absent from the source" in d.evidence_for("concept").detail
+
+
+def test_single_class_source_labels_fail_with_shiftkits_message():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(40, 3))
+    with pytest.raises(ValueError, match="y_source holds a single class"):
+        diagnose(x, x, np.ones(40, dtype=int), n_permutations=20)
+    with pytest.raises(ValueError, match="y_source holds a single class"):
+        diagnose(x, x, np.full(40, "a"), np.full(40, "a"), n_permutations=20)
+
+
+def test_near_constant_pixels_do_not_dominate_the_covariate_test():
+    """Issue 9 #17: a 0.01 change of border pixels whose own std is 0.003 is no shift of the images."""
+    rng = np.random.default_rng(5)
+
+    def images(n, border_shift):
+        x = rng.normal(0.0, 0.003, size=(n, 8, 8, 1)) + border_shift
+        x[:, 2:6, 2:6, :] = rng.normal(size=(n, 4, 4, 1))
+        return x
+
+    d = diagnose(images(120, 0.0), images(120, 0.01), n_permutations=100, second_opinion=False, seed=0)
+    assert "covariate" not in d.kinds
+    d = diagnose(images(120, 0.0), images(120, 0.0) * 1.6, n_permutations=100, second_opinion=False, seed=0)
+    assert "covariate" in d.kinds  # a real change of the images is still found
