@@ -74,7 +74,9 @@ with st.sidebar:
         source_upload = _upload("source", st.file_uploader(
             "Source data (.csv or .npz)", type=["csv", "npz"], key="source_file",
             help="CSV: one row per sample, numeric feature columns and a label column. NPZ: arrays "
-                 "'x' (samples first) and optional 'y' (integer labels); loaded with allow_pickle=False."))
+                 "'x' (samples first) and optional 'y' (labels); loaded with allow_pickle=False. Labels "
+                 "may be class names, 1..K, years or booleans: they are shown as they are. Files up to "
+                 "200 MB; arrays are checked before decompression (at most 2 GiB in memory)."))
         target_upload = _upload("target", st.file_uploader(
             "Target data (same format and features)", type=["csv", "npz"], key="target_file"))
         if source_upload is not None and source_upload[0].lower().endswith(".csv"):
@@ -85,7 +87,9 @@ with st.sidebar:
             choices = [dash.NO_LABEL] + columns
             label_column = st.selectbox("Label column", choices,
                                         index=choices.index(dash.guess_label_column(columns)),
-                                        key="label_column")
+                                        key="label_column",
+                                        help="Any class values (names, 1..K, years, booleans); classes are "
+                                             "shown by their values.")
     use_target_labels = st.checkbox(
         "Use the target's true labels", value=True, key="use_target_labels",
         help="Uncheck to estimate the target class proportions with the model (EM), as when target "
@@ -126,6 +130,10 @@ with st.sidebar:
                                       key="n_permutations")
     alpha = st.select_slider("alpha (level of every test)", options=[0.001, 0.01, 0.05, 0.1], value=0.05,
                              key="alpha")
+    permutations_run = dash.pipeline.permutations(float(alpha), int(n_permutations))
+    if permutations_run > n_permutations:
+        st.caption(f"The tests run {permutations_run} permutations: with fewer, a permutation p-value cannot "
+                   f"reach alpha={alpha:g} (its smallest value is 1/(1+permutations)).")
     seed = int(st.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="seed"))
 
 
@@ -159,9 +167,9 @@ def run_pipeline(status) -> dict:
         model_key = f"upload:{cached.digest(model_upload[1])}"
         status.write(f"Model {model_upload[0]!r} loaded (safe mode).")
     if model is not None:
-        dash.pipeline.check_model_fits(model, domains)
+        domains = dash.pipeline.check_model_fits(model, domains)  # labels coded as the model's outputs
 
-    status.update(label=f"Running the MMD permutation tests ({n_permutations} permutations)...")
+    status.update(label=f"Running the MMD permutation tests ({permutations_run} permutations)...")
     report = cached.shift_report(data_key, model_key, domains, model, eval_idx, n_permutations, float(alpha),
                                  seed, bool(use_target_labels))
     drift = cached.feature_drift(data_key, domains, float(alpha))
@@ -228,8 +236,8 @@ if model is None:
 # ------------------------------------------------------------------------------------ 2. null distribution
 st.subheader("2. Permutation test")
 st.caption("The histogram is the MMD² of random source/target relabellings (the no-shift null); the red "
-           "line is the observed MMD², the dashed line the threshold (1-alpha quantile). Observed past "
-           "the threshold = shift.")
+           "line is the observed MMD², the dashed line the threshold (the exact critical value at alpha). "
+           "Observed past the threshold = shift.")
 st.image(cached.png(("null",) + report_key, lambda: plots.null_distributions(report)))
 
 # ------------------------------------------------------------------------------------ 3. labels
@@ -291,11 +299,14 @@ if st.button("Diagnose", key="run_diagnosis") or st.session_state.get("diagnosed
     try:
         with st.spinner("Diagnosing..."):
             diag = cached.diagnosis(ctx["data_key"], ctx["model_key"], domains, model, ctx["eval_idx"],
-                                    float(alpha), int(seed), bool(use_target_labels))
-    except (ValueError, TypeError) as exc:
+                                    float(alpha), int(seed), bool(use_target_labels), int(n_permutations))
+    except Exception as exc:  # noqa: BLE001 - shown here; the rest of the page stays
         st.error(dash.user_message(exc))
     else:
         st.dataframe(dash.pipeline.diagnosis_frame(diag), hide_index=True)
+        if getattr(diag, "untestable", ()):
+            st.warning(f"**Not testable at this level on these data:** {', '.join(diag.untestable)}. "
+                       "Such a kind of shift is neither detected nor ruled out; see the evidence column.")
         found = ", ".join(diag.kinds) if diag.kinds else "no shift"
         st.info(f"Found: {found}. Recommended: **{diag.recommendation}**. {diag.reason}")
 

@@ -214,6 +214,93 @@ def test_verdict_cards_and_tables():
     assert a.shape == (len(d.x_source), 2) and b.shape == (len(d.x_target), 2)
 
 
+# ------------------------------------------------------------------------------ issue 9: front-end sides
+
+
+def test_single_logit_model_is_read_as_logits():
+    """A Dense(1) without activation outputs logits: 0.3 is class 1 (threshold 0), not class 0 (0.5)."""
+    import keras
+
+    from shiftkit.files import Domains
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 4)).astype("float32")
+    y = (np.arange(120) % 10 < 7).astype(np.int64)  # 70 % class 1
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(
+        1, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(0.3))])
+    d = Domains("t", "t", x, x.copy(), y, y.copy(), ("0", "1"), tuple("abcd"))
+    res = dash.run_adaptation(d, model, np.arange(120), np.arange(120), dash.AdaptConfig(adapter="label_shift"),
+                              n_permutations=100, alpha=0.05, seed=0, use_target_labels=False)
+    assert res.report.accuracy_before == pytest.approx(0.7)
+
+
+def test_default_model_and_embedding_use_the_library_standardiser():
+    from shiftkit.shift.scaling import Standardizer, standardize
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 3))
+    x[:, 1] = 0.0
+    x[:3, 1] = 50.0  # near-constant feature: std 3.5, range 50 -> scale floored at 5
+    x[:, 2] *= 1000.0
+    model = dash.build_default_model(x.astype("float32"), 2)
+    layer = model.get_layer("standardize")
+    scaler = Standardizer().fit(x)
+    np.testing.assert_allclose(np.ravel(layer.mean), scaler.mean_, rtol=1e-5)
+    np.testing.assert_allclose(np.sqrt(np.ravel(layer.variance)), scaler.scale_, rtol=1e-5)
+    images = rng.normal(size=(50, 4, 4, 1)).astype("float32")
+    images[:, 0, 0, 0] = 0.01 * rng.normal(size=50)  # a near-blank border pixel: pooled scale, not its own
+    layer = dash.build_default_model(images, 2).get_layer("standardize")
+    assert np.ptp(np.ravel(layer.variance)) == pytest.approx(0.0, abs=1e-6)
+    xs, xt = x[:100], x[100:] + 1.0
+    a, b = dash.embed_2d(xs, xt, seed=0)
+    from sklearn.decomposition import PCA
+
+    expected = PCA(n_components=2, random_state=0).fit_transform(np.concatenate(standardize(xs, xt)))
+    np.testing.assert_allclose(np.abs(np.concatenate([a, b])), np.abs(expected), atol=1e-6)
+
+
+def test_every_alpha_of_the_slider_can_reject():
+    d = dash.scenario_domains("hospitals_covariate", seed=0)
+    rep = dash.measure_shift(d, None, np.arange(len(d.x_source)), n_permutations=100, alpha=0.001, seed=0)
+    assert rep.input_test.n_permutations >= 1999
+    assert rep.input_test.is_shift and rep.input_test.p_value <= 0.001
+
+
+def test_labels_coded_1_2_are_balanced_classes_named_1_and_2():
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame(rng.normal(size=(200, 3)), columns=list("abc"))
+    frame["label"] = np.resize([1, 2], 200)
+    d = _load(_csv(frame), _csv(frame.sample(frac=1.0, random_state=0)), "label")
+    rep = dash.measure_shift(d, None, np.arange(len(d.x_source)), n_permutations=100, alpha=0.05, seed=0)
+    assert rep.labels.source_imbalance.imbalance_ratio == pytest.approx(1.0)
+    assert list(dash.label_table(rep, d.class_name_list())["class"]) == ["1", "2"]
+    imbalance = dash.imbalance_table(rep, d.class_name_list())
+    assert {"count 1", "count 2"} <= set(imbalance.columns) and "count 0" not in imbalance.columns
+
+
+def test_uploaded_model_recodes_the_labels(tiny_model_bytes):
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(30, 5))
+    model = dash.load_keras_model(tiny_model_bytes)  # 2 outputs
+    d = _load(_npz(x=x, y=np.resize([1, 2], 30)), _npz(x=x), names=("s.npz", "t.npz"))
+    coded = dash.pipeline.check_model_fits(model, d)
+    assert coded.class_names == ("1", "2") and sorted(set(coded.y_source.tolist())) == [0, 1]
+    three = _load(_npz(x=x, y=np.resize(["a", "b", "c"], 30)), _npz(x=x), names=("s.npz", "t.npz"))
+    with pytest.raises(DashboardError, match="do not fit the model's outputs.*2 output class"):
+        dash.pipeline.check_model_fits(model, three)
+
+
+def test_diagnosis_table_marks_untestable_kinds():
+    from shiftkit.shift.diagnose import Evidence
+
+    class Diag:
+        evidence = (Evidence("covariate", False, False, "MMD", None, None, 0.01, "NOT TESTABLE: 3 rows", 99, False),
+                    Evidence("label", True, True, "chi-square", 9.0, 0.001, 0.0167, "moved", 999, True))
+
+    frame = dash.pipeline.diagnosis_frame(Diag())
+    assert list(frame["found"]) == ["NOT TESTABLE", "yes"] and list(frame["permutations"]) == [99, 999]
+
+
 # ------------------------------------------------------------------------------ app.py headless
 
 

@@ -23,9 +23,11 @@ __all__ = [
     "adaptation",
     "csv_columns",
     "default_model",
+    "diagnosis",
     "digest",
     "embedding",
     "feature_drift",
+    "model_features",
     "png",
     "scenario_domains",
     "shift_report",
@@ -93,10 +95,10 @@ def shift_report(
 @st.cache_data(show_spinner=False, max_entries=16)
 def diagnosis(
     data_key: str, model_key: str, _domains: loaders.Domains, _model: Any, _source_idx: np.ndarray,
-    alpha: float, seed: int, use_target_labels: bool,
+    alpha: float, seed: int, use_target_labels: bool, n_permutations: int,
 ) -> Any:
     return pipeline.diagnose_shift(_domains, _model, _source_idx, alpha=alpha, seed=seed,
-                                   use_target_labels=use_target_labels)
+                                   use_target_labels=use_target_labels, n_permutations=n_permutations)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

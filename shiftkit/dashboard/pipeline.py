@@ -31,6 +31,10 @@ __all__ = [
     "build_default_model",
     "check_model_fits",
     "comparison_frame",
+    "diagnose_shift",
+    "diagnosis_frame",
+    "labels_for_library",
+    "permutations",
     "drift_for",
     "drift_frame",
     "embed_2d",
@@ -93,26 +97,25 @@ def source_split(y_source: np.ndarray | None, n: int, seed: int, holdout: float 
 
 
 def _standardizer(x: np.ndarray) -> Any:
-    """A Normalization layer with the mean/variance given explicitly (not `adapt()`-ed).
+    """A Normalization layer holding `shiftkit.shift.scaling.Standardizer` statistics of `x`.
 
-    Explicit statistics live in the layer's config, so they survive `keras.models.clone_model`
-    (used by every adapter) and a `safe_mode` save/load. Tables: one mean/variance per column
-    (constant columns get variance 1). Images: one scalar mean/variance over all pixels, because
-    per-pixel statistics of always-blank border pixels are ~0 and would blow up any noise there.
+    The library's one input-space standardiser decides the scale (tables: per-feature std floored at
+    a tenth of the feature's range; images: one pooled scale per channel), so the default model sees
+    its inputs on the same scale as the input-space tests. The statistics are given explicitly (not
+    `adapt()`-ed), so they live in the layer's config and survive `keras.models.clone_model` (used
+    by every adapter) and a `safe_mode` save/load. The layer works on the flattened input.
     """
     import keras
 
-    flat = x.reshape(len(x), -1).astype(np.float64)
-    if x.ndim == 2:
-        mean, var = flat.mean(axis=0), flat.var(axis=0)
-        var = np.where(var > 1e-12, var, 1.0)
-        return keras.layers.Normalization(mean=mean.tolist(), variance=var.tolist(), name="standardize")
-    var = float(flat.var()) or 1.0
-    return keras.layers.Normalization(axis=None, mean=float(flat.mean()), variance=var, name="standardize")
+    from shiftkit.shift.scaling import Standardizer
+
+    scaler = Standardizer().fit(x)
+    return keras.layers.Normalization(mean=scaler.mean_.tolist(), variance=(scaler.scale_**2).tolist(),
+                                      name="standardize")
 
 
 def build_default_model(x: np.ndarray, n_classes: int, seed: int = 0) -> Any:
-    """The small default classifier: [Flatten] -> standardize -> Dense(32) -> Dense(16) -> softmax.
+    """The small default classifier: Flatten -> standardize -> Dense(32) -> Dense(16) -> softmax.
 
     Args:
         x: the source training inputs (their shape and standardisation statistics are used).
@@ -126,7 +129,7 @@ def build_default_model(x: np.ndarray, n_classes: int, seed: int = 0) -> Any:
     keras.utils.set_random_seed(seed)
     layers = [keras.Input(tuple(x.shape[1:]), name="inputs")]
     if x.ndim > 2:
-        layers.append(keras.layers.Flatten(name="flatten"))
+        layers.append(keras.layers.Flatten(name="flatten"))  # the standardiser works on flat inputs
     layers += [
         _standardizer(x),
         keras.layers.Dense(32, activation="relu", name="hidden"),
@@ -161,21 +164,50 @@ def train_default_model(
     return model
 
 
-def check_model_fits(model: Any, domains: Domains) -> None:
-    """Raise `DashboardError` when `model` cannot take the data or predict the labels' classes."""
+def check_model_fits(model: Any, domains: Domains) -> Domains:
+    """The domains with labels coded as `model`'s output indices; `DashboardError` when they cannot be.
+
+    Checks that the model takes the data's per-sample shape, then re-codes the labels for its
+    outputs (`Domains.for_model`: labels 0..K-1 index the outputs, other values are mapped in sorted
+    order), so that accuracies and label-shift estimates compare the right classes.
+
+    Returns:
+        The (re-coded) `Domains`.
+    """
+    from shiftkit.files import model_n_classes
     from shiftkit.shift.features import check_model_input
 
     try:
         check_model_input(model, domains.x_source[:2], "the source data")
     except (ValueError, TypeError) as exc:
         raise DashboardError(f"The model does not fit the data: {exc}") from None
-    n_out = int(model.outputs[0].shape[-1] or 1)
-    n_classes = domains.n_classes
-    if n_classes is not None and n_out > 1 and n_classes > n_out:
-        raise DashboardError(
-            f"The data have labels 0..{n_classes - 1} ({n_classes} classes) but the model predicts "
-            f"{n_out} classes. Upload the model trained on these labels, or encode them to its classes."
-        )
+    try:
+        return domains.for_model(model_n_classes(model))
+    except DashboardError as exc:
+        raise DashboardError(f"The labels do not fit the model's outputs: {exc}") from None
+
+
+def labels_for_library(domains: Domains, codes: np.ndarray | None) -> tuple[Any, tuple[Any, ...] | None]:
+    """Label codes as the original class names, with the class order, for the library's results.
+
+    `diagnose` (and any function taking `classes=`) then shows the names the user knows; codes
+    stay codes when the names are missing or not distinct.
+    """
+    names = domains.class_name_list()
+    if codes is None or names is None or len(set(names)) != len(names):
+        return codes, None if names is None else tuple(range(len(names)))
+    return np.asarray(names)[codes], tuple(names)
+
+
+def permutations(alpha: float, n_permutations: int) -> int:
+    """The permutations every dashboard test runs: the user's choice, raised so a test at `alpha` can reject.
+
+    `shiftkit.shift.mmd.permutations_for(alpha, n)`: a permutation p-value is at least
+    1 / (1 + n), so at alpha = 0.001 a 500-permutation test could never detect anything.
+    """
+    from shiftkit.shift.mmd import permutations_for
+
+    return permutations_for(alpha, int(n_permutations))
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,7 +231,10 @@ def measure_shift(
     seed: int,
     use_target_labels: bool = True,
 ) -> Any:
-    """`shiftkit.shift_report` of the held-out source vs the target (input space standardised for tables)."""
+    """`shiftkit.shift_report` of the held-out source vs the target (input space standardised for tables).
+
+    `n_permutations` is raised where `alpha` needs more (`permutations`).
+    """
     from shiftkit.shift.report import shift_report
 
     ys = None if domains.y_source is None else domains.y_source[source_idx]
@@ -209,7 +244,7 @@ def measure_shift(
         ys,
         _target_labels(domains, use_target_labels),
         model=model,
-        n_permutations=n_permutations,
+        n_permutations=permutations(alpha, n_permutations),
         alpha=alpha,
         seed=seed,
         standardize=domains.is_tabular,
@@ -225,25 +260,27 @@ def diagnose_shift(
     alpha: float,
     seed: int,
     use_target_labels: bool = True,
-    n_permutations: int = 300,
+    n_permutations: int = 500,
 ) -> Any:
-    """`shiftkit.diagnose` of the held-out source vs the target: the kind of shift and the adapter."""
+    """`shiftkit.diagnose` of the held-out source vs the target: the kind of shift and the adapter.
+
+    Each domain is subsampled (seeded, as `shiftkit check` does) to at most `MAX_SAMPLES` rows.
+    `n_permutations` is the least each test runs: `diagnose` raises it to what its own (corrected)
+    level needs, and marks a kind NOT TESTABLE when the data cannot reach that level.
+    """
+    from shiftkit.check import _subsample_rows
     from shiftkit.shift.diagnose import diagnose
 
-    ys = None if domains.y_source is None else domains.y_source[source_idx]
     xs, xt = domains.x_source[source_idx], domains.x_target
-    if len(xs) > MAX_SAMPLES or len(xt) > MAX_SAMPLES:
-        rng = np.random.default_rng(seed)
-        keep_s = np.sort(rng.choice(len(xs), size=min(len(xs), MAX_SAMPLES), replace=False))
-        keep_t = np.sort(rng.choice(len(xt), size=min(len(xt), MAX_SAMPLES), replace=False))
-        yt = _target_labels(domains, use_target_labels)
-        xs, xt = xs[keep_s], xt[keep_t]
-        ys = None if ys is None else ys[keep_s]
-        yt = None if yt is None else yt[keep_t]
-    else:
-        yt = _target_labels(domains, use_target_labels)
-    return diagnose(xs, xt, ys, yt if ys is not None else None, model=model, alpha=alpha,
-                    n_permutations=n_permutations, seed=seed)
+    rows_s = _subsample_rows(len(xs), MAX_SAMPLES, seed)
+    rows_t = _subsample_rows(len(xt), MAX_SAMPLES, seed + 1)
+    ys = None if domains.y_source is None else domains.y_source[source_idx][rows_s]
+    yt = _target_labels(domains, use_target_labels)
+    yt = None if yt is None or ys is None else yt[rows_t]
+    ys, classes = labels_for_library(domains, ys)
+    yt, _ = labels_for_library(domains, yt)
+    return diagnose(xs[rows_s], xt[rows_t], ys, yt, model=model, alpha=alpha,
+                    n_permutations=int(n_permutations), seed=seed, classes=None if ys is None else classes)
 
 
 def diagnosis_frame(diagnosis: Any) -> Any:
@@ -252,12 +289,17 @@ def diagnosis_frame(diagnosis: Any) -> Any:
 
     rows = []
     for e in diagnosis.evidence:
+        if not getattr(e, "testable", True):
+            found = "NOT TESTABLE"
+        else:
+            found = "yes" if e.detected else ("no" if e.tested else "not tested")
         rows.append({
             "kind": e.kind,
-            "found": "yes" if e.detected else ("no" if e.tested else "not tested"),
+            "found": found,
             "test": e.test,
             "p-value": e.p_value,
             "level": e.level,
+            "permutations": getattr(e, "n_permutations", None),
             "evidence": e.detail,
         })
     return pd.DataFrame(rows)
@@ -279,23 +321,19 @@ def model_features(model: Any, x: np.ndarray) -> np.ndarray:
     return feature_space(model)(x)
 
 
-def _standardized(xs: np.ndarray, xt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    xs = xs.reshape(len(xs), -1).astype(np.float64)
-    xt = xt.reshape(len(xt), -1).astype(np.float64)
-    mean, std = xs.mean(axis=0), xs.std(axis=0)
-    std = np.where(std > 0, std, 1.0)
-    return (xs - mean) / std, (xt - mean) / std
-
-
 def embed_2d(
     xs: np.ndarray, xt: np.ndarray, *, method: str = "pca", seed: int = 0, standardize: bool = True, max_points: int = 1500
 ) -> tuple[np.ndarray, np.ndarray]:
     """2-D embedding of source and target together: PCA (default) or t-SNE (slower).
 
     Both domains are embedded by one map (fitted on the pooled sample), so their positions are
-    comparable; at most `max_points` per domain are drawn (seeded subsample).
+    comparable; at most `max_points` per domain are drawn (seeded subsample). With `standardize`,
+    inputs are scaled by the library's standardiser (`shiftkit.shift.scaling.standardize`, fitted
+    on both domains), as the input-space tests see them.
     """
     from sklearn.decomposition import PCA
+
+    from shiftkit.shift.scaling import standardize as scale
 
     rng = np.random.default_rng(seed)
 
@@ -305,7 +343,7 @@ def embed_2d(
 
     a, b = sub(xs), sub(xt)
     if standardize:
-        a, b = _standardized(a, b)
+        a, b = scale(a, b)
     z = np.concatenate([a, b]).astype(np.float64)
     if method == "tsne":
         from sklearn.manifold import TSNE
@@ -484,14 +522,15 @@ def run_adaptation(
         yt_eval = None if (yt is None or not use_target_labels) else yt[target_eval]
         report = adapter.shift_report(
             xs_eval, xt_eval, ys_eval, yt_eval,
-            n_permutations=n_permutations, alpha=alpha, seed=seed,
+            n_permutations=permutations(alpha, n_permutations), alpha=alpha, seed=seed,
             standardize=domains.is_tabular, max_samples=MAX_SAMPLES,
         )
         if yt is not None and not use_target_labels and report.accuracy_before is None:
             # Accuracy is judged on true labels whenever they exist, even when the shift report
             # estimates the target label proportions.
-            src_pred = np.asarray(model.predict(xt_eval, verbose=0))
-            pred_b = src_pred.argmax(axis=-1) if src_pred.ndim > 1 and src_pred.shape[-1] > 1 else (src_pred.reshape(-1) > 0.5)
+            from shiftkit._keras import to_classes
+
+            pred_b = to_classes(model, model.predict(xt_eval, verbose=0))  # 0 / 0.5 from the architecture
             report.accuracy_before = float(np.mean(pred_b == yt[target_eval]))
             report.accuracy_after = float(np.mean(adapter.predict_classes(xt_eval) == yt[target_eval]))
         feats = (adapter.features(xs_eval), adapter.features(xt))
@@ -540,8 +579,8 @@ def _mmd_card(test: Any, title: str, alpha: float) -> Card:
         title,
         f"{test.statistic:.4g}",
         f"p = {_fmt_p(test.p_value)} · {decision}",
-        f"Unbiased MMD^2 in {test.space} space; higher means more shift. Threshold (the 1-alpha "
-        f"quantile of {test.n_permutations} permutations) = {test.threshold:.4g}: shift when the "
+        f"Unbiased MMD^2 in {test.space} space; higher means more shift. Threshold (the exact critical "
+        f"value of {test.n_permutations} permutations at alpha) = {test.threshold:.4g}: shift when the "
         f"statistic exceeds it, i.e. p <= alpha = {alpha:g}. Normalized {test.normalized:.3g}, "
         f"z-score {test.z_score:.3g}, n = {test.n_source} vs {test.n_target}.",
     )
