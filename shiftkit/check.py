@@ -16,33 +16,53 @@ Criteria (each can fail the check):
 
 `Reference` (saved by `shiftkit snapshot`) holds what a later check needs, so CI needs neither the
 whole source set nor its labels: a seeded subsample of the reference (at most `max_samples` rows), the
-standardisation statistics and class counts of the *whole* reference, the kernel bandwidths, the
-model's features and probabilities on the subsample (with the subsample's labels, for estimating
-target priors), and the library version. A check against a snapshot computes exactly what a check
-against the full reference computes, because the full-reference check draws the same subsample.
+standardisation (`shiftkit.shift.scaling.Standardizer` fitted on the *whole* reference: its `mean_`
+and `scale_`), the class counts of the whole reference and its class values (the `LabelEncoding`,
+so that every later target is coded the same way), the kernel bandwidths, the model's features and
+probabilities on the subsample (with the subsample's labels, for estimating target priors), and the
+library version. A check against a snapshot computes exactly what a check against the full
+reference computes, because the full-reference check draws the same subsample.
+
+Levels: with a model there are two MMD tests (input and feature space); each is run at alpha / 2
+(Bonferroni), so the check fails on a target without shift with probability at most alpha. Each
+test gets enough permutations for its own level (`shiftkit.shift.mmd.permutations_for`), and the
+criterion says how many it used; data too small for any split to reach the level raise a
+ValueError that says so, rather than pass silently.
+
+Labels may be any class values (1/2, years, strings, bools); they are coded 0..K-1 once, on the
+reference (with a model: labels 0..K-1 index its outputs; other values are mapped to them in sorted
+order), and a target with a class the reference does not know is an error.
 
 Choices written down: the MMD bandwidths are fixed on the reference alone (median heuristic over
 the reference subsample; in feature space, over the reference features), as drift detectors
-configure themselves on their reference, so every target is measured with the same kernel; inputs are
-standardised with the whole reference's mean and standard deviation.
+configure themselves on their reference, so every target is measured with the same kernel; inputs
+are standardised by a `Standardizer` fitted on the whole reference (tabular: per-feature std
+floored at a tenth of the feature's range; images / sequences: per-channel pooled scale).
+
+Snapshot format 2 (this version) stores `scale` (the floored scale) and the class values; format 1
+snapshots (per-feature std, labels 0..K-1) still load, with a warning, and are checked exactly as
+they were made.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
-from typing import Any
+import warnings
+from typing import Any, Sequence
 
 import numpy as np
 
 from shiftkit._json import dataclass_to_dict, jsonable
 from shiftkit._validation import (
+    LabelEncoding,
     check_alpha,
     check_array,
-    check_labels,
     check_positive_int,
     check_seed,
+    encode_labels,
 )
 from shiftkit._version import __version__
 from shiftkit.shift.kernels import median_heuristic
@@ -52,13 +72,15 @@ from shiftkit.shift.labels import (
     label_shift_distance,
     ratios_from_proportions,
 )
-from shiftkit.shift.mmd import mmd_test
+from shiftkit.shift.mmd import mmd_test, permutations_for
 from shiftkit.shift.report import LabelShiftSummary, ShiftReport
+from shiftkit.shift.scaling import Standardizer
 
 __all__ = ["Reference", "Criterion", "CheckResult", "check_shift", "SNAPSHOT_FORMAT"]
 
 #: Format version of snapshot files; bumped on any incompatible change.
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
+_READABLE_FORMATS = (1, 2)
 
 
 def _subsample_rows(n: int, max_samples: int, seed: int | None) -> np.ndarray:
@@ -67,30 +89,70 @@ def _subsample_rows(n: int, max_samples: int, seed: int | None) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=max_samples, replace=False))
 
 
+def _encode_reference_labels(
+    y: Any, n_outputs: int | None, class_names: Sequence[Any] | None
+) -> tuple[LabelEncoding, np.ndarray, tuple[str, ...] | None]:
+    """Code the reference labels; returns (encoding, codes, display names).
+
+    With `class_names`: labels that are codes 0..K-1 keep them (K = the model's outputs, else the
+    number of names), or labels that are the names themselves are coded in the names' order.
+    Without: `encode_labels` (sorted distinct values, or a model's output indices).
+    """
+    name = "reference y"
+    if class_names is None:
+        enc, (codes,) = encode_labels(y, names=[name], n_outputs=n_outputs)
+        return enc, codes, None
+    names = tuple(str(c) for c in class_names)
+    k = len(names) if n_outputs is None else int(n_outputs)
+    if len(names) != k:
+        raise ValueError(
+            f"class_names has {len(names)} names but the model predicts {k} classes: pass one name per "
+            "model output, in output order."
+        )
+    try:
+        enc, (codes,) = encode_labels(y, names=[name], classes=range(k))
+        return LabelEncoding(range(k), identity=True), codes, names
+    except (ValueError, TypeError):
+        pass
+    try:
+        enc, (codes,) = encode_labels(y, names=[name], classes=list(class_names))
+    except ValueError:
+        raise ValueError(
+            f"reference y holds values that are neither class codes 0..{k - 1} nor the class_names "
+            f"{list(names)[:10]}. Pass codes with their class_names, or the labels without class_names."
+        ) from None
+    return enc, codes, names
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Reference:
     """What a shift check needs to know about the reference (source) data.
 
     Attributes:
         x: seeded subsample of the reference inputs.
-        y: labels of that subsample (None without labels).
-        label_counts: class counts of the whole reference (None without labels).
-        mean, std: per-feature statistics of the whole reference (std 0 replaced by 1).
+        y: labels of that subsample, as codes 0..K-1 (None without labels).
+        label_counts: class counts of the whole reference, per code (None without labels).
+        mean, scale: the input standardisation, a `Standardizer` fitted on the whole reference
+            (`mean_`, `scale_`), over the flattened features.
         bandwidth: input-space kernel bandwidth (median heuristic on the standardised subsample).
         features: the model's features on the subsample (None without a model).
         feature_bandwidth: feature-space bandwidth (None without a model).
         probs: the model's class probabilities on the subsample (None without a model).
         layer: the feature layer used.
-        feature_names: column names, when known. class_names: class names, when known.
+        feature_names: column names, when known. class_names: the classes as text, for display
+            (given, or the class values).
         n_reference: size of the whole reference. seed: the subsampling seed.
         version: shiftkit version that made it.
+        classes: the class value of each code (e.g. `(2019, 2020)`), so that targets are coded
+            the same way (None without labels).
+        scaling: how the inputs were standardised, in words.
     """
 
     x: np.ndarray
     y: np.ndarray | None
     label_counts: np.ndarray | None
     mean: np.ndarray
-    std: np.ndarray
+    scale: np.ndarray
     bandwidth: float
     features: np.ndarray | None = None
     feature_bandwidth: float | None = None
@@ -101,6 +163,8 @@ class Reference:
     n_reference: int = 0
     seed: int | None = 0
     version: str = __version__
+    classes: tuple[Any, ...] | None = None
+    scaling: str = ""
 
     @classmethod
     def from_data(
@@ -118,28 +182,34 @@ class Reference:
         """Summarise reference data (and a model's view of it) for later checks.
 
         Args:
-            x: reference inputs `(n, ...)`. y: optional reference labels.
+            x: reference inputs `(n, ...)`.
+            y: optional reference labels, any class values (1/2, years, strings, bools); with a
+                model, labels 0..K-1 index its outputs and other values are mapped to them in
+                sorted order.
             model: optional Keras model (features and probabilities are stored).
             layer: feature layer of the model (default: the input of the output head).
             max_samples: size of the stored subsample.
             seed: subsampling seed.
-            feature_names: optional column names. class_names: optional class names.
+            feature_names: optional column names.
+            class_names: optional class names: one per class code 0..K-1 when `y` holds codes
+                (as `shiftkit.files` produces), or the class values themselves in the order to use.
+
+        Returns:
+            A `Reference`.
+
+        Raises:
+            ValueError / TypeError: invalid inputs or labels, mismatched lengths, class names that
+                do not fit the labels or the model.
         """
         x = check_array(x, "reference x")
         max_samples = check_positive_int(max_samples, "max_samples", minimum=2)
         seed = check_seed(seed)
-        y_all = None
-        if y is not None:
-            y_all = check_labels(y, "reference y")
-            if len(y_all) != len(x):
-                raise ValueError(f"reference y has {len(y_all)} labels but reference x has {len(x)} rows.")
-        flat = x.reshape(len(x), -1)
-        mean = flat.mean(axis=0)
-        std = flat.std(axis=0)
-        std = np.where(std > 0, std, 1.0)
+        if y is not None and len(np.asarray(y)) != len(x):
+            raise ValueError(f"reference y has {len(np.asarray(y))} labels but reference x has {len(x)} rows.")
+        scaler = Standardizer().fit(x)
         rows = _subsample_rows(len(x), max_samples, seed)
         xs = x[rows]
-        bw = median_heuristic((xs.reshape(len(xs), -1) - mean) / std, seed=seed)
+        bw = median_heuristic(scaler.transform(xs), seed=seed)
         feats = probs = None
         fbw = None
         layer_name = None
@@ -151,37 +221,68 @@ class Reference:
             fbw = median_heuristic(feats, seed=seed)
             layer_name = fs.layer_name
             probs = predict_proba(model, xs)
-        counts = None
-        if y_all is not None:
-            n_classes = int(y_all.max()) + 1
-            if probs is not None:
-                n_classes = max(n_classes, probs.shape[1])
-            counts = np.bincount(y_all, minlength=n_classes)
+        counts = codes = classes = None
+        names = None if class_names is None else tuple(str(n) for n in class_names)
+        if y is not None:
+            enc, codes, given = _encode_reference_labels(y, None if probs is None else probs.shape[1], class_names)
+            counts = np.bincount(codes, minlength=enc.n_classes)
+            classes = enc.classes
+            names = given if given is not None else enc.names
         return cls(
             x=xs,
-            y=None if y_all is None else y_all[rows],
+            y=None if codes is None else codes[rows],
             label_counts=counts,
-            mean=mean,
-            std=std,
+            mean=scaler.mean_,
+            scale=scaler.scale_,
             bandwidth=float(bw),
             features=feats,
             feature_bandwidth=None if fbw is None else float(fbw),
             probs=probs,
             layer=layer_name,
             feature_names=None if feature_names is None else tuple(str(n) for n in feature_names),
-            class_names=None if class_names is None else tuple(str(n) for n in class_names),
+            class_names=names,
             n_reference=len(x),
             seed=seed,
+            classes=classes,
+            scaling=scaler.how_,
         )
+
+    @property
+    def std(self) -> np.ndarray:
+        """The per-feature divisor (kept for code written before `scale`; same array)."""
+        return self.scale
+
+    @property
+    def encoding(self) -> LabelEncoding | None:
+        """The reference's `LabelEncoding` (None without labels)."""
+        return None if self.classes is None else LabelEncoding(self.classes)
 
     @property
     def label_distribution(self) -> np.ndarray | None:
         return None if self.label_counts is None else self.label_counts / self.label_counts.sum()
 
+    def standardize(self, x: np.ndarray) -> np.ndarray:
+        """Flattened inputs standardised as the reference was: `(x - mean) / scale`."""
+        return (np.asarray(x, dtype=np.float64).reshape(len(x), -1) - self.mean) / self.scale
+
+    def encode_target_labels(self, y: Any, name: str = "y_target") -> np.ndarray:
+        """Code target labels as the reference's; a class the reference does not have is an error."""
+        try:
+            return self.encoding.encode(y, name)
+        except ValueError as exc:
+            if "not among the classes" not in str(exc):
+                raise
+            raise ValueError(
+                f"{str(exc).split(' that are not among')[0]} that the reference does not have (its classes: "
+                f"{list(self.classes)[:20]}). A check compares class proportions over the reference's "
+                "classes: drop those target rows, or re-create the reference with labelled rows of "
+                "every class."
+            ) from None
+
     def save(self, path: str | os.PathLike) -> str:
         """Write the snapshot as an `.npz` file (plain arrays; loads with `allow_pickle=False`)."""
         path = os.fspath(path)
-        arrays: dict[str, Any] = {"x": self.x, "mean": self.mean, "std": self.std}
+        arrays: dict[str, Any] = {"x": self.x, "mean": self.mean, "scale": self.scale}
         for name in ("y", "label_counts", "features", "probs"):
             value = getattr(self, name)
             if value is not None:
@@ -194,6 +295,8 @@ class Reference:
             "layer": self.layer,
             "feature_names": list(self.feature_names) if self.feature_names else None,
             "class_names": list(self.class_names) if self.class_names else None,
+            "classes": None if self.classes is None else LabelEncoding(self.classes).to_dict()["classes"],
+            "scaling": self.scaling,
             "n_reference": self.n_reference,
             "seed": self.seed,
         }
@@ -208,27 +311,51 @@ class Reference:
 
     @classmethod
     def from_arrays(cls, arrays: Any, source: str = "snapshot") -> "Reference":
-        """Build from the arrays of a loaded snapshot `.npz` (an `NpzFile` or a dict)."""
+        """Build from the arrays of a loaded snapshot `.npz` (an `NpzFile` or a dict).
+
+        Format 1 snapshots (shiftkit before the floored standardisation) load with a warning: their
+        per-feature std is used as the scale, and their labels are codes 0..K-1.
+        """
         try:
             meta = json.loads(str(arrays["shiftkit_meta"][()]))
         except (KeyError, ValueError, TypeError):
             raise ValueError(f"{source} is not a shiftkit snapshot (no valid 'shiftkit_meta' entry).") from None
-        if meta.get("shiftkit_snapshot") != SNAPSHOT_FORMAT:
+        fmt = meta.get("shiftkit_snapshot")
+        if fmt not in _READABLE_FORMATS:
             raise ValueError(
-                f"{source} is a snapshot of format {meta.get('shiftkit_snapshot')!r}; this shiftkit reads "
-                f"format {SNAPSHOT_FORMAT}. Re-create it with `shiftkit snapshot`."
+                f"{source} is a snapshot of format {fmt!r}; this shiftkit reads formats "
+                f"{list(_READABLE_FORMATS)}. Re-create it with `shiftkit snapshot`."
             )
         files = getattr(arrays, "files", list(arrays))
 
         def get(name: str) -> Any:
             return np.asarray(arrays[name]) if name in files else None
 
+        counts = None if get("label_counts") is None else get("label_counts").astype(np.int64)
+        if fmt == 1:
+            warnings.warn(
+                f"{source} is a format-1 snapshot: its inputs are standardised by the per-feature std "
+                "(no floor for near-constant features) and its labels are codes 0..K-1. It is checked as "
+                "it was made; re-create it with `shiftkit snapshot` for the current standardisation.",
+                UserWarning,
+                stacklevel=3,
+            )
+            scale, classes, scaling = get("std"), (None if counts is None else tuple(range(len(counts)))), (
+                "centred and scaled per feature by its std (format-1 snapshot)")
+        else:
+            scale = get("scale")
+            classes = None if meta.get("classes") is None else tuple(meta["classes"])
+            scaling = str(meta.get("scaling", ""))
+        if get("mean") is None or scale is None or get("x") is None:
+            raise ValueError(f"{source} is an incomplete shiftkit snapshot (x, mean or scale missing).")
+        if counts is not None and (classes is None or len(classes) != len(counts)):
+            raise ValueError(f"{source} is an inconsistent snapshot: its class values do not match its class counts.")
         return cls(
             x=get("x"),
             y=None if get("y") is None else get("y").astype(np.int64),
-            label_counts=None if get("label_counts") is None else get("label_counts").astype(np.int64),
+            label_counts=counts,
             mean=get("mean"),
-            std=get("std"),
+            scale=scale,
             bandwidth=float(meta["bandwidth"]),
             features=get("features"),
             feature_bandwidth=meta.get("feature_bandwidth"),
@@ -239,6 +366,8 @@ class Reference:
             n_reference=int(meta.get("n_reference", 0)),
             seed=meta.get("seed"),
             version=str(meta.get("version", "?")),
+            classes=classes,
+            scaling=scaling,
         )
 
     @classmethod
@@ -336,15 +465,21 @@ def _label_summary(ref: Reference, q: np.ndarray, target_from: str, yt: np.ndarr
     k = max(len(p), len(q))
     p = np.pad(p, (0, k - len(p)))
     q = np.pad(q, (0, k - len(q)))
+    classes = tuple(ref.classes) + tuple(range(len(ref.classes), k)) if ref.classes is not None else None
     full_ref_labels = np.repeat(np.arange(len(ref.label_counts)), ref.label_counts)
+
+    def imbalance(labels: np.ndarray) -> Any:
+        ci = class_imbalance(labels, n_classes=k)
+        return ci if classes is None else dataclasses.replace(ci, classes=classes)
+
     return LabelShiftSummary(
         source_proportions=p,
         target_proportions=q,
         target_from=target_from,
-        ratios=ratios_from_proportions(p, q),
+        ratios=ratios_from_proportions(p, q, classes=classes),
         distance=label_shift_distance(p, q),
-        source_imbalance=class_imbalance(full_ref_labels, n_classes=k),
-        target_imbalance=None if yt is None else class_imbalance(yt, n_classes=k),
+        source_imbalance=imbalance(full_ref_labels),
+        target_imbalance=None if yt is None else imbalance(yt),
         prior_estimate=estimate,
     )
 
@@ -371,14 +506,17 @@ def check_shift(
 
     Args:
         reference: a `Reference` (snapshot), or the reference inputs themselves.
-        x_target: target inputs. y_target: optional target labels.
-        y_reference: reference labels when `reference` is raw inputs.
+        x_target: target inputs. y_target: optional target labels, with the reference's class
+            values (a class the reference does not have is an error).
+        y_reference: reference labels when `reference` is raw inputs (any class values).
         model: optional Keras model (feature-space test, estimated target priors).
         layer: feature layer of the model.
-        alpha: level of the MMD tests (fail when p <= alpha).
+        alpha: family-wise level of the MMD tests (fail when p <= alpha, or alpha / 2 for each of
+            the two tests when a model is given).
         max_label_shift: largest tolerated total variation between class proportions.
         max_imbalance_ratio: largest tolerated max/min class ratio in the target (None: no gate).
-        n_permutations: permutations of each MMD test.
+        n_permutations: the least number of permutations of each MMD test (raised to what its
+            level needs).
         max_samples: each domain is subsampled (seeded) to at most this many rows.
         seed: seed of every random step.
         diagnose_shift: also name the kind of shift and the adapter that fits (`diagnose`).
@@ -386,6 +524,10 @@ def check_shift(
 
     Returns:
         A `CheckResult`.
+
+    Raises:
+        ValueError / TypeError: invalid inputs, labels or settings; a target class the reference
+            lacks; too few rows for the MMD tests to ever reach their level.
     """
     alpha = check_alpha(alpha)
     seed = check_seed(seed)
@@ -415,20 +557,41 @@ def check_shift(
         )
     yt = None
     if y_target is not None:
-        yt = check_labels(y_target, "y_target")
-        if len(yt) != len(xt):
-            raise ValueError(f"y_target has {len(yt)} labels but x_target has {len(xt)} rows.")
+        if len(np.asarray(y_target)) != len(xt):
+            raise ValueError(f"y_target has {len(np.asarray(y_target))} labels but x_target has {len(xt)} rows.")
+        if ref.classes is not None:
+            yt = ref.encode_target_labels(y_target, "y_target")
+        else:
+            n_out = None
+            if model is not None:
+                from shiftkit.shift.features import predict_proba
+
+                n_out = predict_proba(model, xt[:1]).shape[1]
+            _, (yt,) = encode_labels(y_target, names=["y_target"], n_outputs=n_out)
     rows = _subsample_rows(len(xt), max_samples, None if seed is None else seed + 1)
     xt, yt_sub = xt[rows], (None if yt is None else yt[rows])
 
-    a = (ref.x.reshape(len(ref.x), -1) - ref.mean) / ref.std
-    b = (xt.reshape(len(xt), -1) - ref.mean) / ref.std
-    input_test = mmd_test(a, b, n_permutations=n_permutations, alpha=alpha, bandwidth=ref.bandwidth, seed=seed,
+    n_tests = 1 if model is None else 2
+    test_alpha = alpha / n_tests
+    n_perm = permutations_for(test_alpha, n_permutations)
+    log_splits = math.lgamma(len(ref.x) + len(xt) + 1) - math.lgamma(len(ref.x) + 1) - math.lgamma(len(xt) + 1)
+    min_p = min(1.0, (2.0 if len(ref.x) == len(xt) else 1.0) * math.exp(-log_splits))
+    if min_p > test_alpha:
+        raise ValueError(
+            f"Not testable: with {len(ref.x)} reference and {len(xt)} target rows no split of the pooled rows is "
+            f"rarer than {min_p:.3g}, so an MMD test at level {test_alpha:.3g} can never fail. Pass more rows "
+            "or a larger alpha."
+        )
+    bonferroni = "" if n_tests == 1 else f", Bonferroni: alpha={alpha:g} split over {n_tests} MMD tests"
+    direction = f"fail when p_value <= {test_alpha:g}{bonferroni}"
+    a = ref.standardize(ref.x)
+    b = ref.standardize(xt)
+    input_test = mmd_test(a, b, n_permutations=n_perm, alpha=test_alpha, bandwidth=ref.bandwidth, seed=seed,
                           space="input")
     criteria = [Criterion(
-        "input-space MMD", input_test.p_value, alpha, not input_test.is_shift, "fail when p_value <= alpha",
+        "input-space MMD", input_test.p_value, test_alpha, not input_test.is_shift, direction,
         f"MMD^2 {input_test.statistic:.4g} (normalized {input_test.normalized:.3g}, threshold "
-        f"{input_test.threshold:.4g}).",
+        f"{input_test.threshold:.4g}); {n_perm} permutations; inputs {ref.scaling or 'standardised on the reference'}.",
     )]
     feature_test = None
     fs = None
@@ -447,20 +610,19 @@ def check_shift(
                 f"The model gives {ft.shape[1]} features but the snapshot holds {ref.features.shape[1]}: "
                 "use the model the snapshot was made with."
             )
-        feature_test = mmd_test(ref.features, ft, n_permutations=n_permutations, alpha=alpha,
+        feature_test = mmd_test(ref.features, ft, n_permutations=n_perm, alpha=test_alpha,
                                 bandwidth=ref.feature_bandwidth, seed=seed, space="feature")
         criteria.append(Criterion(
-            "feature-space MMD", feature_test.p_value, alpha, not feature_test.is_shift,
-            "fail when p_value <= alpha",
-            f"MMD^2 {feature_test.statistic:.4g} in {fs.layer_name} (normalized {feature_test.normalized:.3g}).",
+            "feature-space MMD", feature_test.p_value, test_alpha, not feature_test.is_shift, direction,
+            f"MMD^2 {feature_test.statistic:.4g} in {fs.layer_name} (normalized {feature_test.normalized:.3g}); "
+            f"{n_perm} permutations.",
         ))
 
+    names = ref.class_names
     labels = None
     if ref.label_counts is not None and (yt is not None or (model is not None and ref.probs is not None and ref.y is not None)):
-        n_classes = len(ref.label_counts)
         if yt is not None:
-            n_classes = max(n_classes, int(yt.max()) + 1)
-            q = np.bincount(yt, minlength=n_classes) / len(yt)
+            q = np.bincount(yt, minlength=len(ref.label_counts)) / len(yt)
             labels = _label_summary(ref, q, "labels", yt, None)
         else:
             from shiftkit.shift.features import predict_proba
@@ -471,21 +633,24 @@ def check_shift(
         criteria.append(Criterion(
             "label shift", tv, float(max_label_shift), tv <= max_label_shift,
             "fail when total variation > threshold",
-            f"class proportions reference {np.round(labels.source_proportions, 3).tolist()} vs target "
-            f"{np.round(labels.target_proportions, 3).tolist()} ({labels.target_from}).",
+            f"class proportions reference {_fmt_props(names, labels.source_proportions)} vs target "
+            f"{_fmt_props(names, labels.target_proportions)} ({labels.target_from}).",
         ))
         if max_imbalance_ratio is not None:
             q = labels.target_proportions
             ratio = float(q.max() / q.min()) if q.min() > 0 else float("inf")
             criteria.append(Criterion(
                 "class imbalance", ratio, float(max_imbalance_ratio), ratio <= max_imbalance_ratio,
-                "fail when max/min class ratio > threshold", f"target imbalance ratio {ratio:.3g}.",
+                "fail when max/min class ratio > threshold",
+                f"target imbalance ratio {ratio:.3g} over the reference's classes {list(names or ())[:20]}.",
             ))
     elif max_imbalance_ratio is not None and yt is not None:
-        ratio = class_imbalance(yt).imbalance_ratio
+        ci = class_imbalance(yt)
+        ratio = ci.imbalance_ratio
         criteria.append(Criterion(
             "class imbalance", ratio, float(max_imbalance_ratio), ratio <= max_imbalance_ratio,
-            "fail when max/min class ratio > threshold", f"target imbalance ratio {ratio:.3g}.",
+            "fail when max/min class ratio > threshold",
+            f"target imbalance ratio {ratio:.3g} over the target's classes.",
         ))
 
     report = ShiftReport(
@@ -503,11 +668,22 @@ def check_shift(
     if ref.x.ndim == 2:
         from shiftkit.shift.univariate import feature_drift
 
-        names = ref.feature_names if ref.feature_names and len(ref.feature_names) == ref.x.shape[1] else None
-        drift = feature_drift(ref.x, xt, feature_names=names, alpha=alpha)
+        fnames = ref.feature_names if ref.feature_names and len(ref.feature_names) == ref.x.shape[1] else None
+        drift = feature_drift(ref.x, xt, feature_names=fnames, alpha=alpha)
     if diagnose_shift:
         from shiftkit.shift.diagnose import diagnose
 
-        diagnosis = diagnose(ref.x, xt, ref.y, yt_sub if ref.y is not None else None, model=model, alpha=alpha,
+        ys_diag = yt_diag = classes = None
+        if ref.y is not None:
+            classes = ref.classes
+            ys_diag = ref.encoding.decode(ref.y)
+            yt_diag = None if yt_sub is None else ref.encoding.decode(yt_sub)
+        diagnosis = diagnose(ref.x, xt, ys_diag, yt_diag, model=model, alpha=alpha, classes=classes,
                              n_permutations=min(n_permutations, 500), seed=seed, second_opinion=True)
     return CheckResult(criteria=tuple(criteria), report=report, diagnosis=diagnosis, drift=drift)
+
+
+def _fmt_props(names: Sequence[str] | None, values: np.ndarray) -> str:
+    vals = np.asarray(values, dtype=np.float64).tolist()
+    keys = list(names) if names is not None and len(names) == len(vals) else [str(k) for k in range(len(vals))]
+    return "{" + ", ".join(f"{k}: {v:.3f}" for k, v in zip(keys, vals)) + "}"

@@ -426,8 +426,10 @@ def _run_report(args: argparse.Namespace) -> int:
     _progress("diagnosing the kind of shift")
     ys = None if d.y_source is None else d.y_source[rows_s]
     yt = None if d.y_target is None or ys is None else d.y_target[rows_t]
+    ys, classes = d.labels_by_name(ys)  # the diagnosis shows the original class names
+    yt, _ = d.labels_by_name(yt)
     diag = diagnose(d.x_source[rows_s], d.x_target[rows_t], ys, yt, model=model, alpha=args.alpha,
-                    n_permutations=args.n_permutations, seed=args.seed)
+                    n_permutations=args.n_permutations, seed=args.seed, classes=None if ys is None else classes)
     bundle = report_bundle(report, drift)
     bundle["diagnosis"] = diag.to_dict()
     bundle["subsampling"] = sub

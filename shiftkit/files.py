@@ -215,6 +215,23 @@ class Domains:
         return dataclasses.replace(self, y_source=ys, y_target=yt, class_names=names)
 
 
+    def labels_by_name(self, codes: np.ndarray | None) -> tuple[Any, tuple[Any, ...] | None]:
+        """Label codes as the original class names, with the class order, for `classes=` arguments.
+
+        A library function given `(values, classes=order)` shows the names the user knows; the codes
+        stay codes when the names are missing or not distinct.
+
+        Returns:
+            `(labels, classes)`: names (or codes) and the class order (None without labels).
+        """
+        names = self.class_name_list()
+        if names is None:
+            return codes, None
+        if codes is None or len(set(names)) != len(names):
+            return codes, tuple(range(len(names)))
+        return np.asarray(names)[np.asarray(codes, dtype=np.int64)], tuple(names)
+
+
 def model_n_classes(model: Any) -> int:
     """The number of classes a Keras classifier predicts: its output width (2 for a single unit)."""
     width = int(model.outputs[0].shape[-1] or 1)

@@ -7,6 +7,7 @@ import pytest
 
 from shiftkit.check import Reference, check_shift
 from shiftkit.datasets import load_scenario
+from shiftkit.shift.mmd import permutations_for
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +38,10 @@ def test_each_threshold_flips_the_verdict(covariate):
     # imbalance: the target ratio is 1.14
     assert check_shift(xs, xt, yt, max_imbalance_ratio=1.2, **kw).criteria[-1].passed
     assert not check_shift(xs, xt, yt, max_imbalance_ratio=1.1, **kw).criteria[-1].passed
-    # alpha: a tiny alpha cannot be reached with 200 permutations (min p = 1/201)
-    assert check_shift(xs, xt, yt, alpha=0.001, **kw).criteria[0].passed
+    # alpha: issue 9 #3 changed this: a tiny alpha gets the permutations it needs (it used to pass
+    # because 200 permutations cannot give p <= 0.001)
+    tiny = check_shift(xs, xt, yt, alpha=0.001, **kw).criteria[0]
+    assert not tiny.passed and "1999 permutations" in tiny.detail
     assert not check_shift(xs, xt, yt, alpha=0.01, **kw).criteria[0].passed
 
 
@@ -89,3 +92,110 @@ def test_bad_input(covariate, tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"junk")
     with pytest.raises(ValueError, match="Could not read the snapshot"):
         Reference.load(tmp_path / "junk.npz")
+
+
+# ---------------------------------------------------------------------------------------------
+# Regressions of issue 9
+# ---------------------------------------------------------------------------------------------
+
+
+def test_labels_coded_1_and_2_pass_the_imbalance_gate():
+    """Issue 9 #2: balanced labels 1/2 gave an infinite imbalance ratio and a FAIL."""
+    s = load_scenario("hospitals_no_shift", seed=0)
+    res = check_shift(s.x_source, s.x_target, s.y_target + 1, y_reference=s.y_source + 1, max_imbalance_ratio=3,
+                      seed=0, n_permutations=100, diagnose_shift=False)
+    imb = next(c for c in res.criteria if c.name == "class imbalance")
+    assert imb.passed and imb.value < 3
+    label = next(c for c in res.criteria if c.name == "label shift")
+    assert "{1: " in label.detail and "2: " in label.detail
+    assert res.report.labels.ratios.classes == (1, 2)
+
+
+def test_snapshot_keeps_the_class_values_and_codes_targets_the_same(tmp_path):
+    s = load_scenario("hospitals_label_shift", seed=0)
+    years_s = np.where(s.y_source == 1, 2020, 2019)
+    years_t = np.where(s.y_target == 1, 2020, 2019)
+    ref = Reference.from_data(s.x_source, years_s, max_samples=200, seed=0)
+    assert ref.classes == (2019, 2020) and ref.class_names == ("2019", "2020") and len(ref.label_counts) == 2
+    loaded = Reference.load(ref.save(tmp_path / "years.npz"))
+    assert loaded.classes == (2019, 2020)
+    np.testing.assert_array_equal(loaded.scale, ref.scale)
+    res = check_shift(loaded, s.x_target, years_t, seed=0, n_permutations=100, max_samples=200, diagnose_shift=False)
+    label = next(c for c in res.criteria if c.name == "label shift")
+    assert not label.passed and "2019: " in label.detail
+    # only 2020 in the target: still coded as the reference's second class
+    only = check_shift(loaded, s.x_target[:50], np.full(50, 2020), seed=0, n_permutations=100, diagnose_shift=False)
+    assert only.report.labels.target_proportions.tolist() == [0.0, 1.0]
+    with pytest.raises(ValueError, match=r"2021.*that the reference does not have"):
+        check_shift(loaded, s.x_target[:4], [2019, 2020, 2021, 2019], diagnose_shift=False)
+    names = np.where(s.y_source == 1, "malignant", "benign")
+    ref = Reference.from_data(s.x_source, names, max_samples=200, seed=0)
+    res = check_shift(Reference.load(ref.save(tmp_path / "names.npz")), s.x_target,
+                      np.where(s.y_target == 1, "malignant", "benign"), seed=0, n_permutations=100, max_samples=200)
+    assert res.diagnosis.classes == ("benign", "malignant") and "malignant" in str(res.diagnosis)
+
+
+def _mlp(n_in, seed=0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((n_in,)), keras.layers.Dense(8, activation="relu"),
+                             keras.layers.Dense(2, activation="softmax")])
+
+
+def test_diagnosis_and_criteria_agree_on_a_clear_shift_with_a_model():
+    """Issue 9 #3: both MMD criteria failed while the diagnosis (p >= 2/501 vs 0.0033) named no shift."""
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(150, 5))
+    res = check_shift(xs, xs + 2.0, model=_mlp(5), n_permutations=1000, seed=0)
+    assert {c.name for c in res.failed} == {"input-space MMD", "feature-space MMD"}
+    assert "covariate" in res.diagnosis.kinds
+    ev = res.diagnosis.evidence_for("covariate")
+    assert ev.n_permutations >= permutations_for(0.01 / 6, 1)
+    for c in res.criteria:
+        assert c.threshold == pytest.approx(0.005) and "Bonferroni" in c.direction and "permutations" in c.detail
+
+
+def test_too_few_rows_to_reach_alpha_is_an_error_not_a_pass():
+    rng = np.random.default_rng(1)
+    with pytest.raises(ValueError, match="Not testable"):
+        check_shift(rng.normal(size=(3, 2)), rng.normal(size=(3, 2)) + 9, alpha=0.01, diagnose_shift=False)
+
+
+def test_near_constant_pixels_do_not_fail_the_check(tmp_path):
+    """Issue 9 #17: images standardised per channel by one pooled scale, stored in the snapshot."""
+    rng = np.random.default_rng(5)
+
+    def images(n, border_shift):
+        x = rng.normal(0.0, 0.003, size=(n, 8, 8, 1)) + border_shift
+        x[:, 2:6, 2:6, :] = rng.normal(size=(n, 4, 4, 1))
+        return x
+
+    ref = Reference.from_data(images(150, 0.0), max_samples=150, seed=0)
+    assert ref.scale.shape == (64,) and np.unique(ref.scale).size == 1  # one pooled scale for the channel
+    assert "pooled" in ref.scaling
+    loaded = Reference.load(ref.save(tmp_path / "img.npz"))
+    assert check_shift(loaded, images(150, 0.01), n_permutations=200, seed=0, diagnose_shift=False).passed
+    assert not check_shift(loaded, images(150, 0.0) * 1.6, n_permutations=200, seed=0, diagnose_shift=False).passed
+
+
+def test_format_1_snapshots_still_load(covariate, tmp_path):
+    import json as _json
+
+    xs = covariate.x_source
+    mean, std = xs.mean(axis=0), xs.std(axis=0)
+    meta = {"shiftkit_snapshot": 1, "version": "0.1", "bandwidth": 5.0, "feature_bandwidth": None, "layer": None,
+            "feature_names": None, "class_names": None, "n_reference": len(xs), "seed": 0}
+    path = tmp_path / "old.npz"
+    np.savez_compressed(path, x=xs[:100], mean=mean, std=std, y=covariate.y_source[:100],
+                        label_counts=np.bincount(covariate.y_source), shiftkit_meta=np.array(_json.dumps(meta)))
+    with pytest.warns(UserWarning, match="format-1 snapshot"):
+        old = Reference.load(path)
+    np.testing.assert_array_equal(old.scale, std)
+    assert old.classes == (0, 1)
+    res = check_shift(old, covariate.x_target, covariate.y_target, n_permutations=100, diagnose_shift=False)
+    assert [c.name for c in res.criteria] == ["input-space MMD", "label shift"]
+    meta["shiftkit_snapshot"] = 99
+    np.savez_compressed(tmp_path / "new.npz", x=xs[:10], shiftkit_meta=np.array(_json.dumps(meta)))
+    with pytest.raises(ValueError, match="format 99"):
+        Reference.load(tmp_path / "new.npz")

@@ -33,7 +33,6 @@ __all__ = [
     "comparison_frame",
     "diagnose_shift",
     "diagnosis_frame",
-    "labels_for_library",
     "permutations",
     "drift_for",
     "drift_frame",
@@ -187,18 +186,6 @@ def check_model_fits(model: Any, domains: Domains) -> Domains:
         raise DashboardError(f"The labels do not fit the model's outputs: {exc}") from None
 
 
-def labels_for_library(domains: Domains, codes: np.ndarray | None) -> tuple[Any, tuple[Any, ...] | None]:
-    """Label codes as the original class names, with the class order, for the library's results.
-
-    `diagnose` (and any function taking `classes=`) then shows the names the user knows; codes
-    stay codes when the names are missing or not distinct.
-    """
-    names = domains.class_name_list()
-    if codes is None or names is None or len(set(names)) != len(names):
-        return codes, None if names is None else tuple(range(len(names)))
-    return np.asarray(names)[codes], tuple(names)
-
-
 def permutations(alpha: float, n_permutations: int) -> int:
     """The permutations every dashboard test runs: the user's choice, raised so a test at `alpha` can reject.
 
@@ -277,8 +264,8 @@ def diagnose_shift(
     ys = None if domains.y_source is None else domains.y_source[source_idx][rows_s]
     yt = _target_labels(domains, use_target_labels)
     yt = None if yt is None or ys is None else yt[rows_t]
-    ys, classes = labels_for_library(domains, ys)
-    yt, _ = labels_for_library(domains, yt)
+    ys, classes = domains.labels_by_name(ys)
+    yt, _ = domains.labels_by_name(yt)
     return diagnose(xs[rows_s], xt[rows_t], ys, yt, model=model, alpha=alpha,
                     n_permutations=int(n_permutations), seed=seed, classes=None if ys is None else classes)
 
