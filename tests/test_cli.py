@@ -338,3 +338,23 @@ def test_report_bounds_the_diagnosis_and_says_what_was_subsampled(pairs, tmp_pat
     assert said in text and said in page.read_text()
     assert data["class_names"] == ["benign", "malignant"]
     assert data["diagnosis"]["classes"] == ["benign", "malignant"]  # shown by name, not by code
+
+
+def test_snapshot_with_labels_coded_1_2(tmp_path, capsys):
+    ref, tgt = _coded_pair(tmp_path, [1, 2], "snap12")
+    snap = tmp_path / "ref.npz"
+    assert main(["snapshot", "--reference", ref, "--label-column", "label", "--out", str(snap)]) == 0
+    out = tmp_path / "r.json"
+    code = main(["check", "--reference", str(snap), "--target", tgt, "--label-column", "label",
+                 "--max-imbalance-ratio", "3", *FAST, "--json", str(out)])
+    assert code == 0, capsys.readouterr()
+    criteria = {c["name"]: c for c in json.loads(out.read_text())["criteria"]}
+    assert criteria["class imbalance"]["value"] == pytest.approx(1.0)
+    assert criteria["label shift"]["value"] == pytest.approx(0.0)
+    frame = pd.read_csv(tgt)
+    frame.loc[:9, "label"] = 3
+    frame.to_csv(tmp_path / "three.csv", index=False)
+    code = main(["check", "--reference", str(snap), "--target", str(tmp_path / "three.csv"), "--label-column",
+                 "label", *FAST])
+    err = capsys.readouterr().err
+    assert code == 2 and "'3'" in err and "reference does not know" in err
