@@ -61,3 +61,31 @@ def test_bad_input():
         feature_drift(xs, xt, feature_names=list("abc"), categorical=["z"])
     with pytest.raises(ValueError, match="same feature shape"):
         feature_drift(xs, xt[:, :2])
+
+
+def test_categorical_level_with_rare_categories_and_unequal_sizes():
+    """The asymptotic chi-square rejected 5% of these nulls at alpha = 0.01 (expected counts < 1)."""
+    rng = np.random.default_rng(4)
+    p = [0.97, 0.01, 0.01, 0.01]
+    rejections = sum(
+        feature_drift(rng.choice(4, 20, p=p)[:, None], rng.choice(4, 300, p=p)[:, None], categorical=[0],
+                      correction="none", alpha=0.01, seed=i).tests[0].is_shift
+        for i in range(400)
+    )
+    assert rejections / 400 <= 0.01 + 3 * np.sqrt(0.01 * 0.99 / 400), rejections
+
+
+def test_small_expected_counts_use_an_exact_permutation_test():
+    rng = np.random.default_rng(5)
+    col_s = np.r_[[0] * 27, [1] * 2, [2] * 1]
+    col_t = np.r_[[0] * 14, [1] * 9, [2] * 7]  # class 2: expected count 4 in each domain
+    xs = np.c_[col_s, rng.permutation(col_s)]
+    xt = np.c_[col_t, rng.permutation(col_t)]
+    res = feature_drift(xs, xt, categorical=[0, 1], alpha=0.05, seed=0)
+    for t in res.tests:
+        assert t.kind == "categorical" and t.n_permutations >= 999 and t.is_shift
+    again = feature_drift(xs, xt, categorical=[0, 1], alpha=0.05, seed=0)
+    assert [t.p_value for t in again.tests] == [t.p_value for t in res.tests]  # seeded
+    # large expected counts keep the asymptotic test (equal to scipy, see test_categorical_chi_square)
+    big = feature_drift(rng.integers(0, 3, (400, 1)), rng.integers(0, 3, (400, 1)), categorical=[0])
+    assert big.tests[0].n_permutations == 0
