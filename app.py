@@ -268,15 +268,20 @@ if model is not None:
 else:
     fs, ft = xs_eval, domains.x_target
     space, std = "input space (standardised)", True
-before = cached.embedding(("before", method, ctx["data_key"], ctx["model_key"]), fs, ft, method, seed, std)
-after = None
-if adaptation is not None:
-    after = cached.embedding(("after", method) + adapt_key, *adaptation.features_after, method, seed, False)
 titles = (f"before: {space}", "after: adapted model's feature space")
-st.image(cached.png(("embedding", method, after is not None) + adapt_key,
-                    lambda: plots.embedding_scatter(before, after, titles=titles)))
-st.caption(f"{method.upper()} of the held-out source and the target, coloured by domain. Well-mixed "
-           "colours = little shift." + ("" if after is not None else " Run an adaptation (section 6) for the after panel."))
+before = after = None
+try:
+    before = cached.embedding(("before", method, ctx["data_key"], ctx["model_key"]), fs, ft, method, seed, std)
+    if adaptation is not None:
+        after = cached.embedding(("after", method) + adapt_key, *adaptation.features_after, method, seed, False)
+    st.image(cached.png(("embedding", method, after is not None) + adapt_key,
+                        lambda: plots.embedding_scatter(before, after, titles=titles)))
+except Exception as exc:  # noqa: BLE001 - shown here; the rest of the page stays
+    before = None
+    st.error(f"**The embedding could not be drawn.** {dash.user_message(exc)}")
+else:
+    st.caption(f"{method.upper()} of the held-out source and the target, coloured by domain. Well-mixed "
+               "colours = little shift." + ("" if after is not None else " Run an adaptation (section 6) for the after panel."))
 
 # ------------------------------------------------------------------------------------ 5. per-feature drift
 st.subheader("5. Per-feature drift")
@@ -350,7 +355,8 @@ adaptation_report = None if adaptation is None else adaptation.report
 
 
 def _html() -> str:
-    figures = {f"Embedding ({method.upper()})": plots.embedding_scatter(before, after, titles=titles)}
+    figures = {} if before is None else {
+        f"Embedding ({method.upper()})": plots.embedding_scatter(before, after, titles=titles)}
     return render_html(
         report, drift=drift, adaptation=adaptation_report, title=f"shiftkit report: {domains.name}",
         class_names=class_names, notes=[domains.description], figures=figures,
@@ -359,8 +365,13 @@ def _html() -> str:
 
 
 c1, c2 = st.columns(2)
-c1.download_button("Download JSON report", data=bundle_json(report, drift, adaptation_report),
-                   file_name="shiftkit_report.json", mime="application/json", key="download_json")
+try:
+    json_report = bundle_json(report, drift, adaptation_report)
+except Exception as exc:  # noqa: BLE001 - shown here; the rest of the page stays
+    c1.error(f"**The JSON report could not be built.** {dash.user_message(exc)}")
+else:
+    c1.download_button("Download JSON report", data=json_report, file_name="shiftkit_report.json",
+                       mime="application/json", key="download_json")
 html_help = "One self-contained file: figures embedded, no external scripts."
 try:  # built on click, in a thread (Streamlit versions that take a callable as data)
     c2.download_button("Download HTML report", data=_html, file_name="shiftkit_report.html", mime="text/html",

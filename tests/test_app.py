@@ -357,6 +357,10 @@ def test_switch_scenario_and_adapter_then_adapt():
 
 def test_upload_through_the_app(tables):
     src, tgt = tables
+    # TeX in user names (issue 9 #14): figures must render them as text, not crash.
+    tex = {"mean radius": r"$\foo$ col", "mean texture": "price in $"}
+    src = src.rename(columns=tex).assign(diagnosis=lambda f: "$" + f["diagnosis"] + "$")
+    tgt = tgt.rename(columns=tex)
     at = _app()
     at.session_state[dash.TEST_UPLOAD_KEYS["source"]] = ("source.csv", _csv(src))
     at.session_state[dash.TEST_UPLOAD_KEYS["target"]] = ("target.csv", _csv(tgt.drop(columns="diagnosis")))
