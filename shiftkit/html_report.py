@@ -163,7 +163,10 @@ def _tests_section(report: Any) -> str:
         rows,
     )
     where = "" if report.layer is None else f" Feature space: layer {_e(report.layer)}."
-    std = " Input space standardised with the source mean and std." if report.standardized else ""
+    how = getattr(report, "scaling", None)
+    std = (f" Input space standardised: {_e(how)}." if how else
+           " Input space standardised (shiftkit.shift.scaling: per-feature std floored at a tenth of the "
+           "feature's range; images and sequences: one pooled scale per channel).") if report.standardized else ""
     return (
         "<h2>MMD two-sample tests</h2>"
         "<p class='note'>Direction: a higher MMD^2 / a lower p-value means more shift; shift when the "
