@@ -28,6 +28,8 @@ Usage:
     python benchmarks/bench_mmd.py              # full run; writes its section of benchmarks/RESULTS.md
     python benchmarks/bench_mmd.py --quick      # smoke run (n=200, 100 permutations, no alibi), < 30 s
     python benchmarks/bench_mmd.py --sizes 500 2000 --no-alibi --no-extras
+    python benchmarks/bench_mmd.py --memory     # peak memory, two 46 MiB inputs, 8 MiB budget
+    python benchmarks/bench_mmd.py --memory --code /path/to/old/checkout   # the same, other code
 """
 
 from __future__ import annotations
@@ -65,6 +67,18 @@ DEFAULT_BUDGET = (
 # --------------------------------------------------------------------------------------------------
 # Measurement helpers (used in the child processes)
 # --------------------------------------------------------------------------------------------------
+
+
+class _Mmd2Result:
+    """`mmd2`'s value in the fields the report reads from an `MMDTestResult`."""
+
+    def __init__(self, value: float):
+        self.statistic = value
+        self.p_value = float("nan")
+        self.n_permutations = 0
+        self.bandwidth = float("nan")
+        self.computation = "mmd2 (three kernel sums in row blocks)"
+        self.is_shift = None
 
 
 def _child(args: argparse.Namespace) -> None:
@@ -113,15 +127,20 @@ def _child(args: argparse.Namespace) -> None:
         warnings.simplefilter("always")
         for _ in range(args.repeats):
             with Meter() as meter:
-                res = mmd_test(
-                    x,
-                    y,
-                    n_permutations=args.n_permutations,
-                    seed=args.seed,
-                    method=args.method,
-                    memory_budget=budget,
-                )
+                if args.function == "mmd2":
+                    value = sk_mmd.mmd2(x, y, memory_budget=budget)
+                else:
+                    res = mmd_test(
+                        x,
+                        y,
+                        n_permutations=args.n_permutations,
+                        seed=args.seed,
+                        method=args.method,
+                        memory_budget=budget,
+                    )
             meters.append(meter)
+    if args.function == "mmd2":
+        res = _Mmd2Result(value)
     times = [mt.wall for mt in meters]
 
     try:
@@ -145,6 +164,7 @@ def _child(args: argparse.Namespace) -> None:
         "m": len(y),
         "d": int(x.shape[1]),
         "method": args.method,
+        "function": args.function,
         "n_permutations": res.n_permutations,
         "memory_budget": budget,
         "seconds": statistics.median(times),
@@ -257,6 +277,8 @@ def _shiftkit(
         cmd += ["--src", args.src]
     if budget:
         cmd += ["--memory-budget", str(budget)]
+    if getattr(args, "function", "mmd_test") != "mmd_test":
+        cmd += ["--function", args.function]
     label = f"shiftkit n=m={n} {method}" + (
         f" budget={budget // MIB} MiB" if budget else ""
     )
@@ -653,6 +675,68 @@ def _targets(rows) -> list[str]:
     return out
 
 
+MEMORY_SECTION = "## MMD memory budget with wide inputs (bench_mmd.py --memory)"
+
+
+def _memory_check(args: argparse.Namespace) -> None:
+    """Peak extra RSS of `mmd_test` and `mmd2` on two 46 MiB inputs under an 8 MiB budget."""
+    n, d, budget = 2000, 3000, 8 * MIB
+    args.dim, args.n_permutations = d, 100
+    if args.max_wait is None:
+        args.max_wait = 60.0
+    results_path = args.results or HERE / "RESULTS.md"
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench_mmd_mem_") as tmpdir:
+        tmp = Path(tmpdir)
+        shutil.copytree(
+            Path(args.code or REPO) / "shiftkit",
+            tmp / "src" / "shiftkit",
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
+        args.src = str(tmp / "src")
+        data = _make_data(n, d, args.shift, args.seed, tmp)
+        for function in ("mmd_test", "mmd2"):
+            args.function = function
+            res = _shiftkit(args, data, n, budget=budget, repeats=1)
+            rows.append((function, res))
+    input_mib = 2 * n * d * 8 / MIB
+    lines = [MEMORY_SECTION, ""]
+    lines.append(f"- Date: {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+    machine = _machine()
+    lines.append(f"- Machine: {machine['nproc']} cores, {machine['cpu']}, {machine['mem']} RAM")
+    lines.append(
+        f"- Data: x, y ~ N(0, I_{d}) (y shifted by {args.shift} on its first coordinate), n = m = {n}, "
+        f"float64: {input_mib / 2:.1f} MiB each, {input_mib:.1f} MiB together; memory_budget = "
+        f"{budget // MIB} MiB; mmd_test with {args.n_permutations} permutations, seed {args.seed}."
+    )
+    lines.append(
+        "- Peak extra RSS: peak resident memory during the call minus the resident memory just before "
+        "it, in a fresh process per row (peak counter reset via /proc/self/clear_refs)."
+    )
+    lines.append(
+        "- Target (issue 9, item 11): growth below the inputs' size plus a few budgets "
+        f"({input_mib:.0f} + 4 x {budget // MIB} = {input_mib + 4 * budget / MIB:.0f} MiB). Before the fix "
+        "(commit 9d9d80e, measured with `--memory --code <that checkout>` on this machine): mmd_test "
+        "439 MiB in 94 s, mmd2 297 MiB in 28 s (the issue measured 314 MiB)."
+    )
+    lines.append("")
+    lines.append("| function | time (s) | peak extra RSS (MiB) | target met | computation |")
+    lines.append("|---|---:|---:|---|---|")
+    for function, res in rows:
+        if _ok(res):
+            peak = res["peak_extra_rss_mib"]
+            met = "yes" if peak < input_mib + 4 * budget / MIB else "NO"
+            lines.append(f"| {function} | {res['seconds']:.1f} | {peak:.0f} | {met} | {res['computation']} |")
+        else:
+            lines.append(f"| {function} | FAILED | - | - | `{res['error']}` |")
+    report = "\n".join(lines) + "\n"
+    print()
+    print(report)
+    if args.code is None:
+        write_section(results_path, MEMORY_SECTION, report)
+        print(f"wrote section '{MEMORY_SECTION}' to {results_path}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description="Benchmark shiftkit.shift.mmd_test (and alibi-detect)."
@@ -726,6 +810,20 @@ def main(argv: list[str] | None = None) -> None:
         help="longest wait (s) for a quiet machine before timing anyway "
         "(default 300; 0 with --quick)",
     )
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="only the memory-budget check (issue 9, item 11): two 46 MiB inputs (n = m = 2000, "
+        "d = 3000), memory_budget = 8 MiB, mmd_test (100 permutations) and mmd2; writes its own "
+        "section of RESULTS.md",
+    )
+    parser.add_argument(
+        "--code",
+        type=Path,
+        default=None,
+        help="with --memory: a directory holding the shiftkit package to measure (e.g. an older "
+        "checkout, for a before/after figure); default this checkout. Nothing is written then.",
+    )
     # Internal: one configuration in a fresh process.
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=str, default=None, help=argparse.SUPPRESS)
@@ -734,6 +832,7 @@ def main(argv: list[str] | None = None) -> None:
         "--memory-budget", type=int, default=None, help=argparse.SUPPRESS
     )
     parser.add_argument("--src", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--function", default="mmd_test", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.one is not None:
@@ -746,6 +845,9 @@ def main(argv: list[str] | None = None) -> None:
         _child(args)
         return
 
+    if args.memory:
+        _memory_check(args)
+        return
     if args.quick:
         args.sizes, args.n_permutations, args.no_alibi, args.no_extras = (
             [200],

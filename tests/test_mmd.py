@@ -317,3 +317,118 @@ def test_critical_value_helper():
     assert critical_value(null, 0.05) == 18.0  # k = 0: the largest
     assert critical_value(null, 0.049) == np.inf  # cannot reject
     assert permutations_for(0.05, 10) == 39 and permutations_for(0.05, 500) == 500
+
+
+# ------------------------------------------------------------------ issue 9, item 13: non-finite statistics
+@pytest.mark.parametrize("scale", [1e160, 1e-170, 1e300])
+def test_extreme_scales_give_the_same_answer(scale):
+    """The median-bandwidth kernel is scale-invariant: data scaled by 1e160 must not give NaN (it gave
+    statistic nan, bandwidth inf, p = 0.01, is_shift=True)."""
+    rng = np.random.default_rng(13)
+    x, y = rng.normal(size=(40, 3)), rng.normal(size=(40, 3))
+    plain = mmd_test(x, y, n_permutations=99, seed=0)
+    big = mmd_test(x * scale, y * scale, n_permutations=99, seed=0)
+    assert np.isfinite(big.statistic) and np.isfinite(big.bandwidth) and np.all(np.isfinite(big.null))
+    assert big.bandwidth == pytest.approx(plain.bandwidth * scale, rel=1e-9)
+    assert big.statistic == pytest.approx(plain.statistic, rel=1e-6, abs=1e-12)
+    assert big.p_value == plain.p_value and big.is_shift == plain.is_shift
+    assert mmd2(x * scale, y * scale) == pytest.approx(mmd2(x, y), rel=1e-6, abs=1e-12)
+    assert median_heuristic(x * scale, y * scale) == pytest.approx(median_heuristic(x, y) * scale, rel=1e-9)
+    lin = mmd_test(x * scale, y * scale, method="linear")
+    assert lin.statistic == pytest.approx(mmd_test(x, y, method="linear").statistic, rel=1e-6, abs=1e-12)
+    # a real shift at that scale is still found
+    assert mmd_test(x * scale, (y + 1.5) * scale, n_permutations=99, seed=0).is_shift
+
+
+def test_extreme_scale_null_is_calibrated():
+    rng = np.random.default_rng(131)
+    rejections = sum(
+        mmd_test(rng.normal(size=(20, 2)) * 1e160, rng.normal(size=(20, 2)) * 1e160, n_permutations=39, seed=i).is_shift
+        for i in range(100)
+    )
+    assert rejections <= 5 + 3 * np.sqrt(100 * 0.05 * 0.95)
+
+
+def test_non_finite_statistic_is_an_error_not_a_shift():
+    rng = np.random.default_rng(14)
+    x, y = rng.normal(size=(20, 3)), rng.normal(size=(20, 3))
+    # a bandwidth whose square underflows to 0 makes every kernel value 0/0 or exp(-inf)
+    with pytest.raises(ValueError, match=r"not finite.*bandwidth"):
+        mmd_test(x, y, bandwidth=1e-200, n_permutations=19, seed=0)
+    with pytest.raises(ValueError, match=r"not finite.*bandwidth"):
+        mmd2(x, y, bandwidth=1e-200)
+    # its square is subnormal: the kernel's diagonal becomes 0 * inf = NaN, caught on the statistic
+    with pytest.raises(ValueError, match=r"not finite \(nan\) with bandwidth 1e-160.*never reported as a shift"):
+        mmd_test(x, y, bandwidth=1e-160, n_permutations=19, seed=0)
+    with pytest.raises(ValueError, match=r"not finite \(nan\)"):
+        mmd2(x, y, bandwidth=1e-160)
+
+
+# ------------------------------------------------------------------ issue 9, item 11: memory budget
+def _peak_resettable() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(field)
+
+
+def _peak_growth_mib(fn) -> float:
+    _peak_resettable()
+    before = _kib("VmRSS")
+    fn()
+    return (_kib("VmHWM") - before) / 1024
+
+
+@pytest.mark.skipif(not _peak_resettable(), reason="needs Linux /proc/self/clear_refs to reset the peak RSS")
+def test_memory_budget_accounts_for_the_feature_count():
+    """Wide inputs (d = 1500) under a 2 MiB budget: no copy of the column set per block, norms once.
+
+    Before: every row block copied the full (N, d) column tensor to square it (and the bandwidth
+    concatenated and converted the inputs), so peak memory grew by several times the inputs' size.
+    The big figure (two 46 MiB inputs, 8 MiB budget) is in benchmarks/bench_mmd.py --memory.
+    """
+    rng = np.random.default_rng(11)
+    x, y = rng.normal(size=(300, 1500)), rng.normal(size=(300, 1500))
+    inputs_mib = (x.nbytes + y.nbytes) / 2**20  # 6.9 MiB
+    budget = 2 << 20
+    mmd_test(x[:20, :50], y[:20, :50], n_permutations=19, seed=0, memory_budget=budget)  # warm-up
+    holder = {}
+    growth = _peak_growth_mib(lambda: holder.update(res=mmd_test(x, y, n_permutations=19, seed=0, memory_budget=budget)))
+    assert "row blocks" in holder["res"].computation
+    assert growth < inputs_mib + 4 * budget / 2**20, growth
+    growth2 = _peak_growth_mib(lambda: mmd2(x, y, memory_budget=budget))
+    assert growth2 < inputs_mib + 4 * budget / 2**20, growth2
+
+
+def test_rows_per_block_counts_features():
+    from shiftkit.shift.mmd import _rows_per_block
+
+    narrow = _rows_per_block(1000, 2, 1, 8 << 20)
+    wide = _rows_per_block(1000, 100_000, 1, 8 << 20)
+    assert wide < narrow / 10
+
+
+@pytest.mark.parametrize("bandwidth", [0.8, [0.5, 2.0, 4.0]])
+def test_numpy_kernel_block_is_the_keras_kernel(bandwidth):
+    """The measuring path's in-place numpy block is `kernels.gaussian_kernel` (the adapter's kernel)."""
+    from keras import ops
+
+    from shiftkit.shift.kernels import gaussian_kernel, gaussian_kernel_block
+
+    rng = np.random.default_rng(3)
+    rows, a, b = rng.normal(size=(7, 4)), rng.normal(size=(5, 4)), rng.normal(size=(6, 4))
+    bw = np.atleast_1d(np.asarray(bandwidth, dtype=float))
+    sq = lambda v: np.einsum("ij,ij->i", v, v)  # noqa: E731
+    got = gaussian_kernel_block(rows, [a, b], bw, sq(rows), [sq(a), sq(b)])
+    want = ops.convert_to_numpy(gaussian_kernel(rows, np.concatenate([a, b]), bw))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)

@@ -23,7 +23,8 @@ Median heuristic (`median_heuristic`):
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Sequence
 
 import numpy as np
 from keras import ops
@@ -33,6 +34,8 @@ __all__ = [
     "gaussian_kernel",
     "median_heuristic",
     "median_bandwidth",
+    "data_scale",
+    "gaussian_kernel_block",
     "mmd2_from_kernels",
     "mmd2_tensor",
     "linear_mmd2_terms",
@@ -80,37 +83,192 @@ def gaussian_kernel(x: Any, y: Any, bandwidth: Any) -> Any:
     return ops.sum(ops.exp(-ops.expand_dims(d2, 0) / (2.0 * ops.square(bw))), axis=0)
 
 
+def data_scale(*arrays: np.ndarray) -> float:
+    """A power of two by which to divide data so that squared distances cannot overflow or underflow.
+
+    The Gaussian kernel with a median-heuristic bandwidth is invariant to scaling the data, and a
+    fixed bandwidth scales along: k(x / s, y / s; h / s) = k(x, y; h). Dividing by a power of two
+    is exact in floating point, so data whose largest absolute value lies in [2^-256, 2^256]
+    (squared distances then stay far from float64's limits for any realistic feature count) are
+    left alone (scale 1.0, bitwise the same results), and other data are brought to a largest
+    absolute value in [1, 2).
+
+    Args:
+        *arrays: numpy arrays (any shapes), finite.
+
+    Returns:
+        The scale `s` (1.0 when no rescaling is needed or all values are 0).
+
+    Example:
+        >>> data_scale(np.array([1e160, -3.0])) == 2.0**531
+        True
+        >>> data_scale(np.array([0.5, 1e6]))
+        1.0
+    """
+    top = 0.0
+    for a in arrays:
+        if a.size:  # max and -min: no temporary |a| array
+            top = max(top, float(a.max()), -float(a.min()))
+    if top == 0.0 or 2.0**-256 <= top <= 2.0**256:
+        return 1.0
+    _, exponent = math.frexp(top)  # top = mantissa * 2^exponent, mantissa in [0.5, 1)
+    return math.ldexp(1.0, exponent - 1)
+
+
+def gaussian_kernel_block(
+    rows: np.ndarray,
+    cols: Sequence[np.ndarray],
+    bandwidth: np.ndarray,
+    rows_sqnorm: np.ndarray,
+    cols_sqnorm: Sequence[np.ndarray],
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """`gaussian_kernel(rows, concat(cols), bandwidth)` in numpy, in place, from precomputed norms.
+
+    The measuring path (`shiftkit.shift.mmd`) evaluates the kernel matrix in row blocks against
+    every column; this is the same kernel as `gaussian_kernel` (a test checks they agree to
+    round-off), written so that a block costs only its own memory: the columns are given as
+    parts (source, target) that are never concatenated or copied, their squared norms are
+    computed once by the caller, and the block is built in one `(r, N)` buffer (two more with
+    several bandwidths).
+
+    Args:
+        rows: float64 array `(r, d)`.
+        cols: float64 arrays `(n_i, d)`; the block's columns are their rows, in order.
+        bandwidth: 1-D array of positive bandwidths (kernels summed).
+        rows_sqnorm: `(r,)` squared norms of `rows`.
+        cols_sqnorm: `(n_i,)` squared norms of each part of `cols`.
+        out: optional float64 buffer with at least `r` rows and `sum(n_i)` columns, reused.
+
+    Returns:
+        The `(r, sum(n_i))` kernel block (a view of `out` when given).
+    """
+    r = len(rows)
+    n_cols = sum(len(c) for c in cols)
+    buf = np.empty((r, n_cols)) if out is None else out[:r, :n_cols]
+    offset = 0
+    for part, sq in zip(cols, cols_sqnorm):
+        view = buf[:, offset : offset + len(part)]
+        np.matmul(rows, part.T, out=view)
+        view *= -2.0
+        view += sq[None, :]
+        offset += len(part)
+    buf += rows_sqnorm[:, None]
+    np.maximum(buf, 0.0, out=buf)  # squared distances, clipped against round-off
+    bw = np.asarray(bandwidth, dtype=np.float64).reshape(-1)
+    # A bandwidth far off the data's scale gives inf / NaN here; callers check their statistic.
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        coefficients = -1.0 / (2.0 * bw**2)
+        if bw.size == 1:
+            buf *= coefficients[0]
+            return np.exp(buf, out=buf)
+        total = np.exp(buf * coefficients[0])
+        term = np.empty_like(buf)
+        for c in coefficients[1:]:
+            np.multiply(buf, c, out=term)
+            total += np.exp(term, out=term)
+    buf[...] = total
+    return buf
+
+
+def _as_2d(a: Any) -> np.ndarray:
+    a = np.asarray(ops.convert_to_numpy(a) if not isinstance(a, np.ndarray) else a, dtype=np.float64)
+    return a.reshape(len(a), -1)
+
+
 def median_heuristic(
-    x: Any, y: Any | None = None, *, max_samples: int = 2000, seed: int | None = 0
+    x: Any,
+    y: Any | None = None,
+    *,
+    max_samples: int = 2000,
+    seed: int | None = 0,
+    memory_budget: int = 64 << 20,
 ) -> float:
     """Median pairwise Euclidean distance of the pooled sample (see the module docstring).
+
+    Computed without concatenating or copying `x` and `y` whole: the seeded subsample's rows are
+    gathered block by block, scaled by a power of two (`data_scale`, so data of any magnitude give
+    a finite, correct median) and centred (distances are unchanged, round-off is smaller); the
+    distances are taken between pairs of blocks sized to `memory_budget`.
 
     Args:
         x: array `(n, d)`.
         y: optional array `(m, d)`, pooled with `x`.
         max_samples: the most points used; larger pooled samples are subsampled uniformly.
         seed: seed of that subsample.
+        memory_budget: bytes for two gathered blocks and their distances (blocks of at least 256
+            rows, so that the matrix products stay efficient). The pairwise distances themselves
+            (`min(N, max_samples)^2 / 2` floats) are held besides.
 
     Returns:
         The bandwidth, a positive float.
     """
-    z = ops.convert_to_numpy(x) if y is None else np.concatenate(
-        [ops.convert_to_numpy(x), ops.convert_to_numpy(y)], axis=0
-    )
-    z = np.asarray(z, dtype=np.float64).reshape(len(z), -1)
-    if len(z) > max_samples:
-        idx = np.random.default_rng(seed).choice(len(z), size=max_samples, replace=False)
-        z = z[idx]
-    d2 = ops.convert_to_numpy(squared_distances(z, z))
-    iu = np.triu_indices(len(z), k=1)
-    dist = np.sqrt(d2[iu])
-    if dist.size == 0:
+    parts = [_as_2d(x)] + ([] if y is None else [_as_2d(y)])
+    n_first = len(parts[0])
+    total = sum(len(p) for p in parts)
+    if total > max_samples:
+        idx = np.random.default_rng(seed).choice(total, size=max_samples, replace=False)
+        idx.sort()
+    else:
+        idx = np.arange(total)
+    big_m, d = len(idx), parts[0].shape[1]
+    if big_m < 2:
         return 1.0
-    med = float(np.median(dist))
+    scale = data_scale(*parts)
+
+    def gather(sel: np.ndarray) -> np.ndarray:
+        out = np.empty((len(sel), d))
+        cut = int(np.searchsorted(sel, n_first))
+        np.take(parts[0], sel[:cut], axis=0, out=out[:cut], mode="clip")  # clip: unbuffered
+        if cut < len(sel):
+            np.take(parts[1], sel[cut:] - n_first, axis=0, out=out[cut:], mode="clip")
+        if scale != 1.0:
+            out /= scale
+        return out
+
+    # Square blocks of b rows: two gathered (b, d) blocks and their (b, b) distances (+ a copy):
+    # 16 b d + 16 b^2 bytes.
+    b = int((-d + math.sqrt(d * d + max(memory_budget, 1) / 4.0)) / 2.0)
+    b = max(min(256, big_m), min(big_m, b))
+    starts = list(range(0, big_m, b))
+    mean = np.zeros(d)
+    for s in starts:
+        mean += gather(idx[s : s + b]).sum(axis=0)
+    mean /= big_m
+
+    def block(s: int) -> tuple[np.ndarray, np.ndarray]:
+        g = gather(idx[s : s + b])
+        g -= mean
+        return g, np.einsum("ij,ij->i", g, g)
+
+    dist2 = np.empty(big_m * (big_m - 1) // 2)
+    filled = 0
+    for i, si in enumerate(starts):
+        rows, rows_sq = block(si)
+        for sj in starts[i:]:
+            cols, cols_sq = (rows, rows_sq) if sj == si else block(sj)
+            dd = rows @ cols.T
+            dd *= -2.0
+            dd += rows_sq[:, None]
+            dd += cols_sq[None, :]
+            if sj == si:  # the upper triangle of a diagonal block: pairs i < j
+                for r in range(len(rows) - 1):
+                    seg = dd[r, r + 1 :]
+                    dist2[filled : filled + len(seg)] = seg
+                    filled += len(seg)
+            else:
+                dist2[filled : filled + dd.size] = dd.reshape(-1)
+                filled += dd.size
+            del cols, cols_sq, dd  # freed before the next block is gathered
+        del rows, rows_sq
+    np.maximum(dist2, 0.0, out=dist2)
+    lo, hi = (dist2.size - 1) // 2, dist2.size // 2
+    dist2.partition([lo, hi] if lo != hi else lo)
+    med = 0.5 * (math.sqrt(dist2[lo]) + math.sqrt(dist2[hi]))
     if med > 0:
-        return med
-    positive = dist[dist > 0]
-    return float(positive.mean()) if positive.size else 1.0
+        return med * scale
+    positive = dist2[dist2 > 0]
+    return float(np.sqrt(positive).mean()) * scale if positive.size else 1.0
 
 
 def median_bandwidth(z: Any) -> Any:

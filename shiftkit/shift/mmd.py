@@ -132,40 +132,107 @@ def _check_attainable(alpha: float, n_permutations: int) -> None:
         )
 
 
+def _rescale(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Divide both samples by one power of two when their magnitude is extreme (see `data_scale`).
+
+    The kernel with a median bandwidth is scale-invariant and a given bandwidth is divided by the
+    same scale, so results are unchanged; data scaled by 1e160 no longer overflow to NaN. Data of
+    ordinary magnitude are not copied (scale 1.0).
+    """
+    scale = kernels.data_scale(x, y)
+    if scale != 1.0:
+        x, y = x / scale, y / scale
+    return x, y, scale
+
+
 def _resolve_bandwidth(
-    x: np.ndarray, y: np.ndarray, bandwidth: Any, seed: int | None = 0
+    x: np.ndarray,
+    y: np.ndarray,
+    bandwidth: Any,
+    seed: int | None = 0,
+    scale: float = 1.0,
+    budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> np.ndarray:
+    """The bandwidth(s) in the units of the (rescaled) data `x`, `y`."""
     bw = check_bandwidth(bandwidth)
     if bw is None:
-        bw = np.array([kernels.median_heuristic(x, y, seed=0 if seed is None else seed)])
+        bw = np.array(
+            [kernels.median_heuristic(x, y, seed=0 if seed is None else seed, memory_budget=max(budget // 2, 1 << 20))]
+        )
+    else:
+        bw = bw / scale
+    if not np.all(np.isfinite(bw**2)) or np.any(bw**2 == 0):
+        raise ValueError(
+            f"The MMD^2 statistic is not finite with bandwidth {_bandwidth_value(bw * scale)}: it is so far "
+            f"from the data's scale (largest |value| about {scale * max(float(np.max(np.abs(x))), 1e-300):.3g}) "
+            "that its square under- or overflows. Pass a bandwidth on the scale of the data, or "
+            "bandwidth=None for the median heuristic."
+        )
     return bw
+
+
+def _check_finite_statistic(values: np.ndarray, bw: np.ndarray, scale: float) -> None:
+    values = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        bad = values[~np.isfinite(values)][0]
+        raise ValueError(
+            f"The MMD^2 statistic is not finite ({bad}) with bandwidth {_bandwidth_value(bw * scale)}: "
+            "the kernel under- or overflowed. This is never reported as a shift. Pass a bandwidth on "
+            "the scale of the data, or bandwidth=None for the median heuristic."
+        )
 
 
 def _bandwidth_value(bw: np.ndarray) -> float | tuple[float, ...]:
     return float(bw[0]) if bw.size == 1 else tuple(float(b) for b in bw)
 
 
-def _rows_per_block(n_cols: int, n_kernels: int, budget: int) -> int:
-    # Computing one block holds up to n_kernels + 6 float64 arrays of shape (rows, n_cols) at its
-    # peak: the squared-distance terms (norms broadcast, cross products, their difference, the
-    # clip), one exponential per bandwidth and their sum, and the block handed to numpy.
-    per_row = 8 * n_cols * (n_kernels + 6)
-    return int(max(1, min(n_cols, budget // max(per_row, 1))))
+class _Pooled:
+    """A pooled sample given as parts (source, target) that are never concatenated or copied.
+
+    The squared norms of the rows are computed once here and reused by every kernel block.
+    """
+
+    def __init__(self, *parts: np.ndarray):
+        self.parts = parts
+        self.sqnorms = [np.einsum("ij,ij->i", p, p) for p in parts]
+        self.offsets = np.cumsum([0] + [len(p) for p in parts]).tolist()
+        self.n = int(self.offsets[-1])
+        self.n_features = int(parts[0].shape[1])
+
+    def rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows `[start, stop)` of the pooled sample and their squared norms (views unless a block
+        straddles two parts)."""
+        pieces, norms = [], []
+        for part, sq, off in zip(self.parts, self.sqnorms, self.offsets):
+            lo, hi = max(start, off), min(stop, off + len(part))
+            if lo < hi:
+                pieces.append(part[lo - off : hi - off])
+                norms.append(sq[lo - off : hi - off])
+        if len(pieces) == 1:
+            return pieces[0], norms[0]
+        return np.concatenate(pieces), np.concatenate(norms)
 
 
-def _kernel_blocks(z_rows: np.ndarray, z_cols: np.ndarray, bw: np.ndarray, rows: int):
-    """Yield `(start, block)` with block = K[start:start+rows, :] as float64 numpy."""
-    cols = ops.convert_to_tensor(z_cols, dtype="float64")
-    for start in range(0, len(z_rows), rows):
-        block = kernels.gaussian_kernel(z_rows[start : start + rows], cols, bw)
-        yield start, np.asarray(ops.convert_to_numpy(block), dtype=np.float64)
+def _rows_per_block(n_cols: int, n_features: int, n_kernels: int, budget: int) -> int:
+    # A block holds one float64 (rows, n_cols) buffer, built in place (`gaussian_kernel_block`);
+    # several bandwidths add a running sum and a term of the same shape. A block straddling the
+    # source/target boundary gathers its rows: (rows, n_features) more.
+    per_row = 8 * (n_cols * (1 if n_kernels == 1 else 3) + n_features + 1)
+    return int(max(1, min(n_cols, budget // per_row)))
 
 
-def _kernel_sum(
-    a: np.ndarray, b: np.ndarray, bw: np.ndarray, budget: int, exclude_diagonal: bool
-) -> float:
+def _kernel_blocks(rows: _Pooled, cols: _Pooled, bw: np.ndarray, n_rows: int):
+    """Yield `(start, block)` with block = K[start:start+r, :] (float64). The block is one reused
+    buffer: valid until the next one is yielded."""
+    buf = np.empty((min(n_rows, rows.n), cols.n))
+    for start in range(0, rows.n, n_rows):
+        r, r_sq = rows.rows(start, min(rows.n, start + n_rows))
+        yield start, kernels.gaussian_kernel_block(r, cols.parts, bw, r_sq, cols.sqnorms, out=buf)
+
+
+def _kernel_sum(a: _Pooled, b: _Pooled, bw: np.ndarray, budget: int, exclude_diagonal: bool) -> float:
     total = 0.0
-    for start, block in _kernel_blocks(a, b, bw, _rows_per_block(len(b), bw.size, budget)):
+    for start, block in _kernel_blocks(a, b, bw, _rows_per_block(b.n, b.n_features, bw.size, budget)):
         total += float(block.sum())
         if exclude_diagonal:
             total -= float(np.trace(block, offset=start))
@@ -210,16 +277,22 @@ def mmd2(
     estimator = check_option(estimator, "estimator", _ESTIMATORS)
     x, y = check_pair(x, y, ("x", "y"))
     budget = check_positive_int(memory_budget, "memory_budget")
-    bw = _resolve_bandwidth(x, y, bandwidth)
+    x, y, scale = _rescale(x, y)
+    bw = _resolve_bandwidth(x, y, bandwidth, scale=scale, budget=budget)
     n, m = len(x), len(y)
     if estimator == "linear":
-        return float(ops.convert_to_numpy(ops.mean(kernels.linear_mmd2_terms(x, y, bw))))
-    sxx = _kernel_sum(x, x, bw, budget, exclude_diagonal=estimator == "unbiased")
-    syy = _kernel_sum(y, y, bw, budget, exclude_diagonal=estimator == "unbiased")
-    sxy = _kernel_sum(x, y, bw, budget, exclude_diagonal=False)
-    if estimator == "biased":
-        return sxx / n**2 + syy / m**2 - 2.0 * sxy / (n * m)
-    return sxx / (n * (n - 1)) + syy / (m * (m - 1)) - 2.0 * sxy / (n * m)
+        value = float(ops.convert_to_numpy(ops.mean(kernels.linear_mmd2_terms(x, y, bw))))
+    else:
+        px, py = _Pooled(x), _Pooled(y)
+        sxx = _kernel_sum(px, px, bw, budget, exclude_diagonal=estimator == "unbiased")
+        syy = _kernel_sum(py, py, bw, budget, exclude_diagonal=estimator == "unbiased")
+        sxy = _kernel_sum(px, py, bw, budget, exclude_diagonal=False)
+        if estimator == "biased":
+            value = sxx / n**2 + syy / m**2 - 2.0 * sxy / (n * m)
+        else:
+            value = sxx / (n * (n - 1)) + syy / (m * (m - 1)) - 2.0 * sxy / (n * m)
+    _check_finite_statistic(np.array([value]), bw, scale)
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -300,9 +373,9 @@ def _indicator_batch(n: int, big_n: int, count: int, first: int, rng: np.random.
 
 
 def _permutation_test(
-    z: np.ndarray, n: int, bw: np.ndarray, n_permutations: int, seed: int | None, budget: int
+    z: _Pooled, n: int, bw: np.ndarray, n_permutations: int, seed: int | None, budget: int
 ) -> tuple[float, np.ndarray, float, str]:
-    big_n, m = len(z), len(z) - n
+    big_n, m = z.n, z.n - n
     rng = np.random.default_rng(seed)
     n_cols = n_permutations + 1  # column 0 is the observed split
     full_bytes = 8 * big_n * big_n
@@ -312,7 +385,7 @@ def _permutation_test(
     # floats; in row blocks the product is only (rows, batch).
     per_column = (16 if keep_full else 8) * big_n
     perm_batch = int(max(1, min(n_cols, a_budget // per_column)))
-    rows = _rows_per_block(big_n, bw.size, budget // 2)
+    rows = _rows_per_block(big_n, z.n_features, bw.size, budget // 2)
 
     aka = np.empty(n_cols)
     a_s = np.empty(n_cols)
@@ -463,11 +536,13 @@ def mmd_test(
     x = _subsample(x, max_samples, rng)
     y = _subsample(y, max_samples, rng)
     n, m = len(x), len(y)
-    bw = _resolve_bandwidth(x, y, bandwidth, seed)
+    x, y, scale = _rescale(x, y)
+    bw = _resolve_bandwidth(x, y, bandwidth, seed, scale=scale, budget=budget)
     space = space or ("feature" if features is not None else "input")
 
     if method == "linear":
         stat, p_value, se, _ = _linear_test(x, y, bw)
+        _check_finite_statistic(np.array([stat, se]), bw, scale)
         threshold = float(stats.norm.isf(alpha) * se)
         # Mean within-domain kernel value on the same consecutive pairs, for `normalized`.
         half = min(n, m) // 2
@@ -480,7 +555,7 @@ def mmd_test(
             threshold=threshold,
             is_shift=bool(p_value <= alpha),
             alpha=alpha,
-            bandwidth=_bandwidth_value(bw),
+            bandwidth=_bandwidth_value(bw * scale),
             null=np.empty(0),
             n_source=n,
             n_target=m,
@@ -498,8 +573,8 @@ def mmd_test(
             "N^2 x n_permutations). Pass max_samples=... or method='linear' for large samples.",
             stacklevel=2,
         )
-    z = np.concatenate([x, y], axis=0)
-    stat, null, within, how = _permutation_test(z, n, bw, n_permutations, seed, budget)
+    stat, null, within, how = _permutation_test(_Pooled(x, y), n, bw, n_permutations, seed, budget)
+    _check_finite_statistic(np.append(null, stat), bw, scale)
     p_value = (1.0 + np.count_nonzero(null >= stat)) / (1.0 + n_permutations)
     std = float(null.std())
     return MMDTestResult(
@@ -508,7 +583,7 @@ def mmd_test(
         threshold=critical_value(null, alpha),
         is_shift=bool(p_value <= alpha),
         alpha=alpha,
-        bandwidth=_bandwidth_value(bw),
+        bandwidth=_bandwidth_value(bw * scale),
         null=null,
         n_source=n,
         n_target=m,
