@@ -2,8 +2,10 @@
 
 The same functions serve two uses (DESIGN.md, "one kernel, two uses"): the shift module evaluates
 them on numpy data to *measure* MMD, and the MMD adapter calls them on batches of features inside a
-training step to *minimise* it. Everything here therefore takes and returns backend tensors and is
-differentiable; nothing here validates user input (the public functions in `mmd.py` do).
+training step to *minimise* it. The kernel functions therefore take and return backend tensors and
+are differentiable; nothing here validates user input (the public functions in `mmd.py` do).
+Two numpy helpers serve the measuring path only: `gaussian_kernel_block`, the same kernel evaluated
+in place on row blocks (memory-bounded, tested equal to `gaussian_kernel`), and `data_scale`.
 
 Kernel:
     k(a, b) = sum_j exp(-||a - b||^2 / (2 * bandwidth_j^2))
@@ -17,8 +19,9 @@ Median heuristic (`median_heuristic`):
     bandwidth = median of the Euclidean distances ||z_i - z_j|| over all pairs i < j of the pooled
     sample z = concat(x, y) (Gretton et al. 2012, section 8). When the pooled sample has more than
     `max_samples` points, the median is taken over a uniformly drawn, seeded subsample of
-    `max_samples` points. If that median is 0 (more than half the pairs are duplicates) the mean
-    of the positive distances is used, and 1.0 if all points coincide.
+    `max_samples` points (computed block-wise, without concatenating x and y). If that median is
+    0 (more than half the pairs are duplicates) the mean of the positive distances is used, and
+    1.0 if all points coincide.
 """
 
 from __future__ import annotations

@@ -13,10 +13,23 @@ How the permutation test is computed (the speed and memory design):
 
     so every permutation needs only the product K a. Stacking the observed split and all permutations
     as columns of A (N x P), one matrix product K @ A gives every statistic at once. K is computed
-    exactly once, with `keras.ops`, in row blocks; when the full N x N matrix would exceed
+    exactly once, in row blocks (`kernels.gaussian_kernel_block`: the kernel of
+    `kernels.gaussian_kernel`, evaluated in place in numpy); when the full N x N matrix would exceed
     `memory_budget` it is never held whole: each row block is multiplied into A and dropped. Only
     when A itself would not fit are permutations taken in batches, and then kernel blocks are
     recomputed once per batch (the result's `computation` says which path ran).
+
+Memory: the source and target samples are never concatenated or copied (unless they must be
+rescaled, below); the squared norms of their rows are computed once, and a row block costs
+`8 x (N + d)` bytes per row (three N-wide buffers with several bandwidths), so `memory_budget`
+bounds the working memory for any feature count d.
+
+Scale: the Gaussian kernel with the median-heuristic bandwidth does not change when the data are
+multiplied by a constant (a given bandwidth is divided by the same constant). Data whose largest
+absolute value is outside [2^-256, 2^256] are divided by a power of two first (exact in floating
+point; `kernels.data_scale`), so samples scaled by 1e160 give the same, finite answer as unscaled
+ones. A statistic that is still not finite (a bandwidth far off the data's scale) raises a
+ValueError; it is never reported as a shift.
 """
 
 from __future__ import annotations
