@@ -283,6 +283,11 @@ def _encode(
             "source rows of at least 2 classes to fit and check a source classifier. Pass source labels "
             "of every class, or leave y_source (and y_target) out to test covariate shift only."
         )
+    if n_outputs is not None and enc.n_classes > n_outputs:
+        raise ValueError(
+            f"The labels have {enc.n_classes} classes {list(enc.classes)[:10]} but the model predicts "
+            f"{n_outputs}: pass labels of the model's classes (0..{n_outputs - 1}), or the model they belong to."
+        )
     n_classes = enc.n_classes if n_outputs is None else int(n_outputs)
     return enc.classes, ys, yt, n_classes
 
