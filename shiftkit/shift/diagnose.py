@@ -283,6 +283,11 @@ def _encode(
             "source rows of at least 2 classes to fit and check a source classifier. Pass source labels "
             "of every class, or leave y_source (and y_target) out to test covariate shift only."
         )
+    if n_outputs is not None and classes is not None and enc.n_classes != n_outputs:
+        raise ValueError(
+            f"classes lists {enc.n_classes} classes but the model predicts {n_outputs}: pass one class per "
+            "model output, in output order."
+        )
     if n_outputs is not None and enc.n_classes > n_outputs:
         raise ValueError(
             f"The labels have {enc.n_classes} classes {list(enc.classes)[:10]} but the model predicts "
