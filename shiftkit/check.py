@@ -455,7 +455,11 @@ class CheckResult:
                          f"threshold {c.threshold:g}) {c.detail}")
         if self.diagnosis is not None:
             lines.append("")
-            lines.append(f"  kind of shift: {', '.join(self.diagnosis.kinds) or 'none'}; "
+            kinds = ", ".join(self.diagnosis.kinds) or "none"
+            untestable = getattr(self.diagnosis, "untestable", ())
+            if untestable:
+                kinds += f" (NOT TESTABLE on these data: {', '.join(untestable)})"
+            lines.append(f"  kind of shift: {kinds}; "
                          f"recommended: {self.diagnosis.recommendation}. {self.diagnosis.reason}")
         return "\n".join(lines)
 
