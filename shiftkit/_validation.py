@@ -339,6 +339,10 @@ class LabelEncoding:
     def __hash__(self) -> int:
         return hash(self.classes)
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # immutable (__setattr__ refuses), so pickling (st.cache_data, multiprocessing) rebuilds it
+        return (LabelEncoding, (self.classes, self.identity))
+
     def __repr__(self) -> str:
         return f"LabelEncoding(classes={self.classes!r})"
 
