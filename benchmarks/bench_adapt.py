@@ -444,8 +444,13 @@ def fit_by_hand(scenario: Any, source: Any, data: Any, epochs: int, seed: int) -
             "seconds": time.perf_counter() - t0}
 
 
-def run_defaults_cell(scenario: Any, seed: int, grid: tuple[float, ...], fast: bool) -> dict[str, Any]:
-    """One scenario x seed: source model, both adapters with defaults, the rate grids, the by-hand fine-tune."""
+def run_defaults_cell(scenario: Any, seed: int, grid: tuple[float, ...], fast: bool,
+                      progress: bool = False) -> dict[str, Any]:
+    """One scenario x seed: source model, both adapters with defaults, the rate grids, the by-hand fine-tune.
+
+    A grid point equal to the rate's default value is the very call already made with defaults (same
+    arguments, same seed): its result is reused, not recomputed.
+    """
     import _defaults_scenarios as ds
     from shiftkit.adapt import CopyAdapter, FineTuneAdapter
 
@@ -459,18 +464,49 @@ def run_defaults_cell(scenario: Any, seed: int, grid: tuple[float, ...], fast: b
         "source_seconds": time.perf_counter() - t0,
     }
     fit_seed = seed + 1  # the same random state for every fit of this cell: only the arguments differ
+
+    def say(what: str, res: dict[str, Any]) -> None:
+        if progress:
+            print(f"    {scenario.name} seed {seed} {what}: {res['accuracy']:.3f}, {res.get('epochs')} epochs "
+                  f"({res.get('epochs_total', res.get('epochs'))} run), {res['seconds']:.0f} s", flush=True)
+
     for cls in (CopyAdapter, FineTuneAdapter):
         name = cls.__name__
-        out[name] = {"default": fit_adapter_with(cls, source, data, fit_seed, fast=fast), "grid": {}}
+        default = fit_adapter_with(cls, source, data, fit_seed, fast=fast)
+        say(f"{name} default", default)
+        out[name] = {"default": default, "grid": {}}
         rate = grid_rate(cls)
         out[name]["grid_rate"] = rate
+        init_p, fit_p = _params(cls)
+        default_rate = {**fit_p, **init_p}[rate]
         for lr in grid:
+            if not fast and isinstance(default_rate, float) and math.isclose(lr, default_rate, rel_tol=1e-12):
+                out[name]["grid"][repr(lr)] = {**default, "reused_default": True}
+                continue
             out[name]["grid"][repr(lr)] = fit_adapter_with(cls, source, data, fit_seed, {rate: lr}, fast=fast)
+            say(f"{name} {rate}={lr:g}", out[name]["grid"][repr(lr)])
     ft = out["FineTuneAdapter"]["default"]
     out["by_hand"] = fit_by_hand(scenario, source, data, ft["epochs"], fit_seed)
     out["by_hand_all_epochs"] = (out["by_hand"] if ft["epochs_total"] == ft["epochs"] else
                                  fit_by_hand(scenario, source, data, ft["epochs_total"], fit_seed))
     return out
+
+
+def _defaults_cell_job(name: str, seed: int, grid: tuple[float, ...], fast: bool, progress: bool) -> dict[str, Any]:
+    """`run_defaults_cell` for the scenario named `name` (a top-level function: runs in a worker process too)."""
+    import _defaults_scenarios as ds
+
+    try:
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")  # retracing warnings: many small models compiled in a row
+    except Exception:  # noqa: BLE001 - cosmetic
+        pass
+    scenario = next(s for s in ds.scenarios(fast=fast) if s.name == name)
+    t0 = time.perf_counter()
+    cell = run_defaults_cell(scenario, seed, grid, fast, progress=progress)
+    cell["cell_seconds"] = time.perf_counter() - t0
+    return cell
 
 
 def summarize_defaults(cells: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
@@ -663,32 +699,41 @@ def defaults_main(argv: list[str]) -> int:
     parser.add_argument("--json", type=Path, default=None,
                         help=f"raw results (default {DEFAULTS_JSON.name} next to --results)")
     parser.add_argument("--no-results", action="store_true", help="print only; write no results file")
+    parser.add_argument("--progress", action="store_true", help="print every fit as it finishes")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="scenario x seed cells run in this many processes at once (default 1)")
     args = parser.parse_args(argv)
     args.command = "python benchmarks/bench_adapt.py defaults" + (" " + shlex.join(argv) if argv else "")
     seeds = args.seeds or ([DEFAULT_SEEDS[0]] if args.fast else list(DEFAULT_SEEDS))
     grid = FAST_LR_GRID if args.fast else LR_GRID
     scen = [s for s in ds.scenarios(fast=args.fast) if not args.scenarios or s.name in args.scenarios]
-    try:
-        import tensorflow as tf
-
-        tf.get_logger().setLevel("ERROR")  # retracing warnings: many small models compiled in a row
-    except Exception:  # noqa: BLE001 - cosmetic
-        pass
-
     t_start = time.perf_counter()
-    cells: dict[str, list[dict[str, Any]]] = {}
-    for s in scen:
-        for seed in seeds:
-            t0 = time.perf_counter()
-            cell = run_defaults_cell(s, seed, grid, args.fast)
-            cells.setdefault(s.name, []).append(cell)
-            print(f"{s.name} seed {seed}: source only {cell['source_only']:.3f}  "
+    tasks = [(s.name, seed) for s in scen for seed in seeds]
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def report(name: str, seed: int, cell: dict[str, Any]) -> None:
+        done[(name, seed)] = cell
+        print(f"{name} seed {seed}: source only {cell['source_only']:.3f}  "
                   f"Copy {cell['CopyAdapter']['default']['accuracy']:.3f} ({cell['CopyAdapter']['default']['epochs']} ep)  "
                   f"FineTune {cell['FineTuneAdapter']['default']['accuracy']:.3f} "
                   f"({cell['FineTuneAdapter']['default']['epochs']} ep)  by hand {cell['by_hand']['accuracy']:.3f}  "
                   "grid Copy " + " ".join(f"{v['accuracy']:.3f}" for v in cell["CopyAdapter"]["grid"].values())
                   + " FT " + " ".join(f"{v['accuracy']:.3f}" for v in cell["FineTuneAdapter"]["grid"].values())
-                  + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+                  + f"  ({cell['cell_seconds']:.0f} s)", flush=True)
+
+    if args.jobs <= 1:
+        for name, seed in tasks:
+            report(name, seed, _defaults_cell_job(name, seed, grid, args.fast, args.progress))
+    else:  # independent, seeded cells in separate processes (spawned: a clean TensorFlow each)
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_defaults_cell_job, name, seed, grid, args.fast, args.progress): (name, seed)
+                       for name, seed in tasks}
+            for future in as_completed(futures):
+                report(*futures[future], future.result())
+    cells = {s.name: [done[(s.name, seed)] for seed in seeds] for s in scen}
     wall = time.perf_counter() - t_start
     summary = summarize_defaults(cells)
     print_defaults(summary)
