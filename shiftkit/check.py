@@ -65,6 +65,7 @@ from shiftkit._validation import (
     encode_labels,
 )
 from shiftkit._version import __version__
+from shiftkit.files import check_array_file
 from shiftkit.shift.kernels import median_heuristic
 from shiftkit.shift.labels import (
     class_imbalance,
@@ -374,6 +375,7 @@ class Reference:
     def load(cls, path: str | os.PathLike) -> "Reference":
         """Read a snapshot written by `save` (never unpickles anything)."""
         path = os.fspath(path)
+        check_array_file(path, role="reference snapshot")  # size limits before numpy decompresses
         try:
             with np.load(path, allow_pickle=False) as arrays:
                 return cls.from_arrays(arrays, source=repr(path))

@@ -90,7 +90,7 @@ def test_bad_input(covariate, tmp_path):
     with pytest.raises(ValueError, match="not a shiftkit snapshot"):
         Reference.load(bad)
     (tmp_path / "junk.npz").write_bytes(b"junk")
-    with pytest.raises(ValueError, match="Could not read the snapshot"):
+    with pytest.raises(ValueError, match="reference snapshot .junk.npz. is not a valid .npz"):
         Reference.load(tmp_path / "junk.npz")
 
 
@@ -199,3 +199,12 @@ def test_format_1_snapshots_still_load(covariate, tmp_path):
     np.savez_compressed(tmp_path / "new.npz", x=xs[:10], shiftkit_meta=np.array(_json.dumps(meta)))
     with pytest.raises(ValueError, match="format 99"):
         Reference.load(tmp_path / "new.npz")
+
+
+def test_a_snapshot_that_would_decompress_past_the_limit_is_refused_before_reading(tmp_path, monkeypatch):
+    # A decompression bomb under the snapshot name: refused from its zip directory, before numpy inflates it.
+    path = tmp_path / "bomb.npz"
+    np.savez_compressed(path, x=np.zeros((1_000_000, 4)))  # 32 MB inflated, a few KB on disk
+    monkeypatch.setenv("SHIFTKIT_MAX_GIB", "0.01")
+    with pytest.raises(ValueError, match="reference snapshot"):
+        Reference.load(path)

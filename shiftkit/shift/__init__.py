@@ -14,6 +14,8 @@ from shiftkit.shift.labels import (
     label_distribution,
     label_ratios,
     label_shift_distance,
+    LabelShiftTestResult,
+    label_shift_test,
 )
 from shiftkit.shift.mmd import DEFAULT_MEMORY_BUDGET, MMDTestResult, mmd2, mmd_test
 from shiftkit.shift.univariate import FeatureDriftResult, FeatureTest, feature_drift
@@ -52,6 +54,8 @@ __all__ = [
     "label_distribution",
     "label_ratios",
     "label_shift_distance",
+    "LabelShiftTestResult",
+    "label_shift_test",
     "shift_report",
     "FeatureSpace",
     "MMDTestResult",
