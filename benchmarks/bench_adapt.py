@@ -639,6 +639,14 @@ def build_defaults_section(args: argparse.Namespace, scen: list[Any], summary: d
                  f"{len(seeds)} seed(s) x {len(scen)} scenario(s).")
     lines.append("- Adapters measured (shiftkit/adapt at run time): " + "; ".join(_adapt_commits()) + ".")
     lines.append(f"- Defaults in effect: `{describe_defaults(CopyAdapter)}`; `{describe_defaults(FineTuneAdapter)}`.")
+    choice = HERE / "defaults_choice.md"
+    chooser = HERE / "choose_adapter_defaults.py"
+    if choice.exists() or chooser.exists():
+        lines.append("- How the defaults were chosen: "
+                     + (f"`benchmarks/{chooser.name}` measured the candidates on scenarios of its own " if
+                        chooser.exists() else "")
+                     + (f"(figures and the choice: `benchmarks/{choice.name}`)" if choice.exists() else "")
+                     + "; none of its scenarios is one of the five below, which only confirm.")
     lines.append("")
     lines.append("What is run, per scenario and seed (every random step seeded by the seed):")
     lines.append("")
