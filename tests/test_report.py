@@ -60,7 +60,7 @@ def test_no_shift_control_is_not_flagged():
     assert rep.labels.distance.total_variation < 0.05
 
 
-def test_standardize_uses_source_statistics():
+def test_standardize_puts_columns_on_one_scale():
     rng = np.random.default_rng(0)
     xs = rng.normal(size=(80, 3)) * [1.0, 1000.0, 0.01]
     xt = rng.normal(size=(80, 3)) * [1.0, 1000.0, 0.01]
@@ -119,7 +119,9 @@ def test_compare_before_after(trained_model):
     "kwargs, error, match",
     [
         (dict(y_source=np.zeros(5)), ValueError, r"y_source has 5 labels but x_source has 40"),
-        (dict(y_source=np.r_[np.zeros(39), -1]), ValueError, r"y_source must hold class indices.*negative"),
+        # -1 is a valid label value since issue 9, item 2 (labels -1/1); NaN is not a label
+        (dict(y_source=np.r_[np.zeros(39), np.nan]), ValueError, r"y_source has NaN"),
+        (dict(y_source=np.zeros(40), y_target=np.zeros(29)), ValueError, r"y_target has 29 labels but x_target has 30"),
         (dict(y_source=np.r_[np.zeros(39), 0.5]), ValueError, r"fractional"),
         (dict(y_target=np.zeros(30)), ValueError, r"without y_source"),
         (dict(alpha=2), ValueError, r"alpha"),
@@ -140,3 +142,136 @@ def test_bad_model_input(small_model):
         shift_report(rng.normal(size=(40, 5)), rng.normal(size=(30, 5)), model=small_model, layer="nope")
     with pytest.raises(ValueError, match="same feature shape"):
         shift_report(rng.normal(size=(40, 5)), rng.normal(size=(30, 6)))
+
+
+# ------------------------------------------------------------------ issue 9, item 12: family-wise verdict
+def _fake(res, p_value, space):
+    import dataclasses
+
+    return dataclasses.replace(res, p_value=p_value, is_shift=p_value <= res.alpha, space=space)
+
+
+@pytest.fixture(scope="module")
+def two_results():
+    from shiftkit.shift import mmd_test
+
+    rng = np.random.default_rng(0)
+    res = mmd_test(rng.normal(size=(30, 2)), rng.normal(size=(30, 2)), n_permutations=199, alpha=0.05, seed=0)
+    return res
+
+
+def _report(input_test, feature_test, alpha=0.05):
+    return ShiftReport(input_test=input_test, feature_test=feature_test, labels=None, alpha=alpha,
+                       n_source=30, n_target=30)
+
+
+def test_verdict_is_holm_not_or(two_results):
+    """Both p-values in (alpha/2, alpha]: each test alone rejects at alpha, the family does not."""
+    rep = _report(_fake(two_results, 0.04, "input"), _fake(two_results, 0.045, "feature"))
+    assert not rep.is_shift
+    assert "Holm" in rep.verdict and "No shift detected" in rep.verdict
+    d = rep.to_dict(include_null=False)
+    assert d["correction"] == "holm" and d["is_shift"] is False
+    assert d["adjusted_p_values"] == {"input": pytest.approx(0.08), "feature": pytest.approx(0.08)}
+    # each stored test is decided at its Holm level, so its own threshold and flag agree with the verdict
+    for t in (rep.input_test, rep.feature_test):
+        assert t.alpha == pytest.approx(0.025) and not t.is_shift
+        assert (t.statistic > t.threshold) == t.is_shift
+    assert "Holm" in str(rep)
+
+
+def test_holm_step_down(two_results):
+    rep = _report(_fake(two_results, 0.02, "input"), _fake(two_results, 0.045, "feature"))
+    assert rep.is_shift and rep.input_test.is_shift and rep.feature_test.is_shift  # 0.02 <= 0.025, then 0.045 <= 0.05
+    assert rep.input_test.alpha == pytest.approx(0.025) and rep.feature_test.alpha == pytest.approx(0.05)
+    assert "input and feature space" in rep.verdict
+    rep = _report(_fake(two_results, 0.03, "input"), _fake(two_results, 0.001, "feature"))
+    assert rep.is_shift and rep.feature_test.is_shift and rep.input_test.is_shift
+    rep = _report(_fake(two_results, 0.2, "input"), _fake(two_results, 0.001, "feature"))
+    assert rep.is_shift and rep.feature_test.is_shift and not rep.input_test.is_shift
+    assert "feature space" in rep.verdict and "input and" not in rep.verdict
+    # a single test is decided at alpha itself
+    one = _report(_fake(two_results, 0.04, "input"), None)
+    assert one.is_shift and one.input_test.alpha == pytest.approx(0.05)
+
+
+def test_report_cannot_hide_an_untestable_share(two_results):
+    """A test whose smallest p-value is above its Holm share would make the verdict a silent 'no'."""
+    from shiftkit.shift import mmd_test
+
+    rng = np.random.default_rng(1)
+    coarse = mmd_test(rng.normal(size=(30, 2)), rng.normal(size=(30, 2)), n_permutations=30, alpha=0.05, seed=0)
+    with pytest.raises(ValueError, match=r"n_permutations=30.*alpha/2 = 0.025.*>= 79"):
+        _report(coarse, _fake(coarse, 0.5, "feature"))
+
+
+def test_shift_report_raises_permutations_for_the_holm_share(small_model):
+    rng = np.random.default_rng(0)
+    xs, xt = rng.normal(size=(40, 5)), rng.normal(size=(30, 5))
+    rep = shift_report(xs, xt, model=small_model, n_permutations=20, alpha=0.05, seed=0)
+    assert rep.input_test.n_permutations == rep.feature_test.n_permutations == 79
+    alone = shift_report(xs, xt, n_permutations=20, alpha=0.05, seed=0)
+    assert alone.input_test.n_permutations == 39  # one test: enough to reject at alpha with 2 resolution
+    assert "Holm" in alone.verdict
+
+
+@pytest.mark.slow
+def test_report_verdict_family_wise_level(small_model):
+    """>= 200 seeded nulls with a model: the verdict's rejection rate is at most alpha + 3 s.e."""
+    alpha, n_draws = 0.1, 200
+    rng = np.random.default_rng(2024)
+    flagged = 0
+    for draw in range(n_draws):
+        xs = rng.standard_t(3, size=(30, 5))  # heavy-tailed
+        xt = rng.standard_t(3, size=(24, 5))  # unequal sizes
+        flagged += shift_report(xs, xt, model=small_model, n_permutations=39, alpha=alpha, seed=draw).is_shift
+    rate = flagged / n_draws
+    assert rate <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / n_draws), rate
+    assert rate > 0.01  # not a test that never rejects
+    # and it detects a clear shift
+    xs = rng.normal(size=(40, 5))
+    assert shift_report(xs, rng.normal(1.0, size=(40, 5)), model=small_model, alpha=alpha, seed=0).is_shift
+
+
+# ------------------------------------------------------------------ issue 9, item 2: any label values
+@pytest.mark.parametrize(
+    "coding",
+    [
+        {0: 1, 1: 2},  # 1/2: no phantom class 0
+        {0: 2019, 1: 2020},  # years: not 2,021 classes
+        {0: "benign", 1: "malignant"},
+        {0: False, 1: True},
+        {0: -1, 1: 1},
+    ],
+)
+def test_any_label_values(coding):
+    s = load_scenario("hospitals_covariate", seed=0)
+    ys = np.array([coding[int(v)] for v in s.y_source], dtype=object if isinstance(coding[0], str) else None)
+    yt = np.array([coding[int(v)] for v in s.y_target], dtype=ys.dtype)
+    rep = shift_report(s.x_source, s.x_target, ys, yt, n_permutations=50, seed=0)
+    ref = shift_report(s.x_source, s.x_target, s.y_source, s.y_target, n_permutations=50, seed=0)
+    lab = rep.labels
+    assert lab.n_classes == 2 and lab.classes == (coding[0], coding[1])
+    np.testing.assert_allclose(lab.source_proportions, ref.labels.source_proportions)
+    np.testing.assert_allclose(lab.target_proportions, ref.labels.target_proportions)
+    assert lab.source_imbalance.imbalance_ratio == pytest.approx(ref.labels.source_imbalance.imbalance_ratio)
+    assert np.isfinite(lab.source_imbalance.imbalance_ratio)
+    text = str(rep)
+    assert all(str(coding[k]) in text for k in (0, 1))
+    d = json.loads(rep.to_json())
+    assert d["labels"]["classes"] == [coding[0], coding[1]]
+    # source labels only: still two classes
+    alone = shift_report(s.x_source, s.x_target, ys, n_permutations=50, seed=0)
+    assert alone.labels.n_classes == 2 and alone.labels.classes == (coding[0], coding[1])
+
+
+def test_labels_one_two_with_a_model(trained_model):
+    """Labels 1/2 with a two-class model map to its outputs 0/1 (before: 'y_source has label 2')."""
+    s = load_scenario("hospitals_label_shift", seed=0)
+    rep = shift_report(s.x_source, s.x_target, s.y_source + 1, model=trained_model, n_permutations=50, seed=0)
+    ref = shift_report(s.x_source, s.x_target, s.y_source, model=trained_model, n_permutations=50, seed=0)
+    assert rep.labels.classes == (1, 2) and rep.labels.n_classes == 2
+    np.testing.assert_allclose(rep.labels.target_proportions, ref.labels.target_proportions)
+    with pytest.raises(ValueError, match="cannot be matched to the model's 2 output"):
+        shift_report(s.x_source, s.x_target, np.arange(len(s.y_source)) % 3 + 5, model=trained_model,
+                     n_permutations=50, seed=0)

@@ -351,6 +351,30 @@ class MMDTestResult:
     space: str = "input"
     computation: str = ""
 
+    def at_level(self, level: float) -> "MMDTestResult":
+        """The same test decided at another level (for a multiple-testing correction).
+
+        Statistic, p-value and null are unchanged; `alpha`, `threshold` (the exact critical value
+        at `level`) and `is_shift` (`p_value <= level`) are recomputed.
+
+        Args:
+            level: the new level, in (0, 1).
+
+        Returns:
+            A new `MMDTestResult`.
+        """
+        level = check_alpha(level, "level")
+        if self.method == "permutation":
+            threshold = critical_value(self.null, level)
+        elif math.isfinite(self.z_score) and self.z_score != 0:
+            se = self.statistic / self.z_score
+            threshold = float(stats.norm.isf(level) * se)
+        elif not math.isfinite(self.z_score):  # zero standard error
+            threshold = 0.0
+        else:  # statistic exactly 0: the standard error cannot be recovered
+            threshold = float("nan")
+        return dataclasses.replace(self, alpha=level, threshold=threshold, is_shift=bool(self.p_value <= level))
+
     def to_dict(self, *, include_null: bool = True) -> dict[str, Any]:
         """Plain JSON-ready dict (`null` as a list unless `include_null=False`)."""
         out = dataclass_to_dict(self, exclude=("null",))

@@ -7,10 +7,20 @@ target priors estimated with the model). Every front end (Python API, CLI, dashb
 renders this object, so two views never disagree.
 
 Choices written down:
-    * Input-space MMD is computed on features standardised with the *source* mean and standard
-      deviation (constant features are left as they are), so that one large-scale column (say, an
-      area in mm^2 beside ratios in [0, 1]) does not decide the bandwidth alone. Pass
-      `standardize=False` for raw inputs (images already in [0, 1], for instance).
+    * Input-space MMD is computed on inputs standardised by `shiftkit.shift.scaling.Standardizer`
+      fitted on the pooled sample (source and target together, so the permutation test keeps its
+      exact level): tabular features by their standard deviation floored at 0.1 x their range, so
+      that one large-scale column (say, an area in mm^2 beside ratios in [0, 1]) does not decide
+      the bandwidth alone; images `(n, h, w, c)` and sequences by one pooled scale per channel, so
+      that a near-constant border pixel does not dominate. Pass images with their image shape
+      (a flattened image is read as a table). `standardize=False` uses raw inputs.
+    * The verdict is a family-wise decision at `alpha`: Holm's step-down correction over the tests
+      that ran (input space, and feature space with a model). Each test runs with enough
+      permutations to reach its smallest Holm level, alpha / (number of tests), and is stored
+      decided at its Holm level, so a test's own `is_shift` and `threshold` agree with the verdict.
+    * Labels may hold any values (1..K, years, strings, bools); source and target are encoded
+      together (`shiftkit._validation.encode_labels`; with a model, labels 0..K-1 index its
+      outputs) and the original values are kept for display (`LabelShiftSummary.classes`).
     * Estimated target priors use the model's probabilities on `x_source` with `y_source` as the
       held-out labelled source sample: pass validation data, not the model's training data, as the
       source here, or the estimate inherits the model's overconfidence on its training set.
@@ -29,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from shiftkit._json import dataclass_to_dict
-from shiftkit._validation import check_alpha, check_array, check_labels, check_positive_int, check_seed
+from shiftkit._validation import check_alpha, check_array, check_positive_int, check_seed, encode_labels
 from shiftkit._version import __version__
 from shiftkit.shift.features import FeatureSpace, predict_proba
 from shiftkit.shift.labels import (
@@ -44,7 +54,8 @@ from shiftkit.shift.labels import (
     label_shift_distance,
     ratios_from_proportions,
 )
-from shiftkit.shift.mmd import DEFAULT_MEMORY_BUDGET, MMDTestResult, mmd_test
+from shiftkit.shift.mmd import DEFAULT_MEMORY_BUDGET, MMDTestResult, mmd_test, permutations_for
+from shiftkit.shift.scaling import Standardizer
 
 __all__ = [
     "LabelShiftSummary",
@@ -75,6 +86,8 @@ class LabelShiftSummary:
         source_imbalance: class-imbalance figures of the source labels.
         target_imbalance: the same for the target labels (None when they were estimated).
         prior_estimate: the full estimate when target priors were estimated, else None.
+        classes: the original class values, in code order (class k of every array above is
+            `classes[k]`); empty when not known (then class k is shown as k).
     """
 
     source_proportions: np.ndarray
@@ -85,28 +98,66 @@ class LabelShiftSummary:
     source_imbalance: ClassImbalance
     target_imbalance: ClassImbalance | None = None
     prior_estimate: PriorEstimate | None = None
+    classes: tuple[Any, ...] = ()
 
     @property
     def n_classes(self) -> int:
         return len(self.source_proportions)
 
+    def class_name(self, k: int) -> str:
+        """The display name of class code `k` (its original value)."""
+        return str(self.classes[k]) if k < len(self.classes) else str(k)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclass_to_dict(self)
+
+
+def _holm(p_values: list[float], alpha: float) -> tuple[list[float], list[float]]:
+    """Holm's step-down procedure: (the level each test is decided at, Holm-adjusted p-values).
+
+    Tests sorted by p-value; the i-th smallest (0-based) is rejected at alpha / (k - i) if every
+    smaller one was. A rejected test is given that level; the first test that fails, and every
+    test after it, are given the level at which the procedure stopped, so `p <= level` reproduces
+    the decision. Adjusted p-values: max over j <= i of min(1, (k - j) p_(j)).
+    """
+    k = len(p_values)
+    order = sorted(range(k), key=lambda i: p_values[i])
+    levels = [0.0] * k
+    adjusted = [0.0] * k
+    stopped = None
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (k - rank) * p_values[i]))
+        adjusted[i] = running
+        if stopped is None and p_values[i] > alpha / (k - rank):
+            stopped = alpha / (k - rank)
+        levels[i] = alpha / (k - rank) if stopped is None else stopped
+    return levels, adjusted
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class ShiftReport:
     """How far a target domain is from a source domain, and in what way.
 
+    The verdict (`is_shift`) is a family-wise decision at `alpha`: Holm's step-down correction
+    over the tests that ran. On construction each test is re-decided at its Holm level
+    (`MMDTestResult.at_level`), so `input_test.is_shift`, `input_test.threshold` and
+    `input_test.alpha` agree with the verdict; statistics, p-values and null distributions are the
+    tests' own. Constructing a report whose permutation tests cannot reach their smallest Holm
+    level (1 / (1 + n_permutations) > alpha / number of tests) raises a ValueError: such a
+    verdict could never say "shift".
+
     Attributes:
-        input_test: the MMD test in input space.
+        input_test: the MMD test in input space (decided at its Holm level).
         feature_test: the MMD test in the model's feature space (None without a model).
         labels: the label picture (None without source labels).
-        alpha: the level used for every test.
+        alpha: the family-wise level of the verdict.
         n_source, n_target: sample sizes given.
         layer: the feature layer used (None without a model).
         seed: the seed used.
-        standardized: whether input-space MMD ran on source-standardised features.
+        standardized: whether input-space MMD ran on standardised inputs.
+        correction: the multiple-testing correction of the verdict ("holm").
+        scaling: how the inputs were standardised (`Standardizer.how_`), "" when not.
     """
 
     input_test: MMDTestResult
@@ -119,24 +170,64 @@ class ShiftReport:
     seed: int | None = None
     standardized: bool = True
     version: str = __version__
+    correction: str = "holm"
+    scaling: str = ""
+
+    def __post_init__(self) -> None:
+        if self.correction != "holm":
+            raise ValueError(f"correction must be 'holm'; got {self.correction!r}.")
+        tests = self.tests
+        share = self.alpha / len(tests)
+        for t in tests:
+            if t.method == "permutation" and 1.0 / (1.0 + t.n_permutations) > share:
+                needed = permutations_for(share, t.n_permutations)
+                raise ValueError(
+                    f"The {t.space}-space test ran with n_permutations={t.n_permutations}, so its "
+                    f"smallest p-value 1 / (1 + n_permutations) = {1 / (1 + t.n_permutations):.4g} is "
+                    f"above its Holm share alpha/{len(tests)} = {share:g}: the report could never say "
+                    f"'shift'. Run the tests with n_permutations >= {needed} "
+                    "(shiftkit.shift.mmd.permutations_for(alpha / n_tests, n_permutations))."
+                )
+        levels, adjusted = _holm([t.p_value for t in tests], self.alpha)
+        decided = [t.at_level(level) for t, level in zip(tests, levels)]
+        object.__setattr__(self, "input_test", decided[0])
+        if self.feature_test is not None:
+            object.__setattr__(self, "feature_test", decided[1])
+        object.__setattr__(self, "_adjusted", tuple(adjusted))
+
+    @property
+    def tests(self) -> tuple[MMDTestResult, ...]:
+        """The tests that ran, input space first."""
+        return tuple(t for t in (self.input_test, self.feature_test) if t is not None)
+
+    @property
+    def adjusted_p_values(self) -> dict[str, float]:
+        """Holm-adjusted p-value of each test, by space: the verdict is `min(...) <= alpha`."""
+        return {t.space: float(p) for t, p in zip(self.tests, self._adjusted)}
 
     @property
     def is_shift(self) -> bool:
-        """True when the input-space or the feature-space MMD test rejects at `alpha`."""
-        return bool(self.input_test.is_shift or (self.feature_test is not None and self.feature_test.is_shift))
+        """True when Holm's procedure over the tests that ran rejects at family-wise `alpha`."""
+        return any(t.is_shift for t in self.tests)
+
+    def _correction_text(self) -> str:
+        n = len(self.tests)
+        return f"Holm correction over {n} test{'s' if n > 1 else ''}"
 
     @property
     def verdict(self) -> str:
         """One sentence of what the tests say, computed once and reused by every view."""
-        where = [t.space for t in (self.input_test, self.feature_test) if t is not None and t.is_shift]
+        where = [t.space for t in self.tests if t.is_shift]
         if where:
             return (
-                f"Shift detected at alpha={self.alpha:g} in {' and '.join(where)} space: the target "
-                "data do not look like the source data; expect the source model's accuracy to differ."
+                f"Shift detected at family-wise alpha={self.alpha:g} ({self._correction_text()}) in "
+                f"{' and '.join(where)} space: the target data do not look like the source data; "
+                "expect the source model's accuracy to differ."
             )
         return (
-            f"No shift detected at alpha={self.alpha:g}: the target data are consistent with the "
-            "source data at these sample sizes (this is not proof that they are identical)."
+            f"No shift detected at family-wise alpha={self.alpha:g} ({self._correction_text()}): "
+            "the target data are consistent with the source data at these sample sizes (this is "
+            "not proof that they are identical)."
         )
 
     def to_dict(self, *, include_null: bool = True) -> dict[str, Any]:
@@ -147,11 +238,14 @@ class ShiftReport:
             "is_shift": self.is_shift,
             "verdict": self.verdict,
             "alpha": self.alpha,
+            "correction": self.correction,
+            "adjusted_p_values": self.adjusted_p_values,
             "n_source": self.n_source,
             "n_target": self.n_target,
             "seed": self.seed,
             "layer": self.layer,
             "standardized": self.standardized,
+            "scaling": self.scaling,
             "input_test": self.input_test.to_dict(include_null=include_null),
             "feature_test": None
             if self.feature_test is None
@@ -164,63 +258,61 @@ class ShiftReport:
         return json.dumps(self.to_dict(include_null=include_null), indent=indent, allow_nan=False)
 
     def __str__(self) -> str:
-        lines = [f"shiftkit shift report (n_source={self.n_source}, n_target={self.n_target}, alpha={self.alpha:g})"]
+        lines = [
+            f"shiftkit shift report (n_source={self.n_source}, n_target={self.n_target}, "
+            f"family-wise alpha={self.alpha:g}, {self._correction_text()})"
+        ]
         lines.append("")
-        header = f"{'test':<16}{'MMD^2':>12}{'normalized':>12}{'z-score':>10}{'p-value':>10}{'threshold':>12}  shift"
+        header = (
+            f"{'test':<16}{'MMD^2':>12}{'normalized':>12}{'z-score':>10}{'p-value':>10}"
+            f"{'Holm p':>10}{'level':>9}{'threshold':>12}  shift"
+        )
         lines.append(header)
         lines.append("-" * len(header))
-        for test in (self.input_test, self.feature_test):
-            if test is None:
-                continue
+        adjusted = self.adjusted_p_values
+        for test in self.tests:
             lines.append(
                 f"{test.space + ' space':<16}{test.statistic:>12.5f}{test.normalized:>12.4f}"
-                f"{test.z_score:>10.2f}{test.p_value:>10.4f}{test.threshold:>12.5f}  "
-                f"{'YES' if test.is_shift else 'no'}"
+                f"{test.z_score:>10.2f}{test.p_value:>10.4f}{adjusted[test.space]:>10.4f}"
+                f"{test.alpha:>9.4g}{test.threshold:>12.5f}  {'YES' if test.is_shift else 'no'}"
             )
+        if self.scaling:
+            lines.append(f"input space: {self.scaling}")
         if self.labels is not None:
             lab = self.labels
+            width = max([8] + [len(lab.class_name(k)) + 2 for k in range(lab.n_classes)])
             lines.append("")
             lines.append(f"labels (target from {lab.target_from})")
-            head = f"{'class':<8}{'source':>10}{'target':>10}{'ratio t/s':>12}"
+            head = f"{'class':<{width}}{'source':>10}{'target':>10}{'ratio t/s':>12}"
             lines.append(head)
             lines.append("-" * len(head))
             for k in range(lab.n_classes):
+                name = lab.class_name(k)
                 if lab.ratios is None:
-                    lines.append(f"{k:<8}{lab.source_proportions[k]:>10.3f}{'?':>10}{'?':>12}")
+                    lines.append(f"{name:<{width}}{lab.source_proportions[k]:>10.3f}{'?':>10}{'?':>12}")
                     continue
                 ratio = lab.ratios.ratios[k]
                 ratio_text = "absent" if not math.isfinite(ratio) else f"{ratio:.3f}"
                 lines.append(
-                    f"{k:<8}{lab.source_proportions[k]:>10.3f}{lab.target_proportions[k]:>10.3f}{ratio_text:>12}"
+                    f"{name:<{width}}{lab.source_proportions[k]:>10.3f}{lab.target_proportions[k]:>10.3f}"
+                    f"{ratio_text:>12}"
                 )
             if lab.distance is not None:
                 lines.append(
                     f"total variation {lab.distance.total_variation:.4f}, "
                     f"Jensen-Shannon {lab.distance.jensen_shannon:.4f} bits"
                 )
-            imb = lab.source_imbalance
-            lines.append(
-                f"source imbalance ratio {imb.imbalance_ratio:.2f}, normalized entropy "
-                f"{imb.normalized_entropy:.3f}, minority classes {list(imb.minority_classes)}"
-            )
-            if lab.target_imbalance is not None:
-                imb = lab.target_imbalance
+            for side, imb in (("source", lab.source_imbalance), ("target", lab.target_imbalance)):
+                if imb is None:
+                    continue
+                minority = [lab.class_name(int(k)) for k in imb.minority_classes]
                 lines.append(
-                    f"target imbalance ratio {imb.imbalance_ratio:.2f}, normalized entropy "
-                    f"{imb.normalized_entropy:.3f}, minority classes {list(imb.minority_classes)}"
+                    f"{side} imbalance ratio {imb.imbalance_ratio:.2f}, normalized entropy "
+                    f"{imb.normalized_entropy:.3f}, minority classes {minority}"
                 )
         lines.append("")
         lines.append(self.verdict)
         return "\n".join(lines)
-
-
-def _standardize(x_source: np.ndarray, x_target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    xs = x_source.reshape(len(x_source), -1)
-    xt = x_target.reshape(len(x_target), -1)
-    mean = xs.mean(axis=0)
-    std = xs.std(axis=0)
-    std = np.where(std > 0, std, 1.0)
-    return (xs - mean) / std, (xt - mean) / std
 
 
 def _label_summary(
@@ -228,6 +320,7 @@ def _label_summary(
     y_target: np.ndarray | None,
     n_classes: int,
     estimate: PriorEstimate | None,
+    classes: tuple[Any, ...] = (),
 ) -> LabelShiftSummary:
     p = label_distribution(y_source, n_classes=n_classes)
     if y_target is not None:
@@ -244,6 +337,7 @@ def _label_summary(
             ratios=None,
             distance=None,
             source_imbalance=class_imbalance(y_source, n_classes=n_classes),
+            classes=classes,
         )
     else:
         q = np.asarray(estimate.priors, dtype=np.float64)
@@ -259,7 +353,19 @@ def _label_summary(
         source_imbalance=class_imbalance(y_source, n_classes=n_classes),
         target_imbalance=target_imbalance,
         prior_estimate=estimate,
+        classes=classes,
     )
+
+
+def _model_n_classes(model: Any) -> int | None:
+    """The number of classes a classifier predicts, from its output shape (one unit: 2)."""
+    try:
+        units = model.outputs[0].shape[-1]
+    except (AttributeError, IndexError, TypeError):
+        return None
+    if units is None:
+        return None
+    return 2 if int(units) == 1 else int(units)
 
 
 def shift_report(
@@ -281,23 +387,32 @@ def shift_report(
     """Measure the shift between a source and a target domain.
 
     Args:
-        x_source: source inputs `(n, ...)` (held-out data when a model is given).
+        x_source: source inputs `(n, ...)` (held-out data when a model is given). Pass images
+            with their image shape `(n, h, w, c)`, so that they are scaled as images.
         x_target: target inputs `(m, ...)`, same per-sample shape.
-        y_source: optional source labels (class indices or one-hot).
+        y_source: optional source labels: any values (ints, whole floats, strings, bools, one-hot
+            rows), encoded together with `y_target`; with a model, labels 0..K-1 index its outputs
+            and other values are mapped to them in sorted order.
         y_target: optional target labels; without them and with a model, target class
             proportions are estimated from the model's probabilities (`prior_method`).
         model: optional `keras.Model`; adds the feature-space MMD test and prior estimation.
         layer: feature layer of `model` (name or index); default: the input of the output head.
-        n_permutations: permutations of each MMD test.
-        alpha: level of every test.
+        n_permutations: permutations of each MMD test; raised where needed so that each test can
+            reach its smallest Holm level alpha / (number of tests) (`permutations_for`).
+        alpha: family-wise level of the verdict (Holm over the tests that ran).
         seed: seed of the permutations and subsampling.
-        standardize: z-score input features with the source mean/std before input-space MMD.
+        standardize: standardise inputs (`shiftkit.shift.scaling.Standardizer`, fitted on the
+            pooled sample) before input-space MMD.
         prior_method: "em" (calibrated EM) or "bbse" for estimated target priors.
         max_samples: subsample each domain to at most this many samples for the MMD tests.
         memory_budget: bytes the kernel computations may use.
 
     Returns:
         A `ShiftReport`.
+
+    Raises:
+        ValueError / TypeError: mismatched shapes or label counts, labels that are not class
+            labels, labels that cannot be matched to the model's outputs, invalid settings.
 
     Example:
         >>> from shiftkit.datasets import load_scenario
@@ -320,30 +435,39 @@ def shift_report(
         fs = FeatureSpace(model, layer)
         fs.check_input(xs, "x_source")
         fs.check_input(xt, "x_target")
-    ys = yt = None
+    if y_target is not None and y_source is None:
+        raise ValueError("y_target was given without y_source; pass the source labels too to compare them.")
+    encoding = ys = yt = None
     if y_source is not None:
-        ys = check_labels(y_source, "y_source")
-        if len(ys) != len(xs):
-            raise ValueError(
-                f"y_source has {len(ys)} labels but x_source has {len(xs)} samples; pass one label per sample."
-            )
-    if y_target is not None:
-        yt = check_labels(y_target, "y_target")
-        if len(yt) != len(xt):
-            raise ValueError(
-                f"y_target has {len(yt)} labels but x_target has {len(xt)} samples; pass one label per sample."
-            )
-        if ys is None:
-            raise ValueError("y_target was given without y_source; pass the source labels too to compare them.")
+        encoding, (ys, yt) = encode_labels(
+            y_source,
+            y_target,
+            names=("y_source", "y_target"),
+            n_outputs=None if model is None else _model_n_classes(model),
+        )
+        for name, codes, x in (("y_source", ys, xs), ("y_target", yt, xt)):
+            if codes is not None and len(codes) != len(x):
+                sample = "x_source" if name == "y_source" else "x_target"
+                raise ValueError(
+                    f"{name} has {len(codes)} labels but {sample} has {len(x)} samples; pass one label per sample."
+                )
 
+    n_tests = 1 if fs is None else 2
     mmd_kwargs = dict(
-        n_permutations=n_permutations,
+        # Each test must be able to reject at its smallest Holm level, alpha / n_tests.
+        n_permutations=permutations_for(alpha / n_tests, n_permutations),
         alpha=alpha,
         seed=seed,
         max_samples=max_samples,
         memory_budget=memory_budget,
     )
-    a, b = _standardize(xs, xt) if standardize else (xs, xt)
+    scaling = ""
+    if standardize:
+        scaler = Standardizer().fit(np.concatenate([xs, xt], axis=0))
+        a, b = scaler.transform(xs), scaler.transform(xt)
+        scaling = f"standardised, fitted on the pooled sample: {scaler.how_}"
+    else:
+        a, b = xs, xt
     input_test = mmd_test(a, b, space="input", **mmd_kwargs)
     feature_test = None
     if fs is not None:
@@ -351,21 +475,14 @@ def shift_report(
 
     summary = None
     if ys is not None:
-        n_classes = int(max(ys.max(), yt.max() if yt is not None else 0)) + 1
+        n_classes = encoding.n_classes
         estimate = None
         if yt is None and model is not None:
             ps = predict_proba(model, xs)
             pt = predict_proba(model, xt)
             n_classes = max(n_classes, ps.shape[1])
-            if ys.max() >= ps.shape[1]:
-                raise ValueError(
-                    f"y_source has label {int(ys.max())} but the model predicts {ps.shape[1]} classes; "
-                    "pass the labels the model was trained with."
-                )
             estimate = estimate_target_priors(ps, ys, pt, method=prior_method)
-        elif yt is None:
-            n_classes = int(ys.max()) + 1
-        summary = _label_summary(ys, yt, n_classes, estimate)
+        summary = _label_summary(ys, yt, n_classes, estimate, encoding.classes)
 
     return ShiftReport(
         input_test=input_test,
@@ -377,6 +494,7 @@ def shift_report(
         layer=None if fs is None else fs.layer_name,
         seed=seed,
         standardized=bool(standardize),
+        scaling=scaling,
     )
 
 

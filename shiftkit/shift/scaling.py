@@ -29,10 +29,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Standardizer", "standardize", "DEFAULT_RANGE_FLOOR"]
+__all__ = ["Standardizer", "standardize", "DEFAULT_RANGE_FLOOR", "DEFAULT_OVERALL_FLOOR"]
 
 #: Floor of a tabular feature's scale, as a fraction of its range (max - min).
 DEFAULT_RANGE_FLOOR = 0.1
+#: Floor of a tabular feature's scale, as a fraction of the median standard deviation of the
+#: non-constant features (the data's overall scale).
+DEFAULT_OVERALL_FLOOR = 0.0
 
 
 class Standardizer:
@@ -54,8 +57,9 @@ class Standardizer:
         [1.0, 1.0, 1.0]
     """
 
-    def __init__(self, floor: float = DEFAULT_RANGE_FLOOR):
+    def __init__(self, floor: float = DEFAULT_RANGE_FLOOR, overall_floor: float = DEFAULT_OVERALL_FLOOR):
         self.floor = float(floor)
+        self.overall_floor = float(overall_floor)
 
     def fit(self, x: np.ndarray) -> "Standardizer":
         x = np.asarray(x, dtype=np.float64)
@@ -74,12 +78,16 @@ class Standardizer:
         else:
             std = flat.std(axis=0)
             span = flat.max(axis=0) - flat.min(axis=0)
-            scale = np.maximum(std, self.floor * span)
+            positive = std[std > 0]
+            overall = float(np.median(positive)) if positive.size else 0.0
+            floor = np.maximum(self.floor * span, self.overall_floor * overall)
+            scale = np.maximum(std, floor)
             self.scale_ = np.where(scale > 0, scale, 1.0)
-            n_floored = int(np.sum(std < self.floor * span))
+            n_floored = int(np.sum(std < floor))
             self.how_ = (
-                f"centred and scaled per feature by its std, floored at {self.floor:g} x its range "
-                f"({n_floored} of {flat.shape[1]} feature(s) floored)"
+                f"centred and scaled per feature by its std, floored at {self.floor:g} x its range"
+                + (f" and {self.overall_floor:g} x the median feature std" if self.overall_floor else "")
+                + f" ({n_floored} of {flat.shape[1]} feature(s) floored)"
             )
         return self
 
@@ -89,11 +97,15 @@ class Standardizer:
         return (flat - self.mean_) / self.scale_
 
     def get_config(self) -> dict[str, Any]:
-        return {"floor": self.floor}
+        return {"floor": self.floor, "overall_floor": self.overall_floor}
 
 
 def standardize(
-    x_source: np.ndarray, x_target: np.ndarray, *, floor: float = DEFAULT_RANGE_FLOOR
+    x_source: np.ndarray,
+    x_target: np.ndarray,
+    *,
+    floor: float = DEFAULT_RANGE_FLOOR,
+    overall_floor: float = DEFAULT_OVERALL_FLOOR,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Standardise two samples with a `Standardizer` fitted on both pooled (permutation-invariant).
 
@@ -101,5 +113,5 @@ def standardize(
         `(a, b)`: flattened, standardised source and target, shapes `(n, d)` and `(m, d)`.
     """
     pooled = np.concatenate([np.asarray(x_source), np.asarray(x_target)], axis=0)
-    scaler = Standardizer(floor).fit(pooled)
+    scaler = Standardizer(floor, overall_floor).fit(pooled)
     return scaler.transform(x_source), scaler.transform(x_target)
