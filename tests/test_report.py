@@ -275,3 +275,32 @@ def test_labels_one_two_with_a_model(trained_model):
     with pytest.raises(ValueError, match="cannot be matched to the model's 2 output"):
         shift_report(s.x_source, s.x_target, np.arange(len(s.y_source)) % 3 + 5, model=trained_model,
                      n_permutations=50, seed=0)
+
+
+# ------------------------------------------------------------------ issue 9, item 17: near-constant pixels
+def _thicken(images):
+    from scipy import ndimage
+
+    # every pixel raised to at least 1% of the brightest pixel in its 3x3 neighbourhood (<= 0.16 of 16)
+    return np.maximum(images, 0.01 * ndimage.grey_dilation(images, size=(1, 3, 3, 1)))
+
+
+def test_digits_images_one_percent_thickening_is_not_a_shift():
+    """Digits given as images (n, 8, 8, 1): pooled per-channel scale. Before, every pixel was divided
+    by its own source std (border pixels ~0.003), and a 1% stroke thickening was flagged in most windows."""
+    from scipy import ndimage
+    from sklearn.datasets import load_digits
+
+    images = load_digits().images[..., None].astype(float)
+    flagged_thick = flagged_blur = 0
+    n_windows = 20
+    for seed in range(n_windows):
+        order = np.random.default_rng(seed).permutation(len(images))
+        src, tgt = images[order[:200]], images[order[200:400]]
+        thick = shift_report(src, _thicken(tgt), n_permutations=99, seed=seed)
+        flagged_thick += thick.is_shift
+        blurred = ndimage.gaussian_filter(tgt, sigma=(0, 0.6, 0.6, 0))
+        flagged_blur += shift_report(src, blurred, n_permutations=99, seed=seed).is_shift
+    assert flagged_thick <= 4, flagged_thick  # P(>= 5 of 20 | rate 0.05) = 0.003
+    assert flagged_blur >= 18, flagged_blur
+    assert "pooled scale" in thick.scaling
