@@ -68,8 +68,9 @@ METRICS: tuple[str, ...] = ("accuracy", "balanced_accuracy", "macro_f1", "auroc"
 #: Adapter names `Experiment` knows.
 ADAPTER_NAMES: tuple[str, ...] = ("copy", "finetune", "mmd", "label_shift")
 _BASELINES: tuple[str, ...] = ("source_only", "target_only")
-#: Training epochs per step when `run(epochs=None)`; `epochs=` (an int or a dict) overrides them.
-DEFAULT_EPOCHS: dict[str, int] = {"source": 30, "target_only": 50, "copy": 50, "finetune": 20, "mmd": 20}
+#: Training epochs per step when `run(epochs=None)`; `epochs=` (an int or a dict) overrides them. None:
+#: the adapter's own default, "until the held-out loss stops improving" (CopyAdapter, FineTuneAdapter).
+DEFAULT_EPOCHS: dict[str, int | None] = {"source": 30, "target_only": 50, "copy": None, "finetune": None, "mmd": 20}
 #: Shift columns of the result (feature space, source model before vs each method's model after).
 SHIFT_COLUMNS: tuple[str, ...] = (
     "shift_p_before",
@@ -301,11 +302,11 @@ class _AdapterSpec:
     def __init__(self, name: str, kind: str, cls: type, params: dict[str, Any] | None):
         self.name, self.kind, self.cls, self.params = name, kind, cls, params
 
-    def build(self, source_model: Any, epochs: int) -> Any:
+    def build(self, source_model: Any, epochs: int | None) -> Any:
         if self.params is not None:
             return self.cls(source_model, **self.params)
-        if self.kind == "finetune":
-            return self.cls(source_model, head_epochs=epochs, learning_rate=1e-2, fine_tune_learning_rate=1e-3)
+        if self.kind == "finetune" and epochs is not None:
+            return self.cls(source_model, head_epochs=epochs)
         return self.cls(source_model)
 
     def describe(self) -> dict[str, Any]:
@@ -710,7 +711,7 @@ class Experiment:
             `Adapter` instances, or a dict method name -> name/instance. An instance is a
             *template*: its constructor arguments are re-applied to the experiment's source model at
             every run (scikit-learn's `clone`), so a run never refits the object you passed.
-            Names get shiftkit's defaults (FineTune: `head_epochs=epochs`, rates 1e-2 then 1e-3).
+            Names get the adapters' defaults (with an int `epochs` for FineTune: `head_epochs=epochs`).
         metrics: names from `METRICS` and/or callables `f(y_true, proba) -> float`, or a dict.
         train_source: None (default): train a builder's model, use a given model as it is. True:
             always train (a copy of a given model). False: never train (a builder that loads a model).
@@ -813,16 +814,18 @@ class Experiment:
         """The adapter methods, in order (the baselines come first in a result)."""
         return tuple(s.name for s in self._specs)
 
-    def _epochs(self, epochs: Any) -> dict[str, int]:
+    def _epochs(self, epochs: Any) -> dict[str, int | None]:
         out = dict(DEFAULT_EPOCHS)
         if epochs is None:
             return out
         if isinstance(epochs, Mapping):
             allowed = set(DEFAULT_EPOCHS) | set(self.method_names)
+            # Copy and FineTune steps may be None: "until the held-out loss stops improving".
+            auto = {"copy", "finetune"} | {s.name for s in self._specs if s.kind in ("copy", "finetune")}
             for key, value in epochs.items():
                 if key not in allowed:
                     raise ValueError(f"epochs has an entry for {key!r}; known steps: {', '.join(sorted(allowed))}.")
-                out[key] = check_positive_int(value, f"epochs[{key!r}]")
+                out[key] = None if value is None and key in auto else check_positive_int(value, f"epochs[{key!r}]")
             return out
         value = check_positive_int(epochs, "epochs")
         return {k: value for k in list(out) + list(self.method_names)}
@@ -875,9 +878,10 @@ class Experiment:
         Args:
             splits: `DomainSplits` from `shiftkit.data.split_domains`.
             seed: seed of every step (None: unseeded; results then vary from run to run).
-            epochs: training epochs: None for `DEFAULT_EPOCHS`, an int for every step, or a dict
-                with keys among "source", "target_only", "copy", "finetune", "mmd" (or a method name).
-                FineTune runs `epochs` head epochs then `epochs` fine-tuning epochs.
+            epochs: training epochs: None for `DEFAULT_EPOCHS` (Copy and FineTune: until their
+                held-out loss stops improving, the adapters' default), an int for every step, or a
+                dict with keys among "source", "target_only", "copy", "finetune", "mmd" (or a method
+                name). With an int, FineTune runs `epochs` head epochs then `epochs` fine-tuning epochs.
             verbose: Keras verbosity of every training (0: silent).
             batch_size: batch size of the source, target-only, copy and finetune training.
 
@@ -1012,8 +1016,8 @@ class Experiment:
                 xl, yl = splits.target_labeled
                 kwargs: dict[str, Any] = {"epochs": step_epochs, "batch_size": batch_size, "verbose": verbose,
                                           "class_weight": self.class_weight, "callbacks": monitor()}
-                if spec.kind == "copy":
-                    kwargs["learning_rate"] = 1e-2
+                if step_seed is not None:
+                    kwargs["seed"] = step_seed  # the held-out draw of epochs=None
                 kwargs.update(extra)
                 adapter.fit(xl, yl, **kwargs)
             elif spec.kind == "mmd":

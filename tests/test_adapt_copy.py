@@ -105,7 +105,7 @@ def test_class_weight_balanced(source):
     xt, yt = _data(200, seed=5)
     keep = (yt != 0) | (np.arange(200) < 20)  # class 0 rare
     a = CopyAdapter(source).fit(xt[keep], yt[keep], epochs=1, class_weight="balanced", verbose=0)
-    assert a.history_.history["loss"]
+    assert a.history["loss"]
 
 
 def test_before_after_shift_report(source):
@@ -272,3 +272,148 @@ def test_loaded_adapter_needs_its_source_for_before_figures(source, tmp_path):
         load_adapter(path).shift_report(xs, xt, n_permutations=20, seed=0)
     rep = load_adapter(path, source_model=source).shift_report(xs, xt, ys, yt, n_permutations=20, seed=0)
     assert rep.accuracy_before == pytest.approx(float(np.mean(source.predict(xt, verbose=0).argmax(1) == yt)))
+
+
+# ------------------------------------------------------------------------------ the head starts from the source
+
+
+def _heads(kind, seed=0):
+    """A 6 -> 8 -> 3 classifier whose output step is written in one of the ways users write it."""
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((6,))
+    h = keras.layers.Dense(8, activation="relu", name="h")(inp)
+    if kind == "softmax":
+        out = keras.layers.Dense(3, activation="softmax", name="out")(h)
+    elif kind == "logits":
+        out = keras.layers.Dense(3, name="out")(h)
+    elif kind == "activation":  # the mixed-precision pattern
+        out = keras.layers.Activation("softmax", dtype="float32")(keras.layers.Dense(3, name="out")(h))
+    elif kind == "softmax_layer":
+        out = keras.layers.Softmax()(keras.layers.Dropout(0.2)(keras.layers.Dense(3, name="out")(h)))
+    else:  # one sigmoid unit
+        out = keras.layers.Dense(1, activation="sigmoid", name="out")(h)
+    return keras.Model(inp, out, name=f"model_{kind}")
+
+
+@pytest.mark.parametrize("kind", ["softmax", "logits", "activation", "softmax_layer", "sigmoid"])
+def test_untrained_adapters_are_the_source_model(kind):
+    """The new head starts from the source head's weights: no training (or a negligible rate) = the source."""
+    from shiftkit.adapt import FineTuneAdapter
+
+    model = _heads(kind)
+    x, y = _data(40, seed=12)
+    y = y % (2 if kind == "sigmoid" else 3)
+    expected = model.predict(x, verbose=0)
+    copy = CopyAdapter(model).fit(x, y, epochs=0, verbose=0)
+    assert copy.head_initialised_from_source_ and copy.feature_name_ == "input of out"
+    np.testing.assert_allclose(copy.predict(x), expected, rtol=1e-5, atol=1e-6)
+    tiny = CopyAdapter(model).fit(x, y, epochs=2, learning_rate=1e-12, verbose=0)
+    np.testing.assert_allclose(tiny.predict(x), expected, rtol=1e-5, atol=1e-6)
+    ft = FineTuneAdapter(model, head_epochs=0).fit(x, y, epochs=0, verbose=0)
+    np.testing.assert_allclose(ft.predict(x), expected, rtol=1e-5, atol=1e-6)
+    # the features are the head's input (8 units), not the logits
+    assert copy.features(x).shape == (40, 8)
+
+
+def test_a_head_that_cannot_come_from_the_source_is_new():
+    model = _heads("softmax")
+    x, y = _data(40, seed=13)
+    for adapter in (CopyAdapter(model, n_outputs=5), CopyAdapter(_mlp(), feature_layer="h1"),
+                    CopyAdapter(model, head_init="random")):
+        adapter.fit(x, y, epochs=0, verbose=0)
+        assert not adapter.head_initialised_from_source_
+    # feature_layer naming the layer whose output *is* the head's input: the source head fits
+    same = CopyAdapter(model, feature_layer="h").fit(x, y, epochs=0, verbose=0)
+    assert same.head_initialised_from_source_
+    other = CopyAdapter(model, n_outputs=5).fit(x, y, epochs=0, verbose=0)
+    assert other.predict(x).shape == (40, 5)
+    with pytest.raises(ValueError, match="head_init must be 'source'"):
+        CopyAdapter(model, head_init="zeros")
+
+
+# ------------------------------------------------------------------------------ epochs=None and early stopping
+
+
+def test_holdout_split_is_stratified_and_seeded():
+    from shiftkit.adapt.base import holdout_split
+
+    y = np.repeat(np.arange(4), 10)
+    tr, va = holdout_split(y, 0.2, seed=0)
+    assert np.bincount(y[va]).tolist() == [2, 2, 2, 2] and len(tr) == 32
+    assert set(tr).isdisjoint(va) and len(set(tr) | set(va)) == 40
+    tr2, va2 = holdout_split(y, 0.2, seed=0)
+    np.testing.assert_array_equal(va, va2)
+    assert not np.array_equal(va, holdout_split(y, 0.2, seed=1)[1])
+    # a class with one sample stays in training; too few to hold out anything -> None
+    tr, va = holdout_split(np.array([0, 0, 0, 1, 1, 1, 2]), 0.2, seed=0)
+    assert 6 not in va and len(va) == 2
+    assert holdout_split(np.array([0, 1, 2]), 0.2, seed=0) is None
+    with pytest.raises(ValueError, match="validation_split"):
+        holdout_split(y, 1.5)
+
+
+def test_never_worse_than_the_start_on_validation_data(source):
+    """Training labels that contradict the validation labels: every epoch makes the validation loss worse,
+    so the kept weights are the starting ones, the source model itself."""
+    xv, yv = _data(90, seed=14)
+    xt, yt = _data(60, seed=15)
+    wrong = (yt + 1) % 3
+    a = CopyAdapter(source, patience=3).fit(xt, wrong, validation_data=(xv, yv), learning_rate=3e-2, verbose=0)
+    assert a.validation_mode_ == "given" and a.epochs_ == {1: 0} and a.best_epoch_ is None
+    assert 1 <= len(a.history["loss"]) <= 10  # stopped early (patience 3 after the first epochs)
+    np.testing.assert_allclose(a.predict(xv), source.predict(xv, verbose=0), rtol=1e-5, atol=1e-6)
+    # with a rate that learns the (right) labels the start is beaten and kept weights have the lowest loss
+    b = CopyAdapter(source, patience=3).fit(xt, yt, validation_data=(xv, yv), verbose=0)
+    final = b.model.evaluate(xv, yv, verbose=0, return_dict=True)["loss"]
+    # the kept epoch is the last that lowered the loss by more than MIN_DELTA
+    from shiftkit.adapt.base import MIN_DELTA
+
+    assert b.epochs_[1] >= 1 and final == pytest.approx(b.history["val_loss"][b.epochs_[1] - 1], rel=1e-5)
+    assert final <= min(b.history["val_loss"]) + MIN_DELTA
+
+
+def test_epochs_none_holds_out_stops_and_refits(source):
+    xt, yt = _data(60, shift=2.0, seed=16)
+    xte, yte = _data(300, shift=2.0, seed=17)
+    a = CopyAdapter(source, patience=5).fit(xt, yt, verbose=0)
+    h = a.history
+    assert a.validation_mode_ == "holdout+refit"
+    assert np.bincount(yt[a.held_out_], minlength=3).min() >= 1 and len(a.held_out_) == 12
+    n_select, n_refit = h["phase"].count("select"), h["phase"].count("refit")
+    assert n_select < 300 and n_refit == a.epochs_[1] >= 1  # stopped, then trained again on all labels
+    assert all(np.isfinite(h["val_loss"][:n_select])) and all(np.isnan(h["val_loss"][n_select:]))
+    src_acc = float(np.mean(source.predict(xte, verbose=0).argmax(1) == yte))
+    assert a.evaluate(xte, yte)["accuracy"] > src_acc + 0.1
+    # without refit: the selected weights, never worse than the source on the held-out part
+    b = CopyAdapter(source, patience=5).fit(xt, yt, refit=False, verbose=0)
+    assert b.validation_mode_ == "holdout" and set(b.history["phase"]) == {"select"}
+    held = b.held_out_
+    loss_source = source.evaluate(xt[held], yt[held], verbose=0, return_dict=True)["loss"]
+    assert b.model.evaluate(xt[held], yt[held], verbose=0, return_dict=True)["loss"] <= loss_source + 1e-6
+    # the same seed holds out the same rows; explicit epochs train exactly that many on all labels
+    assert np.array_equal(b.held_out_, held)
+    c = CopyAdapter(source).fit(xt, yt, epochs=3, verbose=0)
+    assert c.validation_mode_ == "fixed" and len(c.history["loss"]) == 3 and c.epochs_ == {1: 3}
+
+
+def test_too_few_labels_to_hold_out_warns_and_trains_a_fixed_budget(source):
+    from shiftkit.adapt.base import FALLBACK_EPOCHS
+
+    xt, yt = _data(3, seed=18)
+    yt = np.array([0, 1, 2])
+    with pytest.warns(UserWarning, match="Too few labelled samples"):
+        a = CopyAdapter(source).fit(xt, yt, verbose=0)
+    assert a.validation_mode_ == "fixed" and len(a.history["loss"]) == FALLBACK_EPOCHS
+
+
+def test_load_adapter_checks_the_archive_size_before_keras_reads_it(source, tmp_path):
+    """A decompression bomb (a member that inflates far beyond the limit) fails before Keras opens it."""
+    import zipfile
+
+    xt, yt = _data(30, seed=19)
+    path = CopyAdapter(source).fit(xt, yt, epochs=1, verbose=0).save(tmp_path / "bomb.keras")
+    assert isinstance(load_adapter(path, max_bytes=50_000_000), CopyAdapter)
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("padding.bin", b"\0" * 20_000_000)  # about 20 kB on disk
+    with pytest.raises(ValueError, match="padding.bin"):
+        load_adapter(path, max_bytes=10_000_000)

@@ -143,7 +143,9 @@ def test_predictions_equal_direct_numpy_computation(runs, scenario):
     em = run["adapters"]["em"]
     p_val = check_probabilities(model.predict(x_val, verbose=0), "p_val")
     temperature, bias = _fit_bcts(p_val, y_val)
-    assert em.temperature_ == temperature and np.array_equal(em.bias_, bias)
+    # (the adapter reads the outputs through shiftkit._keras.to_probabilities, renormalised: equal to rounding)
+    assert em.temperature_ == pytest.approx(temperature, rel=1e-6)
+    np.testing.assert_allclose(em.bias_, bias, rtol=1e-5, atol=1e-8)
     assert temperature != 1.0 or np.any(bias)  # calibration is really on
     expected = _normalize(em.weights_ * _apply_bcts(p, temperature, bias))
     np.testing.assert_allclose(em.predict(run["x"]), expected, atol=1e-5)
@@ -177,6 +179,28 @@ def test_logits_head_gives_the_same_correction(scenario, runs):
     assert a.evaluate(run["x"], run["y"])["loss"] == pytest.approx(
         log_loss(run["y"], a.predict(run["x"]), labels=range(K)), rel=1e-4
     )
+
+
+@pytest.mark.parametrize("pattern", ["softmax_layer", "activation"])
+def test_weightless_softmax_after_the_head(scenario, runs, pattern, tmp_path):
+    """Dense(k) -> Softmax / Activation('softmax') (#7): the head path is copied whole, the features are
+    the Dense's input (16 units, not the logits), and the correction equals the softmax model's."""
+    model, x_val, y_val = scenario
+    inp = keras.Input((D,))
+    h = keras.layers.Dense(16, activation="relu", name="hidden")(inp)
+    logits = keras.layers.Dense(K, name="logits")(h)
+    out = keras.layers.Softmax()(logits) if pattern == "softmax_layer" else keras.layers.Activation("softmax")(logits)
+    split = keras.Model(inp, out)
+    split.set_weights(model.get_weights())
+    run = runs[2]
+    a = LabelShiftAdapter(split, method="bbse").fit(x_val, y_val, run["x"])
+    b = run["adapters"]["bbse"]
+    np.testing.assert_allclose(a.priors_, b.priors_, atol=1e-6)
+    np.testing.assert_allclose(a.predict(run["x"]), b.predict(run["x"]), atol=1e-5)
+    assert a.features(run["x"]).shape == (len(run["x"]), 16) and a.head_.name == "logits"
+    loaded = load_adapter(a.save(tmp_path / "ls.keras"))
+    assert loaded.head_.name == "logits"
+    np.testing.assert_allclose(loaded.predict(run["x"]), a.predict(run["x"]), atol=1e-6)
 
 
 def test_binary_sigmoid_model():

@@ -222,6 +222,40 @@ def test_binary_head_batchnorm_and_feature_layer():
     assert not b.head_initialised_from_source_ and b.features(xt).shape == (64, 12)
 
 
+def _logits_then_softmax(pattern, seed=5):
+    """Dense(2) logits followed by a weightless softmax layer (the mixed-precision pattern)."""
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((10,))
+    h = keras.layers.Dense(8, activation="relu", name="h")(inp)
+    logits = keras.layers.Dense(2, name="logits")(h)
+    if pattern == "activation":
+        out = keras.layers.Activation("softmax", dtype="float32", name="probs")(logits)
+    else:
+        out = keras.layers.Softmax(name="probs")(logits)
+    return keras.Model(inp, out, name=f"src_{pattern}")
+
+
+@pytest.mark.parametrize("pattern", ["activation", "softmax_layer"])
+def test_head_comes_from_the_source_when_the_output_layer_has_no_weights(pattern):
+    """Regression (#7): Dense(k) -> Activation('softmax') / Softmax: the head is the source's Dense, the
+    features are its input (not the logits); mmd_weight=0 at a negligible rate reproduces the source."""
+    xs, ys = _data(128, target=False, seed=5)
+    xt, _ = _data(96, target=True, seed=6)
+    src = _logits_then_softmax(pattern)
+    src.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    src.fit(xs, ys, epochs=3, verbose=0)
+    a = MMDAdapter(src, mmd_weight=0.0).fit(xs, ys, xt, epochs=1, learning_rate=1e-12, verbose=0, seed=0)
+    assert a.head_initialised_from_source_
+    np.testing.assert_allclose(a.predict(xt), src.predict(xt, verbose=0), atol=1e-5)
+    # the default feature space is the head's input (8 hidden units), for the adapter and for shift_report
+    reference = keras.Model(src.inputs, src.get_layer("h").output).predict(xt, verbose=0)
+    np.testing.assert_allclose(a.features(xt), reference, rtol=1e-5, atol=1e-5)
+    space = shiftkit.feature_space(src)
+    assert space.layer_name == "input of logits"
+    np.testing.assert_allclose(space(xt), reference, rtol=1e-5, atol=1e-5)
+    assert a.feature_name_ == "input of logits"
+
+
 @pytest.mark.slow
 def test_runs_under_mirrored_strategy_with_the_same_losses():
     """Regression (#6): 1 vs 2 replicas, same seed and data: the same task loss, and loss = task + w * mmd2.

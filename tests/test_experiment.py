@@ -267,3 +267,45 @@ def test_model_that_does_not_fit_the_data(splits):
     s3 = split_domains(x, y, x + 1, y, target_labeled=3, seed=0)
     with pytest.raises(ValueError, match="1 output\\(s\\) but the labels have 3 classes"):
         Experiment(three, adapters=()).run(s3, seed=0)
+
+
+def _constant_model(units, bias, activation=None, softmax_layer=False):
+    """Outputs `activation(bias)` for every input: a kernel of zeros (values chosen to fool a guess)."""
+    inp = keras.Input((4,))
+    out = keras.layers.Dense(units, activation=activation, kernel_initializer="zeros",
+                             bias_initializer=keras.initializers.Constant(bias), name="head")(inp)
+    if softmax_layer:
+        out = keras.layers.Softmax()(out)
+    return keras.Model(inp, out)
+
+
+def test_logits_vs_probabilities_from_the_architecture(splits):
+    """Regression (#16): outputs inside [0, 1] are not probabilities unless the activation says so."""
+    from shiftkit.shift.features import predict_proba
+
+    x = np.zeros((3, 4), "float32")
+    logits = [0.2, 0.5, 0.3]  # linear outputs that look like a probability row (they sum to 1)
+    expected = np.exp(logits) / np.exp(logits).sum()
+    np.testing.assert_allclose(predict_proba(_constant_model(3, logits), x)[0], expected, rtol=1e-6)
+    np.testing.assert_allclose(predict_proba(_constant_model(3, logits, softmax_layer=True), x)[0], expected, rtol=1e-6)
+    one_logit = predict_proba(_constant_model(1, 0.3), x)[0]  # a single logit of 0.3: P(1) = sigmoid(0.3)
+    np.testing.assert_allclose(one_logit, [1 - 1 / (1 + np.exp(-0.3)), 1 / (1 + np.exp(-0.3))], rtol=1e-6)
+    sigmoid = predict_proba(_constant_model(1, 0.3, activation="sigmoid"), x)[0]  # a sigmoid unit is read as is
+    np.testing.assert_allclose(sigmoid, [1 - 1 / (1 + np.exp(-0.3)), 1 / (1 + np.exp(-0.3))], rtol=1e-6)
+    # the experiment's metrics read them the same way
+    result = ExperimentResult(methods=["source_only"], metric_names=["accuracy"], rows={}, histories={}, reports={},
+                              splits={}, config={}, source_model=_constant_model(3, logits))
+    np.testing.assert_allclose(result.predict("source_only", x)[0], expected, rtol=1e-6)
+
+
+def test_adapter_evaluate_thresholds_a_single_logit_at_zero():
+    """A single logit of -0.3 is class 0 (threshold 0), a sigmoid unit of 0.43 too (threshold 0.5)."""
+    from shiftkit.adapt import CopyAdapter
+
+    x = np.zeros((6, 4), "float32")
+    y = np.zeros(6, int)
+    for model in (_constant_model(1, -0.3), _constant_model(1, -0.3, activation="sigmoid")):
+        adapter = CopyAdapter(model).fit(x, y, epochs=0, verbose=0)  # the source model, untrained
+        assert adapter.evaluate(x, y)["accuracy"] == 1.0
+        rep = adapter.shift_report(x, x + 1.0, y, y, n_permutations=20, seed=0)
+        assert rep.accuracy_before == 1.0 and rep.accuracy_after == 1.0

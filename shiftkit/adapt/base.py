@@ -22,19 +22,48 @@ the adapter class and its fitted state; `shiftkit.load_adapter(path)` restores t
 from __future__ import annotations
 
 import json
+import math
 import os
+import warnings
 import zipfile
 from typing import Any
 
 import numpy as np
 
-from shiftkit._validation import check_labels, check_positive_int
-from shiftkit.shift.features import check_model_input, head_input, resolve_layer
+from shiftkit._validation import check_labels, check_positive_int, check_seed
+from shiftkit.shift.features import check_model_input, head_input, head_of, resolve_layer
 
-__all__ = ["Adapter", "AdaptationReport", "build_target_model", "copy_model", "load_adapter", "NotFittedError"]
+try:  # the decompression-bomb check of users' .keras files
+    from shiftkit.files import check_keras_archive
+except ImportError:  # pragma: no cover - an older shiftkit.files
+    check_keras_archive = None
+
+__all__ = [
+    "Adapter",
+    "AdaptationReport",
+    "build_target_model",
+    "copy_model",
+    "holdout_split",
+    "load_adapter",
+    "source_head_weights",
+    "NotFittedError",
+]
 
 _META_NAME = "shiftkit.json"
 _ADAPTERS: dict[str, type] = {}
+
+#: Most epochs `fit(epochs=None)` ("until the held-out loss stops improving") may run per stage.
+MAX_EPOCHS = 300
+#: Fraction of the labelled data held out (stratified) to choose the epochs when `epochs=None`.
+VALIDATION_SPLIT = 0.2
+#: Epochs without improvement of the monitored held-out figure before training stops.
+PATIENCE = 10
+#: Epochs trained when `epochs=None` but the labelled data are too few to hold any out.
+FALLBACK_EPOCHS = 20
+#: What early stopping watches: the held-out loss (smoother than accuracy on a few dozen samples).
+MONITOR = "val_loss"
+#: An epoch counts as an improvement when it lowers the held-out loss by more than this.
+MIN_DELTA = 1e-3
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -55,35 +84,63 @@ def _require_model(model: Any, name: str = "source_model") -> Any:
 
 def _feature_tensor(model: Any, feature_layer: str | int | None) -> tuple[Any, str]:
     if feature_layer is None:
-        head = model.outputs[0]._keras_history[0]
-        return head_input(model), f"input of {head.name}"
+        return head_input(model), f"input of {head_of(model).name}"
     layer = resolve_layer(model, feature_layer)
     out = layer.output
     return (out[0] if isinstance(out, (list, tuple)) else out), layer.name
 
 
-def _output_layer(model: Any) -> Any:
-    """The layer producing the model's first output, looking inside nested models."""
-    import keras
-
-    layer = model.outputs[0]._keras_history[0]
-    while isinstance(layer, keras.Model):
-        layer = layer.outputs[0]._keras_history[0] if layer.outputs else layer.layers[-1]
-    return layer
-
-
 def head_config(model: Any) -> tuple[int, str]:
-    """(number of outputs, activation name) of the model's output layer (inside a nested head too)."""
-    import keras
+    """(number of outputs, output activation) of a classifier (`shiftkit._keras.output_activation`).
+
+    The activation is the one that produces the outputs: "softmax" for `Dense(k) -> Softmax()` or
+    `Dense(k) -> Activation("softmax")` too, "linear" for logits.
+    """
+    from shiftkit._keras import output_activation
 
     out = model.outputs[0]
     n_outputs = int(out.shape[-1]) if out.shape[-1] is not None else 1
-    layer = _output_layer(model)
+    return n_outputs, output_activation(model)
+
+
+def _activation_name(layer: Any) -> str:
+    import keras
+
     activation = getattr(layer, "activation", None)
-    name = keras.activations.serialize(activation) if activation is not None else "linear"
+    if activation is None:
+        return "linear"
+    name = keras.activations.serialize(activation)
     if isinstance(name, dict):
-        name = name.get("config", {}).get("name", "linear") if "config" in name else "linear"
-    return n_outputs, str(name)
+        name = name.get("config", {}).get("name") or name.get("class_name") or "linear"
+    return str(name)
+
+
+def source_head_weights(source_model: Any, feature_layer: str | int | None, units: int) -> list[np.ndarray] | None:
+    """The source head's weights when a new `Dense(units)` head on `feature_layer` can start from them.
+
+    The new head is `Dense(units, activation=<output activation>)` on the features. It reproduces the
+    source model's last step exactly when the source head (`head_of`: the last layer with weights) is
+    a Dense layer that (a) reads the same features (`feature_layer` None, or a layer whose output is
+    the head's input), (b) has `units` outputs and (c) applies no activation of its own, or the output
+    activation itself. Then its kernel and bias are returned (copies); otherwise None (a fresh head).
+    """
+    import keras
+
+    from shiftkit._keras import output_activation
+
+    head = head_of(source_model)
+    if not isinstance(head, keras.layers.Dense) or int(head.units) != int(units):
+        return None
+    if len(head_input(source_model).shape) != 2:  # a Dense over a sequence / image axis: not one step
+        return None
+    if feature_layer is not None and _feature_tensor(source_model, feature_layer)[0] is not head_input(source_model):
+        return None
+    if _activation_name(head) not in ("linear", output_activation(source_model)):
+        return None
+    weights = head.get_weights()
+    if not head.use_bias:
+        weights = [weights[0], np.zeros(int(units), dtype=weights[0].dtype)]
+    return [np.array(w, copy=True) for w in weights]
 
 
 def _all_layers(model: Any) -> list[Any]:
@@ -120,9 +177,15 @@ def build_target_model(
     feature_layer: str | int | None = None,
     head: Any = None,
     n_outputs: int | None = None,
+    head_init: str = "source",
     name: str = "target_model",
 ) -> tuple[Any, Any, Any, str]:
     """Clone the source layers up to `feature_layer`, copy their weights, and add a head.
+
+    The default head is `Dense(n_outputs, activation=<the source's output activation>)`. With
+    `head_init="source"` it starts from the source head's kernel and bias when they fit
+    (`source_head_weights`), so the target model starts as the source model itself; otherwise (or
+    with `head_init="random"`, or a `head` given) it starts from Keras's initialisers.
 
     Returns:
         `(model, base, head, feature_name)`: the target model, its nested base, its head layer, and
@@ -130,15 +193,22 @@ def build_target_model(
     """
     import keras
 
+    from shiftkit._keras import output_layer
+
     source_model = _require_model(source_model)
+    head_init = _check_head_init(head_init)
     _feature_tensor(source_model, feature_layer)  # validates the layer before cloning
     clone = copy_model(source_model)
     tensor, feature_name = _feature_tensor(clone, feature_layer)
     base = keras.Model(clone.inputs, tensor, name="base")
     src_outputs, activation = head_config(source_model)
+    start = None
     if head is None:
         units = src_outputs if n_outputs is None else check_positive_int(n_outputs, "n_outputs")
-        head = keras.layers.Dense(units, activation=activation, name="head")
+        # The output layer's dtype policy: float32 after a mixed-precision body (Keras's advice).
+        head = keras.layers.Dense(units, activation=activation, name="head", dtype=output_layer(source_model).dtype_policy)
+        if head_init == "source":
+            start = source_head_weights(source_model, feature_layer, units)
     elif not isinstance(head, keras.layers.Layer):
         raise TypeError(
             f"head must be a keras layer (or a keras.Model/Sequential used as one); got {type(head).__name__}."
@@ -155,8 +225,19 @@ def build_target_model(
     if len(features.shape) > 2:
         features = keras.layers.Flatten(name="flatten_features")(features)
     outputs = head(features)
+    if start is not None:
+        head.set_weights(start)
     model = keras.Model(inputs[0] if len(inputs) == 1 else inputs, outputs, name=name)
     return model, base, head, feature_name
+
+
+def _check_head_init(head_init: Any) -> str:
+    if head_init not in ("source", "random"):
+        raise ValueError(
+            "head_init must be 'source' (start the new head from the source head's weights when they "
+            f"fit) or 'random' (Keras's initialisers). Received: head_init={head_init!r}."
+        )
+    return head_init
 
 
 def loss_for_head(activation: str, n_outputs: int) -> tuple[Any, int]:
@@ -189,6 +270,100 @@ def class_weights(y: np.ndarray, class_weight: Any, n_classes: int) -> dict[int,
     if isinstance(class_weight, dict):
         return {int(k): float(v) for k, v in class_weight.items()}
     raise TypeError(f"class_weight must be None, a dict or 'balanced'; got {type(class_weight).__name__}.")
+
+
+def holdout_split(y: np.ndarray, fraction: float, seed: int | None = 0) -> tuple[np.ndarray, np.ndarray] | None:
+    """A stratified hold-out: `(train_rows, held_out_rows)`, or None when too few labels.
+
+    From each class with `n_k >= 2` samples, `max(1, round(fraction * n_k))` rows (at most `n_k - 1`)
+    are held out at random (seeded); a class with one sample stays in training. None when fewer
+    than 2 rows would be held out.
+
+    Args:
+        y: class indices.
+        fraction: the share held out, in (0, 1).
+        seed: seed of the draw.
+    """
+    if not 0.0 < float(fraction) < 1.0:
+        raise ValueError(f"validation_split must be a fraction in (0, 1), e.g. 0.2; got {fraction!r}.")
+    rng = np.random.default_rng(seed)
+    held = []
+    for k in np.unique(y):
+        rows = np.flatnonzero(y == k)
+        if len(rows) < 2:
+            continue
+        n = min(len(rows) - 1, max(1, int(np.floor(fraction * len(rows) + 0.5))))
+        held.append(rng.choice(rows, size=n, replace=False))
+    held_rows = np.sort(np.concatenate(held)) if held else np.empty(0, dtype=np.int64)
+    if len(held_rows) < 2:
+        return None
+    train_rows = np.setdiff1d(np.arange(len(y)), held_rows)
+    return train_rows, held_rows
+
+
+def _dataset(x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None, *, batch_size: int = 256,
+             shuffle: bool = False) -> Any:
+    """A cached `tf.data.Dataset` of `(x, y[, sample_weight])` batches, reshuffled every epoch.
+
+    Keras's own array input rebuilds its pipeline every epoch: on the few hundred samples adapters
+    train on, that overhead (about 0.1 s per epoch, more with validation data) dwarfs the training.
+    The shuffle is seeded by Keras's global seed (`keras.utils.set_random_seed`).
+    """
+    import tensorflow as tf
+
+    items = (x, y) if sample_weight is None else (x, y, np.asarray(sample_weight, dtype="float32"))
+    ds = tf.data.Dataset.from_tensor_slices(items).cache()
+    if shuffle:
+        ds = ds.shuffle(len(x), reshuffle_each_iteration=True)
+    return ds.batch(min(batch_size, len(x))).prefetch(tf.data.AUTOTUNE)
+
+
+def _keep_best(start_loss: float, start_weights: list, patience: int) -> Any:
+    """A callback: stop after `patience` epochs without a lower `val_loss`; keep the best weights (start included)."""
+    import keras
+
+    class KeepBest(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.best = start_loss if np.isfinite(start_loss) else np.inf
+            self.best_weights = start_weights
+            self.best_epoch = 0
+            self.wait = 0
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            value = float((logs or {}).get(MONITOR, np.nan))
+            if np.isfinite(value) and value < self.best - MIN_DELTA:
+                self.best, self.best_epoch, self.wait = value, epoch + 1, 0
+                self.best_weights = self.model.get_weights()
+                return
+            self.wait += 1
+            if self.wait >= patience:
+                self.model.stop_training = True
+
+        def on_train_end(self, logs: dict | None = None) -> None:
+            self.model.set_weights(self.best_weights)
+
+    return KeepBest()
+
+
+def _callback_list(callbacks: Any) -> list:
+    import keras
+
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, keras.callbacks.Callback):
+        return [callbacks]
+    return list(callbacks)
+
+
+def _concat_records(records: list[dict[str, list]]) -> dict[str, list]:
+    """Per-epoch records of several `fit` calls as one dict of equal-length lists (NaN where absent)."""
+    keys = list(dict.fromkeys(k for r in records for k in r))
+    sizes = [len(r.get("stage", [])) for r in records]
+    out: dict[str, list] = {"epoch": list(range(sum(sizes)))}
+    for key in keys:
+        out[key] = [v for r, n in zip(records, sizes) for v in r.get(key, [math.nan] * n)]
+    return out
 
 
 class AdaptationReport:
@@ -292,16 +467,26 @@ class Adapter:
             raise ValueError(f"{name} has {len(labels)} labels but there are {n} samples; pass one label per sample.")
         return labels
 
-    def _build(self, *, head: Any = None, n_outputs: int | None = None) -> None:
-        """Create `model_`, `base_`, `head_` under the active distribution strategy."""
+    def _build(self, *, head: Any = None, n_outputs: int | None = None, head_init: str = "source") -> None:
+        """Create `model_`, `base_`, `head_` under the active distribution strategy.
+
+        Sets `head_initialised_from_source_`: True when the head starts from the source head's weights.
+        """
         with self._strategy().scope():
             self.model_, self.base_, self.head_, self.feature_name_ = build_target_model(
                 self.source_model,
                 feature_layer=self.feature_layer,
                 head=head,
                 n_outputs=n_outputs,
+                head_init=head_init,
                 name=f"{type(self).__name__.lower()}_model",
             )
+        units = int(self.model_.outputs[0].shape[-1] or 1)
+        self.head_initialised_from_source_ = bool(
+            head is None
+            and head_init == "source"
+            and source_head_weights(self.source_model, self.feature_layer, units) is not None
+        )
 
     def _validation(self, validation_data: Any) -> Any:
         if validation_data is None:
@@ -310,6 +495,27 @@ class Adapter:
             raise TypeError("validation_data must be a tuple (x_val, y_val).")
         xv = self._check_x(validation_data[0], "validation_data[0]")
         return xv, self._check_y(validation_data[1], len(xv), "validation_data[1]")
+
+    def _targets(self, y: np.ndarray) -> np.ndarray:
+        """Labels in the form the model's loss expects (a float column for a single output unit)."""
+        n_out = int(self.model_.outputs[0].shape[-1] or 1)
+        return y.reshape(-1, 1).astype("float32") if n_out == 1 else y
+
+    def _compile(self, learning_rate: float, loss: Any = None) -> None:
+        """Compile `model_` with Adam (trainable flags take effect here), its loss and accuracy."""
+        import keras
+
+        from shiftkit._keras import decision_threshold
+
+        n_out, act = head_config(self.model_)
+        default_loss, _ = loss_for_head(act, n_out)
+        metric = (
+            "accuracy" if n_out > 1
+            else keras.metrics.BinaryAccuracy(name="accuracy", threshold=decision_threshold(self.model_))
+        )
+        with self._strategy().scope():
+            self.model_.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss or default_loss,
+                                metrics=[metric])
 
     def _compile_and_fit(
         self,
@@ -320,44 +526,154 @@ class Adapter:
         epochs: int,
         batch_size: int,
         validation_data: Any = None,
+        patience: int | None = None,
         class_weight: Any = None,
         sample_weight: Any = None,
         callbacks: Any = None,
         verbose: Any = "auto",
         loss: Any = None,
-    ) -> Any:
-        """Compile `model_` (trainable flags take effect here) and train it. Returns the History."""
-        import keras
+    ) -> tuple[dict[str, list], int]:
+        """Compile `model_` and train it for at most `epochs` epochs.
 
-        n_out, act = head_config(self.model_)
-        default_loss, n_classes = loss_for_head(act, n_out)
-        with self._strategy().scope():
-            self.model_.compile(
-                optimizer=keras.optimizers.Adam(learning_rate),
-                loss=loss or default_loss,
-                metrics=["accuracy" if n_out > 1 else keras.metrics.BinaryAccuracy(name="accuracy",
-                                                                                   threshold=0.5 if act == "sigmoid" else 0.0)],
-            )
-        target = y.reshape(-1, 1).astype("float32") if n_out == 1 else y
-        if validation_data is not None and n_out == 1:
-            validation_data = (validation_data[0], validation_data[1].reshape(-1, 1).astype("float32"))
+        With `validation_data` and `patience`, training stops once the held-out loss has not improved
+        for `patience` epochs, and the weights with the lowest held-out loss are kept, *the starting
+        weights included* (epoch 0): a stage never ends worse on the held-out data than it began.
+
+        Returns:
+            `(record, best)`: per-epoch lists (Keras's history keys) and the number of epochs the
+            kept weights were trained for (0: the starting weights; `len(record["loss"])` without
+            early stopping).
+        """
+        self._compile(learning_rate, loss)
+        cbs = list(callbacks or [])
+        keeper = None
+        val = None if validation_data is None else _dataset(validation_data[0], self._targets(validation_data[1]))
+        if val is not None and patience is not None:
+            start = self.model_.evaluate(val, verbose=0, return_dict=True)
+            keeper = _keep_best(float(start["loss"]), self.model_.get_weights(), patience)
+            cbs.append(keeper)
+        if epochs == 0:
+            return {}, 0
+        _, n_classes = loss_for_head(*reversed(head_config(self.model_)))
+        weights = class_weights(y, class_weight, n_classes)
+        if weights is not None:
+            per_class = np.array([weights.get(int(k), 1.0) for k in y], dtype="float32")
+            sample_weight = per_class if sample_weight is None else per_class * sample_weight
+        hist = self.model_.fit(
+            _dataset(x, self._targets(y), sample_weight, batch_size=batch_size, shuffle=True),
+            validation_data=val,
+            epochs=epochs,
+            shuffle=False,  # the dataset reshuffles itself
+            callbacks=cbs,
+            verbose=verbose,
+        )
+        record = {str(k): [float(v) for v in values] for k, values in hist.history.items()}
+        return record, (keeper.best_epoch if keeper is not None else len(hist.epoch))
+
+    def _train(
+        self,
+        stages: list[tuple[int, float, int | None, Any]],
+        x: np.ndarray,
+        y: np.ndarray,
+        *,
+        build: Any,
+        validation_data: Any,
+        validation_split: float,
+        refit: bool,
+        patience: int,
+        seed: int | None,
+        batch_size: int,
+        class_weight: Any,
+        sample_weight: Any,
+        callbacks: Any,
+        verbose: Any,
+    ) -> None:
+        """Build `model_` and train it in stages; sets `history_`, `epochs_`, `best_stage_`, `best_epoch_`.
+
+        Each stage is `(stage, learning_rate, epochs, prepare)`; `prepare()` sets the trainable flags
+        of `model_` for that stage, `epochs` is an int or None ("until it stops improving").
+
+        * `validation_data` given: every stage stops early on it (`patience`; an int `epochs` is the
+          most it runs, None means `MAX_EPOCHS`) and keeps its best weights, the weights it started
+          from included, so the model never ends worse on `validation_data` than the source-started
+          one. Nothing is held out.
+        * no `validation_data`, every `epochs` an int: exactly those epochs on all the labels.
+        * no `validation_data`, some `epochs` None: a stratified `validation_split` of the labels is
+          held out (`holdout_split`, seeded) and used as above to choose each stage's epochs; then,
+          with `refit`, a fresh model is trained on *all* the labels for the chosen epochs (a stage
+          that chose 0 epochs is skipped; when all chose 0 the result is the starting model itself).
+          Too few labels to hold any out: `FALLBACK_EPOCHS` for each None, with a warning.
+        """
+        callbacks = _callback_list(callbacks)
+        batch_size = check_positive_int(batch_size, "batch_size")
         if sample_weight is not None:
             sample_weight = np.asarray(sample_weight, dtype="float32").reshape(-1)
             if len(sample_weight) != len(x):
-                raise ValueError(
-                    f"sample_weight has {len(sample_weight)} entries but x has {len(x)} samples."
+                raise ValueError(f"sample_weight has {len(sample_weight)} entries but x has {len(x)} samples.")
+        common = {"batch_size": batch_size, "class_weight": class_weight, "callbacks": callbacks, "verbose": verbose}
+        records: list[dict[str, list]] = []
+
+        def run(stage_list, xs, ys, sw, val, phase, stop):
+            chosen = {}
+            for stage, rate, n_epochs, prepare in stage_list:
+                prepare()
+                cap = MAX_EPOCHS if n_epochs is None else n_epochs
+                record, best = self._compile_and_fit(
+                    xs, ys, learning_rate=rate, epochs=cap, validation_data=val,
+                    patience=patience if stop else None, sample_weight=sw, **common,
                 )
-        return self.model_.fit(
-            x,
-            target,
-            validation_data=validation_data,
-            epochs=check_positive_int(epochs, "epochs"),
-            batch_size=check_positive_int(batch_size, "batch_size"),
-            class_weight=class_weights(y, class_weight, n_classes),
-            sample_weight=sample_weight,
-            callbacks=callbacks,
-            verbose=verbose,
-        )
+                n = len(record.get("loss", []))
+                record.update(stage=[stage] * n, phase=[phase] * n, learning_rate=[float(rate)] * n)
+                records.append(record)
+                chosen[stage] = best
+            return chosen
+
+        auto = any(n is None for _, _, n, _ in stages)
+        self.validation_mode_ = "fixed"
+        if validation_data is not None:
+            build()
+            self.validation_mode_ = "given"
+            self.epochs_ = run(stages, x, y, sample_weight, validation_data, "fit", True)
+        elif not auto:
+            build()
+            self.epochs_ = run(stages, x, y, sample_weight, None, "fit", False)
+        else:
+            split = holdout_split(y, validation_split, seed)
+            if split is None:
+                warnings.warn(
+                    f"Too few labelled samples ({len(y)}) to hold out a validation part: training "
+                    f"{FALLBACK_EPOCHS} epochs per stage instead of stopping early. Pass epochs=, or "
+                    "validation_data=, or more labels.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                fixed = [(st, rate, FALLBACK_EPOCHS if n is None else n, prep) for st, rate, n, prep in stages]
+                build()
+                self.epochs_ = run(fixed, x, y, sample_weight, None, "fit", False)
+            else:
+                tr, va = split
+                self.validation_mode_ = "holdout"
+                self.held_out_ = va
+                build()
+                sw = None if sample_weight is None else sample_weight[tr]
+                chosen = run(stages, x[tr], y[tr], sw, (x[va], y[va]), "select", True)
+                self.epochs_ = chosen
+                if refit:
+                    self.validation_mode_ = "holdout+refit"
+                    build()
+                    again = [(st, rate, chosen[st], prep) for st, rate, _, prep in stages if chosen[st] > 0]
+                    run(again, x, y, sample_weight, None, "refit", False)
+        self.history_ = _concat_records(records)
+        self.best_stage_ = max((st for st, n in self.epochs_.items() if n > 0), default=None)
+        stages_run, phases = self.history_.get("stage", []), self.history_.get("phase", [])
+        self.best_epoch_ = None  # the row of history_ whose weights the model has (None: the start)
+        if self.best_stage_ is not None:
+            if self.validation_mode_ in ("fixed", "holdout+refit"):
+                self.best_epoch_ = len(stages_run) - 1
+            else:
+                first = next(i for i, (st, ph) in enumerate(zip(stages_run, phases))
+                             if st == self.best_stage_ and ph in ("fit", "select"))
+                self.best_epoch_ = first + self.epochs_[self.best_stage_] - 1
 
     # ------------------------------------------------------------------ public API
     def features(self, x: Any, *, batch_size: int = 256) -> np.ndarray:
@@ -377,24 +693,22 @@ class Adapter:
         return self._classes(self.predict(x, batch_size=batch_size))
 
     def _classes(self, out: np.ndarray) -> np.ndarray:
-        """Class indices from the model's outputs (a threshold for a single sigmoid/logit unit)."""
-        if out.ndim == 1 or out.shape[-1] == 1:
-            n_out, act = head_config(self.model_)
-            thr = 0.5 if act == "sigmoid" else 0.0
-            return (out.reshape(-1) > thr).astype(np.int64)
-        return out.argmax(axis=-1)
+        """Class indices from the model's outputs (`shiftkit._keras.to_classes`: threshold or argmax)."""
+        from shiftkit._keras import to_classes
+
+        return to_classes(self.model_, out)
 
     def evaluate(self, x: Any, y: Any, *, batch_size: int = 256) -> dict[str, float]:
         """Accuracy and loss of the adapted model on labelled data."""
         self._check_fitted()
         arr = self._check_x(x)
         labels = self._check_y(y, len(arr))
-        probs = self.predict(arr, batch_size=batch_size)
-        pred = self._classes(probs)
-        n_out, act = head_config(self.model_)
+        out = self.predict(arr, batch_size=batch_size)
+        pred = self._classes(out)
+        n_out, act = head_config(self.model_)  # the loss reads logits or probabilities accordingly
         loss_fn, _ = loss_for_head(act, n_out)
         target = labels.reshape(-1, 1).astype("float32") if n_out == 1 else labels
-        loss = float(np.asarray(loss_fn(target, probs.astype("float32"))))
+        loss = float(np.asarray(loss_fn(target, out.astype("float32"))))
         return {"accuracy": float(np.mean(pred == labels)), "loss": loss}
 
     def shift_report(
@@ -414,6 +728,7 @@ class Adapter:
         Returns:
             An `AdaptationReport`.
         """
+        from shiftkit._keras import to_classes
         from shiftkit.shift.report import shift_report
 
         self._check_fitted()
@@ -430,12 +745,7 @@ class Adapter:
         if y_target is not None:
             xt = self._check_x(x_target, "x_target")
             yt = self._check_y(y_target, len(xt), "y_target")
-            src_pred = self.source_model.predict(xt, verbose=0)
-            if src_pred.ndim == 1 or src_pred.shape[-1] == 1:
-                _, act = head_config(self.source_model)
-                src_cls = (src_pred.reshape(-1) > (0.5 if act == "sigmoid" else 0.0)).astype(np.int64)
-            else:
-                src_cls = src_pred.argmax(axis=-1)
+            src_cls = to_classes(self.source_model, self.source_model.predict(xt, verbose=0))
             acc_before = float(np.mean(src_cls == yt))
             acc_after = float(np.mean(self.predict_classes(xt) == yt))
         return AdaptationReport(before, after, acc_before, acc_after)
@@ -461,15 +771,20 @@ class Adapter:
         return path
 
 
-def load_adapter(path: str | os.PathLike, *, source_model: Any = None) -> Adapter:
+def load_adapter(path: str | os.PathLike, *, source_model: Any = None, max_bytes: int | None = None) -> Adapter:
     """Load an adapter saved with `Adapter.save` (the model is loaded with `safe_mode=True`).
+
+    Before Keras opens the archive, its members' uncompressed sizes are checked against `max_bytes`
+    (`shiftkit.files.check_keras_archive`; default limit: `shiftkit.files.max_bytes_limit()`), so
+    a small crafted file cannot expand to gigabytes while loading.
 
     The returned adapter predicts, evaluates and extracts features like the saved one. The original
     source model is not stored in the file: pass it as `source_model` to get "before" figures from
     `shift_report`; without it, `shift_report` refuses rather than compare the adapted model with itself.
 
     Raises:
-        ValueError: the file is missing, not a `.keras` file, or not written by `Adapter.save`.
+        ValueError: the file is missing, not a `.keras` file, not written by `Adapter.save`, or
+            larger than `max_bytes` once decompressed.
     """
     import keras
 
@@ -487,6 +802,8 @@ def load_adapter(path: str | os.PathLike, *, source_model: Any = None) -> Adapte
     cls = _ADAPTERS.get(meta.get("adapter"))
     if cls is None:
         raise ValueError(f"{path!r} holds an unknown adapter type {meta.get('adapter')!r}.")
+    if check_keras_archive is not None:
+        check_keras_archive(path, max_bytes=max_bytes)  # a decompression bomb fails here, unread
     try:
         model = keras.saving.load_model(path, safe_mode=True)
     except Exception as exc:  # corrupt or unsafe file: never a raw traceback

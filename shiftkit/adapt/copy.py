@@ -4,29 +4,71 @@ from __future__ import annotations
 
 from typing import Any
 
-from shiftkit.adapt.base import Adapter, register_adapter
+from shiftkit._validation import check_positive_int, check_seed
+from shiftkit.adapt import base
+from shiftkit.adapt.base import Adapter, _check_head_init, register_adapter
 
-__all__ = ["CopyAdapter"]
+__all__ = ["CopyAdapter", "LEARNING_RATE"]
+
+#: Default Adam learning rate of the head (chosen in benchmarks/choose_adapter_defaults.py).
+LEARNING_RATE = 1e-2
+
+
+def _check_rate(value: Any, name: str) -> float:
+    import math
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a positive number, e.g. 1e-2; got {value!r}.")
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive, finite number, e.g. 1e-2; got {value}.")
+    return value
+
+
+def _check_epochs(epochs: Any, name: str = "epochs") -> int | None:
+    return None if epochs is None else check_positive_int(epochs, name, minimum=0)
 
 
 @register_adapter
 class CopyAdapter(Adapter):
-    """Feature copy ("transfer the features"): frozen source layers, a new head trained on target data.
+    """Feature copy ("transfer the features"): frozen source layers, a head trained on target data.
 
     The target model is the source model's layers up to `feature_layer`, with the source weights
-    *copied* (never shared: the source model stays bit-identical) and frozen, topped by a new head.
-    Only the head's weights change in `fit`. Suited to few target labels.
+    *copied* (never shared: the source model stays bit-identical) and frozen, topped by a head
+    `Dense(n_outputs, activation=<the source's output activation>)`. Only the head's weights change
+    in `fit`. Suited to few target labels.
+
+    The head starts from the source head's weights when they fit (`head_init="source"`, the
+    default: same features, same number of outputs), so training starts from the source model
+    itself ("copy the parameters, then retrain") instead of from chance; otherwise it is new.
+
+    Defaults that need no tuning (`fit(x, y)`): a stratified 20% of the labels is held out, the head
+    trains at Adam 1e-2 until the held-out loss has not improved for 10 epochs, the epoch count with
+    the lowest held-out loss is kept, *0 included* (the source model itself, if no epoch beat it),
+    and the head is trained again on all the labels for that many epochs. How these were chosen, on
+    scenarios other than the ones they are checked on: `benchmarks/defaults_choice.md`.
 
     Args:
         source_model: a built, trained `keras.Model`.
         feature_layer: layer name or index whose output feeds the head; default: the input of the
-            source model's output head.
-        head: optional Keras layer (or small model) to use as head; default
-            `Dense(n_outputs, activation=<source head's activation>)`.
+            source model's head layer (the last layer with weights).
+        head: optional Keras layer (or small model) to use as head (a fresh copy of it is trained).
         n_outputs: outputs of the default head (default: the source model's).
+        head_init: "source" (default): the default head starts from the source head's weights when
+            they fit; "random": from Keras's initialisers (seed them with
+            `keras.utils.set_random_seed`).
+        patience: epochs without a lower held-out loss before training stops (when it stops early:
+            `epochs=None`, or `validation_data` given).
+
+    Attributes (after `fit`):
+        model_ (also `.model`), base_, head_; history_ (also `.history`): per-epoch lists with
+        "phase" ("select": on the training part while choosing the epochs, "refit": on all labels,
+        "fit": otherwise); epochs_: `{1: epochs}` the final head was trained for; validation_mode_;
+        head_initialised_from_source_.
 
     Example:
-        >>> adapter = CopyAdapter(source_model).fit(x_target_few, y_target_few, epochs=50)  # doctest: +SKIP
+        >>> adapter = CopyAdapter(source_model).fit(x_target_few, y_target_few)  # doctest: +SKIP
         >>> adapter.evaluate(x_target_test, y_target_test)  # doctest: +SKIP
     """
 
@@ -37,10 +79,14 @@ class CopyAdapter(Adapter):
         feature_layer: str | int | None = None,
         head: Any = None,
         n_outputs: int | None = None,
+        head_init: str = "source",
+        patience: int = base.PATIENCE,
     ):
         super().__init__(source_model, feature_layer=feature_layer)
         self.head = head
         self.n_outputs = n_outputs
+        self.head_init = _check_head_init(head_init)
+        self.patience = check_positive_int(patience, "patience")
 
     def fit(
         self,
@@ -48,25 +94,39 @@ class CopyAdapter(Adapter):
         y: Any,
         *,
         validation_data: Any = None,
-        epochs: int = 50,
+        epochs: int | None = None,
         batch_size: int = 32,
-        learning_rate: float = 1e-3,
+        learning_rate: float = LEARNING_RATE,
         class_weight: Any = None,
         sample_weight: Any = None,
         callbacks: Any = None,
         verbose: Any = "auto",
+        validation_split: float = base.VALIDATION_SPLIT,
+        refit: bool = True,
+        seed: int | None = 0,
     ) -> "CopyAdapter":
-        """Train the new head on labelled target data; the copied base stays frozen.
+        """Train the head on labelled target data; the copied base stays frozen.
 
         Args:
             x: target inputs. y: target labels (class indices or one-hot).
-            validation_data: optional `(x_val, y_val)`.
-            epochs, batch_size, learning_rate: training settings (Adam). With few labels (about 10
-                per class) a new head converges slowly at 1e-3; 1e-2 is a good first try
-                (measured on corrupted digits: 0.47 vs 0.83 target accuracy after 60 epochs).
+            validation_data: optional `(x_val, y_val)`: training stops early on its loss and keeps
+                the best weights (the starting ones included); nothing is held out of `x`.
+            epochs: None (default): until the held-out loss stops improving (at most
+                `shiftkit.adapt.base.MAX_EPOCHS`), see the class docstring. An int: that many
+                epochs on all of `x` (0: the starting head, untrained), or at most that many with
+                `validation_data`.
+            batch_size: training batch size (capped at the number of samples).
+            learning_rate: Adam learning rate of the head. Default 1e-2: a head on frozen features
+                has few weights and few steps per epoch with a few labels; 1e-3 converges too slowly
+                (see `benchmarks/defaults_choice.md`).
             class_weight: None, a dict, or "balanced" (weights from the training labels).
             sample_weight: optional per-sample weights.
-            callbacks: Keras callbacks. verbose: Keras verbosity ("auto" shows a progress bar).
+            callbacks: Keras callbacks, passed to every training run.
+            verbose: Keras verbosity ("auto" shows a progress bar).
+            validation_split: share of the labels held out (stratified) when `epochs=None` and no
+                `validation_data`.
+            refit: after choosing the epochs on the held-out part, train again on all labels.
+            seed: seed of the held-out draw.
 
         Returns:
             self.
@@ -74,18 +134,36 @@ class CopyAdapter(Adapter):
         x = self._check_x(x)
         y = self._check_y(y, len(x))
         validation_data = self._validation(validation_data)
-        self._build(head=self.head, n_outputs=self.n_outputs)
-        self.base_.trainable = False
-        self.history_ = self._compile_and_fit(
-            x,
-            y,
-            learning_rate=learning_rate,
-            epochs=epochs,
-            batch_size=batch_size,
-            validation_data=validation_data,
-            class_weight=class_weight,
-            sample_weight=sample_weight,
-            callbacks=callbacks,
-            verbose=verbose,
+        epochs = _check_epochs(epochs)
+        rate = _check_rate(learning_rate, "learning_rate")
+        seed = check_seed(seed)
+        self.model_ = None  # a failed fit leaves the adapter unfitted
+
+        def build() -> None:
+            self._build(head=self.head, n_outputs=self.n_outputs, head_init=self.head_init)
+            self.base_.trainable = False
+
+        self._train(
+            [(1, rate, epochs, lambda: None)], x, y, build=build, validation_data=validation_data,
+            validation_split=validation_split, refit=refit, patience=self.patience, seed=seed,
+            batch_size=batch_size, class_weight=class_weight, sample_weight=sample_weight,
+            callbacks=callbacks, verbose=verbose,
         )
         return self
+
+    # ------------------------------------------------------------------ persistence
+    def _state(self) -> dict[str, Any]:
+        state = super()._state()
+        state.update(head_init=self.head_init, patience=self.patience, n_outputs=self.n_outputs,
+                     history=self.history_, epochs=self.epochs_, validation_mode=self.validation_mode_)
+        return state
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        super()._restore(state)
+        self.head = None
+        self.head_init = state.get("head_init", "source")
+        self.patience = state.get("patience", base.PATIENCE)
+        self.n_outputs = state.get("n_outputs")
+        self.history_ = state.get("history", {})
+        self.epochs_ = {int(k): v for k, v in (state.get("epochs") or {}).items()}
+        self.validation_mode_ = state.get("validation_mode")

@@ -1,12 +1,13 @@
-"""FineTuneAdapter: train a new head on the frozen base, then fine-tune the base at a low rate.
+"""FineTuneAdapter: train the head on the frozen base, then fine-tune the base at a lower rate.
 
 The two-stage recipe of the Keras guide "Transfer learning & fine-tuning":
 
-1. **Head stage.** The copied base is frozen; only the new head learns (rate `learning_rate`).
-   A randomly initialised head sends large gradients through the network, so the base must not
-   move before the head has converged.
+1. **Head stage.** The copied base is frozen; only the head learns (rate `learning_rate`). A
+   randomly initialised head sends large gradients through the network, so the base must not
+   move before the head has converged. By default the head starts from the source head's
+   weights (when they fit), so this stage starts from the source model itself.
 2. **Fine-tune stage.** All base layers, or the top `unfreeze=k` of them, are unfrozen and the
-   whole model is trained again at the much lower `fine_tune_learning_rate`.
+   whole model is trained again at the lower `fine_tune_learning_rate`.
 
 BatchNormalization is kept in inference mode throughout: the base is called with `training=False`
 (see `build_target_model`), so its moving mean/variance never update, *and* its BatchNormalization
@@ -22,12 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from shiftkit._validation import check_positive_int
-from shiftkit.adapt.base import Adapter, _feature_tensor, register_adapter
+from shiftkit._validation import check_positive_int, check_seed
+from shiftkit.adapt import base
+from shiftkit.adapt.base import Adapter, _check_head_init, _feature_tensor, register_adapter
 
-__all__ = ["FineTuneAdapter"]
+__all__ = ["FineTuneAdapter", "HEAD_LEARNING_RATE", "FINE_TUNE_LEARNING_RATE"]
 
-_MONITOR = "val_loss"
+#: Default Adam rates of the two stages (chosen in benchmarks/choose_adapter_defaults.py).
+HEAD_LEARNING_RATE = 1e-2
+FINE_TUNE_LEARNING_RATE = 1e-3
 
 
 def _leaf_layers(model: Any) -> list[Any]:
@@ -122,59 +126,69 @@ def _check_unfreeze(unfreeze: Any, n_tunable: int, names: list[str]) -> str | in
 
 @register_adapter
 class FineTuneAdapter(Adapter):
-    """Fine-tuning in two stages: a new head on the frozen base, then the unfrozen base at a low rate.
+    """Fine-tuning in two stages: the head on the frozen base, then the unfrozen base at a lower rate.
 
     The target model is the source model's layers up to `feature_layer`, with the source weights
-    *copied* (the source model stays bit-identical), topped by a new head.
+    *copied* (the source model stays bit-identical), topped by a head `Dense(n_outputs,
+    activation=<the source's output activation>)` that starts from the source head's weights when
+    they fit (`head_init="source"`), else new.
 
-    * Stage 1 trains only the head for `head_epochs` epochs at `learning_rate` (Adam).
+    * Stage 1 trains only the head (`head_epochs` epochs, Adam `learning_rate`).
     * Stage 2 unfreezes the base (all of it, or its top `unfreeze` layers) and trains base and
-      head together for `fit(..., epochs=...)` epochs at `fine_tune_learning_rate`.
+      head together (`fit(..., epochs=...)` epochs, Adam `fine_tune_learning_rate`).
+
+    Defaults that need no tuning (`fit(x, y)`): `head_epochs=None` and `epochs=None` mean "until
+    it stops improving": a stratified 20% of the labels is held out, each stage stops once the
+    held-out loss has not improved for `patience` epochs and keeps its best epoch count, *0
+    included* (a stage that does not beat its start leaves the model as it was, so the result is
+    never worse on the held-out part than the source model), then the model is trained again on
+    all the labels for the chosen epochs. Rates: 1e-2 for the head, 1e-3 for fine-tuning. How
+    these were chosen, on scenarios other than the ones they are checked on:
+    `benchmarks/defaults_choice.md`.
 
     BatchNormalization layers of the base stay in inference mode (the base is called with
     `training=False`) and stay frozen, so neither their moving statistics nor their gamma/beta
     change: the source normalisation is kept exactly. Dropout in the base is inactive for the
     same reason (`training=False`); the head trains normally.
 
-    With `validation_data`, each stage stops early on `val_loss` (`patience` epochs without
-    improvement) and restores its best weights; after stage 2 the stage-1 weights are restored
-    if no fine-tuning epoch beat them, so the final model is the one with the lowest validation
-    loss over both stages (`best_stage_`, `best_epoch_`).
+    With `validation_data`, each stage stops early on its loss and keeps its best weights (the
+    stage's starting weights included), so the final model is the one with the lowest validation
+    loss over both stages (`best_stage_`, `best_epoch_`); nothing is held out of the training data.
 
     Args:
         source_model: a built, trained `keras.Model` (never modified).
         feature_layer: layer name or index whose output feeds the head; default: the input of the
-            source model's output head.
+            source model's head layer (the last layer with weights).
         head: optional Keras layer (or small model) to use as head; a fresh copy of it (same
-            config, new weights) is trained in each `fit`. Default: `Dense(n_outputs,
-            activation=<source head's activation>)`.
+            config, new weights) is trained in each `fit`.
         n_outputs: outputs of the default head (default: the source model's).
         unfreeze: `"all"` to unfreeze every base layer in stage 2, or an int `k >= 1` to unfreeze
             only the top `k` base layers *with trainable weights* (Dense, Conv, RNN, Embedding,
             LayerNormalization...; BatchNormalization is not counted and stays frozen). Nested
             models in the base are counted layer by layer.
-        head_epochs: stage-1 epochs (>= 1: never fine-tune under a random head).
-        learning_rate: Adam learning rate of stage 1 (the Keras guide's 1e-3).
-        fine_tune_learning_rate: Adam learning rate of stage 2. Default 1e-4, ten times the
-            guide's 1e-5: the guide's rate suits a large pretrained network with thousands of
-            steps; on the small models and few hundred target samples shiftkit targets it barely
-            moves the base in tens of epochs. Pass 1e-5 for large pretrained bases.
-        patience: early-stopping patience (epochs without `val_loss` improvement), per stage;
-            used only when `fit` gets `validation_data`.
+        head_epochs: stage-1 epochs: None (default) until the held-out loss stops improving; an
+            int `>= 1` otherwise (0 only when the head starts from the source's: skips stage 1).
+        learning_rate: Adam learning rate of stage 1 (default 1e-2, as `CopyAdapter`).
+        fine_tune_learning_rate: Adam learning rate of stage 2. Default 1e-3: the Keras guide's
+            1e-5 (and 1e-4) suit a large pretrained network with thousands of steps; on the small
+            models and few labels shiftkit targets they barely move the base (a GRU especially) in
+            tens of epochs. Pass 1e-5 for large pretrained bases.
+        patience: epochs without a lower validation loss before a stage stops (when stopping early).
+        head_init: "source" (default) or "random" (see `CopyAdapter`).
 
     Attributes (after `fit`):
         model_: the adapted `keras.Model` (also `.model`). base_, head_: its parts.
         history_: dict of per-epoch lists over both stages (also `.history`); see `fit`.
+        epochs_: `{1: head epochs, 2: fine-tuning epochs}` the final model was trained for.
         unfrozen_layers_: names of the base layers trained in stage 2.
         best_stage_, best_epoch_: stage (1 or 2) and row of `history_` whose weights were kept
-            (with `validation_data`; otherwise the last epoch).
+            (None, None: the starting model was kept).
 
     Raises:
         ValueError: a bad `unfreeze`, learning rate, `head_epochs` or `patience` (at construction).
 
     Example:
-        >>> adapter = FineTuneAdapter(source_model, unfreeze=2, head_epochs=20)  # doctest: +SKIP
-        >>> adapter.fit(x_target, y_target, validation_data=(x_val, y_val), epochs=10)  # doctest: +SKIP
+        >>> adapter = FineTuneAdapter(source_model).fit(x_target_few, y_target_few)  # doctest: +SKIP
         >>> adapter.evaluate(x_target_test, y_target_test)["accuracy"]  # doctest: +SKIP
         >>> import pandas as pd; pd.DataFrame(adapter.history).plot(x="epoch", y=["loss", "val_loss"])  # doctest: +SKIP
     """
@@ -187,22 +201,23 @@ class FineTuneAdapter(Adapter):
         head: Any = None,
         n_outputs: int | None = None,
         unfreeze: str | int = "all",
-        head_epochs: int = 20,
-        learning_rate: float = 1e-3,
-        fine_tune_learning_rate: float = 1e-4,
-        patience: int = 5,
+        head_epochs: int | None = None,
+        learning_rate: float = HEAD_LEARNING_RATE,
+        fine_tune_learning_rate: float = FINE_TUNE_LEARNING_RATE,
+        patience: int = base.PATIENCE,
+        head_init: str = "source",
     ):
         super().__init__(source_model, feature_layer=feature_layer)
         self.head = head
         self.n_outputs = n_outputs
         tunable = tunable_layers(_source_base(self.source_model, feature_layer))
         self.unfreeze = _check_unfreeze(unfreeze, len(tunable), [layer.name for layer in tunable])
-        self.head_epochs = check_positive_int(head_epochs, "head_epochs")
+        self.head_epochs = None if head_epochs is None else check_positive_int(head_epochs, "head_epochs", minimum=0)
         self.learning_rate = _check_rate(learning_rate, "learning_rate")
         self.fine_tune_learning_rate = _check_rate(fine_tune_learning_rate, "fine_tune_learning_rate")
-        self.patience = check_positive_int(patience, "patience", minimum=0)
+        self.patience = check_positive_int(patience, "patience")
+        self.head_init = _check_head_init(head_init)
 
-    # ------------------------------------------------------------------ fitted state
     # ------------------------------------------------------------------ helpers
     def _set_trainable(self, stage: int) -> list[str]:
         """Freeze (stage 1) or unfreeze (stage 2) the base; returns the names of trainable base layers."""
@@ -219,42 +234,6 @@ class FineTuneAdapter(Adapter):
             layer.trainable = id(layer) in chosen_ids
         return [layer.name for layer in chosen]
 
-    def _run_stage(
-        self,
-        stage: int,
-        x: np.ndarray,
-        y: np.ndarray,
-        *,
-        epochs: int,
-        learning_rate: float,
-        validation_data: Any,
-        callbacks: list[Any],
-        **fit_kwargs: Any,
-    ) -> dict[str, list]:
-        import keras
-
-        stage_callbacks = list(callbacks)
-        if validation_data is not None:
-            stage_callbacks.append(
-                keras.callbacks.EarlyStopping(
-                    monitor=_MONITOR, patience=self.patience, restore_best_weights=True
-                )
-            )
-        hist = self._compile_and_fit(
-            x,
-            y,
-            learning_rate=learning_rate,
-            epochs=epochs,
-            validation_data=validation_data,
-            callbacks=stage_callbacks,
-            **fit_kwargs,
-        )
-        record = {key: [float(v) for v in values] for key, values in hist.history.items()}
-        n = len(hist.epoch)
-        record["stage"] = [stage] * n
-        record["learning_rate"] = [learning_rate] * n
-        return record
-
     # ------------------------------------------------------------------ public API
     def fit(
         self,
@@ -262,93 +241,87 @@ class FineTuneAdapter(Adapter):
         y: Any,
         *,
         validation_data: Any = None,
-        epochs: int = 10,
+        epochs: int | None = None,
         batch_size: int = 32,
         class_weight: Any = None,
         sample_weight: Any = None,
         callbacks: Any = None,
         verbose: Any = "auto",
+        validation_split: float = base.VALIDATION_SPLIT,
+        refit: bool = True,
+        seed: int | None = 0,
     ) -> FineTuneAdapter:
         """Train the head (stage 1, base frozen), then fine-tune the unfrozen base (stage 2).
 
         Args:
             x: target inputs, shaped like the source model's inputs.
             y: target labels (class indices or one-hot).
-            validation_data: optional `(x_val, y_val)`; enables early stopping on `val_loss`
-                with best-weights restore in both stages (see the class docstring).
-            epochs: stage-2 (fine-tuning) epochs; `0` runs stage 1 only (the base stays
-                identical to the source's, like `CopyAdapter`). Stage 1 runs `head_epochs`.
+            validation_data: optional `(x_val, y_val)`: both stages stop early on its loss and
+                keep their best weights (see the class docstring); nothing is held out of `x`.
+            epochs: stage-2 (fine-tuning) epochs: None (default) until the held-out loss stops
+                improving (at most `shiftkit.adapt.base.MAX_EPOCHS`); an int: that many (at most
+                that many with validation data); `0` runs stage 1 only (the base stays identical
+                to the source's, like `CopyAdapter`).
             batch_size: batch size of both stages.
             class_weight: None, a dict, or "balanced" (weights from the training labels).
             sample_weight: optional per-sample weights, used in both stages.
-            callbacks: Keras callbacks, passed to both stages' `model.fit` (they are reset at each
-                stage's start, like any callback reused across `fit` calls).
+            callbacks: Keras callbacks, passed to every training run (they are reset at each
+                run's start, like any callback reused across `fit` calls).
             verbose: Keras verbosity ("auto" shows a progress bar).
+            validation_split: share of the labels held out (stratified) when some epochs are None
+                and no `validation_data` is given.
+            refit: after choosing the epochs on the held-out part, train again on all the labels.
+            seed: seed of the held-out draw.
 
         Returns:
             self. `history_` (also `.history`) is a dict of equal-length lists, one entry per
-            epoch that ran: `"epoch"` (0, 1, ... over both stages), `"stage"` (1 or 2),
-            `"learning_rate"`, `"loss"`, `"accuracy"` and, with validation data, `"val_loss"`
-            and `"val_accuracy"`. `pandas.DataFrame(adapter.history)` plots directly.
+            epoch that ran: `"epoch"` (0, 1, ... over all runs), `"stage"` (1 or 2), `"phase"`
+            ("select" while choosing the epochs on the held-out part, "refit" on all labels,
+            "fit" otherwise), `"learning_rate"`, `"loss"`, `"accuracy"` and, where validation
+            data were used, `"val_loss"` and `"val_accuracy"`. `pandas.DataFrame(adapter.history)`
+            plots directly.
 
         Raises:
             ValueError: `x` does not match the source model's input shape, labels are out of
-                range or one per sample is missing, `epochs` is negative.
+                range or one per sample is missing, `epochs` is negative, `head_epochs=0` with a
+                new (not source-started) head.
             TypeError: `validation_data` is not a pair.
         """
-        import keras
-
         x = self._check_x(x)
         y = self._check_y(y, len(x))
         validation_data = self._validation(validation_data)
-        epochs = check_positive_int(epochs, "epochs", minimum=0)
-        if callbacks is None:
-            callbacks = []
-        elif isinstance(callbacks, keras.callbacks.Callback):
-            callbacks = [callbacks]
-        else:
-            callbacks = list(callbacks)
-        fit_kwargs = {
-            "batch_size": batch_size,
-            "class_weight": class_weight,
-            "sample_weight": sample_weight,
-            "verbose": verbose,
-        }
-
+        epochs = None if epochs is None else check_positive_int(epochs, "epochs", minimum=0)
+        seed = check_seed(seed)
         self.model_ = None  # a failed fit leaves the adapter unfitted
-        self._build(head=self.head, n_outputs=self.n_outputs)
-        self._set_trainable(1)
-        stage1 = self._run_stage(
-            1, x, y, epochs=self.head_epochs, learning_rate=self.learning_rate,
-            validation_data=validation_data, callbacks=callbacks, **fit_kwargs,
-        )
-        records = [stage1]
         self.unfrozen_layers_: list[str] = []
-        self.best_stage_, self.best_epoch_ = 1, len(stage1["stage"]) - 1
-        if validation_data is not None:
-            self.best_epoch_ = int(np.argmin(stage1[_MONITOR]))
 
-        if epochs > 0:
-            stage1_weights = self.model_.get_weights() if validation_data is not None else None
+        def build() -> None:
+            self._build(head=self.head, n_outputs=self.n_outputs, head_init=self.head_init)
+            self._set_trainable(1)
+
+        def unfreeze() -> None:
             self.unfrozen_layers_ = self._set_trainable(2)
-            stage2 = self._run_stage(
-                2, x, y, epochs=epochs, learning_rate=self.fine_tune_learning_rate,
-                validation_data=validation_data, callbacks=callbacks, **fit_kwargs,
-            )
-            records.append(stage2)
-            offset = len(stage1["stage"])
-            if validation_data is None:
-                self.best_stage_, self.best_epoch_ = 2, offset + len(stage2["stage"]) - 1
-            elif min(stage2[_MONITOR]) < min(stage1[_MONITOR]):
-                self.best_stage_, self.best_epoch_ = 2, offset + int(np.argmin(stage2[_MONITOR]))
-            else:  # fine-tuning never beat the head stage on validation data: keep stage 1
-                self.model_.set_weights(stage1_weights)
 
-        keys = list(dict.fromkeys(k for record in records for k in record))
-        history: dict[str, list] = {"epoch": list(range(sum(len(r["stage"]) for r in records)))}
-        for key in keys:
-            history[key] = [v for r in records for v in r.get(key, [math.nan] * len(r["stage"]))]
-        self.history_ = history
+        stages: list[tuple[int, float, int | None, Any]] = []
+        if self.head_epochs != 0:
+            stages.append((1, self.learning_rate, self.head_epochs, lambda: self._set_trainable(1)))
+        if epochs != 0:
+            stages.append((2, self.fine_tune_learning_rate, epochs, unfreeze))
+        if self.head_epochs == 0:
+            build()
+            if not self.head_initialised_from_source_:
+                self.model_ = None
+                raise ValueError(
+                    "head_epochs=0 would fine-tune the base under a new, untrained head (its weights do "
+                    "not come from the source model here). Pass head_epochs=None or an integer >= 1."
+                )
+        self._train(
+            stages, x, y, build=build, validation_data=validation_data, validation_split=validation_split,
+            refit=refit, patience=self.patience, seed=seed, batch_size=batch_size, class_weight=class_weight,
+            sample_weight=sample_weight, callbacks=callbacks, verbose=verbose,
+        )
+        if self.epochs_.get(2, 0) == 0:
+            self.unfrozen_layers_ = []
         return self
 
     # ------------------------------------------------------------------ persistence
@@ -360,8 +333,11 @@ class FineTuneAdapter(Adapter):
             learning_rate=self.learning_rate,
             fine_tune_learning_rate=self.fine_tune_learning_rate,
             patience=self.patience,
+            head_init=self.head_init,
             n_outputs=self.n_outputs,
             history=self.history_,
+            epochs=self.epochs_,
+            validation_mode=self.validation_mode_,
             unfrozen_layers=self.unfrozen_layers_,
             best_stage=self.best_stage_,
             best_epoch=self.best_epoch_,
@@ -372,12 +348,15 @@ class FineTuneAdapter(Adapter):
         super()._restore(state)
         self.head = None  # the trained head lives in the saved model (head_)
         self.unfreeze = state.get("unfreeze", "all")
-        self.head_epochs = state.get("head_epochs", 20)
-        self.learning_rate = state.get("learning_rate", 1e-3)
-        self.fine_tune_learning_rate = state.get("fine_tune_learning_rate", 1e-4)
-        self.patience = state.get("patience", 5)
+        self.head_epochs = state.get("head_epochs")
+        self.learning_rate = state.get("learning_rate", HEAD_LEARNING_RATE)
+        self.fine_tune_learning_rate = state.get("fine_tune_learning_rate", FINE_TUNE_LEARNING_RATE)
+        self.patience = state.get("patience", base.PATIENCE)
+        self.head_init = state.get("head_init", "source")
         self.n_outputs = state.get("n_outputs")
         self.history_ = state.get("history", {})
+        self.epochs_ = {int(k): v for k, v in (state.get("epochs") or {}).items()}
+        self.validation_mode_ = state.get("validation_mode")
         self.unfrozen_layers_ = state.get("unfrozen_layers", [])
         self.best_stage_ = state.get("best_stage")
         self.best_epoch_ = state.get("best_epoch")

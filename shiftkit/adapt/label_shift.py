@@ -12,8 +12,9 @@ the source model.
 
 Adapted model layout:
 
-    inputs -> base (copied source layers up to the output head's input; `features(x)`)
-           -> head (the copied source output layer, source weights)
+    inputs -> base (copied source layers up to the head layer's input; `features(x)`)
+           -> head (the copied source head layer, source weights, and the weightless layers after
+              it: the Softmax / Activation of `Dense(k) -> Softmax()`)
            -> PriorCorrection (calibration map when EM calibrated, then `w * p` renormalised)
 
 The result is a plain `keras.Model` that saves to one `.keras` file and loads with
@@ -30,9 +31,10 @@ from typing import Any
 import keras
 import numpy as np
 
+from shiftkit._keras import output_activation, producing_layer, to_classes, to_probabilities
 from shiftkit._validation import check_option, check_positive_int, check_probabilities
-from shiftkit.adapt.base import AdaptationReport, Adapter, copy_model, head_config, register_adapter
-from shiftkit.shift.features import head_input
+from shiftkit.adapt.base import AdaptationReport, Adapter, copy_model, register_adapter
+from shiftkit.shift.features import head_input, head_of
 from shiftkit.shift.labels import (
     PRIOR_METHODS,
     PriorEstimate,
@@ -81,7 +83,7 @@ class PriorCorrection(keras.layers.Layer):
     The weights are non-trainable weights of the layer (saved with the model) and are also written
     in `get_config()`, so a `.keras` file shows them in readable form. `activation` ("softmax" or
     "sigmoid", set when built) states what the output is, so code that reads a model's output
-    activation (`shiftkit.adapt.base.head_config`) treats the corrected model as a probability model.
+    activation (`shiftkit._keras.output_activation`) treats the corrected model as a probability model.
     The layer computes in float32 unless another `dtype` is passed.
 
     Args:
@@ -190,10 +192,22 @@ class PriorCorrection(keras.layers.Layer):
 def _strip_correction(model: Any) -> Any:
     """The model without a trailing `PriorCorrection` (refitting a loaded adapter starts from the
     uncorrected source outputs instead of correcting twice)."""
-    layer = model.outputs[0]._keras_history[0]
+    layer = producing_layer(model.outputs[0])
     if isinstance(layer, PriorCorrection):
         return keras.Model(model.inputs, layer.input, name=model.name)
     return model
+
+
+def _head_path(model: Any) -> list[Any]:
+    """The layers from the head layer (`head_of`) to the output, in call order (a single-input chain)."""
+    head = head_of(model)
+    layer = producing_layer(model.outputs[0])
+    path = [layer]
+    while layer is not head and len(path) < 64:
+        inp = layer.input
+        layer = producing_layer(inp[0] if isinstance(inp, (list, tuple)) else inp)
+        path.append(layer)
+    return path[::-1]
 
 
 def _output_kind(model: Any) -> bool:
@@ -209,8 +223,8 @@ def _output_kind(model: Any) -> bool:
             f"model's output has shape {tuple(out.shape)}."
         )
     n_out = int(out.shape[-1])
-    layer = out._keras_history[0]
-    activation = "softmax" if isinstance(layer, keras.layers.Softmax) else head_config(model)[1]
+    layer = producing_layer(out)
+    activation = output_activation(model)
     if activation == "linear":
         return True
     if (activation == "softmax" and n_out >= 2) or (activation == "sigmoid" and n_out == 1):
@@ -220,18 +234,6 @@ def _output_kind(model: Any) -> bool:
         "n_classes >= 2 units, or one sigmoid unit) or logits (linear activation); this model's "
         f"output layer {layer.name!r} has activation {activation!r} and {n_out} unit(s)."
     )
-
-
-def _probabilities(out: np.ndarray, from_logits: bool) -> np.ndarray:
-    """Model outputs -> `(n, k)` probabilities (a single column becomes `[1 - p, p]`)."""
-    out = np.asarray(out, dtype=np.float64).reshape(len(out), -1)
-    if out.shape[1] == 1:
-        p = 1.0 / (1.0 + np.exp(-out[:, 0])) if from_logits else out[:, 0]
-        return np.stack([1.0 - p, p], axis=1)
-    if from_logits:
-        out = np.exp(out - out.max(axis=1, keepdims=True))
-        out /= out.sum(axis=1, keepdims=True)
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -356,17 +358,22 @@ class LabelShiftAdapter(Adapter):
         with self._strategy().scope():
             clone = copy_model(source)
             base = keras.Model(clone.inputs, head_input(clone), name="base")
-            # A fresh copy of the output layer, called only in the adapted model (the clone's own is
-            # also bound to the clone's graph, so its `.input` would not be the adapted model's).
-            cloned_head = clone.outputs[0]._keras_history[0]
-            head = type(cloned_head).from_config(cloned_head.get_config())
+            # Fresh copies of the head layer and the weightless layers after it, called only in the
+            # adapted model (the clone's own are bound to the clone's graph too, so their `.input`
+            # would not be the adapted model's).
             inputs = [
                 keras.Input(shape=t.shape[1:], dtype=t.dtype, name=f"input_{i}")
                 for i, t in enumerate(clone.inputs)
             ]
             model_input = inputs[0] if len(inputs) == 1 else inputs
-            head_out = head(base(model_input, training=False))
-            head.set_weights(cloned_head.get_weights())
+            head_out = base(model_input, training=False)
+            fresh_path = []
+            for cloned in _head_path(clone):
+                fresh = type(cloned).from_config(cloned.get_config())
+                head_out = fresh(head_out)
+                fresh.set_weights(cloned.get_weights())
+                fresh_path.append(fresh)
+            head = fresh_path[0]
             uncorrected = keras.Model(model_input, head_out, name="uncorrected")
 
         if xs.shape[1:] == xt.shape[1:]:  # one forward pass for both sets
@@ -375,8 +382,8 @@ class LabelShiftAdapter(Adapter):
         else:  # a model with variable-size axes (e.g. sequence length)
             out_source = uncorrected.predict(xs, batch_size=batch_size, verbose=0)
             out_target = uncorrected.predict(xt, batch_size=batch_size, verbose=0)
-        p_source = _probabilities(out_source, from_logits)
-        p_target = _probabilities(out_target, from_logits)
+        p_source = to_probabilities(source, out_source)
+        p_target = to_probabilities(source, out_target)
         temperature, bias = 1.0, np.zeros(p_source.shape[1])
         if self.method == "em" and self.calibrate:
             # Calibrate here, with the BCTS fit estimate_target_priors would run, and hand EM the
@@ -451,8 +458,7 @@ class LabelShiftAdapter(Adapter):
         if y_target is not None:
             xt = self._check_x(x_target, "x_target")
             yt = self._check_y(y_target, len(xt), "y_target")
-            p = _probabilities(source.predict(xt, verbose=0), _output_kind(source))
-            acc_before = float(np.mean(p.argmax(axis=1) == yt))
+            acc_before = float(np.mean(to_classes(source, source.predict(xt, verbose=0)) == yt))
             acc_after = float(np.mean(self.predict_classes(xt) == yt))
         return AdaptationReport(before, after, acc_before, acc_after)
 
@@ -501,6 +507,6 @@ class LabelShiftAdapter(Adapter):
             state.get("temperature", 1.0),
             state.get("bias", np.zeros(estimate.priors.size)),
         )
-        layer = self.model_.outputs[0]._keras_history[0]
-        self.head_ = layer.input._keras_history[0] if isinstance(layer, PriorCorrection) else None
+        layer = producing_layer(self.model_.outputs[0])
+        self.head_ = head_of(_strip_correction(self.model_)) if isinstance(layer, PriorCorrection) else None
         self.feature_name_ = f"input of {self.head_.name}" if self.head_ is not None else None

@@ -32,8 +32,10 @@ multi-scale kernel).
 
 Starting point and BatchNorm: the target model is built by `Adapter._build`: the source layers up to
 `feature_layer` cloned with their weights copied (the source model stays bit-identical), and a head
-`Dense(n_outputs)` whose weights are copied from the source model's output layer when the shapes
-agree (always with the default `feature_layer`), so training starts from the source model itself.
+`Dense(n_outputs)` with the source's output activation, whose weights are copied from the source
+model's head layer (`shiftkit._keras.head_layer`: the last layer with weights, so the Dense of
+`Dense(k) -> Activation("softmax")` or `Dense(k) -> Softmax()`) whenever they fit (always with the
+default `feature_layer`, the head layer's input), so training starts from the source model itself.
 Everything is trainable, but the base is called with `training=False`, so BatchNormalization layers
 run in inference mode: their moving statistics are not updated (only gamma/beta learn), as in the
 Keras fine-tuning recipe. Dropout inside the base is likewise off.
@@ -203,7 +205,7 @@ class MMDAdapter(Adapter):
     """Unsupervised domain adaptation: task loss + `mmd_weight` * MMD^2 of source vs target features.
 
     The whole network (source layers up to `feature_layer`, copied, plus a head copied from the
-    source head) is trained on labelled source data while the MMD^2 between each batch's source and
+    source head layer) is trained on labelled source data while the MMD^2 between each batch's source and
     target features is minimised with the same Gaussian-kernel estimator that measures shift
     (`shiftkit.shift.kernels.mmd2_tensor`). Needs no target labels; uses them when given. See the
     module docstring for the objective, the bandwidth and the BatchNorm policy.
@@ -211,7 +213,7 @@ class MMDAdapter(Adapter):
     Args:
         source_model: a built, trained `keras.Model` (never modified).
         feature_layer: name or index of the layer whose output is the aligned feature space;
-            default: the input of the source model's output head.
+            default: the input of the source model's head layer (the features, not the logits).
         mmd_weight: weight of the MMD^2 term, a finite number >= 0 (0: plain task-loss training).
         bandwidth: None for the per-batch median heuristic (on pooled features, no gradient), or a
             positive number or list of numbers fixing the Gaussian bandwidth(s).
@@ -285,6 +287,8 @@ class MMDAdapter(Adapter):
         import keras
         import tensorflow as tf
 
+        from shiftkit._keras import decision_threshold
+
         xs = self._check_x(x_source, "x_source")
         ys = self._check_y(y_source, len(xs), "y_source")
         xt = self._check_x(x_target, "x_target")
@@ -312,8 +316,8 @@ class MMDAdapter(Adapter):
         if validation_data is not None:
             validation_data = (validation_data[0], as_target(validation_data[1]))
 
-        self._build()
-        self._copy_source_head(seed)
+        self._build()  # the head starts from the source head's weights when they fit
+        self._seed_new_head(seed)
         self.base_.trainable = True
         self.head_.trainable = True
 
@@ -339,7 +343,7 @@ class MMDAdapter(Adapter):
         with self._strategy().scope():
             if binary:
                 accuracy = keras.metrics.BinaryAccuracy(
-                    name="accuracy", threshold=0.5 if activation == "sigmoid" else 0.0
+                    name="accuracy", threshold=decision_threshold(self.source_model)
                 )
             else:
                 accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
@@ -366,25 +370,16 @@ class MMDAdapter(Adapter):
         )
         return self
 
-    def _copy_source_head(self, seed: int | None) -> None:
-        """Start the head from the source output layer's weights (when the shapes agree)."""
+    def _seed_new_head(self, seed: int | None) -> None:
+        """A head that could not start from the source's (another feature layer): seeded initial weights."""
         import keras
 
-        source_head = self.source_model.outputs[0]._keras_history[0]
-        src = source_head.get_weights()
-        own = self.head_.get_weights()
-        if len(src) == len(own) and all(a.shape == b.shape for a, b in zip(src, own)):
-            self.head_.set_weights([np.array(w, copy=True) for w in src])
-            self.head_initialised_from_source_ = True
+        if self.head_initialised_from_source_ or seed is None:
             return
-        # A non-default feature_layer whose width differs from the source head's input: a new
-        # head, seeded when a seed is given.
-        if seed is not None:
-            init = keras.initializers.GlorotUniform(seed=seed)
-            self.head_.kernel.assign(init(tuple(self.head_.kernel.shape)))
-            if getattr(self.head_, "bias", None) is not None:
-                self.head_.bias.assign(np.zeros(tuple(self.head_.bias.shape), dtype="float32"))
-        self.head_initialised_from_source_ = False
+        init = keras.initializers.GlorotUniform(seed=seed)
+        self.head_.kernel.assign(init(tuple(self.head_.kernel.shape)))
+        if getattr(self.head_, "bias", None) is not None:
+            self.head_.bias.assign(np.zeros(tuple(self.head_.bias.shape), dtype="float32"))
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, Any]:

@@ -11,7 +11,15 @@ from shiftkit._validation import check_array, check_positive_int
 
 _EXTRACTORS: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
 
-__all__ = ["FeatureSpace", "feature_space", "resolve_layer", "head_input", "check_model_input", "predict_proba"]
+__all__ = [
+    "FeatureSpace",
+    "feature_space",
+    "resolve_layer",
+    "head_of",
+    "head_input",
+    "check_model_input",
+    "predict_proba",
+]
 
 
 def _require_model(model: Any, name: str = "model") -> Any:
@@ -39,11 +47,30 @@ def _layer_names(model: Any) -> list[str]:
     return [layer.name for layer in model.layers]
 
 
-def head_input(model: Any) -> Any:
-    """The tensor entering the model's output layer (its default feature space)."""
+def head_of(model: Any) -> Any:
+    """The model's head layer (`shiftkit._keras.head_layer`) when it is a layer of `model` itself.
+
+    The head is the last layer *with weights* on the way to the output: for `Dense(k) ->
+    Activation("softmax")` (the mixed-precision pattern) or `Dense(k) -> Softmax()` it is the Dense
+    layer. When that layer lies inside a nested model, its input is a tensor of the nested graph,
+    so the model's own output layer (the nested model itself) is returned instead.
+    """
+    from shiftkit._keras import head_layer, producing_layer
+
     model = _require_model(model)
-    head = model.outputs[0]._keras_history[0]
-    return head.input
+    head = head_layer(model)
+    if any(layer is head for layer in model.layers):
+        return head
+    return producing_layer(model.outputs[0])
+
+
+def head_input(model: Any) -> Any:
+    """The tensor entering the model's head layer (`head_of`): its default feature space.
+
+    For `Dense(k) -> Softmax()` this is the Dense layer's input (the features), not the logits.
+    """
+    tensor = head_of(model).input
+    return tensor[0] if isinstance(tensor, (list, tuple)) else tensor
 
 
 def resolve_layer(model: Any, layer: str | int) -> Any:
@@ -93,7 +120,8 @@ class FeatureSpace:
     Args:
         model: a built `keras.Model`.
         layer: a layer name or index whose *output* is the feature space; `None` (default) uses the
-            input of the output head, i.e. the penultimate representation.
+            input of the head layer (`head_input`: the last layer with weights, so the features
+            and not the logits when a weightless Softmax / Activation layer ends the model).
         batch_size: batch size of the forward passes.
 
     Example:
@@ -108,7 +136,7 @@ class FeatureSpace:
         self.batch_size = check_positive_int(batch_size, "batch_size")
         if layer is None:
             tensor = head_input(model)
-            self.layer_name = f"input of {model.outputs[0]._keras_history[0].name}"
+            self.layer_name = f"input of {head_of(model).name}"
         else:
             chosen = resolve_layer(model, layer)
             tensor = chosen.output
@@ -157,21 +185,15 @@ def feature_space(model: Any, layer: str | int | None = None, *, batch_size: int
 def predict_proba(model: Any, x: Any, *, batch_size: int = 256) -> np.ndarray:
     """Class probabilities of a Keras classifier, shape `(n, n_classes)`.
 
-    Outputs that already are probabilities (rows of a softmax, or a single sigmoid column in
-    [0, 1]) are used as they are; anything else is read as logits and passed through softmax
-    (several columns) or the logistic function (one column). A single column becomes two,
-    `[1 - p, p]`.
+    Whether the outputs are probabilities or logits is decided from the model's *architecture*, by
+    `shiftkit._keras.to_probabilities`: a softmax / sigmoid output activation (a Dense activation,
+    or an `Activation` / `Softmax` layer after the head) gives probabilities, used as they are;
+    anything else gives logits, passed through softmax (several columns) or the logistic function
+    (one column). Never guessed from the values: logits that happen to lie in [0, 1] are logits. A
+    single column becomes two, `[1 - p, p]`.
     """
+    from shiftkit._keras import to_probabilities
+
     model = _require_model(model)
     x = check_model_input(model, x, "x")
-    out = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
-    out = out.reshape(len(out), -1)
-    if out.shape[1] == 1:
-        p = out[:, 0]
-        if p.min() < 0 or p.max() > 1:
-            p = 1.0 / (1.0 + np.exp(-p))
-        return np.stack([1.0 - p, p], axis=1)
-    if out.min() < 0 or out.max() > 1 or np.abs(out.sum(axis=1) - 1).max() > 1e-3:
-        out = np.exp(out - out.max(axis=1, keepdims=True))
-        out /= out.sum(axis=1, keepdims=True)
-    return out
+    return to_probabilities(model, model.predict(x, batch_size=batch_size, verbose=0))
