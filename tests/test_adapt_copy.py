@@ -156,7 +156,7 @@ def _mobilenet(seed=0, weights=None):
         (lambda: _cnn(), (8, 8, 1)),
         (lambda: _rnn("gru"), (10, 3)),
         (lambda: _rnn("lstm"), (10, 3)),
-        (lambda: _mobilenet()[0], (32, 32, 3)),
+        pytest.param(lambda: _mobilenet()[0], (32, 32, 3), marks=pytest.mark.slow),
     ],
     ids=["functional_cnn", "gru", "lstm", "mobilenetv3small"],
 )
@@ -181,6 +181,7 @@ def test_backbone_from_users_weights_file(tmp_path):
     assert _same(_weights(base), _weights(reloaded))
 
 
+@pytest.mark.slow
 def test_runs_under_mirrored_strategy():
     """Training happens inside an active tf.distribute strategy (two logical CPU devices)."""
     code = textwrap.dedent(
@@ -352,6 +353,7 @@ def test_holdout_split_is_stratified_and_seeded():
         holdout_split(y, 1.5)
 
 
+@pytest.mark.slow
 def test_never_worse_than_the_start_on_validation_data(source):
     """Training labels that contradict the validation labels: every epoch makes the validation loss worse,
     so the kept weights are the starting ones, the source model itself."""
@@ -372,6 +374,7 @@ def test_never_worse_than_the_start_on_validation_data(source):
     assert final <= min(b.history["val_loss"]) + MIN_DELTA
 
 
+@pytest.mark.slow
 def test_epochs_none_holds_out_stops_and_refits(source):
     xt, yt = _data(60, shift=2.0, seed=16)
     xte, yte = _data(300, shift=2.0, seed=17)

@@ -309,3 +309,15 @@ def test_adapter_evaluate_thresholds_a_single_logit_at_zero():
         assert adapter.evaluate(x, y)["accuracy"] == 1.0
         rep = adapter.shift_report(x, x + 1.0, y, y, n_permutations=20, seed=0)
         assert rep.accuracy_before == 1.0 and rep.accuracy_after == 1.0
+
+
+def test_default_epochs_let_copy_and_finetune_stop_on_held_out_data(builder):
+    from shiftkit.experiment import DEFAULT_EPOCHS
+
+    exp = Experiment(builder, adapters={"copy": "copy", "ft": "finetune", "mmd": "mmd"})
+    assert DEFAULT_EPOCHS["copy"] is None and DEFAULT_EPOCHS["finetune"] is None
+    assert exp._epochs(None)["copy"] is None
+    chosen = exp._epochs({"ft": None, "copy": 5})
+    assert chosen["ft"] is None and chosen["copy"] == 5
+    with pytest.raises(TypeError, match="epochs"):
+        exp._epochs({"mmd": None})  # MMDAdapter trains a fixed number of epochs

@@ -7,7 +7,21 @@ target model leaves the source model bit-identical.
 Target model layout (built by `build_target_model`):
 
     inputs -> base (a nested keras.Model: the source layers up to `feature_layer`, weights copied)
-           -> head (new: the one given, or Dense(n_outputs) with the source head's activation)
+           -> head (the one given, or Dense(n_outputs) with the source model's output activation)
+
+The default head starts from the source *head layer*'s weights whenever they fit
+(`source_head_weights`): the head layer is the last layer with weights on the way to the output
+(`shiftkit._keras.head_layer`), so for `Dense(k) -> Activation("softmax")` (the mixed-precision
+pattern) or `Dense(k) -> Softmax()` it is the Dense layer, and the default feature layer is its
+input (the features, not the logits). An untrained target model is then the source model itself.
+
+Training (`CopyAdapter`, `FineTuneAdapter`, via `Adapter._train`): with `epochs=None` (the default)
+a stratified `VALIDATION_SPLIT` of the labels is held out, training stops once the held-out loss has
+not improved by more than `MIN_DELTA` for `PATIENCE` epochs (at most `MAX_EPOCHS`), the best epoch
+count is kept, *0 included* (the starting, source-equal model is a candidate, so the selection is
+never worse than the start on the held-out part), and the model is trained again on all the labels
+for that many epochs. With `validation_data` the same stopping runs on it; an int `epochs` without
+it trains exactly that many epochs. The figures behind these defaults: `benchmarks/defaults_choice.md`.
 
 The base is called with `training=False`, so its BatchNormalization layers stay in inference mode
 even when their weights are unfrozen for fine-tuning (the recipe of the Keras transfer-learning
@@ -53,7 +67,7 @@ _META_NAME = "shiftkit.json"
 _ADAPTERS: dict[str, type] = {}
 
 #: Most epochs `fit(epochs=None)` ("until the held-out loss stops improving") may run per stage.
-MAX_EPOCHS = 300
+MAX_EPOCHS = 100
 #: Fraction of the labelled data held out (stratified) to choose the epochs when `epochs=None`.
 VALIDATION_SPLIT = 0.2
 #: Epochs without improvement of the monitored held-out figure before training stops.
