@@ -638,7 +638,13 @@ def build_defaults_section(args: argparse.Namespace, scen: list[Any], summary: d
     lines.append(f"- Command: `{args.command}` ({wall / 60:.1f} min); seeds {', '.join(map(str, seeds))}; "
                  f"{len(seeds)} seed(s) x {len(scen)} scenario(s).")
     lines.append("- Adapters measured (shiftkit/adapt at run time): " + "; ".join(_adapt_commits()) + ".")
-    lines.append(f"- Defaults in effect: `{describe_defaults(CopyAdapter)}`; `{describe_defaults(FineTuneAdapter)}`.")
+    from shiftkit.adapt import base as adapt_base
+
+    constants = ", ".join(f"{k}={getattr(adapt_base, k)!r}" for k in ("MAX_EPOCHS", "PATIENCE", "MIN_DELTA",
+                                                                      "VALIDATION_SPLIT", "FALLBACK_EPOCHS")
+                          if hasattr(adapt_base, k))
+    lines.append(f"- Defaults in effect: `{describe_defaults(CopyAdapter)}`; `{describe_defaults(FineTuneAdapter)}`"
+                 + (f"; `shiftkit.adapt.base`: {constants}" if constants else "") + ".")
     choice = HERE / "defaults_choice.md"
     chooser = HERE / "choose_adapter_defaults.py"
     if choice.exists() or chooser.exists():
