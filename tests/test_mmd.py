@@ -432,3 +432,14 @@ def test_numpy_kernel_block_is_the_keras_kernel(bandwidth):
     got = gaussian_kernel_block(rows, [a, b], bw, sq(rows), [sq(a), sq(b)])
     want = ops.convert_to_numpy(gaussian_kernel(rows, np.concatenate([a, b]), bw))
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+def test_normalized_mmd2_without_permutations(rng):
+    """The figure a training monitor needs, without a test (mmd_test now refuses n_permutations=1)."""
+    from shiftkit.shift.mmd import normalized_mmd2
+
+    x, y = rng.normal(size=(60, 4)), rng.normal(0.4, size=(50, 4))
+    for bw in (None, 1.7, [0.5, 2.0]):
+        want = mmd_test(x, y, bandwidth=bw, seed=3, n_permutations=19).normalized
+        assert normalized_mmd2(x, y, bandwidth=bw, seed=3) == pytest.approx(want, rel=1e-9)
+    assert normalized_mmd2(x * 1e200, y * 1e200, seed=3) == pytest.approx(normalized_mmd2(x, y, seed=3), rel=1e-6)

@@ -62,6 +62,7 @@ __all__ = [
     "DEFAULT_MEMORY_BUDGET",
     "permutations_for",
     "critical_value",
+    "normalized_mmd2",
 ]
 
 #: Default working-memory budget (bytes) of `mmd2` and `mmd_test`: 1 GiB.
@@ -306,6 +307,49 @@ def mmd2(
             value = sxx / (n * (n - 1)) + syy / (m * (m - 1)) - 2.0 * sxy / (n * m)
     _check_finite_statistic(np.array([value]), bw, scale)
     return value
+
+
+def normalized_mmd2(
+    x: Any,
+    y: Any,
+    *,
+    bandwidth: float | Sequence[float] | None = None,
+    seed: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> float:
+    """Scale-free MMD^2: the unbiased MMD^2 divided by the mean within-domain kernel value.
+
+    The same figure as `mmd_test(x, y, bandwidth=bandwidth, seed=seed).normalized`, without the
+    permutations (for monitoring a figure during training, where no test is wanted).
+
+    Args:
+        x: source sample `(n, ...)`; y: target sample `(m, ...)`, same per-sample shape.
+        bandwidth: kernel bandwidth(s); `None`: the median heuristic (subsample seeded by `seed`).
+        seed: seed of the median heuristic's subsample (as in `mmd_test`).
+        memory_budget: bytes of working memory for the kernel sums.
+
+    Returns:
+        MMD^2_u / (mean of the off-diagonal means of Kxx and Kyy); NaN when that mean is 0.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> normalized_mmd2(rng.normal(size=(100, 2)), rng.normal(1, size=(100, 2)), seed=0) > 0.05
+        True
+    """
+    x, y = check_pair(x, y, ("x", "y"))
+    budget = check_positive_int(memory_budget, "memory_budget")
+    seed = check_seed(seed)
+    x, y, scale = _rescale(x, y)
+    bw = _resolve_bandwidth(x, y, bandwidth, seed, scale=scale, budget=budget)
+    n, m = len(x), len(y)
+    px, py = _Pooled(x), _Pooled(y)
+    mean_xx = _kernel_sum(px, px, bw, budget, exclude_diagonal=True) / (n * (n - 1))
+    mean_yy = _kernel_sum(py, py, bw, budget, exclude_diagonal=True) / (m * (m - 1))
+    mean_xy = _kernel_sum(px, py, bw, budget, exclude_diagonal=False) / (n * m)
+    stat = mean_xx + mean_yy - 2.0 * mean_xy
+    _check_finite_statistic(np.array([stat]), bw, scale)
+    within = 0.5 * (mean_xx + mean_yy)
+    return stat / within if within > 0 else float("nan")
 
 
 @dataclasses.dataclass(frozen=True)
