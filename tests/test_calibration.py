@@ -41,6 +41,7 @@ from threadpoolctl import threadpool_limits
 from _synthetic import labelled_domains, sample_pair
 from shiftkit.check import check_shift
 from shiftkit.shift import classifier_test, diagnose, feature_drift, mmd_test, shift_report
+from shiftkit.shift.labels import label_shift_test
 from shiftkit.shift.scaling import standardize
 
 pytestmark = pytest.mark.slow
@@ -271,6 +272,36 @@ def test_feature_drift(kind, n_source, n_target, correction):
                             alpha=ALPHA, correction=correction, seed=i)
         hits.append("x0" in res.shifted_features)
     tally.power(hits, "shifted column 0 flagged")
+    tally.done()
+
+
+# ---------------------------------------------------------------------------------------------
+# The label-shift test on class labels (exact permutation chi-square), any label values
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "codes,n_source,n_target",
+    [((1, 2, 3, 4), 40, 120), (("cat", "cow", "dog", "emu"), 120, 40), ((2019, 2020, 2021), 60, 60)],
+)
+def test_label_shift_test(codes, n_source, n_target):
+    """Class proportions with a rare class (5%), unequal sizes; labels 1..K, strings or years."""
+    priors = np.array([0.5, 0.3, 0.15, 0.05])[: len(codes)]
+    priors = priors / priors.sum()
+    codes = np.array(codes)
+    tally = Tally(f"label_shift_test {codes.tolist()} {n_source}v{n_target}")
+    p = []
+    for i in range(N_NULL):
+        rng = np.random.default_rng((33, i))
+        ys, yt = rng.choice(codes, size=n_source, p=priors), rng.choice(codes, size=n_target, p=priors)
+        p.append(label_shift_test(ys, yt, n_permutations=PERMUTATIONS, seed=i).p_value)
+    pvalue_levels(tally, p, "p-value")
+    hits = []
+    for i in range(N_POWER):
+        rng = np.random.default_rng((34, i))
+        ys, yt = rng.choice(codes, size=n_source, p=priors), rng.choice(codes, size=n_target, p=priors[::-1])
+        hits.append(label_shift_test(ys, yt, n_permutations=PERMUTATIONS, seed=i).p_value <= ALPHA)
+    tally.power(hits, "class proportions reversed")
     tally.done()
 
 
