@@ -52,6 +52,7 @@ from shiftkit._validation import (
 )
 from shiftkit._version import __version__
 from shiftkit.data import DomainSplits
+from shiftkit.files import load_model_path
 
 __all__ = [
     "ADAPTER_NAMES",
@@ -669,12 +670,6 @@ class ExperimentResult:
                 raise ValueError(f"The result lists {files[name]!r} for {name!r}, but {os.fspath(file)!r} is missing.")
             return file
 
-        def load_model(file: Path) -> Any:
-            try:
-                return keras.saving.load_model(file, safe_mode=True)
-            except Exception as exc:  # noqa: BLE001 - a corrupt or unsafe file: never a raw traceback
-                raise ValueError(f"Could not load the Keras model in {os.fspath(file)!r}: {exc}") from None
-
         methods = data["methods"]
         adapters = {m: load_adapter(need(m)) for m in methods if m not in _BASELINES and m in files}
         reference = Reference.load(root / data["reference"]) if data.get("reference") else None
@@ -688,8 +683,8 @@ class ExperimentResult:
             config=data.get("config", {}),
             notes=data.get("notes", []),
             adapters=adapters,
-            source_model=load_model(need("source_only")) if "source_only" in files else None,
-            target_only_model=load_model(need("target_only")) if "target_only" in files else None,
+            source_model=load_model_path(need("source_only")) if "source_only" in files else None,
+            target_only_model=load_model_path(need("target_only")) if "target_only" in files else None,
             reference=reference,
         )
 

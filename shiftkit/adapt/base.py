@@ -47,10 +47,7 @@ import numpy as np
 from shiftkit._validation import check_labels, check_positive_int
 from shiftkit.shift.features import check_model_input, head_input, head_of, resolve_layer
 
-try:  # the decompression-bomb check of users' .keras files
-    from shiftkit.files import check_keras_archive
-except ImportError:  # pragma: no cover - an older shiftkit.files
-    check_keras_archive = None
+from shiftkit.files import check_keras_archive
 
 __all__ = [
     "Adapter",
@@ -824,8 +821,7 @@ def load_adapter(path: str | os.PathLike, *, source_model: Any = None, max_bytes
     cls = _ADAPTERS.get(meta.get("adapter"))
     if cls is None:
         raise ValueError(f"{path!r} holds an unknown adapter type {meta.get('adapter')!r}.")
-    if check_keras_archive is not None:
-        check_keras_archive(path, max_bytes=max_bytes)  # a decompression bomb fails here, unread
+    check_keras_archive(path, max_bytes=max_bytes)  # a decompression bomb fails here, unread
     try:
         model = keras.saving.load_model(path, safe_mode=True)
     except Exception as exc:  # corrupt or unsafe file: never a raw traceback
