@@ -154,6 +154,7 @@ def test_power_half_std_shift_in_two_of_ten_dims():
     assert detected / n_draws >= 0.95, detected
 
 
+@pytest.mark.slow
 def test_linear_method_level_and_power():
     rng = np.random.default_rng(5)
     null_rej = sum(
