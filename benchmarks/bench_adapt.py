@@ -388,6 +388,22 @@ def describe_defaults(cls: Any) -> str:
     return f"{cls.__name__}({txt(init)}).fit({txt(fit)})"
 
 
+def defaults_in_effect() -> str:
+    """The adapters' defaults as imported by this process: signatures and `shiftkit.adapt.base`'s constants.
+
+    Recorded at the start, by every cell (worker processes import shiftkit on their own) and at the end:
+    a run whose cells saw different defaults (the code changed meanwhile) is refused.
+    """
+    from shiftkit.adapt import CopyAdapter, FineTuneAdapter
+    from shiftkit.adapt import base as adapt_base
+
+    constants = ", ".join(f"{k}={getattr(adapt_base, k)!r}" for k in ("MAX_EPOCHS", "PATIENCE", "MIN_DELTA",
+                                                                      "VALIDATION_SPLIT", "FALLBACK_EPOCHS")
+                          if hasattr(adapt_base, k))
+    return (f"`{describe_defaults(CopyAdapter)}`; `{describe_defaults(FineTuneAdapter)}`"
+            + (f"; `shiftkit.adapt.base`: {constants}" if constants else ""))
+
+
 def fit_adapter_with(cls: Any, source: Any, data: Any, seed: int, overrides: dict[str, Any] | None = None,
                      fast: bool = False) -> dict[str, Any]:
     """`cls(source, **init).fit(x_labeled, y_labeled, verbose=0, **fit)`; only `overrides` are not defaults.
@@ -458,7 +474,7 @@ def run_defaults_cell(scenario: Any, seed: int, grid: tuple[float, ...], fast: b
     t0 = time.perf_counter()
     source = ds.train_source(scenario, data, seed)
     out: dict[str, Any] = {
-        "seed": seed, "n_source": len(data.y_source), "n_labeled": len(data.y_labeled), "n_test": len(data.y_test),
+        "seed": seed, "defaults": defaults_in_effect(), "n_source": len(data.y_source), "n_labeled": len(data.y_labeled), "n_test": len(data.y_test),
         "source_train_accuracy": ds.accuracy(source, data.x_source, data.y_source),
         "source_only": ds.accuracy(source, data.x_test, data.y_test),
         "source_seconds": time.perf_counter() - t0,
@@ -622,7 +638,7 @@ def _adapt_commits() -> list[str]:
 
 
 def build_defaults_section(args: argparse.Namespace, scen: list[Any], summary: dict[str, dict[str, Any]],
-                           wall: float, grid: tuple[float, ...]) -> str:
+                           wall: float, grid: tuple[float, ...], measured: dict[str, Any]) -> str:
     from shiftkit.adapt import CopyAdapter, FineTuneAdapter
 
     machine = machine_info()
@@ -637,14 +653,9 @@ def build_defaults_section(args: argparse.Namespace, scen: list[Any], summary: d
     lines.append(f"- Versions: Python {machine['python']}, " + ", ".join(f"{k} {v}" for k, v in vers.items()))
     lines.append(f"- Command: `{args.command}` ({wall / 60:.1f} min); seeds {', '.join(map(str, seeds))}; "
                  f"{len(seeds)} seed(s) x {len(scen)} scenario(s).")
-    lines.append("- Adapters measured (shiftkit/adapt at run time): " + "; ".join(_adapt_commits()) + ".")
-    from shiftkit.adapt import base as adapt_base
-
-    constants = ", ".join(f"{k}={getattr(adapt_base, k)!r}" for k in ("MAX_EPOCHS", "PATIENCE", "MIN_DELTA",
-                                                                      "VALIDATION_SPLIT", "FALLBACK_EPOCHS")
-                          if hasattr(adapt_base, k))
-    lines.append(f"- Defaults in effect: `{describe_defaults(CopyAdapter)}`; `{describe_defaults(FineTuneAdapter)}`"
-                 + (f"; `shiftkit.adapt.base`: {constants}" if constants else "") + ".")
+    lines.append("- Adapters measured (latest commits of shiftkit/adapt when the run started): "
+                 + "; ".join(measured["commits"]) + ".")
+    lines.append(f"- Defaults in effect (recorded by every cell, all identical): {measured['defaults']}.")
     choice = HERE / "defaults_choice.md"
     chooser = HERE / "choose_adapter_defaults.py"
     if choice.exists() or chooser.exists():
@@ -675,7 +686,8 @@ def build_defaults_section(args: argparse.Namespace, scen: list[Any], summary: d
                  "last-epoch weights. E = the epochs FineTuneAdapter's default fit trained its final weights for on "
                  "that seed (`adapter.epochs_`, both stages; with the default `refit=True` the epochs of the "
                  "refit on all labels): the same labels and epoch budget. The next column gives it every "
-                 "epoch FineTune ran (the rows of its history: epoch selection on 80% of the labels + refit) "
+                 "epoch FineTune ran (the rows of its history: the epoch-selection runs on the labels not held "
+                 "out + the refit) "
                  "instead; the criterion uses the first.")
     lines.append(f"- Criteria (issue 9), on the means over seeds: Copy and FineTune defaults > source only; each "
                  f"default >= its best grid point - {TOL_GRID}; FineTune default >= by-hand - {TOL_BY_HAND}.")
@@ -721,6 +733,8 @@ def defaults_main(argv: list[str]) -> int:
     seeds = args.seeds or ([DEFAULT_SEEDS[0]] if args.fast else list(DEFAULT_SEEDS))
     grid = FAST_LR_GRID if args.fast else LR_GRID
     scen = [s for s in ds.scenarios(fast=args.fast) if not args.scenarios or s.name in args.scenarios]
+    measured = {"defaults": defaults_in_effect(), "commits": _adapt_commits()}
+    print(f"Defaults in effect: {measured['defaults']}", flush=True)
     t_start = time.perf_counter()
     tasks = [(s.name, seed) for s in scen for seed in seeds]
     done: dict[tuple[str, int], dict[str, Any]] = {}
@@ -749,14 +763,21 @@ def defaults_main(argv: list[str]) -> int:
                 report(*futures[future], future.result())
     cells = {s.name: [done[(s.name, seed)] for seed in seeds] for s in scen}
     wall = time.perf_counter() - t_start
+    seen = {c["defaults"] for runs in cells.values() for c in runs} | {measured["defaults"], defaults_in_effect()}
+    consistent = len(seen) == 1
     summary = summarize_defaults(cells)
     print_defaults(summary)
     print(f"\n{len(seeds)} seed(s) x {len(scen)} scenario(s), {wall / 60:.1f} min")
+    if not consistent:
+        print("\nThe adapters' defaults changed during the run (shiftkit/adapt was edited): the cells measured "
+              "different code, so no results are written. Seen:\n  " + "\n  ".join(sorted(seen)), flush=True)
+        return 1
     if not args.no_results:
-        section = build_defaults_section(args, scen, summary, wall, grid)
+        section = build_defaults_section(args, scen, summary, wall, grid, measured)
         write_section(args.results, DEFAULTS_SECTION, section)
         json_path = args.json or args.results.parent / DEFAULTS_JSON.name
         json_path.write_text(json.dumps({"command": args.command, "fast": args.fast, "seeds": seeds,
+                                         "defaults": measured["defaults"], "adapt_commits": measured["commits"],
                                          "grid": list(grid), "cells": cells,
                                          "criteria": {n: r["criteria"] for n, r in summary.items()}},
                                         indent=1, default=float) + "\n")

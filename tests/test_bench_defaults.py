@@ -98,3 +98,15 @@ def test_fast_run_writes_its_section_and_json(tmp_path):
     ft = cell["FineTuneAdapter"]["default"]
     assert cell["by_hand"]["epochs"] == ft["epochs"] <= ft["epochs_total"]  # the same epoch budget
     assert cell["by_hand_all_epochs"]["epochs"] == ft["epochs_total"]
+
+
+def test_a_run_whose_cells_saw_other_defaults_writes_nothing(tmp_path, monkeypatch):
+    # The adapters' code changed between the start and a cell (another process imported other defaults).
+    cell = _cell(100, 0.5, 0.8, 0.85, 0.86, {1e-3: 0.7}, {1e-3: 0.87})
+    monkeypatch.setattr(bench_adapt, "defaults_in_effect", lambda: "CopyAdapter(learning_rate=0.01)")
+    monkeypatch.setattr(bench_adapt, "_defaults_cell_job", lambda *a: {**cell, "cell_seconds": 0.0,
+                                                                        "defaults": "CopyAdapter(learning_rate=0.003)"})
+    results = tmp_path / "RESULTS.md"
+    rc = bench_adapt.main(["defaults", "--scenarios", "hospitals-mlp", "--seeds", "100", "--results", str(results)])
+    assert rc == 1
+    assert not results.exists() and not (tmp_path / bench_adapt.DEFAULTS_JSON.name).exists()
