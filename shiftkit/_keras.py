@@ -32,6 +32,7 @@ __all__ = [
     "decision_threshold",
     "to_probabilities",
     "to_classes",
+    "predict",
 ]
 
 #: Activations whose outputs are already probabilities.
@@ -163,3 +164,23 @@ def to_classes(model: Any, outputs: Any) -> np.ndarray:
     if out.ndim == 1 or out.shape[-1] == 1:
         return (out.reshape(-1) > decision_threshold(model)).astype(np.int64)
     return out.reshape(len(out), -1).argmax(axis=-1).astype(np.int64)
+
+
+def predict(model: Any, x: Any, *, batch_size: int = 256) -> Any:
+    """`model`'s outputs on `x` as numpy, computed batch by batch with `predict_on_batch`.
+
+    `model.predict` builds a data pipeline and a progress callback on every call: about 80 ms of
+    CPU per call whatever the input size, which dominates shiftkit's many small feature and
+    probability evaluations. `predict_on_batch` on slices of `batch_size` rows gives the same
+    outputs in about 1.5 ms per call.
+
+    Returns:
+        An array `(n, ...)` (a list of arrays for a multi-output model).
+    """
+    n = len(x)
+    parts = [model.predict_on_batch(x[i : i + batch_size]) for i in range(0, max(n, 1), batch_size)]
+    if isinstance(parts[0], (list, tuple)):
+        return [np.concatenate([np.asarray(p[j]) for p in parts], axis=0) for j in range(len(parts[0]))]
+    if isinstance(parts[0], dict):
+        return {k: np.concatenate([np.asarray(p[k]) for p in parts], axis=0) for k in parts[0]}
+    return np.concatenate([np.asarray(p) for p in parts], axis=0)

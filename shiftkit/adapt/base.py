@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from shiftkit._keras import decision_threshold, output_activation, output_layer, predict, to_classes
 from shiftkit._validation import check_labels, check_positive_int
 from shiftkit.shift.features import check_model_input, head_input, head_of, resolve_layer
 
@@ -115,7 +116,6 @@ def head_config(model: Any) -> tuple[int, str]:
     The activation is the one that produces the outputs: "softmax" for `Dense(k) -> Softmax()` or
     `Dense(k) -> Activation("softmax")` too, "linear" for logits.
     """
-    from shiftkit._keras import output_activation
 
     out = model.outputs[0]
     n_outputs = int(out.shape[-1]) if out.shape[-1] is not None else 1
@@ -145,7 +145,6 @@ def source_head_weights(source_model: Any, feature_layer: str | int | None, unit
     """
     import keras
 
-    from shiftkit._keras import output_activation
 
     head = head_of(source_model)
     if not isinstance(head, keras.layers.Dense) or int(head.units) != int(units):
@@ -212,7 +211,6 @@ def build_target_model(
     """
     import keras
 
-    from shiftkit._keras import output_layer
 
     source_model = _require_model(source_model)
     head_init = _check_head_init(head_init)
@@ -524,7 +522,6 @@ class Adapter:
         """Compile `model_` with Adam (trainable flags take effect here), its loss and accuracy."""
         import keras
 
-        from shiftkit._keras import decision_threshold
 
         n_out, act = head_config(self.model_)
         default_loss, _ = loss_for_head(act, n_out)
@@ -699,13 +696,13 @@ class Adapter:
         """The embedding of `x` in the adapted model's feature space, shape `(n, d)`."""
         self._check_fitted()
         arr = self._check_x(x)
-        out = self.base_.predict(arr, batch_size=batch_size, verbose=0)
+        out = predict(self.base_, arr, batch_size=batch_size)
         return np.asarray(out, dtype=np.float64).reshape(len(arr), -1)
 
     def predict(self, x: Any, *, batch_size: int = 256) -> np.ndarray:
         """The adapted model's outputs (probabilities for a softmax/sigmoid head)."""
         self._check_fitted()
-        return np.asarray(self.model_.predict(self._check_x(x), batch_size=batch_size, verbose=0))
+        return np.asarray(predict(self.model_, self._check_x(x), batch_size=batch_size))
 
     def predict_classes(self, x: Any, *, batch_size: int = 256) -> np.ndarray:
         """Predicted class indices."""
@@ -713,7 +710,6 @@ class Adapter:
 
     def _classes(self, out: np.ndarray) -> np.ndarray:
         """Class indices from the model's outputs (`shiftkit._keras.to_classes`: threshold or argmax)."""
-        from shiftkit._keras import to_classes
 
         return to_classes(self.model_, out)
 
@@ -747,7 +743,6 @@ class Adapter:
         Returns:
             An `AdaptationReport`.
         """
-        from shiftkit._keras import to_classes
         from shiftkit.shift.report import shift_report
 
         self._check_fitted()
@@ -764,7 +759,7 @@ class Adapter:
         if y_target is not None:
             xt = self._check_x(x_target, "x_target")
             yt = self._check_y(y_target, len(xt), "y_target")
-            src_cls = to_classes(self.source_model, self.source_model.predict(xt, verbose=0))
+            src_cls = to_classes(self.source_model, predict(self.source_model, xt))
             acc_before = float(np.mean(src_cls == yt))
             acc_after = float(np.mean(self.predict_classes(xt) == yt))
         return AdaptationReport(before, after, acc_before, acc_after)

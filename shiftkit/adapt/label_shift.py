@@ -31,7 +31,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from shiftkit._keras import output_activation, producing_layer, to_classes, to_probabilities
+from shiftkit._keras import output_activation, predict, producing_layer, to_classes, to_probabilities
 from shiftkit._validation import check_option, check_positive_int, check_probabilities
 from shiftkit.adapt.base import AdaptationReport, Adapter, copy_model, register_adapter
 from shiftkit.shift.features import head_input, head_of
@@ -377,11 +377,11 @@ class LabelShiftAdapter(Adapter):
             uncorrected = keras.Model(model_input, head_out, name="uncorrected")
 
         if xs.shape[1:] == xt.shape[1:]:  # one forward pass for both sets
-            out = uncorrected.predict(np.concatenate([xs, xt]), batch_size=batch_size, verbose=0)
+            out = predict(uncorrected, np.concatenate([xs, xt]), batch_size=batch_size)
             out_source, out_target = out[: len(xs)], out[len(xs) :]
         else:  # a model with variable-size axes (e.g. sequence length)
-            out_source = uncorrected.predict(xs, batch_size=batch_size, verbose=0)
-            out_target = uncorrected.predict(xt, batch_size=batch_size, verbose=0)
+            out_source = predict(uncorrected, xs, batch_size=batch_size)
+            out_target = predict(uncorrected, xt, batch_size=batch_size)
         p_source = to_probabilities(source, out_source)
         p_target = to_probabilities(source, out_target)
         temperature, bias = 1.0, np.zeros(p_source.shape[1])
@@ -458,7 +458,7 @@ class LabelShiftAdapter(Adapter):
         if y_target is not None:
             xt = self._check_x(x_target, "x_target")
             yt = self._check_y(y_target, len(xt), "y_target")
-            acc_before = float(np.mean(to_classes(source, source.predict(xt, verbose=0)) == yt))
+            acc_before = float(np.mean(to_classes(source, predict(source, xt)) == yt))
             acc_after = float(np.mean(self.predict_classes(xt) == yt))
         return AdaptationReport(before, after, acc_before, acc_after)
 

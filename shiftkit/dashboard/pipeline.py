@@ -515,9 +515,9 @@ def run_adaptation(
         if yt is not None and not use_target_labels and report.accuracy_before is None:
             # Accuracy is judged on true labels whenever they exist, even when the shift report
             # estimates the target label proportions.
-            from shiftkit._keras import to_classes
+            from shiftkit._keras import predict, to_classes
 
-            pred_b = to_classes(model, model.predict(xt_eval, verbose=0))  # 0 / 0.5 from the architecture
+            pred_b = to_classes(model, predict(model, xt_eval))  # 0 / 0.5 from the architecture
             report.accuracy_before = float(np.mean(pred_b == yt[target_eval]))
             report.accuracy_after = float(np.mean(adapter.predict_classes(xt_eval) == yt[target_eval]))
         feats = (adapter.features(xs_eval), adapter.features(xt))

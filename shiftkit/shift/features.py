@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from shiftkit._keras import predict, to_probabilities
 from shiftkit._validation import check_array, check_positive_int
 
 _EXTRACTORS: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
@@ -157,7 +158,7 @@ class FeatureSpace:
 
     def __call__(self, x: Any) -> np.ndarray:
         arr = self.check_input(x)
-        out = self.extractor.predict(arr, batch_size=self.batch_size, verbose=0)
+        out = predict(self.extractor, arr, batch_size=self.batch_size)
         return np.asarray(out, dtype=np.float64).reshape(len(arr), -1)
 
     def __repr__(self) -> str:
@@ -192,8 +193,6 @@ def predict_proba(model: Any, x: Any, *, batch_size: int = 256) -> np.ndarray:
     (one column). Never guessed from the values: logits that happen to lie in [0, 1] are logits. A
     single column becomes two, `[1 - p, p]`.
     """
-    from shiftkit._keras import to_probabilities
-
     model = _require_model(model)
     x = check_model_input(model, x, "x")
-    return to_probabilities(model, model.predict(x, batch_size=batch_size, verbose=0))
+    return to_probabilities(model, predict(model, x, batch_size=batch_size))
