@@ -9,9 +9,13 @@ HTML report alike.
 Criteria (each can fail the check):
     * input-space MMD test: fails when p <= alpha;
     * feature-space MMD test (with a model): fails when p <= alpha;
-    * label shift: total variation between the reference class proportions and the target's (true
-      labels, or estimated from the model's probabilities with calibrated EM) above
-      `max_label_shift`;
+    * label shift: fails when the class proportions moved *significantly* and by more than the
+      tolerance: an exact permutation chi-square test (`label_shift_test`) on the reference's and
+      the target's labels (without target labels: on the model's predicted classes, black-box
+      shift detection) rejects at its level, and the total variation between the reference class
+      proportions and the target's (true, or estimated with calibrated EM) is above
+      `max_label_shift`. The total variation alone is no test: with 60 target rows and no shift at
+      all its sampling noise passed 0.1 in 38% of draws;
     * class imbalance (when `max_imbalance_ratio` is given): the target's max/min class ratio above it.
 
 `Reference` (saved by `shiftkit snapshot`) holds what a later check needs, so CI needs neither the
@@ -23,8 +27,10 @@ probabilities on the subsample (with the subsample's labels, for estimating targ
 library version. A check against a snapshot computes exactly what a check against the full
 reference computes, because the full-reference check draws the same subsample.
 
-Levels: with a model there are two MMD tests (input and feature space); each is run at alpha / 2
-(Bonferroni), so the check fails on a target without shift with probability at most alpha. Each
+Levels: the check's tests are the input-space MMD test, the feature-space one (with a model) and the
+label-shift test (with labels, or a model and reference labels); each runs at alpha / k for the k
+that run (Bonferroni), so the check fails on a target without shift with probability at most alpha
+(`max_imbalance_ratio` is a gate on the target's own class balance, not a shift test). Each
 test gets enough permutations for its own level (`shiftkit.shift.mmd.permutations_for`), and the
 criterion says how many it used; data too small for any split to reach the level raise a
 ValueError that says so, rather than pass silently.
@@ -71,6 +77,7 @@ from shiftkit.shift.labels import (
     class_imbalance,
     estimate_target_priors,
     label_shift_distance,
+    label_shift_test,
     ratios_from_proportions,
 )
 from shiftkit.shift.mmd import mmd_test, permutations_for
@@ -577,7 +584,11 @@ def check_shift(
     rows = _subsample_rows(len(xt), max_samples, None if seed is None else seed + 1)
     xt, yt_sub = xt[rows], (None if yt is None else yt[rows])
 
-    n_tests = 1 if model is None else 2
+    label_criterion = ref.label_counts is not None and (
+        yt is not None or (model is not None and ref.probs is not None and ref.y is not None)
+    )
+    n_mmd = 1 if model is None else 2
+    n_tests = n_mmd + int(label_criterion)
     test_alpha = alpha / n_tests
     n_perm = permutations_for(test_alpha, n_permutations)
     log_splits = math.lgamma(len(ref.x) + len(xt) + 1) - math.lgamma(len(ref.x) + 1) - math.lgamma(len(xt) + 1)
@@ -588,7 +599,7 @@ def check_shift(
             f"rarer than {min_p:.3g}, so an MMD test at level {test_alpha:.3g} can never fail. Pass more rows "
             "or a larger alpha."
         )
-    bonferroni = "" if n_tests == 1 else f", Bonferroni: alpha={alpha:g} split over {n_tests} MMD tests"
+    bonferroni = "" if n_tests == 1 else f", Bonferroni: alpha={alpha:g} split over {n_tests} tests"
     direction = f"fail when p_value <= {test_alpha:g}{bonferroni}"
     a = ref.standardize(ref.x)
     b = ref.standardize(xt)
@@ -626,21 +637,35 @@ def check_shift(
 
     names = ref.class_names
     labels = None
-    if ref.label_counts is not None and (yt is not None or (model is not None and ref.probs is not None and ref.y is not None)):
+    if label_criterion:
+        n_classes = len(ref.label_counts)
         if yt is not None:
-            q = np.bincount(yt, minlength=len(ref.label_counts)) / len(yt)
+            q = np.bincount(yt, minlength=n_classes) / len(yt)
             labels = _label_summary(ref, q, "labels", yt, None)
+            # the whole reference's counts against the target's labels (the test needs only counts)
+            label_test = label_shift_test(np.repeat(np.arange(n_classes), ref.label_counts), yt,
+                                          n_classes=n_classes, n_permutations=n_perm, seed=seed)
+            tested_on = "class labels"
         else:
             from shiftkit.shift.features import predict_proba
 
-            est = estimate_target_priors(ref.probs, ref.y, predict_proba(model, xt), method="em")
+            pt = predict_proba(model, xt)
+            est = estimate_target_priors(ref.probs, ref.y, pt, method="em")
             labels = _label_summary(ref, np.asarray(est.priors), "estimated (em)", None, est)
+            # black-box shift detection: the model's predicted classes, reference subsample vs target
+            label_test = label_shift_test(np.asarray(ref.probs).argmax(axis=1), pt.argmax(axis=1),
+                                          n_classes=n_classes, n_permutations=n_perm, seed=seed)
+            tested_on = "the model's predicted classes"
         tv = labels.distance.total_variation
+        significant = label_test.p_value <= test_alpha
+        if label_test.min_p_value > test_alpha:
+            tested_on += f" (NOT TESTABLE at {test_alpha:g}: too few rows; this criterion cannot fail)"
         criteria.append(Criterion(
-            "label shift", tv, float(max_label_shift), tv <= max_label_shift,
-            "fail when total variation > threshold",
+            "label shift", tv, float(max_label_shift), not (significant and tv > max_label_shift),
+            f"fail when total variation > threshold and the label-shift test's p_value <= {test_alpha:g}{bonferroni}",
             f"class proportions reference {_fmt_props(names, labels.source_proportions)} vs target "
-            f"{_fmt_props(names, labels.target_proportions)} ({labels.target_from}).",
+            f"{_fmt_props(names, labels.target_proportions)} ({labels.target_from}); permutation chi-square "
+            f"test on {tested_on}: p={label_test.p_value:.3g} ({label_test.n_permutations} permutations).",
         ))
         if max_imbalance_ratio is not None:
             q = labels.target_proportions

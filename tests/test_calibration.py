@@ -506,13 +506,6 @@ def test_check_verdict_with_model(model):
     tally.done()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 9, Must show (the check's criteria): the label-shift criterion fails when the sample total "
-    "variation exceeds max_label_shift (0.1), a point estimate with no level (biased upward at small n): it "
-    "failed 38% of null draws with 60 target rows, the check as a whole 43% at alpha 0.2. check.py is not "
-    "this test's file: see the calibration report.",
-)
 def test_check_verdict_with_labels():
     """With labels the check adds the label-shift criterion; on data without shift it must still fail at most alpha."""
     cfg = LABELLED["K3_t3_120v60"]
@@ -527,4 +520,22 @@ def test_check_verdict_with_labels():
         xs, ys, xt, yt = labelled_domains(seed=(32, i), shift="label", **cfg)
         hits.append(_check_fails(xs, xt, seed=i, y_target=yt, y_reference=ys))
     tally.power(hits, "label shift")
+    tally.done()
+
+
+def test_check_verdict_with_model_and_reference_labels(model):
+    """No target labels: the label criterion tests the model's predicted classes (BBSD) with estimated priors."""
+    tally = Tally("check_shift verdict with a model, reference labels, no target labels")
+    flags = []
+    for i in range(N_NULL):
+        xs, ys, xt, _ = labelled_domains(seed=(33, i), **MODEL_SCENARIO)
+        flags.append(_check_fails(xs, xt, seed=i, model=model, y_reference=ys))
+    tally.level(flags, VERDICT_ALPHA, "check fails")
+    hits = []
+    for i in range(N_POWER):
+        xs, ys, xt, _ = labelled_domains(seed=(34, i), shift="label", **dict(MODEL_SCENARIO, n_target=200))
+        result = check_shift(xs, xt, alpha=VERDICT_ALPHA, n_permutations=PERMUTATIONS, seed=i,
+                             diagnose_shift=False, model=model, y_reference=ys)
+        hits.append(not next(c for c in result.criteria if c.name == "label shift").passed)
+    tally.power(hits, "label shift, label criterion (200 unlabelled target rows)")
     tally.done()

@@ -29,6 +29,22 @@ def test_no_shift_passes_and_shift_fails(covariate):
     assert d["diagnosis"]["recommendation"]
 
 
+def test_label_criterion_needs_a_significant_shift_beyond_the_tolerance():
+    # issue 9 (the check's criteria at level alpha): the total variation of *sample* proportions
+    # exceeds 0.1 by chance alone with few target rows; the criterion must not fail on that.
+    rng = np.random.default_rng(0)
+    xs, ys = rng.normal(size=(300, 3)), rng.integers(1, 4, size=300)  # labels 1..3, one distribution
+    failed = 0
+    for i in range(40):
+        r = np.random.default_rng(100 + i)
+        xt, yt = r.normal(size=(40, 3)), r.integers(1, 4, size=40)
+        crit = check_shift(xs, xt, yt, y_reference=ys, seed=i, n_permutations=200, diagnose_shift=False,
+                           alpha=0.05).criteria[1]
+        assert crit.name == "label shift" and "p=" in crit.detail and "permutation chi-square" in crit.detail
+        failed += not crit.passed
+    assert failed <= 6  # at most ~alpha / 2 of 40 (+ 3 se); the TV alone failed about a third of them
+
+
 def test_each_threshold_flips_the_verdict(covariate):
     kw = dict(y_reference=covariate.y_source, seed=0, n_permutations=200, diagnose_shift=False)
     xs, xt, yt = covariate.x_source, covariate.x_target, covariate.y_target
@@ -39,9 +55,10 @@ def test_each_threshold_flips_the_verdict(covariate):
     assert check_shift(xs, xt, yt, max_imbalance_ratio=1.2, **kw).criteria[-1].passed
     assert not check_shift(xs, xt, yt, max_imbalance_ratio=1.1, **kw).criteria[-1].passed
     # alpha: issue 9 #3 changed this: a tiny alpha gets the permutations it needs (it used to pass
-    # because 200 permutations cannot give p <= 0.001)
+    # because 200 permutations cannot give p <= 0.001); with labels the MMD and label-shift tests
+    # share alpha (Bonferroni: 0.0005 each, so ceil(2 / 0.0005) - 1 = 3999 permutations)
     tiny = check_shift(xs, xt, yt, alpha=0.001, **kw).criteria[0]
-    assert not tiny.passed and "1999 permutations" in tiny.detail
+    assert not tiny.passed and "3999 permutations" in tiny.detail
     assert not check_shift(xs, xt, yt, alpha=0.01, **kw).criteria[0].passed
 
 
