@@ -81,7 +81,7 @@ from shiftkit.shift.labels import (
     ratios_from_proportions,
 )
 from shiftkit.shift.mmd import mmd_test, permutations_for
-from shiftkit.shift.report import LabelShiftSummary, ShiftReport
+from shiftkit.shift.report import REPORT_SCHEMA_VERSION, LabelShiftSummary, ShiftReport
 from shiftkit.shift.scaling import Standardizer
 
 __all__ = ["Reference", "Criterion", "CheckResult", "check_shift", "SNAPSHOT_FORMAT"]
@@ -440,7 +440,7 @@ class CheckResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "schema_version": "1.0",
+            "schema_version": REPORT_SCHEMA_VERSION,
             "shiftkit_version": __version__,
             "passed": self.passed,
             "failed_criteria": [c.name for c in self.failed],

@@ -567,9 +567,10 @@ def _mmd_card(test: Any, title: str, alpha: float) -> Card:
         f"{test.statistic:.4g}",
         f"p = {_fmt_p(test.p_value)} · {decision}",
         f"Unbiased MMD^2 in {test.space} space; higher means more shift. Threshold (the exact critical "
-        f"value of {test.n_permutations} permutations at alpha) = {test.threshold:.4g}: shift when the "
-        f"statistic exceeds it, i.e. p <= alpha = {alpha:g}. Normalized {test.normalized:.3g}, "
-        f"z-score {test.z_score:.3g}, n = {test.n_source} vs {test.n_target}.",
+        f"value of {test.n_permutations} permutations at this test's level) = {test.threshold:.4g}: shift "
+        f"when the statistic exceeds it, i.e. p <= {test.alpha:g}"
+        + ("" if test.alpha == alpha else f" (its Holm level within the family-wise alpha = {alpha:g})")
+        + f". Normalized {test.normalized:.3g}, z-score {test.z_score:.3g}, n = {test.n_source} vs {test.n_target}.",
     )
 
 

@@ -68,7 +68,7 @@ __all__ = [
 ]
 
 #: Version of the JSON layout of `ShiftReport.to_dict()`; bumped on any incompatible change.
-REPORT_SCHEMA_VERSION = "1.0"
+REPORT_SCHEMA_VERSION = "2.0"  # 2.0: is_shift is Holm-corrected; correction, adjusted_p_values, scaling, classes added
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
