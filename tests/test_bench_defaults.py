@@ -110,3 +110,23 @@ def test_a_run_whose_cells_saw_other_defaults_writes_nothing(tmp_path, monkeypat
     rc = bench_adapt.main(["defaults", "--scenarios", "hospitals-mlp", "--seeds", "100", "--results", str(results)])
     assert rc == 1
     assert not results.exists() and not (tmp_path / bench_adapt.DEFAULTS_JSON.name).exists()
+
+
+def test_by_hand_copy_predicts_what_the_source_predicts():
+    # Keras 3: clone_model + set_weights alone leaves an adapted Normalization layer normalising with
+    # its build-time state; the by-hand baseline must start from the source model itself.
+    import keras
+
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(64, 5)) * [1, 10, 100, 0.1, 5] + [50, -20, 300, 0, 7]).astype("float32")
+    keras.utils.set_random_seed(0)
+    norm = keras.layers.Normalization(axis=-1)
+    norm.adapt(x)
+    source = keras.Sequential([keras.Input((5,)), norm, keras.layers.Dense(4, activation="relu"),
+                               keras.layers.Dense(2, activation="softmax")])
+    copy = bench_adapt.copy_by_hand(source)
+    np.testing.assert_allclose(copy.predict(x, verbose=0), source.predict(x, verbose=0), atol=1e-6)
+    kernel = np.array(source.layers[-1].kernel)
+    kernel[:, 0] += 1.0
+    source.layers[-1].kernel.assign(kernel)  # the copy's weights are its own
+    assert not np.allclose(copy.predict(x, verbose=0), source.predict(x, verbose=0))
