@@ -27,6 +27,7 @@ __all__ = [
     "producing_layer",
     "output_layer",
     "head_layer",
+    "activation_name",
     "output_activation",
     "outputs_probabilities",
     "decision_threshold",
@@ -67,7 +68,8 @@ def output_layer(model: Any) -> Any:
     return layer
 
 
-def _activation_name(activation: Any) -> str:
+def activation_name(activation: Any) -> str:
+    """The registered name of a Keras activation ("relu", "softmax", ...); "linear" for None."""
     if activation is None:
         return "linear"
     name = keras.activations.serialize(activation)
@@ -118,13 +120,13 @@ def output_activation(model: Any) -> str:
         if isinstance(layer, keras.layers.Softmax):
             return "softmax"
         if isinstance(layer, keras.layers.Activation):
-            name = _activation_name(layer.activation)
+            name = activation_name(layer.activation)
             if name != "linear":
                 return name
             continue
         if isinstance(layer, _PASS_THROUGH):
             continue
-        return _activation_name(getattr(layer, "activation", None))
+        return activation_name(getattr(layer, "activation", None))
     return "linear"
 
 

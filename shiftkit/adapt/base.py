@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from shiftkit._keras import decision_threshold, output_activation, output_layer, predict, to_classes
+from shiftkit._keras import activation_name, decision_threshold, output_activation, output_layer, predict, to_classes
 from shiftkit._validation import check_labels, check_positive_int
 from shiftkit.shift.features import check_model_input, head_input, head_of, resolve_layer
 
@@ -122,18 +122,6 @@ def head_config(model: Any) -> tuple[int, str]:
     return n_outputs, output_activation(model)
 
 
-def _activation_name(layer: Any) -> str:
-    import keras
-
-    activation = getattr(layer, "activation", None)
-    if activation is None:
-        return "linear"
-    name = keras.activations.serialize(activation)
-    if isinstance(name, dict):
-        name = name.get("config", {}).get("name") or name.get("class_name") or "linear"
-    return str(name)
-
-
 def source_head_weights(source_model: Any, feature_layer: str | int | None, units: int) -> list[np.ndarray] | None:
     """The source head's weights when a new `Dense(units)` head on `feature_layer` can start from them.
 
@@ -153,7 +141,7 @@ def source_head_weights(source_model: Any, feature_layer: str | int | None, unit
         return None
     if feature_layer is not None and _feature_tensor(source_model, feature_layer)[0] is not head_input(source_model):
         return None
-    if _activation_name(head) not in ("linear", output_activation(source_model)):
+    if activation_name(getattr(head, "activation", None)) not in ("linear", output_activation(source_model)):
         return None
     weights = head.get_weights()
     if not head.use_bias:
