@@ -457,14 +457,17 @@ def copy_by_hand(source: Any) -> Any:
     return model
 
 
-def fit_by_hand(scenario: Any, source: Any, data: Any, epochs: int, seed: int) -> dict[str, Any]:
+def fit_by_hand(scenario: Any, source: Any, data: Any, epochs: int, seed: int,
+                freeze_batch_norm: bool = False) -> dict[str, Any]:
     """A plain Keras fine-tune: what a user writes without shiftkit.
 
     `copy_by_hand(source)` (clone, every weight copied: the Normalization / BatchNormalization state
     included), `compile(optimizer="adam", loss=<the source model's loss>)` (Adam at Keras's default
     1e-3), `fit(x_labeled, y_labeled, epochs=epochs, batch_size=32)`: all layers trainable,
     BatchNormalization in training mode (Keras's default in fit), no validation split, no early
-    stopping, the last epoch's weights kept.
+    stopping, the last epoch's weights kept. `freeze_batch_norm` (a diagnostic, not the baseline):
+    BatchNormalization layers set `trainable=False` first, so they run in inference mode with the
+    source statistics, as inside FineTuneAdapter.
 
     Raises:
         RuntimeError: the copy does not predict what the source does (checked before training).
@@ -481,6 +484,10 @@ def fit_by_hand(scenario: Any, source: Any, data: Any, epochs: int, seed: int) -
                               - np.asarray(source.predict(data.x_test, batch_size=256, verbose=0)))))
     if gap > 1e-5:
         raise RuntimeError(f"the by-hand copy of the source model differs from it by {gap:.3g} on the test set")
+    if freeze_batch_norm:
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
     model.compile(optimizer="adam", loss=scenario.loss, metrics=["accuracy"])
     if epochs > 0:  # 0 epochs: the source model itself (what a fit that chose 0 epochs returns too)
         model.fit(data.x_labeled, data.y_labeled, epochs=epochs, batch_size=32, verbose=0)
@@ -533,6 +540,11 @@ def run_defaults_cell(scenario: Any, seed: int, grid: tuple[float, ...], fast: b
     out["by_hand"] = fit_by_hand(scenario, source, data, ft["epochs"], fit_seed)
     out["by_hand_all_epochs"] = (out["by_hand"] if ft["epochs_total"] == ft["epochs"] else
                                  fit_by_hand(scenario, source, data, ft["epochs_total"], fit_seed))
+    import keras
+
+    has_bn = any(isinstance(layer, keras.layers.BatchNormalization) for layer in source.layers)
+    out["by_hand_bn_frozen"] = (fit_by_hand(scenario, source, data, ft["epochs"], fit_seed, freeze_batch_norm=True)
+                                if has_bn else None)
     return out
 
 
@@ -575,11 +587,12 @@ def summarize_defaults(cells: dict[str, list[dict[str, Any]]]) -> dict[str, dict
             best = max(lrs, key=lambda lr: grid_means[lr][0])
             row[ad + "_best_lr"] = best
             row[ad + "_best"] = grid_means[best]
-        for key in ("by_hand", "by_hand_all_epochs"):
-            hand = [r.get(key, r["by_hand"])["accuracy"] for r in runs]
+        row["has_batch_norm"] = all(r.get("by_hand_bn_frozen") is not None for r in runs)
+        for key in ("by_hand", "by_hand_all_epochs", "by_hand_bn_frozen"):
+            hand = [(r.get(key) or r["by_hand"])["accuracy"] for r in runs]
             row[key] = mean_std(hand)
             row[key + "_per_seed"] = hand
-            row[key + "_epochs"] = [r.get(key, r["by_hand"])["epochs"] for r in runs]
+            row[key + "_epochs"] = [(r.get(key) or r["by_hand"])["epochs"] for r in runs]
         src = row["source_only"][0]
         crit = {
             "Copy > source": row["CopyAdapter"][0] > src,
@@ -611,14 +624,16 @@ def defaults_tables(summary: dict[str, dict[str, Any]]) -> list[str]:
     """The accuracy table, the criteria table and the grids, as Markdown lines."""
     lines = ["| scenario | source only | Copy default | Copy best of grid | FineTune default | "
              "FineTune best of grid | by-hand Keras fine-tune (E = FineTune's final epochs) | by hand, E = all "
-             "FineTune's epochs | epochs per seed: Copy final (all) ; FineTune final (all) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "FineTune's epochs | by hand, BatchNormalization frozen (diagnostic) | epochs per seed: Copy final (all) ; "
+             "FineTune final (all) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in summary.items():
         lines.append(
             f"| {name} | {_pm(r['source_only'])} | {_pm(r['CopyAdapter'])} | {_pm(r['CopyAdapter_best'])} "
             f"({r['CopyAdapter_grid_rate']}={float(r['CopyAdapter_best_lr']):g}) | {_pm(r['FineTuneAdapter'])} | "
             f"{_pm(r['FineTuneAdapter_best'])} ({r['FineTuneAdapter_grid_rate']}="
             f"{float(r['FineTuneAdapter_best_lr']):g}) | {_pm(r['by_hand'])} | {_pm(r['by_hand_all_epochs'])} | "
+            f"{_pm(r['by_hand_bn_frozen']) if r.get('has_batch_norm') else 'no BN'} | "
             f"{_epochs_text(r, 'CopyAdapter')} ; {_epochs_text(r, 'FineTuneAdapter')} |")
     lines += ["", "Criteria (on the means over seeds; differences in brackets):", ""]
     names = list(next(iter(summary.values()))["criteria"])
@@ -716,7 +731,9 @@ def build_defaults_section(args: argparse.Namespace, scen: list[Any], summary: d
                  "refit on all labels): the same labels and epoch budget. The next column gives it every "
                  "epoch FineTune ran (the rows of its history: the epoch-selection runs on the labels not held "
                  "out + the refit) "
-                 "instead; the criterion uses the first.")
+                 "instead; the criterion uses the first. *BatchNormalization frozen* (models with BN only, a "
+                 "diagnostic): the same by-hand fine-tune with the BN layers `trainable=False` (inference mode, "
+                 "source statistics), as FineTuneAdapter keeps them.")
     lines.append(f"- Criteria (issue 9), on the means over seeds: Copy and FineTune defaults > source only; each "
                  f"default >= its best grid point - {TOL_GRID}; FineTune default >= by-hand - {TOL_BY_HAND}.")
     lines.append("")
