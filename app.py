@@ -108,13 +108,23 @@ with st.sidebar:
     st.header("Adaptation")
     adapter_key = st.selectbox("Adapter", list(dash.ADAPTERS), format_func=lambda k: dash.ADAPTERS[k][0],
                                key="adapter")
-    epochs, learning_rate = dash.pipeline.ADAPTER_DEFAULTS.get(adapter_key, (20, 1e-3))
+    epochs, learning_rate = dash.pipeline.ADAPTER_DEFAULTS.get(adapter_key, (None, None))
     mmd_weight, labels_per_class = 1.0, 10
     if adapter_key != "label_shift":
-        # One widget per adapter (keyed by it): each keeps its own sensible default.
-        epochs = st.slider("Epochs", 1, 100, epochs, key=f"epochs_{adapter_key}")
-        learning_rate = st.select_slider("Learning rate", options=[1e-4, 3e-4, 1e-3, 3e-3, 1e-2], value=learning_rate,
-                                         format_func=lambda v: f"{v:g}", key=f"learning_rate_{adapter_key}")
+        # One widget per adapter (keyed by it); None = the adapter's own default.
+        if epochs is None:
+            auto = st.checkbox("Epochs: until the held-out loss stops improving", value=True,
+                               key=f"auto_epochs_{adapter_key}",
+                               help="The adapter's default: half the labels held out to choose the epochs "
+                                    "(the untrained, source-equal model included), then a refit on all.")
+            if not auto:
+                epochs = st.slider("Epochs", 1, 100, 30, key=f"epochs_{adapter_key}")
+        else:
+            epochs = st.slider("Epochs", 1, 100, epochs, key=f"epochs_{adapter_key}")
+        learning_rate = st.select_slider("Learning rate", options=[None, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
+                                         value=learning_rate,
+                                         format_func=lambda v: "adapter default" if v is None else f"{v:g}",
+                                         key=f"learning_rate_{adapter_key}")
     if adapter_key == "mmd":
         mmd_weight = st.number_input("MMD weight", min_value=0.0, max_value=100.0, value=1.0, step=0.5,
                                      key="mmd_weight")
@@ -122,7 +132,8 @@ with st.sidebar:
         labels_per_class = st.slider("Target labels per class", 1, 50, 10, key="labels_per_class",
                                      help="Labelled target samples per class to train on; they are "
                                           "left out of the before/after evaluation.")
-    config = dash.AdaptConfig(adapter=adapter_key, epochs=int(epochs), learning_rate=float(learning_rate),
+    config = dash.AdaptConfig(adapter=adapter_key, epochs=None if epochs is None else int(epochs),
+                              learning_rate=None if learning_rate is None else float(learning_rate),
                               mmd_weight=float(mmd_weight), labels_per_class=int(labels_per_class))
 
     st.header("Tests")

@@ -418,3 +418,31 @@ def test_diagnose_button_names_the_kind_and_the_adapter():
     assert recommendation and ("covariate" in recommendation[0] or "label" in recommendation[0])
     assert "Adapter" in recommendation[0]
     assert len(at.dataframe) >= 1 and "concept" in list(at.dataframe[-1].value["kind"])
+
+
+def test_copy_with_the_sidebar_defaults_is_the_adapters_default_and_not_worse_than_the_source():
+    # issue 9: a user who changes nothing gets the adapter's own defaults (epochs=None: held-out early
+    # stopping with the source-equal start as a candidate), not the dashboard's own magic numbers
+    # (Copy at 50 epochs / 1e-2 fell below the source model on the demo: 0.970 -> 0.966).
+    import keras
+
+    from shiftkit.files import Domains
+
+    cfg = dash.AdaptConfig(adapter="copy")
+    assert cfg.epochs is None and cfg.learning_rate is None
+    assert "until the held-out loss stops improving" in cfg.describe()
+    assert dash.pipeline.ADAPTER_DEFAULTS["copy"][:1] == (None,) and dash.pipeline.ADAPTER_DEFAULTS["finetune"][:1] == (None,)
+    rng = np.random.default_rng(0)
+    xs = rng.normal(size=(300, 4)).astype("float32")
+    ys = (xs[:, 0] + xs[:, 1] > 0).astype(np.int64)
+    xt = (rng.normal(size=(300, 4)) + [1.0, 0.0, 0.0, 0.0]).astype("float32")
+    yt = (xt[:, 0] + xt[:, 1] > 1.0).astype(np.int64)  # the rule moved with the shift
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
+    model.fit(xs, ys, epochs=30, verbose=0)
+    d = Domains("t", "t", xs, xt, ys, yt, ("0", "1"), tuple("abcd"))
+    res = dash.run_adaptation(d, model, np.arange(150), np.arange(150, 300), cfg,
+                              n_permutations=100, alpha=0.05, seed=0)
+    assert res.report.accuracy_after >= res.report.accuracy_before - 0.02

@@ -63,7 +63,10 @@ ADAPTERS = {
     "label_shift": ("Label-shift prior correction", "LabelShiftAdapter", "shiftkit.adapt.label_shift"),
 }
 #: Default (epochs, learning rate) per trainable adapter: enough steps for a new head on a few labels.
-ADAPTER_DEFAULTS = {"copy": (50, 1e-2), "finetune": (30, 1e-2), "mmd": (20, 1e-3)}
+#: Sidebar starting values (epochs, learning rate) per adapter. None = the adapter's own default: for
+#: copy / fine-tune "until the held-out loss stops improving" at the adapter's rate (issue 9: a user
+#: who changes nothing gets a model no worse than the source), for MMD its rate.
+ADAPTER_DEFAULTS = {"copy": (None, None), "finetune": (None, None), "mmd": (20, None)}
 #: Each domain is subsampled (seeded) to at most this many samples for the MMD tests.
 MAX_SAMPLES = 2000
 #: Epochs of the small default model (about 2-3 s on 2 CPU cores for the demo scenarios).
@@ -360,25 +363,27 @@ class AdaptConfig:
 
     Attributes:
         adapter: a key of `ADAPTERS`.
-        epochs: training epochs (copy / fine-tune / MMD).
-        learning_rate: Adam learning rate (fine-tune: of the head stage; the base gets a tenth).
+        epochs: training epochs (copy / fine-tune / MMD); None: the adapter's default (copy /
+            fine-tune: until the held-out loss stops improving).
+        learning_rate: Adam learning rate (fine-tune: of both stages); None: the adapter's default.
         mmd_weight: weight of the MMD^2 term (MMD).
         labels_per_class: labelled target samples per class used to train (copy / fine-tune).
     """
 
     adapter: str = "copy"
-    epochs: int = 20
-    learning_rate: float = 1e-3
+    epochs: int | None = None
+    learning_rate: float | None = None
     mmd_weight: float = 1.0
     labels_per_class: int = 10
 
     def describe(self) -> str:
         label = ADAPTERS[self.adapter][0]
+        epochs = "epochs until the held-out loss stops improving" if self.epochs is None else f"{self.epochs} epochs"
+        rate = "the adapter's default learning rate" if self.learning_rate is None else f"learning rate {self.learning_rate:g}"
         if self.adapter in ("copy", "finetune"):
-            return (f"{label}: {self.labels_per_class} labelled target samples per class, "
-                    f"{self.epochs} epochs, learning rate {self.learning_rate:g}")
+            return f"{label}: {self.labels_per_class} labelled target samples per class, {epochs}, {rate}"
         if self.adapter == "mmd":
-            return f"{label}: mmd_weight {self.mmd_weight:g}, {self.epochs} epochs, learning rate {self.learning_rate:g}"
+            return f"{label}: mmd_weight {self.mmd_weight:g}, {epochs}, {rate}"
         return f"{label}: target class proportions estimated by EM on the held-out source"
 
 
@@ -491,18 +496,18 @@ def run_adaptation(
             if len(train_idx) == 0:
                 raise DashboardError("No labelled target samples to train on: raise 'target labels per class'.")
             n_used = len(train_idx)
+            # Only what the user set is passed: everything else is the adapter's own default.
+            rate = {} if config.learning_rate is None else {"learning_rate": config.learning_rate}
             if config.adapter == "copy":
-                adapter = cls(model).fit(xt[train_idx], yt[train_idx], epochs=config.epochs,
-                                         learning_rate=config.learning_rate, verbose=0)
+                adapter = cls(model).fit(xt[train_idx], yt[train_idx], epochs=config.epochs, verbose=0, **rate)
             else:
-                adapter = cls(model, unfreeze="all", head_epochs=max(1, config.epochs // 2),
-                              learning_rate=config.learning_rate,
-                              fine_tune_learning_rate=config.learning_rate / 10)
-                adapter = adapter.fit(xt[train_idx], yt[train_idx], epochs=config.epochs, verbose=0)
+                if config.learning_rate is not None:
+                    rate["fine_tune_learning_rate"] = config.learning_rate
+                adapter = cls(model, **rate).fit(xt[train_idx], yt[train_idx], epochs=config.epochs, verbose=0)
         elif config.adapter == "mmd":
-            adapter = cls(model, mmd_weight=config.mmd_weight).fit(
-                xs_fit, ys_fit, xt, epochs=config.epochs, learning_rate=config.learning_rate, verbose=0, seed=seed
-            )
+            given = {k: v for k, v in (("epochs", config.epochs), ("learning_rate", config.learning_rate))
+                     if v is not None}
+            adapter = cls(model, mmd_weight=config.mmd_weight).fit(xs_fit, ys_fit, xt, verbose=0, seed=seed, **given)
         else:
             adapter = cls(model, method="em").fit(xs_eval, ys_eval, xt)
         xt_eval = xt[target_eval]
