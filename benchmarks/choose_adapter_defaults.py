@@ -69,7 +69,7 @@ sys.path.insert(0, str(HERE))
 
 from _results import machine_info  # noqa: E402
 
-from shiftkit.adapt.base import MAX_EPOCHS  # noqa: E402
+from shiftkit.adapt.base import MAX_EPOCHS, copy_model  # noqa: E402
 
 LABELS_PER_CLASS = 10
 EPOCHS = MAX_EPOCHS  # recorded epochs of each Copy / stage-1 run: the most `epochs=None` runs
@@ -339,8 +339,9 @@ def run_copy(name: str, seed: int, log: Any) -> dict[str, Any]:
     # By-hand Keras fine-tune of the same model on all labels (BatchNormalization in training mode).
     for rate in HAND_RATES:
         keras.utils.set_random_seed(seed + 3)
-        model = keras.models.clone_model(source)
-        model.set_weights(source.get_weights())
+        # copy_model, not clone_model + set_weights: that leaves an adapted Normalization layer on its
+        # build-time state (the by-hand figures of scenarios with one were wrong before this fix).
+        model = copy_model(source)
         model.compile(keras.optimizers.Adam(rate), source.loss)
         cb = recorder(None, None, xte, yte)
         target = yl.reshape(-1, 1).astype("float32") if model.outputs[0].shape[-1] == 1 else yl
