@@ -33,6 +33,7 @@ __all__ = [
     "decision_threshold",
     "to_probabilities",
     "to_classes",
+    "n_classes",
     "predict",
 ]
 
@@ -158,6 +159,17 @@ def to_probabilities(model: Any, outputs: Any) -> np.ndarray:
         out = np.exp(out - out.max(axis=1, keepdims=True))
     out = np.clip(out, 0.0, None)
     return out / out.sum(axis=1, keepdims=True)
+
+
+def n_classes(model: Any) -> int | None:
+    """The number of classes a classifier predicts: its output width, 2 for a single unit; None if unknown."""
+    try:
+        units = model.outputs[0].shape[-1]
+    except (AttributeError, IndexError, TypeError):
+        return None
+    if units is None:
+        return None
+    return 2 if int(units) == 1 else int(units)
 
 
 def to_classes(model: Any, outputs: Any) -> np.ndarray:

@@ -61,6 +61,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from shiftkit._keras import n_classes as n_classes_of
 from shiftkit._json import dataclass_to_dict, jsonable
 from shiftkit._validation import (
     LabelEncoding,
@@ -579,7 +580,7 @@ def check_shift(
             if model is not None:
                 from shiftkit.shift.features import predict_proba
 
-                n_out = predict_proba(model, xt[:1]).shape[1]
+                n_out = n_classes_of(model) or predict_proba(model, xt[:1]).shape[1]
             _, (yt,) = encode_labels(y_target, names=["y_target"], n_outputs=n_out)
     rows = _subsample_rows(len(xt), max_samples, None if seed is None else seed + 1)
     xt, yt_sub = xt[rows], (None if yt is None else yt[rows])

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from shiftkit._keras import n_classes as n_classes_of
 from shiftkit._validation import encode_labels
 
 
@@ -234,8 +235,7 @@ class Domains:
 
 def model_n_classes(model: Any) -> int:
     """The number of classes a Keras classifier predicts: its output width (2 for a single unit)."""
-    width = int(model.outputs[0].shape[-1] or 1)
-    return 2 if width == 1 else width
+    return n_classes_of(model) or 2
 
 
 def _encode_or_explain(

@@ -66,6 +66,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats
 
+from shiftkit._keras import n_classes as n_classes_of
 from shiftkit._json import dataclass_to_dict
 from shiftkit._validation import (
     check_alpha,
@@ -374,7 +375,7 @@ def diagnose(
         check_model_input(model, xs_raw, "x_source")
         check_model_input(model, xt_raw, "x_target")
         if y_source is not None:
-            n_outputs = predict_proba(model, xs_raw[:1]).shape[1]
+            n_outputs = n_classes_of(model) or predict_proba(model, xs_raw[:1]).shape[1]
     class_values, ys, yt, n_classes = _encode(y_source, y_target, len(xs), len(xt), n_outputs, classes)
     level = alpha / 3.0
     rng = np.random.default_rng(seed)

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from shiftkit._keras import n_classes as n_classes_of
 from shiftkit._json import dataclass_to_dict
 from shiftkit._validation import check_alpha, check_array, check_positive_int, check_seed, encode_labels
 from shiftkit._version import __version__
@@ -357,15 +358,6 @@ def _label_summary(
     )
 
 
-def _model_n_classes(model: Any) -> int | None:
-    """The number of classes a classifier predicts, from its output shape (one unit: 2)."""
-    try:
-        units = model.outputs[0].shape[-1]
-    except (AttributeError, IndexError, TypeError):
-        return None
-    if units is None:
-        return None
-    return 2 if int(units) == 1 else int(units)
 
 
 def shift_report(
@@ -443,7 +435,7 @@ def shift_report(
             y_source,
             y_target,
             names=("y_source", "y_target"),
-            n_outputs=None if model is None else _model_n_classes(model),
+            n_outputs=None if model is None else n_classes_of(model),
         )
         for name, codes, x in (("y_source", ys, xs), ("y_target", yt, xt)):
             if codes is not None and len(codes) != len(x):
