@@ -142,3 +142,17 @@ def labelled_domains(
     else:
         raise ValueError(f"unknown shift {shift!r}")
     return xs, ys + first_label, xt, yt + first_label
+
+
+def csv_bytes(frame) -> bytes:
+    """A DataFrame as the bytes of a CSV upload."""
+    return frame.to_csv(index=False).encode()
+
+
+def npz_bytes(**arrays) -> bytes:
+    """Arrays as the bytes of an (uncompressed) .npz upload."""
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()

@@ -12,6 +12,7 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
+from _synthetic import csv_bytes, npz_bytes
 
 from shiftkit import dashboard as dash
 from shiftkit.dashboard import DashboardError
@@ -23,14 +24,6 @@ TIMEOUT = 120
 # ------------------------------------------------------------------------------ helpers
 
 
-def _csv(frame: pd.DataFrame) -> bytes:
-    return frame.to_csv(index=False).encode()
-
-
-def _npz(**arrays) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +66,7 @@ def test_csv_upload_encodes_labels_and_aligns_columns(tables):
     src, tgt = tables
     tgt = tgt[list(reversed(tgt.columns))]  # same columns, another order
     assert dash.guess_label_column(list(src.columns)) == "diagnosis"
-    d = _load(_csv(src), _csv(tgt), "diagnosis")
+    d = _load(csv_bytes(src), csv_bytes(tgt), "diagnosis")
     assert d.x_source.shape == (len(src), 30) and d.x_target.shape == (len(tgt), 30)
     assert d.class_names == ("benign", "malignant")
     np.testing.assert_allclose(d.x_target[:, 0], tgt["mean radius"].to_numpy(), rtol=1e-6)
@@ -82,13 +75,13 @@ def test_csv_upload_encodes_labels_and_aligns_columns(tables):
 
 def test_csv_target_without_label_column(tables):
     src, tgt = tables
-    d = _load(_csv(src), _csv(tgt.drop(columns="diagnosis")), "diagnosis")
+    d = _load(csv_bytes(src), csv_bytes(tgt.drop(columns="diagnosis")), "diagnosis")
     assert d.y_source is not None and d.y_target is None
 
 
 def test_npz_upload(rng):
-    d = _load(_npz(x=rng.normal(size=(30, 4, 4, 1)), y=rng.integers(0, 3, 30)),
-              _npz(x=rng.normal(size=(20, 4, 4, 1))), names=("s.npz", "t.npz"))
+    d = _load(npz_bytes(x=rng.normal(size=(30, 4, 4, 1)), y=rng.integers(0, 3, 30)),
+              npz_bytes(x=rng.normal(size=(20, 4, 4, 1))), names=("s.npz", "t.npz"))
     assert d.x_source.shape == (30, 4, 4, 1) and d.y_target is None and not d.is_tabular
 
 
@@ -116,40 +109,40 @@ def test_valid_keras_model_loads(tiny_model_bytes):
 def test_bad_csv_files_raise_what_to_fix(tables, mutate, match):
     src, tgt = mutate(*tables)
     with pytest.raises(DashboardError, match=match):
-        _load(_csv(src), _csv(tgt), "diagnosis")
+        _load(csv_bytes(src), csv_bytes(tgt), "diagnosis")
 
 
 def test_bad_csv_label_column_and_encodings(tables):
     src, tgt = tables
     with pytest.raises(DashboardError, match="'outcome' is not a column"):
-        _load(_csv(src), _csv(tgt), "outcome")
+        _load(csv_bytes(src), csv_bytes(tgt), "outcome")
     with pytest.raises(DashboardError, match="non-numeric feature column.*'diagnosis'"):
-        _load(_csv(src), _csv(tgt), dash.NO_LABEL)  # the string label column left among the features
+        _load(csv_bytes(src), csv_bytes(tgt), dash.NO_LABEL)  # the string label column left among the features
     with pytest.raises(DashboardError, match="empty"):
-        _load(b"", _csv(tgt), "diagnosis")
+        _load(b"", csv_bytes(tgt), "diagnosis")
     with pytest.raises(DashboardError, match="not a text CSV"):
-        _load(b"\xff\xfe\x00\x81binary\x00", _csv(tgt), "diagnosis")
+        _load(b"\xff\xfe\x00\x81binary\x00", csv_bytes(tgt), "diagnosis")
     with pytest.raises(DashboardError, match="same format"):
-        _load(_csv(src), _npz(x=np.zeros((5, 30))), "diagnosis", names=("s.csv", "t.npz"))
+        _load(csv_bytes(src), npz_bytes(x=np.zeros((5, 30))), "diagnosis", names=("s.csv", "t.npz"))
     with pytest.raises(DashboardError, match="Unsupported file type .xlsx"):
-        _load(_csv(src), _csv(tgt), "diagnosis", names=("s.xlsx", "t.csv"))
+        _load(csv_bytes(src), csv_bytes(tgt), "diagnosis", names=("s.xlsx", "t.csv"))
     with pytest.raises(DashboardError, match="at least 5"):
-        _load(_csv(src.head(3)), _csv(tgt), "diagnosis")
+        _load(csv_bytes(src.head(3)), csv_bytes(tgt), "diagnosis")
 
 
 def test_bad_npz_files_raise_what_to_fix(rng):
-    good = _npz(x=rng.normal(size=(10, 3)), y=np.arange(10) % 2)
+    good = npz_bytes(x=rng.normal(size=(10, 3)), y=np.arange(10) % 2)
     cases = {
-        "pickle": (_npz(x=np.array([{"a": 1}, None], dtype=object)), "object arrays"),
-        "no-x": (_npz(features=rng.normal(size=(10, 3))), "no array named 'x'.*features"),
+        "pickle": (npz_bytes(x=np.array([{"a": 1}, None], dtype=object)), "object arrays"),
+        "no-x": (npz_bytes(features=rng.normal(size=(10, 3))), "no array named 'x'.*features"),
         "corrupt": (b"PK\x03\x04 definitely not a zip", "not a valid .npz"),
         "not-zip": (b"hello", "not a valid .npz"),
-        "nan": (_npz(x=np.full((10, 3), np.nan)), "NaN/inf"),
-        "strings": (_npz(x=np.array([["a", "b"]] * 10)), "must be numeric"),
-        "1d": (_npz(x=np.arange(10.0)), "one row per sample"),
-        "bad-y": (_npz(x=rng.normal(size=(10, 3)), y=np.arange(4)), "one class label per sample"),
-        "frac-y": (_npz(x=rng.normal(size=(10, 3)), y=np.linspace(0, 1, 10)), "fractional value"),
-        "shape": (_npz(x=rng.normal(size=(10, 4))), r"different per-sample shapes: \(3,\).*\(4,\)"),
+        "nan": (npz_bytes(x=np.full((10, 3), np.nan)), "NaN/inf"),
+        "strings": (npz_bytes(x=np.array([["a", "b"]] * 10)), "must be numeric"),
+        "1d": (npz_bytes(x=np.arange(10.0)), "one row per sample"),
+        "bad-y": (npz_bytes(x=rng.normal(size=(10, 3)), y=np.arange(4)), "one class label per sample"),
+        "frac-y": (npz_bytes(x=rng.normal(size=(10, 3)), y=np.linspace(0, 1, 10)), "fractional value"),
+        "shape": (npz_bytes(x=rng.normal(size=(10, 4))), r"different per-sample shapes: \(3,\).*\(4,\)"),
     }
     for name, (data, match) in cases.items():
         with pytest.raises(DashboardError, match=match):
@@ -182,7 +175,7 @@ def test_bad_model_files_raise_what_to_fix(tiny_model_bytes, tmp_path):
 
 def test_model_that_does_not_fit_the_data(tiny_model_bytes, tables):
     src, tgt = tables
-    d = _load(_csv(src), _csv(tgt), "diagnosis")
+    d = _load(csv_bytes(src), csv_bytes(tgt), "diagnosis")
     with pytest.raises(DashboardError, match="has 30 features, but the model expects 5"):
         dash.pipeline.check_model_fits(dash.load_keras_model(tiny_model_bytes), d)
 
@@ -270,7 +263,7 @@ def test_labels_coded_1_2_are_balanced_classes_named_1_and_2():
     rng = np.random.default_rng(4)
     frame = pd.DataFrame(rng.normal(size=(200, 3)), columns=list("abc"))
     frame["label"] = np.resize([1, 2], 200)
-    d = _load(_csv(frame), _csv(frame.sample(frac=1.0, random_state=0)), "label")
+    d = _load(csv_bytes(frame), csv_bytes(frame.sample(frac=1.0, random_state=0)), "label")
     rep = dash.measure_shift(d, None, np.arange(len(d.x_source)), n_permutations=100, alpha=0.05, seed=0)
     assert rep.labels.source_imbalance.imbalance_ratio == pytest.approx(1.0)
     assert list(dash.label_table(rep, d.class_name_list())["class"]) == ["1", "2"]
@@ -282,10 +275,10 @@ def test_uploaded_model_recodes_the_labels(tiny_model_bytes):
     rng = np.random.default_rng(5)
     x = rng.normal(size=(30, 5))
     model = dash.load_keras_model(tiny_model_bytes)  # 2 outputs
-    d = _load(_npz(x=x, y=np.resize([1, 2], 30)), _npz(x=x), names=("s.npz", "t.npz"))
+    d = _load(npz_bytes(x=x, y=np.resize([1, 2], 30)), npz_bytes(x=x), names=("s.npz", "t.npz"))
     coded = dash.pipeline.check_model_fits(model, d)
     assert coded.class_names == ("1", "2") and sorted(set(coded.y_source.tolist())) == [0, 1]
-    three = _load(_npz(x=x, y=np.resize(["a", "b", "c"], 30)), _npz(x=x), names=("s.npz", "t.npz"))
+    three = _load(npz_bytes(x=x, y=np.resize(["a", "b", "c"], 30)), npz_bytes(x=x), names=("s.npz", "t.npz"))
     with pytest.raises(DashboardError, match="do not fit the model's outputs.*2 output class"):
         dash.pipeline.check_model_fits(model, three)
 
@@ -362,8 +355,8 @@ def test_upload_through_the_app(tables):
     src = src.rename(columns=tex).assign(diagnosis=lambda f: "$" + f["diagnosis"] + "$")
     tgt = tgt.rename(columns=tex)
     at = _app()
-    at.session_state[dash.TEST_UPLOAD_KEYS["source"]] = ("source.csv", _csv(src))
-    at.session_state[dash.TEST_UPLOAD_KEYS["target"]] = ("target.csv", _csv(tgt.drop(columns="diagnosis")))
+    at.session_state[dash.TEST_UPLOAD_KEYS["source"]] = ("source.csv", csv_bytes(src))
+    at.session_state[dash.TEST_UPLOAD_KEYS["target"]] = ("target.csv", csv_bytes(tgt.drop(columns="diagnosis")))
     at.run()
     at.radio(key="data_mode").set_value("upload").run()
     assert not at.exception, at.exception
@@ -381,25 +374,25 @@ def test_upload_through_the_app(tables):
 def test_bad_uploads_show_an_error_not_an_exception(tables):
     src, tgt = tables
     at = _app()
-    at.session_state[dash.TEST_UPLOAD_KEYS["source"]] = ("source.csv", _csv(src.assign(site="A")))
-    at.session_state[dash.TEST_UPLOAD_KEYS["target"]] = ("target.csv", _csv(tgt.assign(site="B")))
+    at.session_state[dash.TEST_UPLOAD_KEYS["source"]] = ("source.csv", csv_bytes(src.assign(site="A")))
+    at.session_state[dash.TEST_UPLOAD_KEYS["target"]] = ("target.csv", csv_bytes(tgt.assign(site="B")))
     at.run()
     at.radio(key="data_mode").set_value("upload").run()
     assert not at.exception, at.exception
     assert len(at.error) == 1 and "non-numeric feature column(s): 'site'" in at.error[0].value
     # The app keeps running: fix the file, and the analysis appears.
-    at.session_state[dash.TEST_UPLOAD_KEYS["source"]] = ("source.csv", _csv(src))
-    at.session_state[dash.TEST_UPLOAD_KEYS["target"]] = ("target.csv", _csv(tgt))
+    at.session_state[dash.TEST_UPLOAD_KEYS["source"]] = ("source.csv", csv_bytes(src))
+    at.session_state[dash.TEST_UPLOAD_KEYS["target"]] = ("target.csv", csv_bytes(tgt))
     at.run()
     assert not at.error and "Verdict:" in _verdict(at)
     # An NPZ holding pickled objects.
-    at.session_state[dash.TEST_UPLOAD_KEYS["source"]] = ("s.npz", _npz(x=np.array([object()] * 6, dtype=object)))
-    at.session_state[dash.TEST_UPLOAD_KEYS["target"]] = ("t.npz", _npz(x=np.zeros((6, 2))))
+    at.session_state[dash.TEST_UPLOAD_KEYS["source"]] = ("s.npz", npz_bytes(x=np.array([object()] * 6, dtype=object)))
+    at.session_state[dash.TEST_UPLOAD_KEYS["target"]] = ("t.npz", npz_bytes(x=np.zeros((6, 2))))
     at.run()
     assert not at.exception and "object arrays" in at.error[0].value
     # A corrupt model file.
-    at.session_state[dash.TEST_UPLOAD_KEYS["source"]] = ("source.csv", _csv(src))
-    at.session_state[dash.TEST_UPLOAD_KEYS["target"]] = ("target.csv", _csv(tgt))
+    at.session_state[dash.TEST_UPLOAD_KEYS["source"]] = ("source.csv", csv_bytes(src))
+    at.session_state[dash.TEST_UPLOAD_KEYS["target"]] = ("target.csv", csv_bytes(tgt))
     at.session_state[dash.TEST_UPLOAD_KEYS["model"]] = ("model.keras", b"PK\x03\x04 broken")
     at.run()
     at.radio(key="model_mode").set_value("upload").run()

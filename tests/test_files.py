@@ -10,6 +10,7 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
+from _synthetic import csv_bytes, npz_bytes
 
 from shiftkit import files
 from shiftkit.files import InputError
@@ -61,14 +62,6 @@ def _peak_while(fn) -> tuple[int, BaseException | None]:
     return peak, error
 
 
-def _csv(frame: pd.DataFrame) -> bytes:
-    return frame.to_csv(index=False).encode()
-
-
-def _npz(**arrays) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
 
 
 # ------------------------------------------------------------------------------ decompression bombs
@@ -119,7 +112,7 @@ def test_npy_header_checked_too(tmp_path):
 def test_zip_member_sizes_are_checked():
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        with zipfile.ZipFile(io.BytesIO(_npz(x=np.ones((5, 2))))) as small:
+        with zipfile.ZipFile(io.BytesIO(npz_bytes(x=np.ones((5, 2))))) as small:
             zf.writestr("x.npy", small.read("x.npy"))
         zf.writestr("padding.bin", bytes(20 * MiB))
     with pytest.raises(InputError, match=r"'padding.bin' expands to 20 MiB"):
@@ -231,7 +224,7 @@ def test_csv_labels_any_values_become_codes(values, names):
     labels = np.array(values * 20, dtype=object if isinstance(values[0], str) else None)
     src = pd.DataFrame({"a": rng.normal(size=40), "b": rng.normal(size=40), "label": labels})
     tgt = src.iloc[::-1].reset_index(drop=True)
-    d = files.load_uploaded_domains(("s.csv", _csv(src)), ("t.csv", _csv(tgt)), "label")
+    d = files.load_uploaded_domains(("s.csv", csv_bytes(src)), ("t.csv", csv_bytes(tgt)), "label")
     assert d.class_names == names and d.n_classes == 2
     assert sorted(set(d.y_source.tolist())) == [0, 1]
     assert np.bincount(d.y_source).tolist() == [20, 20]
@@ -242,26 +235,26 @@ def test_csv_labels_any_values_become_codes(values, names):
 def test_npz_labels_any_values_become_codes():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(30, 3))
-    d = files.load_uploaded_domains(("s.npz", _npz(x=x, y=np.arange(30) % 2 + 1)),
-                                    ("t.npz", _npz(x=x, y=np.full(30, 2))))
+    d = files.load_uploaded_domains(("s.npz", npz_bytes(x=x, y=np.arange(30) % 2 + 1)),
+                                    ("t.npz", npz_bytes(x=x, y=np.full(30, 2))))
     assert d.class_names == ("1", "2") and d.y_target.tolist() == [1] * 30
-    d = files.load_uploaded_domains(("s.npz", _npz(x=x, y=np.array(["cat", "dog", "emu"] * 10))),
-                                    ("t.npz", _npz(x=x)))
+    d = files.load_uploaded_domains(("s.npz", npz_bytes(x=x, y=np.array(["cat", "dog", "emu"] * 10))),
+                                    ("t.npz", npz_bytes(x=x)))
     assert d.class_names == ("cat", "dog", "emu") and d.y_source[:3].tolist() == [0, 1, 2]
     with pytest.raises(InputError, match="fractional"):
-        files.load_uploaded_domains(("s.npz", _npz(x=x, y=np.linspace(0, 1, 30))), ("t.npz", _npz(x=x)))
+        files.load_uploaded_domains(("s.npz", npz_bytes(x=x, y=np.linspace(0, 1, 30))), ("t.npz", npz_bytes(x=x)))
 
 
 def test_labels_recoded_for_a_model():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(30, 3))
     # Codes 0 and 2 of a 3-class model stay the model's output indices (class 1 absent).
-    d = files.load_uploaded_domains(("s.npz", _npz(x=x, y=np.arange(30) % 2 * 2)), ("t.npz", _npz(x=x)))
+    d = files.load_uploaded_domains(("s.npz", npz_bytes(x=x, y=np.arange(30) % 2 * 2)), ("t.npz", npz_bytes(x=x)))
     assert d.y_source[:2].tolist() == [0, 1] and d.class_names == ("0", "2")
     m = d.for_model(3)
     assert m.y_source[:2].tolist() == [0, 2] and m.class_names == ("0", "1", "2") and m.n_classes == 3
     # Labels 1/2 and a 2-output (or single-logit) model: mapped in sorted order.
-    d = files.load_uploaded_domains(("s.npz", _npz(x=x, y=np.arange(30) % 2 + 1)), ("t.npz", _npz(x=x)))
+    d = files.load_uploaded_domains(("s.npz", npz_bytes(x=x, y=np.arange(30) % 2 + 1)), ("t.npz", npz_bytes(x=x)))
     assert d.for_model(2).y_source[:2].tolist() == [0, 1] and d.for_model(2).class_names == ("1", "2")
     # Labels 1/2 index a 3-output model's classes 1 and 2 as they are.
     assert d.for_model(3).y_source[:2].tolist() == [1, 2]
@@ -275,11 +268,11 @@ def test_labels_recoded_for_a_model():
 def test_load_single_maps_labels_to_the_reference_classes():
     rng = np.random.default_rng(2)
     frame = pd.DataFrame({"a": rng.normal(size=12), "label": [1, 2, 2] * 4})
-    alone = files.load_single(_csv(frame), "t.csv", label_column="label")
+    alone = files.load_single(csv_bytes(frame), "t.csv", label_column="label")
     assert alone.class_names == ("1", "2") and alone.y.tolist()[:3] == [0, 1, 1]
-    ref = files.load_single(_csv(frame), "t.csv", label_column="label", class_names=("1", "2"))
+    ref = files.load_single(csv_bytes(frame), "t.csv", label_column="label", class_names=("1", "2"))
     assert ref.y.tolist() == alone.y.tolist()
     with pytest.raises(InputError, match=r"label\(s\) '3'.*does not know"):
-        files.load_single(_csv(frame.assign(label=3)), "t.csv", label_column="label", class_names=("1", "2"))
-    arrays = files.load_single(_npz(x=rng.normal(size=(12, 2)), y=np.array([2019, 2020] * 6)), "t.npz")
+        files.load_single(csv_bytes(frame.assign(label=3)), "t.csv", label_column="label", class_names=("1", "2"))
+    arrays = files.load_single(npz_bytes(x=rng.normal(size=(12, 2)), y=np.array([2019, 2020] * 6)), "t.npz")
     assert arrays.class_names == ("2019", "2020") and arrays.y.tolist()[:2] == [0, 1]
