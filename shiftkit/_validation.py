@@ -7,6 +7,7 @@ Inner code trusts what these functions return.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, Iterable, Sequence
 
@@ -18,6 +19,7 @@ __all__ = [
     "check_labels",
     "check_probabilities",
     "check_alpha",
+    "check_real",
     "check_positive_int",
     "check_option",
     "check_bandwidth",
@@ -241,6 +243,83 @@ def check_alpha(alpha: Any, name: str = "alpha") -> float:
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"{name} must be strictly between 0 and 1 (e.g. 0.05); got {alpha}.")
     return alpha
+
+
+def _num(v: float) -> str:
+    return f"{v:g}"
+
+
+def _range_text(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    """The range a value must lie in, in words: "a positive number", "a number in [0, 1)", ..."""
+    if low is not None and high is not None:
+        if low_open and high_open:
+            return f"a number strictly between {_num(low)} and {_num(high)}"
+        if not low_open and not high_open:
+            return f"a number between {_num(low)} and {_num(high)}"
+        return f"a number in {'(' if low_open else '['}{_num(low)}, {_num(high)}{')' if high_open else ']'}"
+    if low is not None:
+        if low == 0:
+            return "a positive number" if low_open else "a non-negative number"
+        return f"a number {'>' if low_open else '>='} {_num(low)}"
+    if high is not None:
+        return f"a number {'<' if high_open else '<='} {_num(high)}"
+    return "a number"
+
+
+def check_real(
+    value: Any,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_inf: bool = False,
+    example: Any = None,
+) -> float:
+    """Return `value` as a float within a declared range: the one check of real-number arguments.
+
+    The range is `[low, high]`, each end left out when None and open when `low_open` /
+    `high_open`. NaN is always refused; infinite values unless `allow_inf` (and then only where
+    the range reaches them). Messages name the argument, say the range in words and give an
+    example of a good value.
+
+    Args:
+        value: the user's value (any real number but a bool; numpy scalars included).
+        name: the argument's name, used in messages.
+        low, high: the ends of the range (None: unbounded on that side).
+        low_open, high_open: whether that end is excluded.
+        allow_inf: accept +-inf when the range includes it (e.g. "never" for a threshold).
+        example: a good value, shown in messages ("e.g. 0.05"); a string is shown as it is.
+
+    Returns:
+        The value as a Python float.
+
+    Raises:
+        TypeError: `value` is not a real number (a bool, a string, None, ...).
+        ValueError: NaN, an infinite value (unless allowed), or a value outside the range.
+
+    Example:
+        >>> check_real(0.7, "target_prevalence", low=0, high=1, low_open=True, high_open=True)
+        0.7
+        >>> check_real(0, "tol", low=0, low_open=True, example="1e-8")
+        Traceback (most recent call last):
+        ...
+        ValueError: tol must be a positive number, e.g. 1e-8; got 0.
+    """
+    what = _range_text(low, high, low_open, high_open)
+    eg = "" if example is None else f", e.g. {example}"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {what}{eg}; got {_describe(value)}.")
+    number = float(value)
+    if math.isnan(number) or (math.isinf(number) and not allow_inf):
+        finite = what.replace(" number", " finite number", 1)
+        raise ValueError(f"{name} must be {finite}{eg}; got {_describe(value)}.")
+    too_low = low is not None and (number <= low if low_open else number < low)
+    too_high = high is not None and (number >= high if high_open else number > high)
+    if too_low or too_high:
+        raise ValueError(f"{name} must be {what}{eg}; got {_describe(value)}.")
+    return number
 
 
 def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:

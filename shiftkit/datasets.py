@@ -30,12 +30,11 @@ import dataclasses
 import functools
 import inspect
 import math
-import numbers
 from typing import Any, Callable
 
 import numpy as np
 
-from shiftkit._validation import check_option, check_positive_int, check_seed
+from shiftkit._validation import check_option, check_positive_int, check_real, check_seed
 
 __all__ = [
     "Scenario",
@@ -219,22 +218,6 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _check_real(value: Any, name: str, *, low: float | None = None, high: float | None = None,
-                open_interval: bool = False) -> float:
-    """Return `value` as a finite float, optionally within [low, high] (or (low, high))."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number; got {value!r}.")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite; got {value}.")
-    if open_interval:
-        if (low is not None and value <= low) or (high is not None and value >= high):
-            raise ValueError(f"{name} must be strictly between {low} and {high}; got {value}.")
-    elif (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{name} must be between {low} and {high}; got {value}.")
-    return value
-
-
 def _check_severity(severity: Any) -> int:
     severity = check_positive_int(severity, "severity")
     if severity > 5:
@@ -324,7 +307,7 @@ def hospitals_covariate(
         True
     """
     seed = check_seed(seed)
-    strength = _check_real(strength, "strength")
+    strength = check_real(strength, "strength", example=1.0)
     x, y, feature_names, _ = _breast_cancer()
     feature = check_option(feature, "feature", feature_names)
     j = feature_names.index(feature)
@@ -413,8 +396,8 @@ def hospitals_label_shift(
         0.7
     """
     seed = check_seed(seed)
-    target_prevalence = _check_real(
-        target_prevalence, "target_prevalence", low=0.0, high=1.0, open_interval=True
+    target_prevalence = check_real(
+        target_prevalence, "target_prevalence", low=0, high=1, low_open=True, high_open=True, example=0.7
     )
     if n_target is not None:
         n_target = check_positive_int(n_target, "n_target", minimum=2)
@@ -682,7 +665,7 @@ def synthetic_shift(
     n_source = check_positive_int(n_source, "n_source", minimum=10)
     n_target = check_positive_int(n_target, "n_target", minimum=10)
     n_features = check_positive_int(n_features, "n_features", minimum=3)
-    strength = _check_real(strength, "strength", low=0.0)
+    strength = check_real(strength, "strength", low=0, example=1.0)
     rng = np.random.default_rng(seed)
 
     def draw(n: int, angle: float = 0.0) -> tuple[np.ndarray, np.ndarray]:

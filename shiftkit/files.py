@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from shiftkit._keras import n_classes as n_classes_of
-from shiftkit._validation import encode_labels
+from shiftkit._validation import check_real, encode_labels
 
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "check_array_file",
     "check_keras_archive",
     "max_bytes_limit",
+    "bytes_from_gib",
     "load_arrays",
     "load_single",
     "DataFile",
@@ -108,11 +109,28 @@ def max_bytes_limit(max_bytes: int | None = None) -> int:
         try:
             gib = float(env)
         except ValueError:
-            gib = float("nan")
-        if not (math.isfinite(gib) and gib > 0):
-            raise ValueError(f"The environment variable {MAX_BYTES_ENV} must be a positive number of GiB; got {env!r}.")
-        return max(1, int(gib * 1024**3))
+            raise ValueError(
+                f"The environment variable {MAX_BYTES_ENV} must be a positive number of GiB, e.g. 8; got {env!r}."
+            ) from None
+        return bytes_from_gib(gib, f"The environment variable {MAX_BYTES_ENV} (GiB)")
     return MAX_BYTES
+
+
+def bytes_from_gib(gib: Any, name: str = "max_gib") -> int:
+    """A size limit given in GiB (`--max-gib`, `SHIFTKIT_MAX_GIB`) in bytes, at least 1.
+
+    Args:
+        gib: a positive, finite number of GiB.
+        name: what the value is, for messages.
+
+    Returns:
+        The limit in bytes.
+
+    Raises:
+        TypeError / ValueError: `gib` is not a positive finite number.
+    """
+    gib = check_real(gib, name, low=0, low_open=True, example=8)
+    return max(1, int(gib * 1024**3))
 
 
 def _fmt_bytes(n: float) -> str:

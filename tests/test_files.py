@@ -131,6 +131,17 @@ def test_limit_from_the_environment(monkeypatch):
     assert files.max_bytes_limit() == files.MAX_BYTES == 2 * 1024**3
     with pytest.raises(ValueError, match="max_bytes"):
         files.max_bytes_limit(0)
+    monkeypatch.setenv(files.MAX_BYTES_ENV, "inf")  # parses as a float, but is no limit in bytes
+    with pytest.raises(ValueError, match=files.MAX_BYTES_ENV + ".*positive finite number"):
+        files.max_bytes_limit()
+
+
+def test_bytes_from_gib_is_the_one_gib_conversion():
+    assert files.bytes_from_gib(0.5) == 512 * MiB
+    assert files.bytes_from_gib(1e-12) == 1
+    for bad, error in ((0, ValueError), (float("nan"), ValueError), (float("inf"), ValueError), ("8", TypeError)):
+        with pytest.raises(error, match="--max-gib must be a positive"):
+            files.bytes_from_gib(bad, "--max-gib")
 
 
 def test_read_path_checks_the_size_before_reading(tmp_path):

@@ -72,6 +72,7 @@ from shiftkit._validation import (
     check_alpha,
     check_pair,
     check_positive_int,
+    check_real,
     check_seed,
     encode_labels,
 )
@@ -362,10 +363,7 @@ def diagnose(
             DeprecationWarning,
             stacklevel=2,
         )
-    if isinstance(imbalance_threshold, bool) or not (
-        isinstance(imbalance_threshold, (int, float)) and imbalance_threshold >= 1
-    ):
-        raise ValueError(f"imbalance_threshold must be a number >= 1; got {imbalance_threshold!r}.")
+    imbalance_threshold = check_real(imbalance_threshold, "imbalance_threshold", low=1, allow_inf=True, example=3.0)
     xs_raw, xt_raw = check_pair(x_source, x_target, ("x_source", "x_target"), flatten=False)
     xs, xt = xs_raw.reshape(len(xs_raw), -1), xt_raw.reshape(len(xt_raw), -1)
     n_outputs = None

@@ -29,7 +29,6 @@ Functions:
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +44,7 @@ from shiftkit._validation import (
     check_option,
     check_positive_int,
     check_probabilities,
+    check_real,
     check_seed,
     encode_labels,
 )
@@ -333,15 +333,6 @@ def _check_proportion_vector(p: Any, name: str) -> np.ndarray:
             f"first: {name} / {name}.sum(), or use label_distribution(y)."
         )
     return arr
-
-
-def _check_positive_float(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a positive number, e.g. 1e-8; got {value!r}.")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, e.g. 1e-8; got {value}.")
-    return value
 
 
 def _project_to_simplex(v: np.ndarray) -> np.ndarray:
@@ -671,7 +662,7 @@ def estimate_target_priors(
     """
     method = check_option(method, "method", PRIOR_METHODS)
     max_iter = check_positive_int(max_iter, "max_iter")
-    tol = _check_positive_float(tol, "tol")
+    tol = check_real(tol, "tol", low=0, low_open=True, example="1e-8")
     if not isinstance(calibrate, (bool, np.bool_)):
         raise TypeError(f"calibrate must be True or False; got {calibrate!r}.")
 
