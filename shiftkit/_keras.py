@@ -24,6 +24,7 @@ import keras
 import numpy as np
 
 __all__ = [
+    "require_model",
     "producing_layer",
     "output_layer",
     "head_layer",
@@ -50,6 +51,38 @@ _PASS_THROUGH = (
     keras.layers.GaussianDropout,
     keras.layers.AlphaDropout,
 )
+
+
+def require_model(model: Any, name: str = "model") -> Any:
+    """Return `model` if it is a built `keras.Model` (defined inputs and outputs), else raise.
+
+    Args:
+        model: the user's model.
+        name: the argument's name, used in messages ("source_model", ...).
+
+    Returns:
+        `model` itself.
+
+    Raises:
+        TypeError: `model` is not a `keras.Model`.
+        ValueError: the model has no defined inputs/outputs yet (an unbuilt Sequential model).
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"{name} must be a keras.Model (Sequential or Functional); got {type(model).__name__}. "
+            "Load a saved model with keras.saving.load_model(path, safe_mode=True)."
+        )
+    try:
+        model.inputs  # noqa: B018 - raises for an unbuilt Sequential model
+        outputs = model.outputs
+    except (AttributeError, ValueError):
+        outputs = None
+    if not outputs:
+        raise ValueError(
+            f"{name} has no defined inputs/outputs yet (an unbuilt Sequential model?). Start it with "
+            "keras.Input(shape=...) or call it once on data before measuring its feature space."
+        )
+    return model
 
 
 def producing_layer(tensor: Any) -> Any:

@@ -43,6 +43,7 @@ from typing import Any
 
 import keras
 import numpy as np
+from keras import ops
 
 from shiftkit._validation import (
     check_bandwidth,
@@ -50,6 +51,9 @@ from shiftkit._validation import (
     check_positive_int,
     check_seed,
 )
+from shiftkit.shift.features import check_model_input, head_input, resolve_layer
+from shiftkit.shift.kernels import median_heuristic
+from shiftkit.shift.mmd import mmd2, normalized_mmd2
 
 __all__ = ["ShiftMonitor"]
 
@@ -172,8 +176,6 @@ class ShiftMonitor(keras.callbacks.Callback):
 
     # ------------------------------------------------------------------ feature extractor
     def _resolve(self) -> Callable[[np.ndarray], np.ndarray]:
-        from shiftkit.shift.features import check_model_input, head_input, resolve_layer
-
         if self.feature_model is not None:
             fm = self.feature_model
             if isinstance(fm, keras.Model) and fm.inputs:
@@ -230,8 +232,6 @@ class ShiftMonitor(keras.callbacks.Callback):
         return None
 
     def _wrap(self, fn: Any) -> Callable[[np.ndarray], np.ndarray]:
-        from keras import ops
-
         is_model = isinstance(fn, keras.Model)
 
         def features(x: np.ndarray) -> np.ndarray:
@@ -257,9 +257,6 @@ class ShiftMonitor(keras.callbacks.Callback):
 
     def measure(self) -> dict[str, float]:
         """Both figures now, with the current weights (fixes the bandwidth if not fixed yet)."""
-        from shiftkit.shift.kernels import median_heuristic
-        from shiftkit.shift.mmd import mmd2, normalized_mmd2
-
         fs, ft = self.features()
         if self.bandwidth_ is None:
             if self.bandwidth is not None:

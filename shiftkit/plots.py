@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import io
 import math
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -70,6 +72,8 @@ def plain_text(value: Any) -> str:
 
 
 def _sns():
+    # seaborn imports matplotlib.pyplot, which this module avoids (figures on the Agg canvas, safe
+    # in Streamlit's threads): imported only by the plots that draw with it.
     import seaborn as sns
 
     return sns
@@ -94,8 +98,6 @@ def to_png(fig: Figure, *, dpi: int = 90, close_figure: bool = True) -> bytes:
 
 def close(fig: Figure) -> None:
     """Release a figure's memory (axes and artists); also closes it in pyplot if it is registered there."""
-    import sys
-
     plt = sys.modules.get("matplotlib.pyplot")
     if plt is not None:
         plt.close(fig)
@@ -172,8 +174,6 @@ def label_distributions(labels: Any, class_names: Sequence[str] | None = None) -
         labels: a `LabelShiftSummary` (`ShiftReport.labels`).
         class_names: optional names of the classes.
     """
-    import pandas as pd
-
     sns = _sns()
     n = labels.n_classes
     names = _class_labels(n, class_names)
@@ -293,8 +293,6 @@ def comparison_bars(comparison: Any) -> Figure:
     Args:
         comparison: a `ShiftComparison` (`AdaptationReport.comparison`).
     """
-    import pandas as pd
-
     sns = _sns()
     rows = []
     for r in comparison.rows:

@@ -65,6 +65,9 @@ from typing import Any, Sequence
 
 import numpy as np
 from scipy import stats
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from shiftkit._keras import n_classes as n_classes_of
 from shiftkit._json import dataclass_to_dict
@@ -77,6 +80,7 @@ from shiftkit._validation import (
     encode_labels,
 )
 from shiftkit.shift.classifier import ClassifierTestResult, classifier_test
+from shiftkit.shift.features import check_model_input, feature_space, predict_proba
 from shiftkit.shift.labels import estimate_target_priors, label_shift_test
 from shiftkit.shift.mmd import mmd_test, permutations_for
 from shiftkit.shift.scaling import Standardizer
@@ -226,10 +230,6 @@ class _SourceClassifier:
         self.model = model
         self.n_classes = n_classes
         if model is None:
-            from sklearn.linear_model import LogisticRegression
-            from sklearn.pipeline import make_pipeline
-            from sklearn.preprocessing import StandardScaler
-
             fit_idx, held_idx = _stratified_halves(ys, rng)
             self.clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
             self.clf.fit(xs[fit_idx], ys[fit_idx])
@@ -243,8 +243,6 @@ class _SourceClassifier:
             p = np.zeros((len(x), self.n_classes))
             p[:, self.clf.classes_] = self.clf.predict_proba(x)
             return p
-        from shiftkit.shift.features import predict_proba
-
         return predict_proba(self.model, x)
 
 
@@ -368,8 +366,6 @@ def diagnose(
     xs, xt = xs_raw.reshape(len(xs_raw), -1), xt_raw.reshape(len(xt_raw), -1)
     n_outputs = None
     if model is not None:
-        from shiftkit.shift.features import check_model_input, predict_proba
-
         check_model_input(model, xs_raw, "x_source")
         check_model_input(model, xt_raw, "x_target")
         if y_source is not None:
@@ -492,8 +488,6 @@ def diagnose(
         p_cov = mmd_in.p_value
         feat = ""
         if model is not None:
-            from shiftkit.shift.features import feature_space
-
             mmd_feat = mmd_test(xs_cov, xt_cov, features=feature_space(model), n_permutations=cov_perm, seed=seed)
             p_cov = min(1.0, n_tests * min(mmd_in.p_value, mmd_feat.p_value))
             feat = f"; feature-space MMD^2 {mmd_feat.statistic:.4g} (p={mmd_feat.p_value:.3g})"
@@ -614,8 +608,6 @@ def _concept_evidence(
     exp_label = float(np.sum(qk * per_class))
     var_label = float(np.sum(qk**2 * var_k))
     # covariate-shift hypothesis: importance weights from a domain classifier on (standardised) x
-    from sklearn.linear_model import LogisticRegression
-
     dom = LogisticRegression(max_iter=2000).fit(np.r_[a, b], np.r_[np.zeros(len(a)), np.ones(len(b))])
     pt_held = np.clip(dom.predict_proba(a[held])[:, 1], 1e-6, 1 - 1e-6)
     w = pt_held / (1 - pt_held)

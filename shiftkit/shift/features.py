@@ -5,9 +5,10 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
+import keras
 import numpy as np
 
-from shiftkit._keras import predict, to_probabilities
+from shiftkit._keras import head_layer, predict, producing_layer, require_model, to_probabilities
 from shiftkit._validation import check_array, check_positive_int
 
 _EXTRACTORS: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
@@ -23,25 +24,8 @@ __all__ = [
 ]
 
 
-def _require_model(model: Any, name: str = "model") -> Any:
-    import keras
-
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            f"{name} must be a keras.Model (Sequential or Functional); got {type(model).__name__}. "
-            "Load a saved model with keras.saving.load_model(path, safe_mode=True)."
-        )
-    try:
-        model.inputs  # noqa: B018 - raises for an unbuilt Sequential model
-        outputs = model.outputs
-    except (AttributeError, ValueError):
-        outputs = None
-    if not outputs:
-        raise ValueError(
-            f"{name} has no defined inputs/outputs yet (an unbuilt Sequential model?). Start it with "
-            "keras.Input(shape=...) or call it once on data before measuring its feature space."
-        )
-    return model
+#: Old private name of `shiftkit._keras.require_model`, kept while other modules still import it.
+_require_model = require_model
 
 
 def _layer_names(model: Any) -> list[str]:
@@ -56,9 +40,7 @@ def head_of(model: Any) -> Any:
     layer. When that layer lies inside a nested model, its input is a tensor of the nested graph,
     so the model's own output layer (the nested model itself) is returned instead.
     """
-    from shiftkit._keras import head_layer, producing_layer
-
-    model = _require_model(model)
+    model = require_model(model)
     head = head_layer(model)
     if any(layer is head for layer in model.layers):
         return head
@@ -76,7 +58,7 @@ def head_input(model: Any) -> Any:
 
 def resolve_layer(model: Any, layer: str | int) -> Any:
     """Return the layer named (or indexed) by `layer`, with an error that lists the options."""
-    model = _require_model(model)
+    model = require_model(model)
     names = _layer_names(model)
     if isinstance(layer, bool) or not isinstance(layer, (str, int, np.integer)):
         raise TypeError(f"layer must be a layer name or index; got {type(layer).__name__}.")
@@ -131,9 +113,7 @@ class FeatureSpace:
     """
 
     def __init__(self, model: Any, layer: str | int | None = None, *, batch_size: int = 256):
-        import keras
-
-        model = _require_model(model)
+        model = require_model(model)
         self.batch_size = check_positive_int(batch_size, "batch_size")
         if layer is None:
             tensor = head_input(model)
@@ -193,6 +173,6 @@ def predict_proba(model: Any, x: Any, *, batch_size: int = 256) -> np.ndarray:
     (one column). Never guessed from the values: logits that happen to lie in [0, 1] are logits. A
     single column becomes two, `[1 - p, p]`.
     """
-    model = _require_model(model)
+    model = require_model(model)
     x = check_model_input(model, x, "x")
     return to_probabilities(model, predict(model, x, batch_size=batch_size))

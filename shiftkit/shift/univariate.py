@@ -21,10 +21,13 @@ import dataclasses
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 from shiftkit._json import dataclass_to_dict
 from shiftkit._validation import check_alpha, check_option, check_pair, check_positive_int, check_seed
+from shiftkit.shift.labels import label_shift_test
+from shiftkit.shift.mmd import permutations_for
 
 __all__ = ["FeatureTest", "FeatureDriftResult", "feature_drift"]
 
@@ -96,8 +99,6 @@ class FeatureDriftResult:
 
     def to_frame(self):
         """A pandas DataFrame, one row per feature, most shifted first."""
-        import pandas as pd
-
         return pd.DataFrame([t.to_dict() for t in self.tests])
 
 
@@ -140,8 +141,6 @@ def _chi2(a: np.ndarray, b: np.ndarray, n_permutations: int, seed: int | None) -
     if expected.min() >= _MIN_EXPECTED:
         chi2, p, _, _ = stats.chi2_contingency(table, correction=False)
         return float(chi2), float(p), 0
-    from shiftkit.shift.labels import label_shift_test
-
     res = label_shift_test(np.searchsorted(values, a), np.searchsorted(values, b), n_classes=values.size,
                            n_permutations=n_permutations, seed=seed)
     return res.statistic, res.p_value, n_permutations
@@ -208,8 +207,6 @@ def feature_drift(
         ks = stats.ks_2samp(xs[:, numeric], xt[:, numeric], axis=0)
         stat[numeric] = ks.statistic
         p[numeric] = ks.pvalue
-    from shiftkit.shift.mmd import permutations_for
-
     perms = np.zeros(d, dtype=int)
     smallest_level = alpha / d if correction != "none" else alpha
     n_perm = permutations_for(smallest_level, n_permutations)
