@@ -13,14 +13,14 @@ from shiftkit.shift.labels import (
     LabelRatios,
     LabelShiftDistance,
     PriorEstimate,
-    _fit_bcts,
-    _project_to_simplex,
     class_imbalance,
     estimate_target_priors,
+    fit_bcts,
     label_distribution,
     label_ratios,
     label_shift_distance,
     label_shift_test,
+    project_to_simplex,
 )
 
 SEEDS = (0, 1, 2)
@@ -234,7 +234,7 @@ def test_calibration_fixes_em_on_an_overconfident_classifier(seed):
 
 def test_bias_corrected_temperature_scaling_finds_the_sharpening_factor():
     p_val, y_val, _, _ = _scenario(0, (0.6, 0.3, 0.1), 2.5)
-    temperature, bias = _fit_bcts(_sharpen(p_val, 3.0), y_val)
+    temperature, bias = fit_bcts(_sharpen(p_val, 3.0), y_val)
     assert temperature == pytest.approx(3.0, rel=0.15)
     assert bias.shape == (3,)
 
@@ -286,12 +286,12 @@ def test_em_reports_non_convergence():
 
 
 def test_project_to_simplex():
-    np.testing.assert_allclose(_project_to_simplex(np.array([0.2, 0.3, 0.5])), [0.2, 0.3, 0.5])
-    np.testing.assert_allclose(_project_to_simplex(np.array([1.2, -0.4, 0.2])), [1.0, 0.0, 0.0], atol=1e-12)
-    np.testing.assert_allclose(_project_to_simplex(np.array([0.5, 0.5, 0.5])), [1 / 3] * 3)
+    np.testing.assert_allclose(project_to_simplex(np.array([0.2, 0.3, 0.5])), [0.2, 0.3, 0.5])
+    np.testing.assert_allclose(project_to_simplex(np.array([1.2, -0.4, 0.2])), [1.0, 0.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(project_to_simplex(np.array([0.5, 0.5, 0.5])), [1 / 3] * 3)
     rng = np.random.default_rng(1)
     for _ in range(20):
-        w = _project_to_simplex(rng.normal(size=4) * 3)
+        w = project_to_simplex(rng.normal(size=4) * 3)
         assert w.sum() == pytest.approx(1.0) and (w >= 0).all()
 
 
@@ -360,10 +360,6 @@ def test_label_functions_reject_bad_input(call, error, match):
 
 def test_calibration_does_not_overfit_a_small_separable_held_out_set():
     """Regression: unpenalised BCTS drove T -> 0.1 and |b| -> 29 on 40 nearly separable rows."""
-    from sklearn.linear_model import LogisticRegression
-
-    from shiftkit.shift.labels import _fit_bcts
-
     rng = np.random.default_rng(2)
 
     def draw(n, prior):
@@ -375,7 +371,7 @@ def test_calibration_does_not_overfit_a_small_separable_held_out_set():
     clf = LogisticRegression(C=100.0, max_iter=1000).fit(xtr, ytr)
     xval, yval = draw(40, 0.4)  # unpenalised BCTS fits T = 0.10, b = +-28.9 here (1 error in 40)
     xt, yt = draw(3000, 0.08)
-    temperature, bias = _fit_bcts(np.clip(clf.predict_proba(xval), 1e-12, 1), yval)
+    temperature, bias = fit_bcts(np.clip(clf.predict_proba(xval), 1e-12, 1), yval)
     assert temperature > 0.3 and np.abs(bias).max() < 3.0
     est = estimate_target_priors(clf.predict_proba(xval), yval, clf.predict_proba(xt), method="em")
     assert abs(est.priors[1] - yt.mean()) < 0.03
@@ -474,3 +470,19 @@ def test_label_shift_test_rejects_bad_input():
         label_shift_test([0, 1], [0, 1], n_permutations=0)
     with pytest.raises(ValueError, match="y_target is empty"):
         label_shift_test([0, 1], [])
+
+
+def test_the_split_package_keeps_every_old_name():
+    """shiftkit.shift.labels is a package now; the names other modules import stay where they were."""
+    import shiftkit.shift.labels as labels
+    from shiftkit.shift.labels import distributions, permutation, priors, results
+
+    for name in labels.__all__:
+        assert getattr(labels, name) is not None
+    assert labels.label_shift_test is permutation.label_shift_test
+    assert labels.estimate_target_priors is priors.estimate_target_priors
+    assert labels.label_distribution is distributions.label_distribution
+    assert labels.PriorEstimate is results.PriorEstimate
+    # old private names, still imported by shiftkit.adapt.label_shift
+    assert labels._fit_bcts is priors.fit_bcts and labels._apply_bcts is priors.apply_bcts
+    assert labels._frozen is results.frozen_array and labels._LOG_EPS == priors.LOG_EPS
