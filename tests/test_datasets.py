@@ -314,18 +314,25 @@ def test_load_scenario_matches_the_functions_and_is_case_insensitive():
 
 
 def test_module_does_not_import_tensorflow():
-    # `import shiftkit` itself may load Keras (the package __init__); this module must not add to it.
+    # `import shiftkit` itself may load Keras (the package __init__); this package must not add to it.
     import ast
+    import importlib
     import inspect
+    import pkgutil
 
-    tree = ast.parse(inspect.getsource(datasets))
+    modules = [datasets] + [importlib.import_module(f"shiftkit.datasets.{m.name}")
+                            for m in pkgutil.iter_modules(datasets.__path__)]
+    assert len(modules) >= 5  # __init__, scenario, hospitals, digits, synthetic
     imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
+    for module in modules:
+        for node in ast.walk(ast.parse(inspect.getsource(module))):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.split(".")[0])
     assert not imported & {"tensorflow", "keras", "torch", "jax"}, imported
+    for name in datasets.__all__:  # the split package keeps every public name where it was
+        assert getattr(datasets, name) is not None
 
 
 @pytest.mark.parametrize("kind", ["none", "covariate", "label", "concept"])
