@@ -188,6 +188,16 @@ def test_keras_archive_size_is_checked_before_keras_opens_it(model_file):
     assert files.load_keras_model(data, "m.keras").outputs[0].shape[-1] == 2
 
 
+def test_an_unbuilt_model_file_is_a_clear_input_error(tmp_path):
+    import keras
+
+    path = tmp_path / "unbuilt.keras"
+    with pytest.warns(UserWarning, match="not yet been built"):
+        keras.Sequential([keras.layers.Dense(2)]).save(path)
+    with pytest.raises(InputError, match=r"'unbuilt.keras' has no defined inputs/outputs.*keras.Input\(shape"):
+        files.load_model_path(path)
+
+
 def test_streamlit_upload_limit_is_explicit_and_within_the_file_limit():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     upload_mb = config["server"]["maxUploadSize"]
@@ -287,3 +297,14 @@ def test_load_single_maps_labels_to_the_reference_classes():
         files.load_single(csv_bytes(frame.assign(label=3)), "t.csv", label_column="label", class_names=("1", "2"))
     arrays = files.load_single(npz_bytes(x=rng.normal(size=(12, 2)), y=np.array([2019, 2020] * 6)), "t.npz")
     assert arrays.class_names == ("2019", "2020") and arrays.y.tolist()[:2] == [0, 1]
+
+
+def test_the_split_package_keeps_every_public_name():
+    """shiftkit.files is a package now (common, tables, arrays, models, domains); its names stay put."""
+    from shiftkit.files import arrays, common, domains, models, tables
+
+    for name in files.__all__:
+        assert getattr(files, name) is not None, name
+    assert files.InputError is common.InputError and files.Domains is domains.Domains
+    assert files.load_arrays is arrays.load_arrays and files.read_csv is tables.read_csv
+    assert files.load_keras_model is models.load_keras_model

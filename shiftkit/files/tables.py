@@ -1,0 +1,147 @@
+"""Tables: CSV files read into pandas, their feature columns and label columns checked."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shiftkit.files.common import InputError, encode_or_explain, listed
+
+__all__ = [
+    "NO_LABEL",
+    "LABEL_COLUMN_GUESSES",
+    "read_csv",
+    "csv_columns",
+    "guess_label_column",
+    "csv_features",
+    "encode_label_columns",
+    "column_values",
+    "drop_missing",
+]
+
+
+#: Select-box entry meaning "this CSV has no label column".
+NO_LABEL = "(no label column)"
+#: Column names tried, in order, as the default label column of an uploaded CSV.
+LABEL_COLUMN_GUESSES = ("label", "labels", "target", "y", "class", "diagnosis", "outcome")
+
+
+def read_csv(data: bytes, filename: str = "data.csv", *, role: str = "file"):
+    """Parse CSV bytes into a DataFrame, with a readable error for empty or malformed files."""
+    if not data:
+        raise InputError(f"The {role} {filename!r} is empty. Upload a CSV with a header row and data rows.")
+    try:
+        frame = pd.read_csv(io.BytesIO(data))
+    except UnicodeDecodeError:
+        raise InputError(
+            f"The {role} {filename!r} is not a text CSV (it could not be decoded as UTF-8). "
+            "Export it as CSV (UTF-8) or upload an .npz file."
+        ) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise InputError(
+            f"The {role} {filename!r} could not be read as CSV: {str(exc).splitlines()[0]}. "
+            "Upload a comma-separated file with one header row."
+        ) from None
+    if frame.shape[1] == 0 or frame.shape[0] == 0:
+        raise InputError(f"The {role} {filename!r} has no data rows. Upload a CSV with a header row and data.")
+    frame.columns = [str(c) for c in frame.columns]
+    dupes = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    if dupes:
+        raise InputError(f"The {role} {filename!r} has duplicate column names: {listed(dupes)}. Rename them.")
+    return frame
+
+
+def csv_columns(data: bytes, filename: str = "data.csv") -> list[str]:
+    """The column names of a CSV (for the label-column select box)."""
+    return list(read_csv(data, filename).columns)
+
+
+def guess_label_column(columns: Sequence[str]) -> str:
+    """The most likely label column (`LABEL_COLUMN_GUESSES`, case-insensitive), else `NO_LABEL`."""
+    lower = {c.lower(): c for c in columns}
+    for guess in LABEL_COLUMN_GUESSES:
+        if guess in lower:
+            return lower[guess]
+    return NO_LABEL
+
+
+def csv_features(frame: Any, filename: str, role: str) -> np.ndarray:
+    """The feature columns of a table as float32, refused with the columns named if not numeric or finite."""
+    non_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if non_numeric:
+        raise InputError(
+            f"The {role} {filename!r} has non-numeric feature column(s): {listed(non_numeric)}. "
+            "Encode them as numbers (e.g. one-hot or category codes), drop them, or choose one of "
+            "them as the label column."
+        )
+    nan_cols = [f"{c} ({int(n)} missing)" for c, n in frame.isna().sum().items() if n > 0]
+    if nan_cols:
+        raise InputError(
+            f"The {role} {filename!r} has missing values (NaN or empty cells) in: {listed(nan_cols)}. "
+            "Impute or drop those rows first (the CLI's --drop-na, or drop_na=True, drops them)."
+        )
+    x = frame.to_numpy(dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        bad = [c for c in frame.columns if not np.all(np.isfinite(frame[c].to_numpy(dtype=np.float64)))]
+        raise InputError(f"The {role} {filename!r} has infinite values in: {listed(bad)}. Replace or drop them.")
+    return x.astype(np.float32)
+
+
+def encode_label_columns(
+    ys: Any, yt: Any, source_name: str, target_name: str, column: str
+) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...]]:
+    """Encode source/target label columns as codes 0..K-1 with one shared class list.
+
+    Any label values (class names, 1..K, years, booleans) are accepted and encoded by
+    `shiftkit._validation.encode_labels` (sorted distinct values); the class names are the original
+    values as text.
+    """
+    for series, fname, role in ((ys, source_name, "source file"), (yt, target_name, "target file")):
+        if series is not None and series.isna().any():
+            raise InputError(
+                f"The label column {column!r} of the {role} {fname!r} has {int(series.isna().sum())} "
+                "missing value(s). Every labelled row needs a label; drop the unlabelled rows."
+            )
+    pooled = pd.concat([ys] if yt is None else [ys, yt], ignore_index=True)
+    distinct = pooled.nunique()
+    if pd.api.types.is_float_dtype(pooled):
+        arr = pooled.to_numpy(dtype=np.float64)
+        if np.any(arr != np.round(arr)) and distinct > 50:
+            raise InputError(
+                f"The label column {column!r} holds {distinct} distinct non-integer values: it looks like a "
+                "numeric feature, not class labels. Choose the class column as label column."
+            )
+    if distinct > 200:
+        raise InputError(
+            f"The label column {column!r} has {distinct} distinct values; that is not a class column. "
+            "Choose the column that holds the class of each row."
+        )
+    enc, (y_s, y_t) = encode_or_explain(
+        (column_values(ys), None if yt is None else column_values(yt)),
+        (f"the label column {column!r} of the source file {source_name!r}",
+         f"the label column {column!r} of the target file {target_name!r}"),
+        where="Cannot read the class labels: ",
+    )
+    return y_s, y_t, enc.names
+
+
+def column_values(series: Any) -> np.ndarray:
+    """A label column as a numpy array of plain values (numbers, booleans or strings)."""
+    if pd.api.types.is_bool_dtype(series):
+        return series.to_numpy(dtype=bool)
+    if pd.api.types.is_integer_dtype(series):
+        return series.to_numpy(dtype=np.int64)
+    if pd.api.types.is_float_dtype(series):
+        return series.to_numpy(dtype=np.float64)
+    return np.asarray([str(v) for v in series], dtype=str)
+
+
+def drop_missing(frame: Any) -> tuple[Any, int]:
+    """Rows with a missing or infinite value in any column dropped; returns the frame and the count."""
+    numeric = frame.select_dtypes(include="number")
+    bad = frame.isna().any(axis=1) | ~np.isfinite(numeric.to_numpy(dtype=np.float64)).all(axis=1)
+    return frame.loc[~bad].reset_index(drop=True) if bad.any() else frame, int(pd.Series(bad).sum())
