@@ -308,3 +308,12 @@ def test_the_split_package_keeps_every_public_name():
     assert files.InputError is common.InputError and files.Domains is domains.Domains
     assert files.load_arrays is arrays.load_arrays and files.read_csv is tables.read_csv
     assert files.load_keras_model is models.load_keras_model
+
+
+@pytest.mark.parametrize("name, message", [("p.npz", "holds object arrays"), ("p.npy", "holds an object array")])
+def test_pickled_arrays_are_refused_with_the_fix(name, message):
+    buf = io.BytesIO()
+    objects = np.array([{"a": 1}] * 6, dtype=object)
+    np.savez(buf, x=objects) if name.endswith(".npz") else np.save(buf, objects)
+    with pytest.raises(InputError, match=rf"'{name}' {message} .*not loaded for safety. Save plain numeric"):
+        files.load_arrays(buf.getvalue(), name)

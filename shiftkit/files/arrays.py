@@ -148,6 +148,21 @@ def check_array_file(
         raise InputError(f"The {role} {name!r} is not a valid .npz or .npy file. Save it with numpy.savez.")
 
 
+_PICKLES = {
+    ".npz": "holds object arrays (Python pickles), which are not loaded for safety. Save plain numeric arrays: "
+            "numpy.savez(path, x=x.astype('float32'), y=y.astype('int64')).",
+    ".npy": "holds an object array (a Python pickle), which is not loaded for safety. Save a plain numeric "
+            "array: numpy.save(path, x.astype('float32')).",
+}
+
+
+def _load_error(exc: ValueError, filename: str, role: str, kind: str) -> InputError:
+    """numpy's ValueError while loading a `kind` (".npz" / ".npy") file: object (pickled) arrays, or a bad file."""
+    if "pickle" in str(exc).lower() or "object" in str(exc).lower():
+        return InputError(f"The {role} {filename!r} {_PICKLES[kind]}")
+    return InputError(f"The {role} {filename!r} is not a valid {kind} file: {exc}.")
+
+
 def _read_npz(
     data: bytes, filename: str, role: str, max_bytes: int | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -183,12 +198,7 @@ def _read_npz(
     except InputError:
         raise
     except ValueError as exc:
-        if "pickle" in str(exc).lower() or "object" in str(exc).lower():
-            raise InputError(
-                f"The {role} {filename!r} holds object arrays (Python pickles), which are not loaded for "
-                "safety. Save plain numeric arrays: numpy.savez(path, x=x.astype('float32'), y=y.astype('int64'))."
-            ) from None
-        raise InputError(f"The {role} {filename!r} is not a valid .npz file: {exc}.") from None
+        raise _load_error(exc, filename, role, ".npz") from None
     except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise InputError(
             f"The {role} {filename!r} is not a valid .npz file ({type(exc).__name__}). "
@@ -245,12 +255,7 @@ def _read_npy(data: bytes, filename: str, role: str, max_bytes: int | None = Non
     try:
         return np.load(io.BytesIO(data), allow_pickle=False)
     except ValueError as exc:
-        if "pickle" in str(exc).lower() or "object" in str(exc).lower():
-            raise InputError(
-                f"The {role} {filename!r} holds an object array (a Python pickle), which is not loaded for "
-                "safety. Save a plain numeric array: numpy.save(path, x.astype('float32'))."
-            ) from None
-        raise InputError(f"The {role} {filename!r} is not a valid .npy file: {exc}.") from None
+        raise _load_error(exc, filename, role, ".npy") from None
 
 
 def load_arrays(
