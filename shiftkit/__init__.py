@@ -6,6 +6,8 @@ Example:
     >>> import shiftkit
     >>> s = shiftkit.datasets.load_scenario("hospitals_covariate", seed=0)   # doctest: +SKIP
     >>> print(shiftkit.shift_report(s.x_source, s.x_target, s.y_source, s.y_target, seed=0))  # doctest: +SKIP
+    >>> analysis = shiftkit.analyze(s.x_source, s.x_target, y_source=s.y_source, y_target=s.y_target)  # doctest: +SKIP
+    >>> open("shift.html", "w").write(analysis.to_html())  # report, drift, diagnosis  # doctest: +SKIP
 """
 
 import os as _os
@@ -15,8 +17,9 @@ import os as _os
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from shiftkit import datasets  # noqa: E402
+from shiftkit.analysis import Analysis, analyze  # noqa: E402
 from shiftkit.callbacks import ShiftMonitor  # noqa: E402
-from shiftkit.data import DomainSplits, split_domains  # noqa: E402
+from shiftkit.data import DomainSplits, split_domains, subsample_rows  # noqa: E402
 from shiftkit.experiment import (  # noqa: E402
     Experiment,
     ExperimentResult,
@@ -64,6 +67,8 @@ from shiftkit.shift import (  # noqa: E402
 __all__ = [
     "__version__",
     "datasets",
+    "Analysis",
+    "analyze",
     "DomainSplits",
     "Experiment",
     "ExperimentResult",
@@ -71,6 +76,7 @@ __all__ = [
     "classification_metrics",
     "expected_calibration_error",
     "split_domains",
+    "subsample_rows",
     "AdaptationReport",
     "Adapter",
     "CopyAdapter",

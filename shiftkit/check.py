@@ -2,52 +2,41 @@
 
 A team validates a model on a *reference* set (the source), then, before the model goes live on a new
 site, runs `shiftkit check` on the new site's data (the *target*). The check fails when the target
-has moved beyond what the model was validated on. Each criterion carries its value, its threshold
-and its direction, and the verdict is computed once here and rendered by the CLI, the JSON and the
-HTML report alike.
+has moved beyond what the model was validated on. The measurement is one `shiftkit.Analysis`
+(`analyze(reference, x_target)`, which calls `Reference.measure`); the criteria are added on top of
+it here, each with its value, threshold and direction, and the CLI, JSON and HTML render the result.
 
 Criteria (each can fail the check):
-    * input-space MMD test: fails when p <= alpha;
-    * feature-space MMD test (with a model): fails when p <= alpha;
-    * label shift: fails when the class proportions moved *significantly* and by more than the
-      tolerance: an exact permutation chi-square test (`label_shift_test`) on the reference's and
-      the target's labels (without target labels: on the model's predicted classes, black-box
-      shift detection) rejects at its level, and the total variation between the reference class
-      proportions and the target's (true, or estimated with calibrated EM) is above
-      `max_label_shift`. The total variation alone is no test: with 60 target rows and no shift at
-      all its sampling noise passed 0.1 in 38% of draws;
+    * input-space MMD test, and feature-space MMD test with a model: fails when p <= its level;
+    * label shift: fails when the class proportions moved *significantly* and by more than
+      `max_label_shift`: an exact permutation chi-square test (`label_shift_test`) on the
+      reference's and the target's labels (without target labels: on the model's predicted
+      classes, black-box shift detection) rejects at its level, and the total variation between
+      the reference proportions and the target's (true, or estimated with calibrated EM) is above
+      the tolerance. The total variation alone is no test: with 60 target rows and no shift its
+      sampling noise passed 0.1 in 38% of draws;
     * class imbalance (when `max_imbalance_ratio` is given): the target's max/min class ratio above it.
 
 `Reference` (saved by `shiftkit snapshot`) holds what a later check needs, so CI needs neither the
-whole source set nor its labels: a seeded subsample of the reference (at most `max_samples` rows), the
-standardisation (`shiftkit.shift.scaling.Standardizer` fitted on the *whole* reference: its `mean_`
-and `scale_`), the class counts of the whole reference and its class values (the `LabelEncoding`,
-so that every later target is coded the same way), the kernel bandwidths, the model's features and
-probabilities on the subsample (with the subsample's labels, for estimating target priors), and the
-library version. A check against a snapshot computes exactly what a check against the full
+whole source set nor its labels: a seeded subsample of at most `max_samples` rows
+(`shiftkit.data.subsample_rows`), the `Standardizer` fitted on the *whole* reference (`mean_`,
+`scale_`), the whole reference's class counts and class values (`LabelEncoding`: every later target
+is coded the same way), the kernel bandwidths (median heuristic on the reference alone, so every
+target is measured with the same kernel), the model's features and probabilities on the subsample,
+and the library version. A check against a snapshot computes exactly what a check against the full
 reference computes, because the full-reference check draws the same subsample.
 
-Levels: the check's tests are the input-space MMD test, the feature-space one (with a model) and the
-label-shift test (with labels, or a model and reference labels); each runs at alpha / k for the k
-that run (Bonferroni), so the check fails on a target without shift with probability at most alpha
-(`max_imbalance_ratio` is a gate on the target's own class balance, not a shift test). Each
-test gets enough permutations for its own level (`shiftkit.shift.mmd.permutations_for`), and the
-criterion says how many it used; data too small for any split to reach the level raise a
-ValueError that says so, rather than pass silently.
+Levels: each of the k tests that run (input MMD; feature MMD with a model; the label test with
+labels, or a model and reference labels) is decided at alpha / k (Bonferroni), so a target without
+shift fails with probability at most alpha (`max_imbalance_ratio` gates the target's own class
+balance; it is no shift test), with enough permutations for its level (`permutations_for`). Data
+too small for any split to reach the level raise a ValueError that says so, rather than pass.
 
-Labels may be any class values (1/2, years, strings, bools); they are coded 0..K-1 once, on the
-reference (with a model: labels 0..K-1 index its outputs; other values are mapped to them in sorted
-order), and a target with a class the reference does not know is an error.
-
-Choices written down: the MMD bandwidths are fixed on the reference alone (median heuristic over
-the reference subsample; in feature space, over the reference features), as drift detectors
-configure themselves on their reference, so every target is measured with the same kernel; inputs
-are standardised by a `Standardizer` fitted on the whole reference (tabular: per-feature std
-floored at a tenth of the feature's range; images / sequences: per-channel pooled scale).
-
-Snapshot format 2 (this version) stores `scale` (the floored scale) and the class values; format 1
-snapshots (per-feature std, labels 0..K-1) still load, with a warning, and are checked exactly as
-they were made.
+Labels may be any class values (1/2, years, strings, bools), coded 0..K-1 once, on the reference
+(with a model: 0..K-1 index its outputs; other values are mapped to them in sorted order); a target
+class the reference does not know is an error. Snapshot format 2 stores `scale` (the floored
+scale) and the class values; format 1 snapshots (per-feature std, labels 0..K-1) still load, with a
+warning, and are checked exactly as they were made.
 """
 
 from __future__ import annotations
@@ -61,28 +50,26 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from shiftkit._keras import n_classes as n_classes_of
 from shiftkit._json import dataclass_to_dict, jsonable
+from shiftkit._keras import n_classes as n_classes_of
 from shiftkit._validation import (
     LabelEncoding,
     check_alpha,
     check_array,
     check_positive_int,
+    check_real,
     check_seed,
     encode_labels,
 )
 from shiftkit._version import __version__
+from shiftkit.analysis import Analysis, Measurement, SourceSummary, Subsampling, analyze
+from shiftkit.data import subsample_rows
 from shiftkit.files import check_array_file
+from shiftkit.shift.features import FeatureSpace, predict_proba
 from shiftkit.shift.kernels import median_heuristic
-from shiftkit.shift.labels import (
-    class_imbalance,
-    estimate_target_priors,
-    label_shift_distance,
-    label_shift_test,
-    ratios_from_proportions,
-)
+from shiftkit.shift.labels import LabelShiftTestResult, class_imbalance, estimate_target_priors, label_shift_test
 from shiftkit.shift.mmd import mmd_test, permutations_for
-from shiftkit.shift.report import REPORT_SCHEMA_VERSION, LabelShiftSummary, ShiftReport
+from shiftkit.shift.report import REPORT_SCHEMA_VERSION, LabelShiftSummary, ShiftReport, label_summary
 from shiftkit.shift.scaling import Standardizer
 
 __all__ = ["Reference", "Criterion", "CheckResult", "check_shift", "SNAPSHOT_FORMAT"]
@@ -90,12 +77,6 @@ __all__ = ["Reference", "Criterion", "CheckResult", "check_shift", "SNAPSHOT_FOR
 #: Format version of snapshot files; bumped on any incompatible change.
 SNAPSHOT_FORMAT = 2
 _READABLE_FORMATS = (1, 2)
-
-
-def _subsample_rows(n: int, max_samples: int, seed: int | None) -> np.ndarray:
-    if n <= max_samples:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=max_samples, replace=False))
 
 
 def _encode_reference_labels(
@@ -134,8 +115,11 @@ def _encode_reference_labels(
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Reference:
+class Reference(SourceSummary):
     """What a shift check needs to know about the reference (source) data.
+
+    A `shiftkit.analysis.SourceSummary`: `shiftkit.analyze(reference, x_target)` measures a
+    target against it (`measure`), as `check_shift` does before adding its criteria.
 
     Attributes:
         x: seeded subsample of the reference inputs.
@@ -176,18 +160,9 @@ class Reference:
     scaling: str = ""
 
     @classmethod
-    def from_data(
-        cls,
-        x: Any,
-        y: Any = None,
-        *,
-        model: Any = None,
-        layer: str | int | None = None,
-        max_samples: int = 2000,
-        seed: int | None = 0,
-        feature_names: Any = None,
-        class_names: Any = None,
-    ) -> "Reference":
+    def from_data(cls, x: Any, y: Any = None, *, model: Any = None, layer: str | int | None = None,
+                  max_samples: int = 2000, seed: int | None = 0, feature_names: Any = None,
+                  class_names: Any = None) -> "Reference":
         """Summarise reference data (and a model's view of it) for later checks.
 
         Args:
@@ -216,15 +191,13 @@ class Reference:
         if y is not None and len(np.asarray(y)) != len(x):
             raise ValueError(f"reference y has {len(np.asarray(y))} labels but reference x has {len(x)} rows.")
         scaler = Standardizer().fit(x)
-        rows = _subsample_rows(len(x), max_samples, seed)
+        rows = subsample_rows(len(x), max_samples, seed)
         xs = x[rows]
         bw = median_heuristic(scaler.transform(xs), seed=seed)
         feats = probs = None
         fbw = None
         layer_name = None
         if model is not None:
-            from shiftkit.shift.features import FeatureSpace, predict_proba
-
             fs = FeatureSpace(model, layer)
             feats = fs(xs)
             fbw = median_heuristic(feats, seed=seed)
@@ -238,22 +211,11 @@ class Reference:
             classes = enc.classes
             names = given if given is not None else enc.names
         return cls(
-            x=xs,
-            y=None if codes is None else codes[rows],
-            label_counts=counts,
-            mean=scaler.mean_,
-            scale=scaler.scale_,
-            bandwidth=float(bw),
-            features=feats,
-            feature_bandwidth=None if fbw is None else float(fbw),
-            probs=probs,
-            layer=layer_name,
+            x=xs, y=None if codes is None else codes[rows], label_counts=counts, mean=scaler.mean_,
+            scale=scaler.scale_, bandwidth=float(bw), features=feats,
+            feature_bandwidth=None if fbw is None else float(fbw), probs=probs, layer=layer_name,
             feature_names=None if feature_names is None else tuple(str(n) for n in feature_names),
-            class_names=names,
-            n_reference=len(x),
-            seed=seed,
-            classes=classes,
-            scaling=scaler.how_,
+            class_names=names, n_reference=len(x), seed=seed, classes=classes, scaling=scaler.how_,
         )
 
     @property
@@ -271,8 +233,10 @@ class Reference:
         return None if self.label_counts is None else self.label_counts / self.label_counts.sum()
 
     def standardize(self, x: np.ndarray) -> np.ndarray:
-        """Flattened inputs standardised as the reference was: `(x - mean) / scale`."""
-        return (np.asarray(x, dtype=np.float64).reshape(len(x), -1) - self.mean) / self.scale
+        """Flattened inputs standardised as the reference was (its fitted `Standardizer`)."""
+        scaler = Standardizer()
+        scaler.mean_, scaler.scale_ = self.mean, self.scale
+        return scaler.transform(x)
 
     def encode_target_labels(self, y: Any, name: str = "y_target") -> np.ndarray:
         """Code target labels as the reference's; a class the reference does not have is an error."""
@@ -287,6 +251,115 @@ class Reference:
                 "classes: drop those target rows, or re-create the reference with labelled rows of "
                 "every class."
             ) from None
+
+    def target_codes(self, y_target: Any, n_rows: int, model: Any = None) -> np.ndarray | None:
+        """Target labels coded as the reference's (without reference labels: as the model's outputs)."""
+        if y_target is None:
+            return None
+        if len(np.asarray(y_target)) != n_rows:
+            raise ValueError(f"y_target has {len(np.asarray(y_target))} labels but x_target has {n_rows} rows.")
+        if self.classes is not None:
+            return self.encode_target_labels(y_target, "y_target")
+        n_out = None
+        if model is not None:
+            n_out = n_classes_of(model) or predict_proba(model, self.x[:1]).shape[1]
+        return encode_labels(y_target, names=["y_target"], n_outputs=n_out)[1][0]
+
+    def _label_side(
+        self, yt: np.ndarray | None, xt: np.ndarray, model: Any, n_perm: int, seed: int | None
+    ) -> tuple[LabelShiftSummary, LabelShiftTestResult]:
+        """Label summary and exact label-shift test: the whole reference's counts vs the target labels, or
+        without them EM-estimated priors and the test on the model's predicted classes (BBSD) on the subsamples."""
+        n_classes = len(self.label_counts)
+        reference_labels = np.repeat(np.arange(n_classes), self.label_counts)
+        if yt is not None:
+            labels = label_summary(reference_labels, yt, n_classes, None, self.classes)
+            # the whole reference's counts against the target's labels (the test needs only counts)
+            return labels, label_shift_test(reference_labels, yt, n_classes=n_classes, n_permutations=n_perm, seed=seed)
+        pt = predict_proba(model, xt)
+        est = estimate_target_priors(self.probs, self.y, pt, method="em")
+        labels = label_summary(reference_labels, None, max(n_classes, pt.shape[1]), est, self.classes)
+        test = label_shift_test(np.asarray(self.probs).argmax(axis=1), pt.argmax(axis=1),
+                                n_classes=n_classes, n_permutations=n_perm, seed=seed)
+        return labels, test
+
+    def measure(self, x_target: np.ndarray, y_target: Any, *, model: Any, layer: str | int | None, alpha: float,
+                n_permutations: int, seed: int | None, max_samples: int) -> Measurement:
+        """The check's tests of a target against this reference (see the module docstring).
+
+        The target is subsampled (`seed + 1`) to at most `max_samples` rows; each of the k tests
+        that run is decided at alpha / k (the report's verdict is Holm's over its MMD tests).
+        Returns a `Measurement` whose `label_test` is the label-shift test (None when not run).
+        Raises ValueError for a model or layer other than the snapshot's, another per-sample
+        shape, bad labels, or too few rows for any test to reach its level.
+        """
+        if model is not None and self.features is None:
+            raise ValueError(
+                "A model was given but the snapshot holds no features. Re-create the snapshot with the "
+                "same --model, or leave --model out."
+            )
+        if x_target.shape[1:] != self.x.shape[1:]:
+            raise ValueError(
+                f"x_target has per-sample shape {x_target.shape[1:]}, but the reference has {self.x.shape[1:]}. "
+                "Select the same columns, in the same order, as the reference."
+            )
+        yt = self.target_codes(y_target, len(x_target), model)
+        n_target = len(x_target)
+        rows = subsample_rows(n_target, max_samples, None if seed is None else seed + 1)
+        xt, yt_sub = x_target[rows], (None if yt is None else yt[rows])
+        label_test_runs = self.label_counts is not None and (
+            yt is not None or (model is not None and self.probs is not None and self.y is not None)
+        )
+        n_tests = (1 if model is None else 2) + int(label_test_runs)
+        test_alpha = alpha / n_tests
+        n_perm = permutations_for(test_alpha, n_permutations)
+        log_splits = math.lgamma(len(self.x) + len(xt) + 1) - math.lgamma(len(self.x) + 1) - math.lgamma(len(xt) + 1)
+        min_p = min(1.0, (2.0 if len(self.x) == len(xt) else 1.0) * math.exp(-log_splits))
+        if min_p > test_alpha:
+            raise ValueError(
+                f"Not testable: with {len(self.x)} reference and {len(xt)} target rows no split of the pooled rows "
+                f"is rarer than {min_p:.3g}, so an MMD test at level {test_alpha:.3g} can never fail. Pass more rows "
+                "or a larger alpha."
+            )
+        input_test = mmd_test(self.standardize(self.x), self.standardize(xt), n_permutations=n_perm,
+                              alpha=test_alpha, bandwidth=self.bandwidth, seed=seed, space="input")
+        feature_test = layer_name = None
+        if model is not None:
+            fs = FeatureSpace(model, layer)
+            if self.layer is not None and fs.layer_name != self.layer:
+                raise ValueError(
+                    f"The snapshot's features come from layer {self.layer!r}, not {fs.layer_name!r}. "
+                    "Pass the same --layer as for the snapshot."
+                )
+            ft = fs(xt)
+            if ft.shape[1] != self.features.shape[1]:
+                raise ValueError(
+                    f"The model gives {ft.shape[1]} features but the snapshot holds {self.features.shape[1]}: "
+                    "use the model the snapshot was made with."
+                )
+            feature_test = mmd_test(self.features, ft, n_permutations=n_perm, alpha=test_alpha,
+                                    bandwidth=self.feature_bandwidth, seed=seed, space="feature")
+            layer_name = fs.layer_name
+        labels = label_test = None
+        if label_test_runs:
+            labels, label_test = self._label_side(yt, xt, model, n_perm, seed)
+        report = ShiftReport(input_test=input_test, feature_test=feature_test, labels=labels, alpha=alpha,
+                             n_source=len(self.x), n_target=len(xt), layer=layer_name, seed=seed,
+                             standardized=True, scaling=self.scaling)
+        n_reference = self.n_reference or len(self.x)
+        subsampled = () if (len(self.x), len(xt)) == (n_reference, n_target) else (
+            "mmd_tests", "feature_drift", "diagnosis") + (() if yt is not None or labels is None else ("label_proportions",))
+        decode = None if self.y is None else self.encoding.decode
+        return Measurement(
+            report=report, x_source=self.x, x_target=xt,
+            y_source=None if decode is None else decode(self.y),
+            y_target=None if decode is None or yt_sub is None else decode(yt_sub),
+            diagnosis_rows=(np.arange(len(self.x)), np.arange(len(xt))),
+            classes=self.classes,
+            subsampling=Subsampling(max_samples, seed, n_reference, n_target, len(self.x), len(xt), subsampled,
+                                    ("label_proportions",) if yt is not None and labels is not None else ()),
+            label_test=label_test, feature_names=self.feature_names, class_names=self.class_names,
+        )
 
     def save(self, path: str | os.PathLike) -> str:
         """Write the snapshot as an `.npz` file (plain arrays; loads with `allow_pickle=False`)."""
@@ -417,19 +490,30 @@ class Criterion:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class CheckResult:
-    """The verdict of a pre-deployment shift check, with every criterion and the underlying report.
+    """The verdict of a pre-deployment shift check: its criteria on top of one `Analysis`.
 
     Attributes:
         criteria: every gate, in a fixed order.
-        report: the `ShiftReport` of reference vs target.
-        diagnosis: `Diagnosis` of the kind of shift (None when it could not run).
-        drift: per-feature tests for tabular data (None otherwise).
+        analysis: the `shiftkit.Analysis` of reference vs target the criteria read.
     """
 
     criteria: tuple[Criterion, ...]
-    report: ShiftReport
-    diagnosis: Any = None
-    drift: Any = None
+    analysis: Analysis
+
+    @property
+    def report(self) -> ShiftReport:
+        """The `ShiftReport` of reference vs target."""
+        return self.analysis.report
+
+    @property
+    def diagnosis(self) -> Any:
+        """The `Diagnosis` of the kind of shift (None when it did not run)."""
+        return self.analysis.diagnosis
+
+    @property
+    def drift(self) -> Any:
+        """Per-feature tests for tabular data (None otherwise)."""
+        return self.analysis.drift
 
     @property
     def passed(self) -> bool:
@@ -449,10 +533,15 @@ class CheckResult:
             "report": self.report.to_dict(include_null=True),
             "diagnosis": jsonable(self.diagnosis),
             "feature_drift": jsonable(self.drift),
+            "subsampling": None if self.analysis.subsampling is None else self.analysis.subsampling.to_dict(),
         }
 
     def to_json(self, *, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    def to_html(self, *, title: str = "shiftkit pre-deployment check") -> str:
+        """The analysis' HTML page with the criteria at its head (`Analysis.to_html`)."""
+        return self.analysis.to_html(title=title, check=self)
 
     def summary(self) -> str:
         head = "PASS: the target is within what the model was validated on." if self.passed else (
@@ -472,30 +561,6 @@ class CheckResult:
             lines.append(f"  kind of shift: {kinds}; "
                          f"recommended: {self.diagnosis.recommendation}. {self.diagnosis.reason}")
         return "\n".join(lines)
-
-
-def _label_summary(ref: Reference, q: np.ndarray, target_from: str, yt: np.ndarray | None, estimate: Any) -> LabelShiftSummary:
-    p = ref.label_distribution
-    k = max(len(p), len(q))
-    p = np.pad(p, (0, k - len(p)))
-    q = np.pad(q, (0, k - len(q)))
-    classes = tuple(ref.classes) + tuple(range(len(ref.classes), k)) if ref.classes is not None else None
-    full_ref_labels = np.repeat(np.arange(len(ref.label_counts)), ref.label_counts)
-
-    def imbalance(labels: np.ndarray) -> Any:
-        ci = class_imbalance(labels, n_classes=k)
-        return ci if classes is None else dataclasses.replace(ci, classes=classes)
-
-    return LabelShiftSummary(
-        source_proportions=p,
-        target_proportions=q,
-        target_from=target_from,
-        ratios=ratios_from_proportions(p, q, classes=classes),
-        distance=label_shift_distance(p, q),
-        source_imbalance=imbalance(full_ref_labels),
-        target_imbalance=None if yt is None else imbalance(yt),
-        prior_estimate=estimate,
-    )
 
 
 def check_shift(
@@ -518,6 +583,9 @@ def check_shift(
 ) -> CheckResult:
     """Gate a target data set against a reference: pass, or fail with the criteria that failed.
 
+    The measurement is `shiftkit.analyze(reference, x_target, ...)` (`Reference.measure`: the
+    check's tests, per-feature drift, diagnosis); this function adds the criteria on top of it.
+
     Args:
         reference: a `Reference` (snapshot), or the reference inputs themselves.
         x_target: target inputs. y_target: optional target labels, with the reference's class
@@ -525,12 +593,12 @@ def check_shift(
         y_reference: reference labels when `reference` is raw inputs (any class values).
         model: optional Keras model (feature-space test, estimated target priors).
         layer: feature layer of the model.
-        alpha: family-wise level of the MMD tests (fail when p <= alpha, or alpha / 2 for each of
-            the two tests when a model is given).
+        alpha: family-wise level of the check's tests (each of the k that run is decided at
+            alpha / k, Bonferroni).
         max_label_shift: largest tolerated total variation between class proportions.
         max_imbalance_ratio: largest tolerated max/min class ratio in the target (None: no gate).
-        n_permutations: the least number of permutations of each MMD test (raised to what its
-            level needs).
+        n_permutations: the least number of permutations of each test (raised to what its level
+            needs).
         max_samples: each domain is subsampled (seeded) to at most this many rows.
         seed: seed of every random step.
         diagnose_shift: also name the kind of shift and the adapter that fits (`diagnose`).
@@ -547,118 +615,55 @@ def check_shift(
     seed = check_seed(seed)
     n_permutations = check_positive_int(n_permutations, "n_permutations")
     max_samples = check_positive_int(max_samples, "max_samples", minimum=2)
-    if not isinstance(max_label_shift, (int, float)) or not 0 <= max_label_shift <= 1:
-        raise ValueError(f"max_label_shift must be a total variation in [0, 1]; got {max_label_shift!r}.")
-    if max_imbalance_ratio is not None and (
-        not isinstance(max_imbalance_ratio, (int, float)) or max_imbalance_ratio < 1
-    ):
-        raise ValueError(f"max_imbalance_ratio must be a number >= 1; got {max_imbalance_ratio!r}.")
+    max_label_shift = check_real(max_label_shift, "max_label_shift", low=0.0, high=1.0, example=0.1)
+    if max_imbalance_ratio is not None:
+        max_imbalance_ratio = check_real(max_imbalance_ratio, "max_imbalance_ratio", low=1.0, allow_inf=True,
+                                         example=3)
     if not isinstance(reference, Reference):
         reference = Reference.from_data(reference, y_reference, model=model, layer=layer,
                                         max_samples=max_samples, seed=seed, feature_names=feature_names,
                                         class_names=class_names)
-    elif model is not None and reference.features is None:
-        raise ValueError(
-            "A model was given but the snapshot holds no features. Re-create the snapshot with the "
-            "same --model, or leave --model out."
-        )
-    ref = reference
     xt = check_array(x_target, "x_target")
-    if xt.shape[1:] != ref.x.shape[1:]:
-        raise ValueError(
-            f"x_target has per-sample shape {xt.shape[1:]}, but the reference has {ref.x.shape[1:]}. "
-            "Select the same columns, in the same order, as the reference."
-        )
+    analysis = analyze(reference, xt, y_target=y_target, model=model, layer=layer, alpha=alpha,
+                       n_permutations=n_permutations, seed=seed, max_samples=max_samples,
+                       diagnose_shift=diagnose_shift, diagnosis_permutations=min(n_permutations, 500))
     yt = None
-    if y_target is not None:
-        if len(np.asarray(y_target)) != len(xt):
-            raise ValueError(f"y_target has {len(np.asarray(y_target))} labels but x_target has {len(xt)} rows.")
-        if ref.classes is not None:
-            yt = ref.encode_target_labels(y_target, "y_target")
-        else:
-            n_out = None
-            if model is not None:
-                from shiftkit.shift.features import predict_proba
+    if max_imbalance_ratio is not None and analysis.label_test is None:
+        yt = reference.target_codes(y_target, len(xt), model)
+    criteria = _criteria(analysis, yt, max_label_shift, max_imbalance_ratio)
+    return CheckResult(criteria=tuple(criteria), analysis=analysis)
 
-                n_out = n_classes_of(model) or predict_proba(model, xt[:1]).shape[1]
-            _, (yt,) = encode_labels(y_target, names=["y_target"], n_outputs=n_out)
-    rows = _subsample_rows(len(xt), max_samples, None if seed is None else seed + 1)
-    xt, yt_sub = xt[rows], (None if yt is None else yt[rows])
 
-    label_criterion = ref.label_counts is not None and (
-        yt is not None or (model is not None and ref.probs is not None and ref.y is not None)
-    )
-    n_mmd = 1 if model is None else 2
-    n_tests = n_mmd + int(label_criterion)
+def _criteria(
+    analysis: Analysis, yt: np.ndarray | None, max_label_shift: float, max_imbalance_ratio: float | None
+) -> list[Criterion]:
+    """The check's gates over an analysis of the reference (its tests decided at alpha / k)."""
+    report = analysis.report
+    alpha = report.alpha
+    n_tests = len(report.tests) + int(analysis.label_test is not None)
     test_alpha = alpha / n_tests
-    n_perm = permutations_for(test_alpha, n_permutations)
-    log_splits = math.lgamma(len(ref.x) + len(xt) + 1) - math.lgamma(len(ref.x) + 1) - math.lgamma(len(xt) + 1)
-    min_p = min(1.0, (2.0 if len(ref.x) == len(xt) else 1.0) * math.exp(-log_splits))
-    if min_p > test_alpha:
-        raise ValueError(
-            f"Not testable: with {len(ref.x)} reference and {len(xt)} target rows no split of the pooled rows is "
-            f"rarer than {min_p:.3g}, so an MMD test at level {test_alpha:.3g} can never fail. Pass more rows "
-            "or a larger alpha."
-        )
     bonferroni = "" if n_tests == 1 else f", Bonferroni: alpha={alpha:g} split over {n_tests} tests"
     direction = f"fail when p_value <= {test_alpha:g}{bonferroni}"
-    a = ref.standardize(ref.x)
-    b = ref.standardize(xt)
-    input_test = mmd_test(a, b, n_permutations=n_perm, alpha=test_alpha, bandwidth=ref.bandwidth, seed=seed,
-                          space="input")
+    test = report.input_test.at_level(test_alpha)
+    n_perm = test.n_permutations
     criteria = [Criterion(
-        "input-space MMD", input_test.p_value, test_alpha, not input_test.is_shift, direction,
-        f"MMD^2 {input_test.statistic:.4g} (normalized {input_test.normalized:.3g}, threshold "
-        f"{input_test.threshold:.4g}); {n_perm} permutations; inputs {ref.scaling or 'standardised on the reference'}.",
+        "input-space MMD", test.p_value, test_alpha, not test.is_shift, direction,
+        f"MMD^2 {test.statistic:.4g} (normalized {test.normalized:.3g}, threshold "
+        f"{test.threshold:.4g}); {n_perm} permutations; inputs {report.scaling or 'standardised on the reference'}.",
     )]
-    feature_test = None
-    fs = None
-    if model is not None:
-        from shiftkit.shift.features import FeatureSpace
-
-        fs = FeatureSpace(model, layer)
-        if ref.layer is not None and fs.layer_name != ref.layer:
-            raise ValueError(
-                f"The snapshot's features come from layer {ref.layer!r}, not {fs.layer_name!r}. "
-                "Pass the same --layer as for the snapshot."
-            )
-        ft = fs(xt)
-        if ft.shape[1] != ref.features.shape[1]:
-            raise ValueError(
-                f"The model gives {ft.shape[1]} features but the snapshot holds {ref.features.shape[1]}: "
-                "use the model the snapshot was made with."
-            )
-        feature_test = mmd_test(ref.features, ft, n_permutations=n_perm, alpha=test_alpha,
-                                bandwidth=ref.feature_bandwidth, seed=seed, space="feature")
+    if report.feature_test is not None:
+        test = report.feature_test.at_level(test_alpha)
         criteria.append(Criterion(
-            "feature-space MMD", feature_test.p_value, test_alpha, not feature_test.is_shift, direction,
-            f"MMD^2 {feature_test.statistic:.4g} in {fs.layer_name} (normalized {feature_test.normalized:.3g}); "
+            "feature-space MMD", test.p_value, test_alpha, not test.is_shift, direction,
+            f"MMD^2 {test.statistic:.4g} in {report.layer} (normalized {test.normalized:.3g}); "
             f"{n_perm} permutations.",
         ))
-
-    names = ref.class_names
-    labels = None
-    if label_criterion:
-        n_classes = len(ref.label_counts)
-        if yt is not None:
-            q = np.bincount(yt, minlength=n_classes) / len(yt)
-            labels = _label_summary(ref, q, "labels", yt, None)
-            # the whole reference's counts against the target's labels (the test needs only counts)
-            label_test = label_shift_test(np.repeat(np.arange(n_classes), ref.label_counts), yt,
-                                          n_classes=n_classes, n_permutations=n_perm, seed=seed)
-            tested_on = "class labels"
-        else:
-            from shiftkit.shift.features import predict_proba
-
-            pt = predict_proba(model, xt)
-            est = estimate_target_priors(ref.probs, ref.y, pt, method="em")
-            labels = _label_summary(ref, np.asarray(est.priors), "estimated (em)", None, est)
-            # black-box shift detection: the model's predicted classes, reference subsample vs target
-            label_test = label_shift_test(np.asarray(ref.probs).argmax(axis=1), pt.argmax(axis=1),
-                                          n_classes=n_classes, n_permutations=n_perm, seed=seed)
-            tested_on = "the model's predicted classes"
+    names = analysis.class_names
+    labels, label_test = report.labels, analysis.label_test
+    if label_test is not None:
         tv = labels.distance.total_variation
         significant = label_test.p_value <= test_alpha
+        tested_on = "class labels" if labels.target_from == "labels" else "the model's predicted classes"
         if label_test.min_p_value > test_alpha:
             tested_on += f" (NOT TESTABLE at {test_alpha:g}: too few rows; this criterion cannot fail)"
         criteria.append(Criterion(
@@ -677,42 +682,13 @@ def check_shift(
                 f"target imbalance ratio {ratio:.3g} over the reference's classes {list(names or ())[:20]}.",
             ))
     elif max_imbalance_ratio is not None and yt is not None:
-        ci = class_imbalance(yt)
-        ratio = ci.imbalance_ratio
+        ratio = class_imbalance(yt).imbalance_ratio
         criteria.append(Criterion(
             "class imbalance", ratio, float(max_imbalance_ratio), ratio <= max_imbalance_ratio,
             "fail when max/min class ratio > threshold",
             f"target imbalance ratio {ratio:.3g} over the target's classes.",
         ))
-
-    report = ShiftReport(
-        input_test=input_test,
-        feature_test=feature_test,
-        labels=labels,
-        alpha=alpha,
-        n_source=len(ref.x),
-        n_target=len(xt),
-        layer=None if fs is None else fs.layer_name,
-        seed=seed,
-        standardized=True,
-    )
-    diagnosis = drift = None
-    if ref.x.ndim == 2:
-        from shiftkit.shift.univariate import feature_drift
-
-        fnames = ref.feature_names if ref.feature_names and len(ref.feature_names) == ref.x.shape[1] else None
-        drift = feature_drift(ref.x, xt, feature_names=fnames, alpha=alpha)
-    if diagnose_shift:
-        from shiftkit.shift.diagnose import diagnose
-
-        ys_diag = yt_diag = classes = None
-        if ref.y is not None:
-            classes = ref.classes
-            ys_diag = ref.encoding.decode(ref.y)
-            yt_diag = None if yt_sub is None else ref.encoding.decode(yt_sub)
-        diagnosis = diagnose(ref.x, xt, ys_diag, yt_diag, model=model, alpha=alpha, classes=classes,
-                             n_permutations=min(n_permutations, 500), seed=seed, second_opinion=True)
-    return CheckResult(criteria=tuple(criteria), report=report, diagnosis=diagnosis, drift=drift)
+    return criteria
 
 
 def _fmt_props(names: Sequence[str] | None, values: np.ndarray) -> str:

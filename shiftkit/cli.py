@@ -33,7 +33,22 @@ import sys
 import traceback
 from typing import Any, Sequence
 
+import numpy as np
+
+from shiftkit import check
 from shiftkit._version import __version__
+from shiftkit.analysis import analyze
+from shiftkit.dashboard.pipeline import train_default_model
+from shiftkit.datasets import SCENARIOS, load_scenario
+from shiftkit.files import (
+    check_array_file,
+    load_domains_path,
+    load_model_path,
+    load_single,
+    model_n_classes,
+    read_path,
+)
+from shiftkit.shift.report import shift_report
 
 __all__ = ["main", "build_parser"]
 
@@ -43,8 +58,6 @@ EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from shiftkit.datasets import SCENARIOS
-
     parser = argparse.ArgumentParser(
         prog="shiftkit",
         description="Measure distribution shift between a source and a target domain, adapt, measure again.",
@@ -192,40 +205,13 @@ def _progress(message: str) -> None:
         print(f"[shiftkit] {message}", file=sys.stderr, flush=True)
 
 
-def _demo_model(scenario, seed: int):
-    """A small classifier trained on the scenario's source split (the demo's "source model")."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    n_classes = len(scenario.class_names)
-    x = scenario.x_source
-    layers = [keras.Input(x.shape[1:])]
-    if x.ndim > 2:
-        layers.append(keras.layers.Flatten())
-    norm = keras.layers.Normalization(name="standardize")
-    layers += [
-        norm,
-        keras.layers.Dense(32, activation="relu", name="hidden"),
-        keras.layers.Dense(16, activation="relu", name="embedding"),
-        keras.layers.Dense(n_classes, activation="softmax", name="head"),
-    ]
-    model = keras.Sequential(layers, name="demo_source_model")
-    norm.adapt(x.reshape(len(x), -1) if x.ndim > 2 else x)
-    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x, scenario.y_source, epochs=40, batch_size=32, verbose=0)
-    return model
-
-
 def _run_demo(args: argparse.Namespace) -> int:
-    from shiftkit.datasets import load_scenario
-    from shiftkit.shift.report import shift_report
-
     _progress(f"loading scenario {args.scenario!r}")
     scenario = load_scenario(args.scenario, seed=args.seed)
     model = None
     if not args.no_model:
-        _progress("training a small source model")
-        model = _demo_model(scenario, args.seed)
+        _progress("training a small source model")  # the dashboard's default model
+        model = train_default_model(scenario.x_source, scenario.y_source, len(scenario.class_names), seed=args.seed)
     _progress("measuring shift")
     report = shift_report(
         scenario.x_source,
@@ -253,8 +239,6 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _is_snapshot(path: str) -> bool:
-    import numpy as np
-
     if not str(path).lower().endswith(".npz"):
         return False
     try:
@@ -272,8 +256,6 @@ def _note_dropped(role: str, n: int) -> None:
 def _load_model(args: argparse.Namespace):
     if not getattr(args, "model", None):
         return None
-    from shiftkit.files import load_model_path
-
     _progress(f"loading model {args.model}")
     return load_model_path(args.model, max_bytes=_max_bytes(args))
 
@@ -300,16 +282,10 @@ def _for_model(data: Any, model: Any) -> Any:
     """Labels coded as the model's output indices (see `shiftkit.files.Domains.for_model`)."""
     if model is None:
         return data
-    from shiftkit.files import model_n_classes
-
     return data.for_model(model_n_classes(model))
 
 
 def _run_check(args: argparse.Namespace) -> int:
-    from shiftkit.check import Reference, check_shift
-    from shiftkit.files import check_array_file, load_domains_path, load_single, read_path
-    from shiftkit.html_report import render_html
-
     max_bytes = _max_bytes(args)
     model = _load_model(args)
     _progress("loading data")
@@ -320,15 +296,14 @@ def _run_check(args: argparse.Namespace) -> int:
     )
     if _is_snapshot(args.reference):
         check_array_file(args.reference, max_bytes, role="reference snapshot")
-        reference = Reference.load(args.reference)
+        reference = check.Reference.load(args.reference)
         name, data = read_path(args.target, "target file", max_bytes=max_bytes)
         target = load_single(data, name, label_column=args.label_column, drop_na=args.drop_na,
                              feature_names=reference.feature_names, class_names=reference.class_names,
                              max_bytes=max_bytes)
         _note_dropped("target", target.dropped)
         _progress("measuring shift against the snapshot")
-        result = check_shift(reference, target.x, target.y, **common)
-        class_names = reference.class_names
+        result = check.check_shift(reference, target.x, target.y, **common)
     else:
         d = load_domains_path(args.reference, args.target, label_column=args.label_column, drop_na=args.drop_na,
                               max_bytes=max_bytes)
@@ -336,21 +311,13 @@ def _run_check(args: argparse.Namespace) -> int:
         _note_dropped("reference", d.dropped[0])
         _note_dropped("target", d.dropped[1])
         _progress("measuring shift")
-        result = check_shift(d.x_source, d.x_target, d.y_target, y_reference=d.y_source,
-                             feature_names=d.feature_names, class_names=d.class_names, **common)
-        class_names = d.class_names
-    _write_outputs(
-        args, result.to_json(), result.summary(),
-        lambda: render_html(result.report, drift=result.drift, diagnosis=result.diagnosis, check=result,
-                            class_names=class_names, title="shiftkit pre-deployment check"),
-    )
+        result = check.check_shift(d.x_source, d.x_target, d.y_target, y_reference=d.y_source,
+                                   feature_names=d.feature_names, class_names=d.class_names, **common)
+    _write_outputs(args, result.to_json(), result.summary(), result.to_html)
     return EXIT_OK if result.passed else EXIT_SHIFT
 
 
 def _run_snapshot(args: argparse.Namespace) -> int:
-    from shiftkit.check import Reference
-    from shiftkit.files import load_single, read_path
-
     max_bytes = _max_bytes(args)
     model = _load_model(args)
     name, data = read_path(args.reference, "reference file", max_bytes=max_bytes)
@@ -359,8 +326,9 @@ def _run_snapshot(args: argparse.Namespace) -> int:
     ref = _for_model(ref, model)
     _note_dropped("reference", ref.dropped)
     _progress("summarising the reference")
-    snapshot = Reference.from_data(ref.x, ref.y, model=model, layer=args.layer, max_samples=args.max_samples,
-                                   seed=args.seed, feature_names=ref.feature_names, class_names=ref.class_names)
+    snapshot = check.Reference.from_data(ref.x, ref.y, model=model, layer=args.layer, max_samples=args.max_samples,
+                                         seed=args.seed, feature_names=ref.feature_names,
+                                         class_names=ref.class_names)
     try:
         snapshot.save(args.out)
     except OSError as exc:
@@ -370,45 +338,7 @@ def _run_snapshot(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _subsampling(n_source: int, n_target: int, max_samples: int, seed: int) -> dict[str, Any]:
-    """What `shiftkit report` subsamples, for its text, JSON and HTML outputs."""
-    from shiftkit.check import _subsample_rows
-
-    rows_s = _subsample_rows(n_source, max_samples, seed)
-    rows_t = _subsample_rows(n_target, max_samples, None if seed is None else seed + 1)
-    kept = (len(rows_s), len(rows_t))
-    if kept == (n_source, n_target):
-        text = (f"Every row used: {n_source} source and {n_target} target rows are within --max-samples "
-                f"{max_samples}.")
-    else:
-        text = (f"Subsampled (seeded, --max-samples {max_samples}, --seed {seed}): the MMD tests and the diagnosis "
-                f"use {kept[0]} of {n_source} source and {kept[1]} of {n_target} target rows; the per-feature "
-                "tests and the label proportions use every row.")
-    return {
-        "max_samples": max_samples,
-        "seed": seed,
-        "source_rows": n_source,
-        "target_rows": n_target,
-        "source_rows_used": kept[0],
-        "target_rows_used": kept[1],
-        "subsampled": ["mmd_tests", "diagnosis"] if kept != (n_source, n_target) else [],
-        "every_row": ["feature_drift", "label_proportions"],
-        "summary": text,
-        "_rows": (rows_s, rows_t),
-    }
-
-
 def _run_report(args: argparse.Namespace) -> int:
-    import json
-
-    from shiftkit.files import load_domains_path
-    from shiftkit.html_report import render_html, report_bundle
-    from shiftkit.shift.diagnose import diagnose
-    from shiftkit.shift.report import shift_report
-    from shiftkit.shift.univariate import feature_drift
-
-    if args.max_samples < 2:
-        raise ValueError(f"--max-samples must be at least 2; got {args.max_samples}.")
     max_bytes = _max_bytes(args)
     model = _load_model(args)
     d = load_domains_path(args.source, args.target, label_column=args.label_column, drop_na=args.drop_na,
@@ -416,29 +346,13 @@ def _run_report(args: argparse.Namespace) -> int:
     d = _for_model(d, model)
     _note_dropped("source", d.dropped[0])
     _note_dropped("target", d.dropped[1])
-    _progress("measuring shift")
-    report = shift_report(d.x_source, d.x_target, d.y_source, d.y_target, model=model, layer=args.layer,
-                          n_permutations=args.n_permutations, alpha=args.alpha, seed=args.seed,
-                          standardize=d.is_tabular, max_samples=args.max_samples)
-    drift = feature_drift(d.x_source, d.x_target, feature_names=d.feature_names, alpha=args.alpha) if d.is_tabular else None
-    sub = _subsampling(len(d.x_source), len(d.x_target), args.max_samples, args.seed)
-    rows_s, rows_t = sub.pop("_rows")
-    _progress("diagnosing the kind of shift")
-    ys = None if d.y_source is None else d.y_source[rows_s]
-    yt = None if d.y_target is None or ys is None else d.y_target[rows_t]
-    ys, classes = d.labels_by_name(ys)  # the diagnosis shows the original class names
-    yt, _ = d.labels_by_name(yt)
-    diag = diagnose(d.x_source[rows_s], d.x_target[rows_t], ys, yt, model=model, alpha=args.alpha,
-                    n_permutations=args.n_permutations, seed=args.seed, classes=None if ys is None else classes)
-    bundle = report_bundle(report, drift)
-    bundle["diagnosis"] = diag.to_dict()
-    bundle["subsampling"] = sub
-    bundle["class_names"] = None if d.class_names is None else list(d.class_names)
-    _write_outputs(
-        args, json.dumps(bundle, indent=2, allow_nan=False), f"{report}\n\n{diag}\n\n{sub['summary']}",
-        lambda: render_html(report, drift=drift, diagnosis=diag, class_names=d.class_names,
-                            notes=[d.description, sub["summary"]], title="shiftkit shift report"),
-    )
+    _progress("measuring shift and diagnosing the kind of shift")
+    analysis = analyze(d.x_source, d.x_target, y_source=d.y_source, y_target=d.y_target, model=model,
+                       layer=args.layer, alpha=args.alpha, n_permutations=args.n_permutations, seed=args.seed,
+                       max_samples=args.max_samples, standardize=d.is_tabular, feature_names=d.feature_names,
+                       class_names=d.class_name_list(), notes=[d.description])
+    _write_outputs(args, analysis.to_json(), str(analysis),
+                   lambda: analysis.to_html(title="shiftkit shift report"))
     return EXIT_OK
 
 

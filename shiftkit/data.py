@@ -46,7 +46,7 @@ from shiftkit._validation import (
     check_seed,
 )
 
-__all__ = ["SPLIT_NAMES", "DomainSplits", "split_domains"]
+__all__ = ["SPLIT_NAMES", "DomainSplits", "split_domains", "subsample_rows"]
 
 #: The names of the five splits, in the order they are reported.
 SPLIT_NAMES: tuple[str, ...] = ("source_train", "source_val", "target_labeled", "target_unlabeled", "target_test")
@@ -160,6 +160,31 @@ class DomainSplits:
     def __repr__(self) -> str:
         sizes = ", ".join(f"{k}={v}" for k, v in self.sizes().items())
         return f"DomainSplits({sizes}, n_classes={self.n_classes}, seed={self.seed})"
+
+
+def subsample_rows(n: int, max_samples: int | None, seed: int | None) -> np.ndarray:
+    """The rows of a seeded subsample of at most `max_samples` of `n` rows, in their original order.
+
+    The one row subsampling of shiftkit's front ends (`shiftkit.analyze`, `shiftkit check`, the
+    dashboard): every row when `n <= max_samples` (or `max_samples` is None), else `max_samples`
+    rows drawn without replacement by `numpy.random.default_rng(seed)`, sorted. By convention the
+    source is drawn with `seed` and the target with `seed + 1`.
+
+    Args:
+        n: number of rows.
+        max_samples: the most rows to keep (None: keep every row).
+        seed: seed of the draw (None: fresh entropy).
+
+    Returns:
+        Sorted row indices (int64).
+
+    Example:
+        >>> subsample_rows(5, 3, seed=0).tolist()
+        [2, 3, 4]
+    """
+    if max_samples is None or n <= max_samples:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_samples, replace=False))
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,14 +1,16 @@
 """One self-contained HTML file of a shift report: verdict, figures, tables and the JSON data.
 
-`render_html` renders the same objects the dashboard shows (a `ShiftReport`, optionally a
-`FeatureDriftResult` and an `AdaptationReport`) into a single page: plots embedded as base64 PNG,
+`render_html` renders the parts of one `shiftkit.Analysis` (a `ShiftReport`, optionally a
+`FeatureDriftResult`, a `Diagnosis`, an `AdaptationReport` and a check's criteria; use
+`Analysis.to_html`, which passes them all) into a single page: plots embedded as base64 PNG,
 inline CSS, no scripts or stylesheets fetched from anywhere, so the file opens offline and can be
 attached to a ticket. Every user-supplied string (titles, notes, feature and class names) is escaped.
 
 The machine-readable data travel in the page as `<script type="application/json">` blocks, one per
 part: `id="shiftkit-report"` holds exactly `report.to_dict()`, `id="shiftkit-feature-drift"` the
-drift result and `id="shiftkit-adaptation"` the adaptation report; `report_bundle` gives the same
-parts as one dict (the dashboard's JSON download).
+drift result, `id="shiftkit-diagnosis"` the diagnosis, `id="shiftkit-adaptation"` the adaptation
+report, and so on for every part of the `data` given (`Analysis.to_dict()`: the page then holds
+exactly the analysis' JSON); `report_bundle` gives the parts of a bare report as one dict.
 
 Example:
     >>> from shiftkit.html_report import render_html                     # doctest: +SKIP
@@ -26,7 +28,28 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["bundle_json", "render_html", "report_bundle"]
+from shiftkit.plots import (
+    comparison_bars,
+    feature_drift_bars,
+    label_distributions,
+    label_ratios,
+    null_distributions,
+    to_png,
+)
+from shiftkit.shift.report import ShiftReport
+
+__all__ = ["bundle_json", "class_display_names", "evidence_found", "render_html", "report_bundle"]
+
+#: The id of each part's JSON block in the page (`render_html(data=...)`).
+_BLOCK_IDS = {
+    "shift_report": "shiftkit-report",
+    "feature_drift": "shiftkit-feature-drift",
+    "adaptation": "shiftkit-adaptation",
+    "diagnosis": "shiftkit-diagnosis",
+    "check": "shiftkit-check",
+    "subsampling": "shiftkit-subsampling",
+    "label_test": "shiftkit-label-test",
+}
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
@@ -76,8 +99,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, left: int = 
 
 
 def _img(fig: Any, alt: str) -> str:
-    from shiftkit.plots import to_png
-
     data = base64.b64encode(to_png(fig)).decode("ascii")
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
 
@@ -120,14 +141,26 @@ def _check_section(check: Any) -> str:
     )
 
 
+def evidence_found(evidence: Any) -> str:
+    """What the diagnosis found for one kind of shift: "yes", "no", "not tested" or "NOT TESTABLE"."""
+    if not getattr(evidence, "testable", True):
+        return "NOT TESTABLE"
+    return "yes" if evidence.detected else ("no" if evidence.tested else "not tested")
+
+
+def class_display_names(n_classes: int, class_names: Sequence[str] | None) -> list[str]:
+    """One display name per class code: `class_names` when it names every class, else the codes."""
+    if class_names is not None and len(class_names) == n_classes:
+        return [str(c) for c in class_names]
+    return [str(k) for k in range(n_classes)]
+
+
 def _diagnosis_section(diagnosis: Any) -> str:
     """The kinds of shift found, with evidence, and the recommended adapter."""
     rows = []
     for e in diagnosis.evidence:
-        if not getattr(e, "testable", True):
-            found = "NOT TESTABLE"
-        else:
-            found = "YES" if e.detected else ("no" if e.tested else "not tested")
+        found = evidence_found(e)
+        found = "YES" if found == "yes" else found
         rows.append([e.kind, found, e.test, "-" if e.p_value is None else e.p_value, e.level, e.detail])
     html_ = "<h2>Diagnosis: which kind of shift</h2>" + _table(
         ["kind", "found", "test", "p-value", "level / threshold", "evidence"], rows, left=3
@@ -146,8 +179,6 @@ def _diagnosis_section(diagnosis: Any) -> str:
 
 
 def _tests_section(report: Any) -> str:
-    from shiftkit.plots import null_distributions
-
     rows = []
     for t in (report.input_test, report.feature_test):
         if t is None:
@@ -178,13 +209,11 @@ def _tests_section(report: Any) -> str:
 
 
 def _labels_section(report: Any, class_names: Sequence[str] | None) -> str:
-    from shiftkit.plots import label_distributions, label_ratios
-
     lab = report.labels
     if lab is None:
         return "<h2>Labels</h2><p class='note'>No source labels were given.</p>"
     n = lab.n_classes
-    names = list(class_names) if class_names is not None and len(class_names) == n else [str(k) for k in range(n)]
+    names = class_display_names(n, class_names)
     rows = []
     for k in range(n):
         tgt = None if lab.target_proportions is None else lab.target_proportions[k]
@@ -219,8 +248,6 @@ def _labels_section(report: Any, class_names: Sequence[str] | None) -> str:
 
 
 def _drift_section(drift: Any) -> str:
-    from shiftkit.plots import feature_drift_bars
-
     rows = [
         [t.feature, t.test, t.statistic, t.p_value, t.p_adjusted, "SHIFT" if t.is_shift else "no",
          t.source_mean, t.target_mean]
@@ -238,8 +265,6 @@ def _drift_section(drift: Any) -> str:
 
 
 def _adaptation_section(adaptation: Any, title: str | None) -> str:
-    from shiftkit.plots import comparison_bars
-
     comp = adaptation.comparison
     rows = [
         [r.figure, r.before, r.after, r.change, r.better + (" (not comparable)" if not r.comparable else "")]
@@ -275,6 +300,7 @@ def render_html(
     adaptation_title: str | None = None,
     diagnosis: Any = None,
     check: Any = None,
+    data: Mapping[str, Any] | None = None,
 ) -> str:
     """Render a shift report as one self-contained HTML page.
 
@@ -290,6 +316,8 @@ def render_html(
         adaptation_title: heading of the adaptation section, e.g. "After MMD adaptation".
         diagnosis: optional `Diagnosis` (kind of shift, evidence, recommended adapter).
         check: optional `CheckResult` of `shiftkit check` (criteria, thresholds, pass/fail).
+        data: the JSON data the page carries, one block per part (`Analysis.to_dict()`, which
+            `Analysis.to_html` passes); default: the parts given here.
 
     Returns:
         The HTML page as a string (no external resources).
@@ -297,8 +325,6 @@ def render_html(
     Raises:
         TypeError: `report` is not a `ShiftReport`.
     """
-    from shiftkit.shift.report import ShiftReport
-
     if not isinstance(report, ShiftReport):
         raise TypeError(f"report must be a ShiftReport from shift_report(); got {type(report).__name__}.")
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -323,19 +349,16 @@ def render_html(
         body.append(f"<h2>{_e(caption)}</h2>" + _img(fig, caption))
     if adaptation is not None:
         body.append(_adaptation_section(adaptation, adaptation_title))
-    bundle = report_bundle(report, drift, adaptation)
-    body.append(_json_block("shiftkit-report", bundle["shift_report"]))
-    if drift is not None:
-        body.append(_json_block("shiftkit-feature-drift", bundle["feature_drift"]))
-    if adaptation is not None:
-        body.append(_json_block("shiftkit-adaptation", bundle["adaptation"]))
-    if diagnosis is not None:
-        bundle["diagnosis"] = diagnosis.to_dict()
-        body.append(_json_block("shiftkit-diagnosis", bundle["diagnosis"]))
-    if check is not None:
-        bundle["check"] = {k: v for k, v in check.to_dict().items() if k not in ("report", "diagnosis", "feature_drift")}
-        body.append(_json_block("shiftkit-check", bundle["check"]))
-    summary = {k: v for k, v in bundle.items() if v is not None}
+    if data is None:
+        data = report_bundle(report, drift, adaptation)
+        if diagnosis is not None:
+            data["diagnosis"] = diagnosis.to_dict()
+        if check is not None:
+            data["check"] = {k: v for k, v in check.to_dict().items() if k not in ("report", "diagnosis", "feature_drift")}
+    for key, element_id in _BLOCK_IDS.items():
+        if data.get(key) is not None:
+            body.append(_json_block(element_id, data[key]))
+    summary = {k: v for k, v in data.items() if v is not None}
     body.append(
         "<h2>Data</h2><details><summary>The same data as the JSON report (click to expand)</summary>"
         f"<pre>{_e(json.dumps(summary, indent=1, allow_nan=False))}</pre></details>"

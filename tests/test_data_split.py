@@ -214,3 +214,16 @@ def test_bad_data(data):
     ys_one[0] = 2
     with pytest.raises(ValueError, match="Class 2 has 1 sample in y_source"):
         split_domains(xs, ys_one, xt, np.where(yt == 2, 0, yt))
+
+
+def test_subsample_rows_is_the_one_seeded_row_subsample():
+    from shiftkit.data import subsample_rows
+
+    rows = subsample_rows(1000, 100, seed=3)
+    assert len(rows) == 100 and np.all(np.diff(rows) > 0) and rows.max() < 1000  # sorted, distinct
+    np.testing.assert_array_equal(rows, subsample_rows(1000, 100, seed=3))  # seeded
+    assert not np.array_equal(rows, subsample_rows(1000, 100, seed=4))
+    # the draw `shiftkit check` snapshots were made with (numpy's choice without replacement, sorted)
+    np.testing.assert_array_equal(rows, np.sort(np.random.default_rng(3).choice(1000, size=100, replace=False)))
+    np.testing.assert_array_equal(subsample_rows(50, 100, seed=0), np.arange(50))  # every row when it fits
+    np.testing.assert_array_equal(subsample_rows(50, None, seed=0), np.arange(50))

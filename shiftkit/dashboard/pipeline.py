@@ -258,7 +258,7 @@ def diagnose_shift(
     `n_permutations` is the least each test runs: `diagnose` raises it to what its own (corrected)
     level needs, and marks a kind NOT TESTABLE when the data cannot reach that level.
     """
-    from shiftkit.check import _subsample_rows
+    from shiftkit.data import subsample_rows as _subsample_rows
     from shiftkit.shift.diagnose import diagnose
 
     xs, xt = domains.x_source[source_idx], domains.x_target

@@ -51,7 +51,6 @@ from shiftkit.shift.labels import (
     class_imbalance,
     estimate_target_priors,
     label_distribution,
-    label_ratios,
     label_shift_distance,
     ratios_from_proportions,
 )
@@ -64,6 +63,7 @@ __all__ = [
     "ShiftComparison",
     "ComparisonRow",
     "shift_report",
+    "label_summary",
     "compare",
     "REPORT_SCHEMA_VERSION",
 ]
@@ -316,48 +316,49 @@ class ShiftReport:
         return "\n".join(lines)
 
 
-def _label_summary(
+def label_summary(
     y_source: np.ndarray,
     y_target: np.ndarray | None,
     n_classes: int,
-    estimate: PriorEstimate | None,
+    estimate: PriorEstimate | None = None,
     classes: tuple[Any, ...] = (),
 ) -> LabelShiftSummary:
+    """The label side of a report: source labels against target labels or estimated target priors.
+
+    Args:
+        y_source: source class codes 0..n_classes-1 (the whole labelled source).
+        y_target: target class codes (None: the target side comes from `estimate`, if any).
+        n_classes: number of classes.
+        estimate: estimated target priors, used when `y_target` is None.
+        classes: the original class value of each code (padded with codes up to `n_classes`).
+
+    Returns:
+        A `LabelShiftSummary` (target side "unknown" without target labels and estimate).
+    """
+    names = tuple(classes) + tuple(range(len(classes), n_classes)) if len(classes) else ()
     p = label_distribution(y_source, n_classes=n_classes)
+
+    def imbalance(y: np.ndarray) -> ClassImbalance:
+        ci = class_imbalance(y, n_classes=n_classes)
+        return dataclasses.replace(ci, classes=names) if names else ci
+
     if y_target is not None:
-        q = label_distribution(y_target, n_classes=n_classes)
-        target_from = "labels"
-        ratios = label_ratios(y_source, y_target, n_classes=n_classes)
-        target_imbalance = class_imbalance(y_target, n_classes=n_classes)
-    elif estimate is None:
-        # Source labels only: the class-imbalance figures of the source, no target side.
-        return LabelShiftSummary(
-            source_proportions=p,
-            target_proportions=None,
-            target_from="unknown",
-            ratios=None,
-            distance=None,
-            source_imbalance=class_imbalance(y_source, n_classes=n_classes),
-            classes=classes,
-        )
-    else:
-        q = np.asarray(estimate.priors, dtype=np.float64)
-        target_from = f"estimated ({estimate.method})"
-        ratios = ratios_from_proportions(p, q)
-        target_imbalance = None
+        q, target_from, estimate = label_distribution(y_target, n_classes=n_classes), "labels", None
+    elif estimate is not None:
+        q, target_from = np.asarray(estimate.priors, dtype=np.float64), f"estimated ({estimate.method})"
+    else:  # source labels only: the class-imbalance figures of the source, no target side
+        return LabelShiftSummary(p, None, "unknown", None, None, imbalance(y_source), classes=names)
     return LabelShiftSummary(
         source_proportions=p,
         target_proportions=q,
         target_from=target_from,
-        ratios=ratios,
+        ratios=ratios_from_proportions(p, q, classes=names or None),
         distance=label_shift_distance(p, q),
-        source_imbalance=class_imbalance(y_source, n_classes=n_classes),
-        target_imbalance=target_imbalance,
+        source_imbalance=imbalance(y_source),
+        target_imbalance=None if y_target is None else imbalance(y_target),
         prior_estimate=estimate,
-        classes=classes,
+        classes=names,
     )
-
-
 
 
 def shift_report(
@@ -474,7 +475,7 @@ def shift_report(
             pt = predict_proba(model, xt)
             n_classes = max(n_classes, ps.shape[1])
             estimate = estimate_target_priors(ps, ys, pt, method=prior_method)
-        summary = _label_summary(ys, yt, n_classes, estimate, encoding.classes)
+        summary = label_summary(ys, yt, n_classes, estimate, encoding.classes)
 
     return ShiftReport(
         input_test=input_test,
