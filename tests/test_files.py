@@ -317,3 +317,63 @@ def test_pickled_arrays_are_refused_with_the_fix(name, message):
     np.savez(buf, x=objects) if name.endswith(".npz") else np.save(buf, objects)
     with pytest.raises(InputError, match=rf"'{name}' {message} .*not loaded for safety. Save (a )?plain numeric"):
         files.load_arrays(buf.getvalue(), name)
+
+
+# ------------------------------------------------------------------------------ Parquet
+
+
+def _parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def test_parquet_tables_load_like_their_csv():
+    rng = np.random.default_rng(3)
+    src = pd.DataFrame({"a": rng.normal(size=40), "b": rng.integers(0, 5, 40), "label": ["no", "yes"] * 20})
+    tgt = src.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    from_csv = files.load_uploaded_domains(("s.csv", csv_bytes(src)), ("t.csv", csv_bytes(tgt)), "label")
+    from_parquet = files.load_uploaded_domains(("s.parquet", _parquet_bytes(src)), ("t.pq", _parquet_bytes(tgt)),
+                                               "label")
+    mixed = files.load_uploaded_domains(("s.csv", csv_bytes(src)), ("t.parquet", _parquet_bytes(tgt)), "label")
+    for d in (from_parquet, mixed):
+        np.testing.assert_array_equal(d.x_source, from_csv.x_source)
+        np.testing.assert_array_equal(d.x_target, from_csv.x_target)
+        np.testing.assert_array_equal(d.y_target, from_csv.y_target)
+        assert d.class_names == ("no", "yes") and d.feature_names == ("a", "b")
+    assert files.csv_columns(_parquet_bytes(src), "s.parquet") == ["a", "b", "label"]
+    single = files.load_single(_parquet_bytes(tgt[["b", "a"]]), "t.parquet", feature_names=("a", "b"))
+    np.testing.assert_array_equal(single.x, from_csv.x_target)  # reordered to the reference's columns
+
+
+def test_parquet_paths_and_bad_parquet_files(tmp_path):
+    frame = pd.DataFrame({"a": np.arange(10.0), "b": np.arange(10.0) ** 2})
+    (tmp_path / "s.parquet").write_bytes(_parquet_bytes(frame))
+    (tmp_path / "t.parquet").write_bytes(_parquet_bytes(frame * 2))
+    d = files.load_domains_path(tmp_path / "s.parquet", tmp_path / "t.parquet")
+    assert d.x_target[3].tolist() == [6.0, 18.0] and d.y_source is None
+    with pytest.raises(InputError, match=r"'t.parquet' is not a valid Parquet file"):
+        files.load_uploaded_domains(("s.parquet", _parquet_bytes(frame)), ("t.parquet", csv_bytes(frame)))
+    with pytest.raises(InputError, match="non-numeric feature column.*'when'"):
+        dates = frame.assign(when=pd.Timestamp("2024-01-01"))
+        files.load_uploaded_domains(("s.parquet", _parquet_bytes(dates)), ("t.parquet", _parquet_bytes(dates)))
+    with pytest.raises(InputError, match="Unsupported file type .xlsx: use .csv or .parquet tables"):
+        files.load_uploaded_domains(("s.xlsx", b"x"), ("t.xlsx", b"x"))
+
+
+def test_parquet_bomb_is_refused_before_decompressing():
+    # Zeros compress to almost nothing: 40 MB of float64 in a file of a few KB.
+    bomb = _parquet_bytes(pd.DataFrame(np.zeros((1_250_000, 4)), columns=list("abcd")))
+    assert len(bomb) < 0.5 * MiB
+    expanded = 1_250_000 * 4 * 8
+    import pyarrow
+
+    pool = pyarrow.default_memory_pool()  # Arrow decompresses outside Python: tracemalloc cannot see it
+    peak_before = pool.max_memory()
+    with pytest.raises(InputError) as error:
+        files.read_parquet(bomb, "bomb.parquet", role="source file", max_bytes=8 * MiB)
+    message = str(error.value)
+    assert "'bomb.parquet'" in message and "1250000 rows x 4 columns" in message and "8 MiB" in message
+    grown = pool.max_memory() - peak_before  # the pool's peak: would grow by ~75 MiB had it been read
+    assert grown < expanded / 10, f"Arrow's peak grew {grown / MiB:.1f} MiB while refusing a {expanded / MiB:.0f} MiB table"
+    assert files.read_parquet(bomb, "bomb.parquet", max_bytes=64 * MiB).shape == (1_250_000, 4)

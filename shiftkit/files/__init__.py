@@ -1,4 +1,4 @@
-"""Loading users' files safely: CSV/NPZ/NPY data, `.keras` models, and source/target pairs of them.
+"""Loading users' files safely: CSV/Parquet/NPZ/NPY data, `.keras` models, and source/target pairs of them.
 
 Used by the dashboard (uploads), the CLI (paths) and scripts alike. The byte-level loaders take plain
 bytes and a file name (what `st.file_uploader` gives, and what a test can pass directly); the
@@ -12,12 +12,13 @@ Size limits: compressed files can expand far beyond their size (an `.npz` of zer
 before anything is decompressed the declared sizes are checked against a limit (`max_bytes`,
 default `MAX_BYTES` = 2 GiB, or `SHIFTKIT_MAX_GIB` from the environment): every zip member's
 uncompressed size and their total, each `.npy` header's shape x itemsize (an array that a lying
-header would make numpy allocate), a `.keras` archive's total uncompressed size
-(`check_keras_archive`), and a file's size on disk before it is read.
+header would make numpy allocate), a Parquet footer's row-group sizes (and rows x columns x 8
+bytes), a `.keras` archive's total uncompressed size (`check_keras_archive`), and a file's size on
+disk before it is read.
 
-Modules: `common` (`InputError`, the size limit, reading a path), `tables` (CSV), `arrays` (NPZ/NPY),
-`models` (`.keras`), `domains` (`Domains`, `DataFile` and the loaders that build them). Every public
-name is importable from `shiftkit.files` itself.
+Modules: `common` (`InputError`, the size limit, reading a path), `tables` (CSV, Parquet), `arrays`
+(NPZ/NPY), `models` (`.keras`), `domains` (`Domains`, `DataFile` and the loaders that build them).
+Every public name is importable from `shiftkit.files` itself.
 
 Labels: any label values (class names, 1..K, years, booleans) are encoded to codes 0..K-1 shared by
 source and target with `shiftkit._validation.encode_labels`; the original values are kept as the
@@ -46,7 +47,17 @@ from shiftkit.files.domains import (
     scenario_domains,
 )
 from shiftkit.files.models import check_keras_archive, load_keras_model, load_model_path, model_n_classes
-from shiftkit.files.tables import LABEL_COLUMN_GUESSES, NO_LABEL, csv_columns, guess_label_column, read_csv
+from shiftkit.files.tables import (
+    LABEL_COLUMN_GUESSES,
+    NO_LABEL,
+    PARQUET_EXTENSIONS,
+    TABLE_EXTENSIONS,
+    csv_columns,
+    guess_label_column,
+    read_csv,
+    read_parquet,
+    read_table,
+)
 
 __all__ = [
     "InputError",
@@ -73,5 +84,9 @@ __all__ = [
     "load_uploaded_domains",
     "model_n_classes",
     "read_csv",
+    "read_parquet",
+    "read_table",
+    "PARQUET_EXTENSIONS",
+    "TABLE_EXTENSIONS",
     "scenario_domains",
 ]

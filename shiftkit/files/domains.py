@@ -14,11 +14,12 @@ from shiftkit.files.arrays import load_arrays
 from shiftkit.files.common import InputError, encode_or_explain, extension, listed, read_path
 from shiftkit.files.tables import (
     NO_LABEL,
+    TABLE_EXTENSIONS,
     column_values,
     csv_features,
     drop_missing,
     encode_label_columns,
-    read_csv,
+    read_table,
 )
 
 __all__ = [
@@ -34,7 +35,7 @@ __all__ = [
 
 #: Fewest samples accepted per domain.
 MIN_SAMPLES = 5
-_TABLE = {".csv"}
+_TABLE = set(TABLE_EXTENSIONS)
 _ARRAYS = {".npz", ".npy"}
 
 
@@ -158,13 +159,14 @@ def scenario_domains(name: str, seed: int = 0, **options: Any) -> Domains:
     )
 
 
-def _csv_domains(
-    source: tuple[str, bytes], target: tuple[str, bytes], label_column: str | None, drop_na: bool = False
+def _table_domains(
+    source: tuple[str, bytes], target: tuple[str, bytes], label_column: str | None, drop_na: bool = False,
+    max_bytes: int | None = None,
 ) -> Domains:
-    """`Domains` from two CSV files with the same feature columns (the label column may miss in the target)."""
+    """`Domains` from two tables (CSV / Parquet) with the same feature columns (the label may miss in the target)."""
     (sname, sdata), (tname, tdata) = source, target
-    fs = read_csv(sdata, sname, role="source file")
-    ft = read_csv(tdata, tname, role="target file")
+    fs = read_table(sdata, sname, role="source file", max_bytes=max_bytes)
+    ft = read_table(tdata, tname, role="target file", max_bytes=max_bytes)
     dropped = (0, 0)
     if drop_na:
         (fs, ds), (ft, dt) = drop_missing(fs), drop_missing(ft)
@@ -266,18 +268,18 @@ def load_uploaded_domains(
     drop_na: bool = False,
     max_bytes: int | None = None,
 ) -> Domains:
-    """Build `Domains` from two files' bytes (both CSV, or both arrays: NPZ/NPY).
+    """Build `Domains` from two files' bytes (both tables: CSV / Parquet, or both arrays: NPZ / NPY).
 
-    Labels (CSV label column, NPZ `y`) may hold any class values; they are encoded to codes 0..K-1
+    Labels (a table's label column, NPZ `y`) may hold any class values; they are encoded to codes 0..K-1
     shared by both files, with the original values as `class_names`.
 
     Args:
         source: `(filename, bytes)` of the source file.
         target: `(filename, bytes)` of the target file.
-        label_column: for CSV, the label column name (or None / `NO_LABEL`); ignored for arrays.
+        label_column: for tables, the label column name (or None / `NO_LABEL`); ignored for arrays.
         drop_na: drop rows with missing/non-finite values (counted in `Domains.dropped`) instead of
             refusing the file.
-        max_bytes: limit on what an array file may take once decompressed (`max_bytes_limit`).
+        max_bytes: limit on what an array or Parquet file may take once decompressed (`max_bytes_limit`).
 
     Raises:
         InputError: with what to fix (see the module docstring).
@@ -286,13 +288,15 @@ def load_uploaded_domains(
     bad = exts - _TABLE - _ARRAYS
     if bad:
         raise InputError(
-            f"Unsupported file type {', '.join(sorted(bad))}: use .csv tables (with a label column) or "
+            f"Unsupported file type {', '.join(sorted(bad))}: use .csv or .parquet tables (with a label column) or "
             ".npz archives with arrays 'x' and optional 'y' (.npy for inputs without labels)."
         )
     if not (exts <= _TABLE or exts <= _ARRAYS):
-        raise InputError("Give the source and the target in the same format (both .csv, or both .npz/.npy).")
+        raise InputError(
+            "Give the source and the target in the same format (both tables: .csv / .parquet, or both .npz/.npy)."
+        )
     if exts <= _TABLE:
-        domains = _csv_domains(source, target, label_column, drop_na)
+        domains = _table_domains(source, target, label_column, drop_na, max_bytes)
     else:
         domains = _npz_domains(source, target, drop_na, max_bytes)
     for side, x in (("source", domains.x_source), ("target", domains.x_target)):
@@ -370,14 +374,14 @@ def load_single(
     """Read one data file (alone, or to be compared with a known reference such as a snapshot).
 
     Args:
-        data, filename: the file's bytes and name (.csv, .npz or .npy).
-        label_column: CSV label column; a CSV without it is read as unlabelled.
+        data, filename: the file's bytes and name (.csv, .parquet, .npz or .npy).
+        label_column: a table's label column; a table without it is read as unlabelled.
         drop_na: drop rows with missing values instead of refusing the file.
-        feature_names: the reference's columns: a CSV must have the same ones (named if not), and
+        feature_names: the reference's columns: a table must have the same ones (named if not), and
             is reordered to match.
         class_names: the reference's classes: labels are mapped to their codes by name.
         role: what the file is, for messages.
-        max_bytes: limit on what an array file may take once decompressed (`max_bytes_limit`).
+        max_bytes: limit on what an array or Parquet file may take once decompressed (`max_bytes_limit`).
 
     Returns:
         A `DataFile`; without `class_names`, labels are encoded to codes 0..K-1 (sorted values).
@@ -388,7 +392,7 @@ def load_single(
         names = tuple(f"x{j}" for j in range(x.shape[1])) if x.ndim == 2 else None
         names = names if feature_names is None else tuple(feature_names)
     elif ext in _TABLE:
-        frame = read_csv(data, filename, role=role)
+        frame = read_table(data, filename, role=role, max_bytes=max_bytes)
         dropped = 0
         if drop_na:
             frame, dropped = drop_missing(frame)
@@ -418,7 +422,7 @@ def load_single(
                 y, _, classes = encode_label_columns(labels, None, filename, filename, label)
                 return DataFile(x, y, names, classes, dropped, column_values(labels))
     else:
-        raise InputError(f"Unsupported file type {ext or '(none)'!r} for the {role} {filename!r}: use .csv, .npz or .npy.")
+        raise InputError(f"Unsupported file type {ext or '(none)'!r} for the {role} {filename!r}: use .csv, .parquet, .npz or .npy.")
     if values is None:
         return DataFile(x, None, names, None if not class_names else tuple(str(c) for c in class_names), dropped)
     if class_names:
@@ -437,7 +441,7 @@ def load_domains_path(
     drop_na: bool = False,
     max_bytes: int | None = None,
 ) -> Domains:
-    """`load_uploaded_domains` for two files on disk (CSV, NPZ or NPY), each within `max_bytes`."""
+    """`load_uploaded_domains` for two files on disk (CSV, Parquet, NPZ or NPY), each within `max_bytes`."""
     return load_uploaded_domains(
         read_path(source_path, "source file", max_bytes=max_bytes),
         read_path(target_path, "target file", max_bytes=max_bytes),

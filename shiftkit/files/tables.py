@@ -1,4 +1,8 @@
-"""Tables: CSV files read into pandas, their feature columns and label columns checked."""
+"""Tables: CSV and Parquet files read into pandas, their feature columns and label columns checked.
+
+Parquet needs pyarrow (installed with streamlit, one of shiftkit's dependencies); it is imported only
+when a Parquet file is read.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shiftkit.files.common import InputError, encode_or_explain, listed
+from shiftkit.files.common import (
+    InputError,
+    encode_or_explain,
+    extension,
+    fmt_bytes,
+    listed,
+    max_bytes_limit,
+    too_big,
+)
 
 __all__ = [
     "NO_LABEL",
     "LABEL_COLUMN_GUESSES",
+    "PARQUET_EXTENSIONS",
+    "TABLE_EXTENSIONS",
     "read_csv",
+    "read_parquet",
+    "read_table",
     "csv_columns",
     "guess_label_column",
     "csv_features",
@@ -28,6 +44,10 @@ __all__ = [
 NO_LABEL = "(no label column)"
 #: Column names tried, in order, as the default label column of an uploaded CSV.
 LABEL_COLUMN_GUESSES = ("label", "labels", "target", "y", "class", "diagnosis", "outcome")
+#: Extensions read as Parquet (`read_parquet`).
+PARQUET_EXTENSIONS = (".parquet", ".pq")
+#: Extensions read as tables (`read_table`): CSV and Parquet.
+TABLE_EXTENSIONS = (".csv",) + PARQUET_EXTENSIONS
 
 
 def read_csv(data: bytes, filename: str = "data.csv", *, role: str = "file"):
@@ -46,8 +66,13 @@ def read_csv(data: bytes, filename: str = "data.csv", *, role: str = "file"):
             f"The {role} {filename!r} could not be read as CSV: {str(exc).splitlines()[0]}. "
             "Upload a comma-separated file with one header row."
         ) from None
+    return _checked_frame(frame, filename, role, "Upload a CSV with a header row and data.")
+
+
+def _checked_frame(frame: pd.DataFrame, filename: str, role: str, how: str) -> pd.DataFrame:
+    """A table with rows and columns, its column names as text and distinct (`how`: what to upload)."""
     if frame.shape[1] == 0 or frame.shape[0] == 0:
-        raise InputError(f"The {role} {filename!r} has no data rows. Upload a CSV with a header row and data.")
+        raise InputError(f"The {role} {filename!r} has no data rows. {how}")
     frame.columns = [str(c) for c in frame.columns]
     dupes = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
     if dupes:
@@ -55,9 +80,76 @@ def read_csv(data: bytes, filename: str = "data.csv", *, role: str = "file"):
     return frame
 
 
+def _pyarrow() -> tuple[Any, Any]:
+    """`(pyarrow, pyarrow.parquet)`, or an ImportError that says how to install them."""
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError:
+        raise ImportError("Reading Parquet files needs pyarrow: pip install pyarrow") from None
+    return pyarrow, pyarrow.parquet
+
+
+def read_parquet(
+    data: bytes, filename: str = "data.parquet", *, role: str = "file", max_bytes: int | None = None
+) -> pd.DataFrame:
+    """Parse Parquet bytes into a DataFrame, after checking the sizes its footer declares.
+
+    Parquet is compressed, so before anything is decompressed the larger of the row groups'
+    declared uncompressed size and rows x columns x 8 bytes (the float64 table it becomes) must fit
+    in the limit, as for NPZ files.
+
+    Args:
+        data, filename: the file's bytes and name.
+        role: what the file is, for messages.
+        max_bytes: the limit in bytes (`max_bytes_limit`).
+
+    Returns:
+        The table, column names as text.
+
+    Raises:
+        InputError: not a Parquet file, larger than the limit, no rows, or duplicate column names.
+        ImportError: pyarrow is not installed.
+    """
+    pyarrow, parquet = _pyarrow()
+    if not data:
+        raise InputError(f"The {role} {filename!r} is empty. Save a table with DataFrame.to_parquet(path).")
+    try:
+        table_file = parquet.ParquetFile(io.BytesIO(data))
+        meta = table_file.metadata
+    except (pyarrow.ArrowException, OSError, ValueError) as exc:
+        raise InputError(
+            f"The {role} {filename!r} is not a valid Parquet file ({(str(exc).splitlines() or [''])[0][:200]}). "
+            "Save it with DataFrame.to_parquet(path)."
+        ) from None
+    declared = sum(int(meta.row_group(i).total_byte_size) for i in range(meta.num_row_groups))
+    need = max(declared, int(meta.num_rows) * int(meta.num_columns) * 8)
+    limit = max_bytes_limit(max_bytes)
+    if need > limit:
+        raise too_big(role, filename, f"{meta.num_rows} rows x {meta.num_columns} columns, "
+                      f"{fmt_bytes(declared)} uncompressed", need, limit)
+    try:
+        frame = table_file.read().to_pandas()
+    except (pyarrow.ArrowException, OSError, ValueError) as exc:
+        raise InputError(
+            f"The {role} {filename!r} could not be read as Parquet: {(str(exc).splitlines() or [''])[0][:200]}. "
+            "Save it with DataFrame.to_parquet(path)."
+        ) from None
+    return _checked_frame(frame, filename, role, "Save a table with rows and columns.")
+
+
+def read_table(
+    data: bytes, filename: str = "data.csv", *, role: str = "file", max_bytes: int | None = None
+) -> pd.DataFrame:
+    """A table file as a DataFrame: Parquet (`PARQUET_EXTENSIONS`) by `read_parquet`, else CSV by `read_csv`."""
+    if extension(filename) in PARQUET_EXTENSIONS:
+        return read_parquet(data, filename, role=role, max_bytes=max_bytes)
+    return read_csv(data, filename, role=role)
+
+
 def csv_columns(data: bytes, filename: str = "data.csv") -> list[str]:
-    """The column names of a CSV (for the label-column select box)."""
-    return list(read_csv(data, filename).columns)
+    """The column names of a table, CSV or Parquet by its extension (for the label-column select box)."""
+    return list(read_table(data, filename).columns)
 
 
 def guess_label_column(columns: Sequence[str]) -> str:
