@@ -33,7 +33,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from shiftkit._json import dataclass_to_dict
-from shiftkit._validation import check_alpha, check_pair, check_positive_int, check_seed
+from shiftkit._validation import check_alpha, check_pair, check_positive_int, check_real, check_seed
 
 __all__ = ["ClassifierTestResult", "classifier_test"]
 
@@ -129,7 +129,7 @@ def classifier_test(
     xs, xt = check_pair(x_source, x_target, ("x_source", "x_target"))
     alpha = check_alpha(alpha)
     seed = check_seed(seed)
-    test_size = check_alpha(test_size, "test_size")
+    test_size = check_real(test_size, "test_size", low=0, high=1, low_open=True, high_open=True, example=0.5)
     n_splits = check_positive_int(n_splits, "n_splits")
     n_test_s, n_test_t = int(round(len(xs) * test_size)), int(round(len(xt) * test_size))
     if min(n_test_s, n_test_t) < 2 or min(len(xs) - n_test_s, len(xt) - n_test_t) < 2:
