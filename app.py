@@ -2,7 +2,9 @@
 
 Opens on a built-in demo (two breast-cancer "hospitals" with a covariate shift, a small model trained
 on the spot), then takes your own source/target files and model from the sidebar. This file only
-wires widgets to `shiftkit.dashboard` (loaders, cached pipeline, cards and tables) and renders; every
+wires widgets to `shiftkit.dashboard` (loaders, cached pipeline, cards and tables) and renders one
+`shiftkit.Analysis` (report, per-feature drift, diagnosis, and the adaptation when run); its
+downloads are that analysis' `to_json()` / `to_html()`, so they hold what the page shows. Every
 statistic comes from the library, every figure from `shiftkit.plots`.
 """
 
@@ -21,7 +23,6 @@ with st.spinner("Loading shiftkit and TensorFlow (first run only)..."):
     from shiftkit import plots
     from shiftkit.dashboard import cached
     from shiftkit.datasets import CORRUPTIONS, SCENARIOS
-    from shiftkit.html_report import bundle_json, render_html
 
 MODEL_MODES = {
     "none": "None (input space only)",
@@ -180,11 +181,10 @@ def run_pipeline(status) -> dict:
     if model is not None:
         domains = dash.pipeline.check_model_fits(model, domains)  # labels coded as the model's outputs
 
-    status.update(label=f"Running the MMD permutation tests ({permutations_run} permutations)...")
-    report = cached.shift_report(data_key, model_key, domains, model, eval_idx, n_permutations, float(alpha),
-                                 seed, bool(use_target_labels))
-    drift = cached.feature_drift(data_key, domains, float(alpha))
-    status.write("Shift report ready.")
+    status.update(label=f"Measuring shift and diagnosing it (at least {permutations_run} permutations a test)...")
+    analysis = cached.analysis(data_key, model_key, domains, model, eval_idx, n_permutations, float(alpha), seed,
+                               bool(use_target_labels))
+    status.write("Analysis ready: shift report, per-feature drift, diagnosis.")
 
     signature = (data_key, model_key, config, n_permutations, float(alpha), seed, bool(use_target_labels))
     adaptation, adapt_error = None, None
@@ -197,7 +197,7 @@ def run_pipeline(status) -> dict:
         except Exception as exc:  # noqa: BLE001 - shown in section 6; the rest of the page stays
             adapt_error = dash.user_message(exc)
     out.update(domains=domains, data_key=data_key, model=model, model_key=model_key, fit_idx=fit_idx,
-               eval_idx=eval_idx, report=report, drift=drift, signature=signature, adaptation=adaptation,
+               eval_idx=eval_idx, analysis=analysis, signature=signature, adaptation=adaptation,
                adapt_error=adapt_error, seconds=time.perf_counter() - t0)
     return out
 
@@ -225,11 +225,11 @@ if ctx.get("waiting_model"):
     st.stop()
 
 domains = ctx["domains"]
-report = ctx["report"]
-drift = ctx["drift"]
+analysis = ctx["analysis"]  # the page's one analysis: every section below renders a part of it
+report, drift, diagnosis = analysis.report, analysis.drift, analysis.diagnosis
 adaptation = ctx["adaptation"]
 model = ctx["model"]
-class_names = domains.class_name_list()
+class_names = None if analysis.class_names is None else list(analysis.class_names)
 report_key = (ctx["data_key"], ctx["model_key"], n_permutations, float(alpha), seed, bool(use_target_labels))
 adapt_key = ctx["signature"]
 
@@ -309,22 +309,14 @@ else:
 # ------------------------------------------------------------------------------------ which kind of shift
 st.subheader("Which kind of shift, and which adapter?")
 st.caption("Covariate, label and concept shift tested separately (Bonferroni over the three), class "
-           "imbalance measured; a domain classifier gives a second opinion.")
-if st.button("Diagnose", key="run_diagnosis") or st.session_state.get("diagnosed_key") == (ctx["data_key"], ctx["model_key"]):
-    st.session_state["diagnosed_key"] = (ctx["data_key"], ctx["model_key"])
-    try:
-        with st.spinner("Diagnosing..."):
-            diag = cached.diagnosis(ctx["data_key"], ctx["model_key"], domains, model, ctx["eval_idx"],
-                                    float(alpha), int(seed), bool(use_target_labels), int(n_permutations))
-    except Exception as exc:  # noqa: BLE001 - shown here; the rest of the page stays
-        st.error(dash.user_message(exc))
-    else:
-        st.dataframe(dash.pipeline.diagnosis_frame(diag), hide_index=True)
-        if getattr(diag, "untestable", ()):
-            st.warning(f"**Not testable at this level on these data:** {', '.join(diag.untestable)}. "
-                       "Such a kind of shift is neither detected nor ruled out; see the evidence column.")
-        found = ", ".join(diag.kinds) if diag.kinds else "no shift"
-        st.info(f"Found: {found}. Recommended: **{diag.recommendation}**. {diag.reason}")
+           "imbalance measured; a domain classifier gives a second opinion. "
+           + analysis.subsampling.summary)
+st.dataframe(dash.pipeline.diagnosis_frame(diagnosis), hide_index=True)
+if diagnosis.untestable:
+    st.warning(f"**Not testable at this level on these data:** {', '.join(diagnosis.untestable)}. "
+               "Such a kind of shift is neither detected nor ruled out; see the evidence column.")
+found = ", ".join(diagnosis.kinds) if diagnosis.kinds else "no shift"
+st.info(f"Found: {found}. Recommended: **{diagnosis.recommendation}**. {diagnosis.reason}")
 
 # ------------------------------------------------------------------------------------ 6. adaptation
 st.subheader("6. After adaptation")
@@ -362,22 +354,20 @@ elif st.session_state.get("adapt_request") is not None and model is not None:
 
 # ------------------------------------------------------------------------------------ 7. downloads
 st.subheader("7. Downloads")
-adaptation_report = None if adaptation is None else adaptation.report
+shown = analysis if adaptation is None else analysis.with_adaptation(
+    adaptation.report, title=f"After adaptation: {adaptation.config.describe()} (measured on "
+                             f"{adaptation.n_target_eval} target samples)")
 
 
 def _html() -> str:
     figures = {} if before is None else {
         f"Embedding ({method.upper()})": plots.embedding_scatter(before, after, titles=titles)}
-    return render_html(
-        report, drift=drift, adaptation=adaptation_report, title=f"shiftkit report: {domains.name}",
-        class_names=class_names, notes=[domains.description], figures=figures,
-        adaptation_title=None if adaptation is None else f"After adaptation: {adaptation.config.describe()}",
-    )
+    return shown.to_html(title=f"shiftkit report: {domains.name}", figures=figures)
 
 
 c1, c2 = st.columns(2)
 try:
-    json_report = bundle_json(report, drift, adaptation_report)
+    json_report = shown.to_json()
 except Exception as exc:  # noqa: BLE001 - shown here; the rest of the page stays
     c1.error(f"**The JSON report could not be built.** {dash.user_message(exc)}")
 else:

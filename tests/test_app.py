@@ -254,7 +254,7 @@ def test_default_model_and_embedding_use_the_library_standardiser():
 
 def test_every_alpha_of_the_slider_can_reject():
     d = dash.scenario_domains("hospitals_covariate", seed=0)
-    rep = dash.measure_shift(d, None, np.arange(len(d.x_source)), n_permutations=100, alpha=0.001, seed=0)
+    rep = dash.analysis_of(d, None, np.arange(len(d.x_source)), n_permutations=100, alpha=0.001, seed=0).report
     assert rep.input_test.n_permutations >= 1999
     assert rep.input_test.is_shift and rep.input_test.p_value <= 0.001
 
@@ -264,7 +264,7 @@ def test_labels_coded_1_2_are_balanced_classes_named_1_and_2():
     frame = pd.DataFrame(rng.normal(size=(200, 3)), columns=list("abc"))
     frame["label"] = np.resize([1, 2], 200)
     d = _load(csv_bytes(frame), csv_bytes(frame.sample(frac=1.0, random_state=0)), "label")
-    rep = dash.measure_shift(d, None, np.arange(len(d.x_source)), n_permutations=100, alpha=0.05, seed=0)
+    rep = dash.analysis_of(d, None, np.arange(len(d.x_source)), n_permutations=100, alpha=0.05, seed=0).report
     assert rep.labels.source_imbalance.imbalance_ratio == pytest.approx(1.0)
     assert list(dash.label_table(rep, d.class_name_list())["class"]) == ["1", "2"]
     imbalance = dash.imbalance_table(rep, d.class_name_list())
@@ -400,9 +400,10 @@ def test_bad_uploads_show_an_error_not_an_exception(tables):
     assert len(at.error) == 1 and "not a valid .keras file" in at.error[0].value
 
 
-def test_diagnose_button_names_the_kind_and_the_adapter():
+def test_the_page_names_the_kind_and_the_adapter():
+    # issue 10: the diagnosis is part of the page's one analysis (no separate button), so the
+    # downloads hold it too (test_downloads_hold_what_the_page_shows_the_diagnosis_included).
     at = _app().run()
-    at.button(key="run_diagnosis").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     recommendation = [i.value for i in at.info if "Recommended" in i.value]
@@ -439,3 +440,32 @@ def test_copy_with_the_sidebar_defaults_is_the_adapters_default_and_not_worse_th
     res = dash.run_adaptation(d, model, np.arange(150), np.arange(150, 300), cfg,
                               n_permutations=100, alpha=0.05, seed=0)
     assert res.report.accuracy_after >= res.report.accuracy_before - 0.02
+
+
+def test_downloads_hold_what_the_page_shows_the_diagnosis_included(monkeypatch):
+    """issue 10: the JSON download is the page's one analysis: report, drift and the diagnosis it shows."""
+    import json
+
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    saved = []
+    real = MemoryMediaFileStorage.load_and_get_id
+
+    def spy(self, path_or_data, mimetype, kind, filename=None):
+        saved.append((mimetype, path_or_data))
+        return real(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", spy)
+    at = _app().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    shown = [i.value for i in at.info if "Recommended" in i.value]
+    assert shown, "the page shows the diagnosis"
+    downloads = [data for mimetype, data in saved if mimetype == "application/json"]
+    assert downloads, "a JSON download was offered"
+    data = json.loads(downloads[-1])
+    assert data["diagnosis"] is not None
+    assert f"Recommended: **{data['diagnosis']['recommendation']}**" in shown[0]
+    assert data["diagnosis"]["kinds"] and all(k in shown[0] for k in data["diagnosis"]["kinds"])
+    assert data["shift_report"]["is_shift"] is True and data["feature_drift"]["tests"]
+    assert data["subsampling"]["max_samples"] == dash.pipeline.MAX_SAMPLES

@@ -2,8 +2,9 @@
 
 - `shiftkit.files` (the library's loaders): built-in scenarios, uploaded CSV/NPZ files and `.keras`
   models -> `Domains` / a model, with `DashboardError` (= `shiftkit.files.InputError`) messages.
-- `pipeline`: source split, the small default model, shift report, drift, embeddings, adaptation,
-  and the verdict cards and tables the page shows. No Streamlit import.
+- `pipeline`: source split, the small default model, the page's one `shiftkit.Analysis` (shift
+  report, per-feature drift, diagnosis; its JSON and HTML are the downloads), embeddings,
+  adaptation, and the verdict cards and tables the page shows. No Streamlit import.
 - `cached`: the same behind `st.cache_data` / `st.cache_resource` (imported by `app.py`).
 
 `app.py` only wires widgets to these calls and renders; every statistic comes from `shiftkit`.
@@ -33,13 +34,13 @@ from shiftkit.dashboard.pipeline import (
     AdaptConfig,
     Card,
     adapter_available,
+    analysis_of,
     build_default_model,
     comparison_frame,
     drift_frame,
     embed_2d,
     imbalance_table,
     label_table,
-    measure_shift,
     run_adaptation,
     source_split,
     train_default_model,
@@ -66,6 +67,7 @@ __all__ = [
     "DashboardError",
     "Domains",
     "adapter_available",
+    "analysis_of",
     "build_default_model",
     "comparison_frame",
     "csv_columns",
@@ -77,7 +79,6 @@ __all__ = [
     "load_keras_model",
     "load_npz",
     "load_uploaded_domains",
-    "measure_shift",
     "read_csv",
     "run_adaptation",
     "scenario_domains",

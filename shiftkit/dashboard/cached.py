@@ -3,8 +3,9 @@
 Keys are explicit: `data_key` names the data (scenario + options, or the uploaded files' SHA-256),
 `model_key` the model (none / default + seed / uploaded file's SHA-256). Arguments with a leading
 underscore (the arrays, the Keras model) are not hashed by Streamlit; the keys stand for them. Data,
-reports and figures use `st.cache_data` (pickled copies per caller); Keras models and adaptation
-results use `st.cache_resource` (one shared object: they are only read after they are built).
+the analysis and figures use `st.cache_data` (pickled copies per caller); Keras models and
+adaptation results use `st.cache_resource` (one shared object: they are only read after they are
+built).
 """
 
 from __future__ import annotations
@@ -17,20 +18,20 @@ import numpy as np
 import streamlit as st
 
 from shiftkit import files as loaders
+from shiftkit.analysis import Analysis
 from shiftkit.dashboard import pipeline
+from shiftkit.plots import to_png
 
 __all__ = [
     "adaptation",
+    "analysis",
     "csv_columns",
     "default_model",
-    "diagnosis",
     "digest",
     "embedding",
-    "feature_drift",
     "model_features",
     "png",
     "scenario_domains",
-    "shift_report",
     "source_split",
     "uploaded_domains",
     "uploaded_model",
@@ -82,28 +83,15 @@ def uploaded_model(file_key: str, filename: str, _data: bytes) -> Any:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def shift_report(
+def analysis(
     data_key: str, model_key: str, _domains: loaders.Domains, _model: Any, _source_idx: np.ndarray,
     n_permutations: int, alpha: float, seed: int, use_target_labels: bool,
-) -> Any:
-    return pipeline.measure_shift(
+) -> Analysis:
+    """The page's one analysis (report, per-feature drift, diagnosis) of the held-out source vs the target."""
+    return pipeline.analysis_of(
         _domains, _model, _source_idx, n_permutations=n_permutations, alpha=alpha, seed=seed,
         use_target_labels=use_target_labels,
     )
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def diagnosis(
-    data_key: str, model_key: str, _domains: loaders.Domains, _model: Any, _source_idx: np.ndarray,
-    alpha: float, seed: int, use_target_labels: bool, n_permutations: int,
-) -> Any:
-    return pipeline.diagnose_shift(_domains, _model, _source_idx, alpha=alpha, seed=seed,
-                                   use_target_labels=use_target_labels, n_permutations=n_permutations)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def feature_drift(data_key: str, _domains: loaders.Domains, alpha: float) -> Any:
-    return pipeline.drift_for(_domains, alpha)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -134,6 +122,4 @@ def adaptation(
 @st.cache_data(show_spinner=False, max_entries=64)
 def png(key: tuple, _make_figure: Callable[[], Any]) -> bytes:
     """PNG bytes of the figure `_make_figure()` builds; `key` says which figure of which results."""
-    from shiftkit.plots import to_png
-
     return to_png(_make_figure())

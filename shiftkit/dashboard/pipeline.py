@@ -1,9 +1,9 @@
-"""The dashboard's computations as plain functions: split, default model, measure, embed, adapt.
+"""The dashboard's computations as plain functions: split, default model, analyse, embed, adapt.
 
-Each function calls the library (`shiftkit.shift_report`, `feature_drift`, the adapters) and
-returns its result objects or small DataFrames for display; none computes a statistic itself and
-none imports Streamlit (`shiftkit.dashboard.cached` adds the caching). Errors that the user can fix
-come out as `DashboardError`.
+Each function calls the library (`shiftkit.analyze` for the page's one `Analysis`, the adapters)
+and returns its result objects or small DataFrames for display; none computes a statistic itself
+and none imports Streamlit (`shiftkit.dashboard.cached` adds the caching). Errors that the user can
+fix come out as `DashboardError`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,21 @@ import dataclasses
 import math
 from typing import Any
 
+import keras
 import numpy as np
+import pandas as pd
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+from sklearn.model_selection import train_test_split
 
+from shiftkit.analysis import Analysis, analyze
 from shiftkit.dashboard.errors import DashboardError
-from shiftkit.files import Domains
+from shiftkit.data import subsample_rows
+from shiftkit.files import Domains, model_n_classes
+from shiftkit.html_report import class_display_names, evidence_found
+from shiftkit.shift.features import check_model_input, feature_space
+from shiftkit.shift.mmd import permutations_for
+from shiftkit.shift.scaling import Standardizer, standardize as standardize_pair
 
 __all__ = [
     "ADAPTERS",
@@ -29,17 +40,15 @@ __all__ = [
     "Card",
     "adapter_available",
     "build_default_model",
+    "analysis_of",
     "check_model_fits",
     "comparison_frame",
-    "diagnose_shift",
     "diagnosis_frame",
     "permutations",
-    "drift_for",
     "drift_frame",
     "embed_2d",
     "imbalance_table",
     "label_table",
-    "measure_shift",
     "model_features",
     "run_adaptation",
     "source_split",
@@ -67,7 +76,7 @@ ADAPTERS = {
 #: copy / fine-tune "until the held-out loss stops improving" at the adapter's rate (issue 9: a user
 #: who changes nothing gets a model no worse than the source), for MMD its rate.
 ADAPTER_DEFAULTS = {"copy": (None, None), "finetune": (None, None), "mmd": (20, None)}
-#: Each domain is subsampled (seeded) to at most this many samples for the MMD tests.
+#: Each domain is subsampled (seeded) to at most this many samples for the MMD tests and the diagnosis.
 MAX_SAMPLES = 2000
 #: Epochs of the small default model (about 2-3 s on 2 CPU cores for the demo scenarios).
 DEFAULT_MODEL_EPOCHS = 15
@@ -86,8 +95,6 @@ def source_split(y_source: np.ndarray | None, n: int, seed: int, holdout: float 
     measuring on the model's own training data would make it look overconfident. Stratified by
     class when every class has at least two samples.
     """
-    from sklearn.model_selection import train_test_split
-
     idx = np.arange(n)
     stratify = None
     if y_source is not None:
@@ -107,10 +114,6 @@ def _standardizer(x: np.ndarray) -> Any:
     `adapt()`-ed), so they live in the layer's config and survive `keras.models.clone_model` (used
     by every adapter) and a `safe_mode` save/load. The layer works on the flattened input.
     """
-    import keras
-
-    from shiftkit.shift.scaling import Standardizer
-
     scaler = Standardizer().fit(x)
     return keras.layers.Normalization(mean=scaler.mean_.tolist(), variance=(scaler.scale_**2).tolist(),
                                       name="standardize")
@@ -126,8 +129,6 @@ def build_default_model(x: np.ndarray, n_classes: int, seed: int = 0) -> Any:
 
     The feature space of the shift report is the 16-unit "embedding" layer (the input of the head).
     """
-    import keras
-
     keras.utils.set_random_seed(seed)
     layers = [keras.Input(tuple(x.shape[1:]), name="inputs")]
     if x.ndim > 2:
@@ -145,8 +146,6 @@ def train_default_model(
     x: np.ndarray, y: np.ndarray, n_classes: int, *, seed: int = 0, epochs: int = DEFAULT_MODEL_EPOCHS
 ) -> Any:
     """Build and train the default model on source data (seeded; a few seconds on a CPU)."""
-    import keras
-
     if y is None:
         raise DashboardError(
             "The default model is trained on the source labels, and the source has none. Choose a "
@@ -176,9 +175,6 @@ def check_model_fits(model: Any, domains: Domains) -> Domains:
     Returns:
         The (re-coded) `Domains`.
     """
-    from shiftkit.files import model_n_classes
-    from shiftkit.shift.features import check_model_input
-
     try:
         check_model_input(model, domains.x_source[:2], "the source data")
     except (ValueError, TypeError) as exc:
@@ -195,8 +191,6 @@ def permutations(alpha: float, n_permutations: int) -> int:
     `shiftkit.shift.mmd.permutations_for(alpha, n)`: a permutation p-value is at least
     1 / (1 + n), so at alpha = 0.001 a 500-permutation test could never detect anything.
     """
-    from shiftkit.shift.mmd import permutations_for
-
     return permutations_for(alpha, int(n_permutations))
 
 
@@ -205,13 +199,7 @@ def permutations(alpha: float, n_permutations: int) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def _target_labels(domains: Domains, use_target_labels: bool) -> np.ndarray | None:
-    if domains.y_source is None or not use_target_labels:
-        return None
-    return domains.y_target
-
-
-def measure_shift(
+def analysis_of(
     domains: Domains,
     model: Any,
     source_idx: np.ndarray,
@@ -220,94 +208,39 @@ def measure_shift(
     alpha: float,
     seed: int,
     use_target_labels: bool = True,
-) -> Any:
-    """`shiftkit.shift_report` of the held-out source vs the target (input space standardised for tables).
+) -> Analysis:
+    """The page's one `shiftkit.analyze`: the held-out source vs the target.
 
-    `n_permutations` is raised where `alpha` needs more (`permutations`).
+    Report (input space standardised for tables), per-feature drift and diagnosis, each domain
+    subsampled (seeded) to at most `MAX_SAMPLES` rows for the MMD tests and the diagnosis; every
+    test gets at least `n_permutations` permutations, more where its level needs them. Without
+    `use_target_labels` the target labels are left out (target class proportions estimated).
     """
-    from shiftkit.shift.report import shift_report
-
     ys = None if domains.y_source is None else domains.y_source[source_idx]
-    return shift_report(
-        domains.x_source[source_idx],
-        domains.x_target,
-        ys,
-        _target_labels(domains, use_target_labels),
-        model=model,
-        n_permutations=permutations(alpha, n_permutations),
-        alpha=alpha,
-        seed=seed,
-        standardize=domains.is_tabular,
-        max_samples=MAX_SAMPLES,
+    yt = domains.y_target if ys is not None and use_target_labels else None
+    return analyze(
+        domains.x_source[source_idx], domains.x_target, y_source=ys, y_target=yt, model=model,
+        n_permutations=int(n_permutations), alpha=alpha, seed=seed, max_samples=MAX_SAMPLES,
+        standardize=domains.is_tabular, feature_names=domains.feature_names,
+        class_names=domains.class_name_list(), notes=[domains.description],
     )
-
-
-def diagnose_shift(
-    domains: Domains,
-    model: Any,
-    source_idx: np.ndarray,
-    *,
-    alpha: float,
-    seed: int,
-    use_target_labels: bool = True,
-    n_permutations: int = 500,
-) -> Any:
-    """`shiftkit.diagnose` of the held-out source vs the target: the kind of shift and the adapter.
-
-    Each domain is subsampled (seeded, as `shiftkit check` does) to at most `MAX_SAMPLES` rows.
-    `n_permutations` is the least each test runs: `diagnose` raises it to what its own (corrected)
-    level needs, and marks a kind NOT TESTABLE when the data cannot reach that level.
-    """
-    from shiftkit.data import subsample_rows as _subsample_rows
-    from shiftkit.shift.diagnose import diagnose
-
-    xs, xt = domains.x_source[source_idx], domains.x_target
-    rows_s = _subsample_rows(len(xs), MAX_SAMPLES, seed)
-    rows_t = _subsample_rows(len(xt), MAX_SAMPLES, seed + 1)
-    ys = None if domains.y_source is None else domains.y_source[source_idx][rows_s]
-    yt = _target_labels(domains, use_target_labels)
-    yt = None if yt is None or ys is None else yt[rows_t]
-    ys, classes = domains.labels_by_name(ys)
-    yt, _ = domains.labels_by_name(yt)
-    return diagnose(xs[rows_s], xt[rows_t], ys, yt, model=model, alpha=alpha,
-                    n_permutations=int(n_permutations), seed=seed, classes=None if ys is None else classes)
 
 
 def diagnosis_frame(diagnosis: Any) -> Any:
     """The diagnosis' evidence as a table (one row per kind of shift)."""
-    import pandas as pd
-
-    rows = []
-    for e in diagnosis.evidence:
-        if not getattr(e, "testable", True):
-            found = "NOT TESTABLE"
-        else:
-            found = "yes" if e.detected else ("no" if e.tested else "not tested")
-        rows.append({
-            "kind": e.kind,
-            "found": found,
-            "test": e.test,
-            "p-value": e.p_value,
-            "level": e.level,
-            "permutations": getattr(e, "n_permutations", None),
-            "evidence": e.detail,
-        })
-    return pd.DataFrame(rows)
-
-
-def drift_for(domains: Domains, alpha: float) -> Any:
-    """Per-feature drift (KS / chi-square with Benjamini-Hochberg) for tabular data, else None."""
-    from shiftkit.shift.univariate import feature_drift
-
-    if not domains.is_tabular:
-        return None
-    return feature_drift(domains.x_source, domains.x_target, feature_names=domains.feature_names, alpha=alpha)
+    return pd.DataFrame([{
+        "kind": e.kind,
+        "found": evidence_found(e),
+        "test": e.test,
+        "p-value": e.p_value,
+        "level": e.level,
+        "permutations": getattr(e, "n_permutations", None),
+        "evidence": e.detail,
+    } for e in diagnosis.evidence])
 
 
 def model_features(model: Any, x: np.ndarray) -> np.ndarray:
     """Features of `x` at the model's default feature layer (the input of its output head)."""
-    from shiftkit.shift.features import feature_space
-
     return feature_space(model)(x)
 
 
@@ -317,27 +250,17 @@ def embed_2d(
     """2-D embedding of source and target together: PCA (default) or t-SNE (slower).
 
     Both domains are embedded by one map (fitted on the pooled sample), so their positions are
-    comparable; at most `max_points` per domain are drawn (seeded subsample). With `standardize`,
-    inputs are scaled by the library's standardiser (`shiftkit.shift.scaling.standardize`, fitted
-    on both domains), as the input-space tests see them.
+    comparable; at most `max_points` per domain are drawn (`shiftkit.data.subsample_rows`: the
+    source with `seed`, the target with `seed + 1`). With `standardize`, inputs are scaled by the
+    library's standardiser (`shiftkit.shift.scaling.standardize`, fitted on both domains), as the
+    input-space tests see them.
     """
-    from sklearn.decomposition import PCA
-
-    from shiftkit.shift.scaling import standardize as scale
-
-    rng = np.random.default_rng(seed)
-
-    def sub(a: np.ndarray) -> np.ndarray:
-        a = a.reshape(len(a), -1)
-        return a if len(a) <= max_points else a[np.sort(rng.choice(len(a), max_points, replace=False))]
-
-    a, b = sub(xs), sub(xt)
+    a = xs.reshape(len(xs), -1)[subsample_rows(len(xs), max_points, seed)]
+    b = xt.reshape(len(xt), -1)[subsample_rows(len(xt), max_points, seed + 1)]
     if standardize:
-        a, b = scale(a, b)
+        a, b = standardize_pair(a, b)
     z = np.concatenate([a, b]).astype(np.float64)
     if method == "tsne":
-        from sklearn.manifold import TSNE
-
         if z.shape[1] > 50:
             z = PCA(n_components=50, random_state=seed).fit_transform(z)
         perplexity = float(min(30.0, max(5.0, (len(z) - 1) / 4)))
@@ -621,13 +544,11 @@ def verdict_cards(report: Any) -> list[Card]:
 
 def label_table(report: Any, class_names: list[str] | None = None) -> Any:
     """Class proportions, source vs target, and the ratio target/source, one row per class."""
-    import pandas as pd
-
     lab = report.labels
     if lab is None:
         return None
     n = lab.n_classes
-    names = class_names if class_names is not None and len(class_names) == n else [str(k) for k in range(n)]
+    names = class_display_names(n, class_names)
     return pd.DataFrame({
         "class": names,
         "source proportion": np.asarray(lab.source_proportions, dtype=float),
@@ -640,13 +561,11 @@ def label_table(report: Any, class_names: list[str] | None = None) -> Any:
 
 def imbalance_table(report: Any, class_names: list[str] | None = None) -> Any:
     """Class-imbalance figures of the source and (when labelled) the target."""
-    import pandas as pd
-
     lab = report.labels
     if lab is None:
         return None
     n = lab.n_classes
-    names = class_names if class_names is not None and len(class_names) == n else [str(k) for k in range(n)]
+    names = class_display_names(n, class_names)
     rows = []
     for side, imb in (("source", lab.source_imbalance), ("target", lab.target_imbalance)):
         if imb is None:
@@ -673,8 +592,6 @@ def drift_frame(drift: Any) -> Any:
 
 def comparison_frame(result: AdaptationResult) -> Any:
     """Every figure before and after adaptation (the library's `comparison.to_frame()`), plus accuracy."""
-    import pandas as pd
-
     rep = result.report
     frame = rep.comparison.to_frame()
     if rep.accuracy_before is not None:
