@@ -198,6 +198,22 @@ def _not_testable(kind: str, test: str, level: float, why: str, n_perm: int | No
                     n_permutations=n_perm, testable=False)
 
 
+def _label_test_evidence(res: Any, test: str, level: float, sample: str, more: str, detail: str) -> Evidence:
+    """The label evidence of a `label_shift_test` result: its decision, or not testable at `level`.
+
+    Args:
+        res: the `LabelShiftTestResult`. test: the test's name. level: its (Bonferroni) level.
+        sample: the rows it compared, for the not-testable message. more: what to pass more of.
+        detail: the evidence's text when it can be tested.
+    """
+    if res.min_p_value > level:
+        return _not_testable("label", test, level, (
+            f"with {sample} no split is rarer than {res.min_p_value:.3g}. Pass more {more} or a larger alpha."),
+            res.n_permutations)
+    return Evidence("label", bool(res.p_value <= level), True, test, res.statistic, res.p_value, level, detail,
+                    n_permutations=res.n_permutations)
+
+
 def _label_matched(ys: np.ndarray, q: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Source row indices subsampled per class, without replacement, to proportions q.
 
@@ -391,17 +407,11 @@ def diagnose(
         res = label_shift_test(ys, yt, n_classes=n_classes, n_permutations=label_perm, seed=seed)
         q = np.asarray(res.target_proportions)
         test = "permutation chi-square test on class counts"
-        if res.min_p_value > level:
-            evidence["label"] = _not_testable("label", test, level, (
-                f"with {len(ys)} source and {len(yt)} target labels no split is rarer than "
-                f"{res.min_p_value:.3g}. Pass more labelled rows or a larger alpha."), label_perm)
-        else:
-            evidence["label"] = Evidence(
-                "label", bool(res.p_value <= level), True, test, res.statistic, res.p_value, level,
-                f"class proportions source {_fmt(class_values, res.source_proportions)} vs target "
-                f"{_fmt(class_values, q)}; chi-square {res.statistic:.4g}, {label_perm} permutations.",
-                n_permutations=label_perm,
-            )
+        evidence["label"] = _label_test_evidence(
+            res, test, level, f"{len(ys)} source and {len(yt)} target labels", "labelled rows",
+            f"class proportions source {_fmt(class_values, res.source_proportions)} vs target "
+            f"{_fmt(class_values, q)}; chi-square {res.statistic:.4g}, {label_perm} permutations.",
+        )
     else:
         held = source_clf.held
         ps = source_clf.proba(classifier_input(xs, xs_raw)[held])
@@ -428,18 +438,13 @@ def diagnose(
                 "the source classifier predicts a single class for every source and target row, so its "
                 "predictions cannot show a label shift. Pass y_target, or a better classifier." + effect),
                 label_perm)
-        elif res.min_p_value > level:
-            evidence["label"] = _not_testable("label", test, level, (
-                f"with {len(held)} held-out source and {len(xt)} target rows no split is rarer than "
-                f"{res.min_p_value:.3g}. Pass more rows or a larger alpha."), label_perm)
         else:
-            evidence["label"] = Evidence(
-                "label", bool(res.p_value <= level), True, test, res.statistic, res.p_value, level,
+            evidence["label"] = _label_test_evidence(
+                res, test, level, f"{len(held)} held-out source and {len(xt)} target rows", "rows",
                 f"predicted-class proportions on {len(held)} held-out source rows "
                 f"{_fmt(class_values, res.source_proportions)} vs target {_fmt(class_values, res.target_proportions)}"
                 f" (chi-square {res.statistic:.4g}, {label_perm} permutations);{effect} A covariate shift that "
                 "moves the predictions shows here too.",
-                n_permutations=label_perm,
             )
 
     # ---------------------------------------------------------------- covariate shift
