@@ -97,14 +97,20 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--alpha", type=float, default=0.01, help="level of the MMD tests (default: %(default)s)")
         p.add_argument("--json", metavar="PATH", help="write the JSON report to PATH ('-': stdout, nothing else there)")
 
-    check = sub.add_parser(
-        "check", parents=[common],
-        help="pre-deployment gate: exit 1 when the target moved beyond the thresholds",
-        description="Compare a target data set with the reference the model was validated on. "
+    def command(name: str, help: str, description: str, *files: tuple[str, str, str]) -> argparse.ArgumentParser:
+        """A subcommand with its required file options `(flag, metavar, help)`."""
+        p = sub.add_parser(name, parents=[common], help=help, description=description)
+        for flag, metavar, text in files:
+            p.add_argument(flag, required=True, metavar=metavar, help=text)
+        return p
+
+    check = command(
+        "check", "pre-deployment gate: exit 1 when the target moved beyond the thresholds",
+        "Compare a target data set with the reference the model was validated on. "
         "Exit 0: pass; 1: shift beyond a threshold; 2: bad input.",
+        ("--reference", "REF", "reference data (CSV/NPZ/NPY) or a snapshot .npz"),
+        ("--target", "TGT", "target data (CSV/NPZ/NPY)"),
     )
-    check.add_argument("--reference", required=True, metavar="REF", help="reference data (CSV/NPZ/NPY) or a snapshot .npz")
-    check.add_argument("--target", required=True, metavar="TGT", help="target data (CSV/NPZ/NPY)")
     data_options(check, gate=True)
     check.add_argument("--max-label-shift", type=float, default=0.1,
                        help="largest tolerated total variation between class proportions (default: %(default)s)")
@@ -113,14 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--html", metavar="PATH", help="write a self-contained HTML report")
     check.add_argument("--no-diagnosis", action="store_true", help="skip naming the kind of shift (faster)")
 
-    snap = sub.add_parser(
-        "snapshot", parents=[common],
-        help="save what a later check needs about the reference (no full data, no full labels)",
-        description="Write a reference snapshot: a seeded subsample, class counts, standardisation statistics, "
+    snap = command(
+        "snapshot", "save what a later check needs about the reference (no full data, no full labels)",
+        "Write a reference snapshot: a seeded subsample, class counts, standardisation statistics, "
         "kernel bandwidths, model features and probabilities, and the library version.",
+        ("--reference", "REF", "reference data (CSV/NPZ/NPY)"), ("--out", "PATH", "snapshot file to write (.npz)"),
     )
-    snap.add_argument("--reference", required=True, metavar="REF", help="reference data (CSV/NPZ/NPY)")
-    snap.add_argument("--out", required=True, metavar="PATH", help="snapshot file to write (.npz)")
     for opt in ("--model", "--layer", "--label-column"):
         snap.add_argument(opt, metavar=opt.strip("-").upper().replace("-", "_"),
                           help={"--model": "a Keras model (loaded with safe_mode=True)",
@@ -131,15 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     snap.add_argument("--seed", type=int, default=0, help="subsampling seed (default: %(default)s)")
     _max_gib_option(snap)
 
-    rep = sub.add_parser(
-        "report", parents=[common],
-        help="the full shift report (HTML/JSON) without gating",
-        description="Measure source vs target and write the report: MMD tests, labels, per-feature drift, "
-        "diagnosis and recommended adapter. The MMD tests and the diagnosis use a seeded subsample of at most "
-        "--max-samples rows per domain (said in the output); per-feature tests use every row.",
+    rep = command(
+        "report", "the full shift report (HTML/JSON) without gating",
+        "Measure source vs target and write the report (shiftkit.analyze): MMD tests, labels, per-feature "
+        "drift, diagnosis and recommended adapter. The MMD tests and the diagnosis use a seeded subsample of at "
+        "most --max-samples rows per domain (said in the output); per-feature tests use every row.",
+        ("--source", "SRC", "source data (CSV/NPZ/NPY)"), ("--target", "TGT", "target data (CSV/NPZ/NPY)"),
     )
-    rep.add_argument("--source", required=True, metavar="SRC", help="source data (CSV/NPZ/NPY)")
-    rep.add_argument("--target", required=True, metavar="TGT", help="target data (CSV/NPZ/NPY)")
     data_options(rep)
     rep.add_argument("--alpha", type=float, default=0.05, help="level of the tests (default: %(default)s)")
     rep.add_argument("--html", metavar="PATH", help="write a self-contained HTML report")
@@ -285,6 +287,16 @@ def _for_model(data: Any, model: Any) -> Any:
     return data.for_model(model_n_classes(model))
 
 
+def _load_domains(args: argparse.Namespace, source: str, model: Any, role: str) -> Any:
+    """The source (or reference) and `--target` files, labels coded for the model; dropped rows said."""
+    d = load_domains_path(source, args.target, label_column=args.label_column, drop_na=args.drop_na,
+                          max_bytes=_max_bytes(args))
+    d = _for_model(d, model)
+    _note_dropped(role, d.dropped[0])
+    _note_dropped("target", d.dropped[1])
+    return d
+
+
 def _run_check(args: argparse.Namespace) -> int:
     max_bytes = _max_bytes(args)
     model = _load_model(args)
@@ -305,11 +317,7 @@ def _run_check(args: argparse.Namespace) -> int:
         _progress("measuring shift against the snapshot")
         result = check.check_shift(reference, target.x, target.y, **common)
     else:
-        d = load_domains_path(args.reference, args.target, label_column=args.label_column, drop_na=args.drop_na,
-                              max_bytes=max_bytes)
-        d = _for_model(d, model)
-        _note_dropped("reference", d.dropped[0])
-        _note_dropped("target", d.dropped[1])
+        d = _load_domains(args, args.reference, model, "reference")
         _progress("measuring shift")
         result = check.check_shift(d.x_source, d.x_target, d.y_target, y_reference=d.y_source,
                                    feature_names=d.feature_names, class_names=d.class_names, **common)
@@ -339,13 +347,8 @@ def _run_snapshot(args: argparse.Namespace) -> int:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    max_bytes = _max_bytes(args)
     model = _load_model(args)
-    d = load_domains_path(args.source, args.target, label_column=args.label_column, drop_na=args.drop_na,
-                          max_bytes=max_bytes)
-    d = _for_model(d, model)
-    _note_dropped("source", d.dropped[0])
-    _note_dropped("target", d.dropped[1])
+    d = _load_domains(args, args.source, model, "source")
     _progress("measuring shift and diagnosing the kind of shift")
     analysis = analyze(d.x_source, d.x_target, y_source=d.y_source, y_target=d.y_target, model=model,
                        layer=args.layer, alpha=args.alpha, n_permutations=args.n_permutations, seed=args.seed,

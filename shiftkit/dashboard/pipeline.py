@@ -547,8 +547,7 @@ def label_table(report: Any, class_names: list[str] | None = None) -> Any:
     lab = report.labels
     if lab is None:
         return None
-    n = lab.n_classes
-    names = class_display_names(n, class_names)
+    n, names = lab.n_classes, class_display_names(lab.n_classes, class_names)
     return pd.DataFrame({
         "class": names,
         "source proportion": np.asarray(lab.source_proportions, dtype=float),
@@ -561,24 +560,20 @@ def label_table(report: Any, class_names: list[str] | None = None) -> Any:
 
 def imbalance_table(report: Any, class_names: list[str] | None = None) -> Any:
     """Class-imbalance figures of the source and (when labelled) the target."""
-    lab = report.labels
-    if lab is None:
+    if report.labels is None:
         return None
-    n = lab.n_classes
-    names = class_display_names(n, class_names)
-    rows = []
-    for side, imb in (("source", lab.source_imbalance), ("target", lab.target_imbalance)):
-        if imb is None:
-            continue
-        rows.append({
-            "domain": side,
-            "samples": imb.n_samples,
-            "imbalance ratio (max/min)": imb.imbalance_ratio,
-            "normalized entropy (1 = balanced)": imb.normalized_entropy,
-            "minority classes": ", ".join(names[c] for c in imb.minority_classes) or "none",
-            **{f"count {names[k]}": int(imb.counts[k]) for k in range(n)},
-        })
-    return pd.DataFrame(rows)
+    lab = report.labels
+    names = class_display_names(lab.n_classes, class_names)
+    sides = [(side, imb) for side, imb in (("source", lab.source_imbalance), ("target", lab.target_imbalance))
+             if imb is not None]
+    return pd.DataFrame([{
+        "domain": side,
+        "samples": imb.n_samples,
+        "imbalance ratio (max/min)": imb.imbalance_ratio,
+        "normalized entropy (1 = balanced)": imb.normalized_entropy,
+        "minority classes": ", ".join(names[c] for c in imb.minority_classes) or "none",
+        **{f"count {names[k]}": int(imb.counts[k]) for k in range(lab.n_classes)},
+    } for side, imb in sides])
 
 
 def drift_frame(drift: Any) -> Any:
