@@ -358,11 +358,13 @@ TOL_BY_HAND = 0.02  # FineTune default within this of the by-hand Keras fine-tun
 
 
 def _params(cls: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The keyword parameters (name -> default) of `cls.__init__` and `cls.fit`."""
+    """The keyword parameters (name -> default) of `cls.__init__` and `cls.fit` (data keywords left out)."""
+    from shiftkit.adapt.registry import DATA_KEYS
+
     def kw(fn: Any) -> dict[str, Any]:
         return {p.name: p.default for p in inspect.signature(fn).parameters.values()
                 if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in ("self", "x", "y",
-                                                                                      "source_model")}
+                                                                                      "source_model", *DATA_KEYS)}
 
     return kw(cls.__init__), kw(cls.fit)
 

@@ -51,6 +51,8 @@ from shiftkit._validation import (
     check_seed,
 )
 from shiftkit._version import __version__
+from shiftkit.adapt.base import Adapter
+from shiftkit.adapt.registry import adapter_names, fit_data, get_adapter
 from shiftkit.data import DomainSplits
 from shiftkit.files import load_model_path
 
@@ -66,7 +68,7 @@ __all__ = [
 
 #: Built-in metric names, in the order they are reported.
 METRICS: tuple[str, ...] = ("accuracy", "balanced_accuracy", "macro_f1", "auroc", "ece")
-#: Adapter names `Experiment` knows.
+#: The built-in adapters (`Experiment` knows every adapter in `shiftkit.adapt.adapter_names()`).
 ADAPTER_NAMES: tuple[str, ...] = ("copy", "finetune", "mmd", "label_shift")
 _BASELINES: tuple[str, ...] = ("source_only", "target_only")
 #: Training epochs per step when `run(epochs=None)`; `epochs=` (an int or a dict) overrides them. None:
@@ -259,44 +261,6 @@ def classification_metrics(y_true: Any, proba: Any, metrics: Any = METRICS) -> d
 # --------------------------------------------------------------------------------------------
 
 
-def _adapter_classes() -> dict[str, type]:
-    from shiftkit.adapt import (
-        CopyAdapter,
-        FineTuneAdapter,
-        LabelShiftAdapter,
-        MMDAdapter,
-    )
-
-    return {"copy": CopyAdapter, "finetune": FineTuneAdapter, "mmd": MMDAdapter, "label_shift": LabelShiftAdapter}
-
-
-def _kind_of(adapter: Any) -> str:
-    # FineTuneAdapter is checked before CopyAdapter in case of a subclass of both.
-    for kind in ("finetune", "copy", "mmd", "label_shift"):
-        if isinstance(adapter, _adapter_classes()[kind]):
-            return kind
-    raise TypeError(
-        f"Experiment can fit CopyAdapter, FineTuneAdapter, MMDAdapter and LabelShiftAdapter (and their "
-        f"subclasses); got a {type(adapter).__name__}. Fit it yourself, or subclass one of those."
-    )
-
-
-def _template_params(adapter: Any) -> dict[str, Any]:
-    """Constructor parameters of an adapter instance (scikit-learn's `get_params` convention)."""
-    params = {}
-    for p in inspect.signature(type(adapter).__init__).parameters.values():
-        if p.name in ("self", "source_model") or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-            continue
-        if not hasattr(adapter, p.name):
-            raise TypeError(
-                f"{type(adapter).__name__} does not store its constructor argument {p.name!r} as an "
-                "attribute, so Experiment cannot re-create it on the experiment's source model. Store "
-                "every __init__ argument under its own name, or pass the adapter's name instead."
-            )
-        params[p.name] = getattr(adapter, p.name)
-    return params
-
-
 class _AdapterSpec:
     """What to build for one method: kind, class and constructor parameters (None: defaults)."""
 
@@ -305,9 +269,9 @@ class _AdapterSpec:
 
     def build(self, source_model: Any, epochs: int | None) -> Any:
         if self.params is not None:
-            return self.cls(source_model, **self.params)
-        if self.kind == "finetune" and epochs is not None:
-            return self.cls(source_model, head_epochs=epochs)
+            return self.cls.from_config(self.params, source_model)
+        if epochs is not None and "head_epochs" in self.cls._init_parameters():
+            return self.cls(source_model, head_epochs=epochs)  # run(epochs=int): the head stage too
         return self.cls(source_model)
 
     def describe(self) -> dict[str, Any]:
@@ -325,8 +289,8 @@ def _plain(value: Any) -> Any:
 
 
 def _check_adapters(adapters: Any) -> list[_AdapterSpec]:
-    from shiftkit.adapt.base import Adapter
-
+    if adapters is None:
+        adapters = adapter_names()
     if isinstance(adapters, (str, Adapter)):
         adapters = (adapters,)
     if isinstance(adapters, Mapping):
@@ -335,24 +299,27 @@ def _check_adapters(adapters: Any) -> list[_AdapterSpec]:
         items = [(None, a) for a in adapters]
     else:
         raise TypeError(
-            f"adapters must be a list of names ({', '.join(ADAPTER_NAMES)}) and/or Adapter instances, or a "
+            f"adapters must be a list of names ({', '.join(adapter_names())}) and/or Adapter instances, or a "
             f"dict name -> name/Adapter; got {type(adapters).__name__}."
         )
     specs: list[_AdapterSpec] = []
     used: set[str] = set()
-    classes = _adapter_classes()
     for name, item in items:
         if isinstance(item, str):
-            if item not in ADAPTER_NAMES:
-                raise ValueError(f"Unknown adapter {item!r}. Choose from: {', '.join(ADAPTER_NAMES)}.")
-            kind, cls, params = item, classes[item], None
+            cls, params = get_adapter(item), None
         elif isinstance(item, Adapter):
-            kind, cls, params = _kind_of(item), type(item), _template_params(item)
+            cls, params = type(item), item.get_config()
+            if not cls.name:
+                raise TypeError(
+                    f"{cls.__name__} has no registry name: set a class attribute `name` and decorate the "
+                    "class with shiftkit.adapt.register_adapter, so Experiment knows which data it needs."
+                )
         else:
             raise TypeError(
-                f"Each adapter must be a name ({', '.join(ADAPTER_NAMES)}) or an Adapter instance; got "
+                f"Each adapter must be a name ({', '.join(adapter_names())}) or an Adapter instance; got "
                 f"{type(item).__name__}."
             )
+        kind = cls.name
         if name is None:
             name, i = kind, 2
             while name in used:
@@ -702,7 +669,8 @@ class Experiment:
     Args:
         source_model: a compiled `keras.Model` (taken as trained), or a zero-argument function that
             builds and compiles one (its model is trained on `source_train`); see `train_source`.
-        adapters: names from `ADAPTER_NAMES` ("copy", "finetune", "mmd", "label_shift") and/or
+        adapters: None (default: every registered adapter, `shiftkit.adapt.adapter_names()`: "copy",
+            "finetune", "mmd", "label_shift" and any registered since), registry names and/or
             `Adapter` instances, or a dict method name -> name/instance. An instance is a
             *template*: its constructor arguments are re-applied to the experiment's source model at
             every run (scikit-learn's `clone`), so a run never refits the object you passed.
@@ -734,7 +702,7 @@ class Experiment:
         self,
         source_model: Any,
         *,
-        adapters: Any = ADAPTER_NAMES,
+        adapters: Any = None,
         metrics: Any = METRICS,
         train_source: bool | None = None,
         target_only: bool = True,
@@ -816,7 +784,7 @@ class Experiment:
         if isinstance(epochs, Mapping):
             allowed = set(DEFAULT_EPOCHS) | set(self.method_names)
             # Copy and FineTune steps may be None: "until the held-out loss stops improving".
-            auto = {"copy", "finetune"} | {s.name for s in self._specs if s.kind in ("copy", "finetune")}
+            auto = {s.kind for s in self._specs} | set(self.method_names)
             for key, value in epochs.items():
                 if key not in allowed:
                     raise ValueError(f"epochs has an entry for {key!r}; known steps: {', '.join(sorted(allowed))}.")
@@ -904,7 +872,7 @@ class Experiment:
         epochs = self._epochs(epochs)
         batch_size = check_positive_int(batch_size, "batch_size")
         labelled = splits.has_target_labels
-        need_labels = [s.name for s in self._specs if s.kind in ("copy", "finetune")]
+        need_labels = [s.name for s in self._specs if "y_target" in s.cls.requires]
         if need_labels and not labelled:
             raise ValueError(
                 f"Adapters {need_labels} train on labelled target samples, and these splits have none "
@@ -1002,26 +970,20 @@ class Experiment:
         # 4-5. Adapters: fit, measure after, evaluate.
         adapters: dict[str, Any] = {}
         for index, spec in enumerate(self._specs):
-            step_epochs = epochs.get(spec.name, epochs.get(spec.kind, DEFAULT_EPOCHS.get(spec.kind, 1)))
+            step_epochs = epochs.get(spec.name, epochs.get(spec.kind, DEFAULT_EPOCHS.get(spec.kind)))
             step_seed = _seed(seed, spec.kind if spec.name == spec.kind else spec.name, index)
             adapter = spec.build(source, step_epochs)
-            extra = dict(self.fit_kwargs.get(spec.kind, {}))
-            extra.update(self.fit_kwargs.get(spec.name, {}))
-            if spec.kind in ("copy", "finetune"):
-                xl, yl = splits.target_labeled
-                kwargs: dict[str, Any] = {"epochs": step_epochs, "batch_size": batch_size, "verbose": verbose,
-                                          "class_weight": self.class_weight, "callbacks": monitor()}
-                if step_seed is not None:
-                    kwargs["seed"] = step_seed  # the held-out draw of epochs=None
-                kwargs.update(extra)
-                adapter.fit(xl, yl, **kwargs)
-            elif spec.kind == "mmd":
-                kwargs = {"epochs": step_epochs, "learning_rate": 1e-3, "verbose": verbose, "seed": step_seed,
-                          "callbacks": monitor()}
-                kwargs.update(extra)
-                adapter.fit(xs_tr, ys_tr, x_unl, **kwargs)
-            else:
-                adapter.fit(xs_val, ys_val, x_unl, **extra)
+            # The one adapter contract: the data each adapter declares it needs, the same options for all.
+            data = fit_data(spec.cls, source_train=(xs_tr, ys_tr), source_held_out=(xs_val, ys_val),
+                            target_labeled=splits.target_labeled if labelled else None, target_unlabeled=x_unl)
+            kwargs: dict[str, Any] = {"epochs": step_epochs, "verbose": verbose, "callbacks": monitor()}
+            if step_seed is not None:
+                kwargs["seed"] = step_seed
+            if "y_target" in spec.cls.requires:  # trained on the labelled target samples, like the baselines
+                kwargs.update(batch_size=batch_size, class_weight=self.class_weight)
+            kwargs.update(self.fit_kwargs.get(spec.kind, {}))
+            kwargs.update(self.fit_kwargs.get(spec.name, {}))
+            adapter.fit(**data, **kwargs)
             report = adapter.shift_report(xs_val, x_eval, ys_val, y_eval, **shift_kwargs)
             reports[spec.name] = report.to_dict()
             live[spec.name] = report

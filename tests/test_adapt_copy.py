@@ -217,11 +217,11 @@ def test_errors(source, tmp_path):
     a = CopyAdapter(source)
     with pytest.raises(NotFittedError, match="not fitted yet. Call fit"):
         a.predict(xt)
-    with pytest.raises(ValueError, match="x has 5 features, but the model expects 6"):
+    with pytest.raises(ValueError, match="x_target has 5 features, but the model expects 6"):
         a.fit(xt[:, :5], yt)
-    with pytest.raises(ValueError, match=r"y has label 3, but n_classes=3"):
+    with pytest.raises(ValueError, match=r"y_target has label 3, but n_classes=3"):
         a.fit(xt, np.full(30, 3))
-    with pytest.raises(ValueError, match="y has 29 labels but there are 30 samples"):
+    with pytest.raises(ValueError, match="y_target has 29 labels but there are 30 samples"):
         a.fit(xt, yt[:29])
     with pytest.raises(ValueError, match="NaN"):
         a.fit(np.full_like(xt, np.nan), yt)

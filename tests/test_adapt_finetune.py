@@ -75,7 +75,10 @@ def tabular_fit(tabular):
     model, data = tabular
     before = _weights(model)
     keras.utils.set_random_seed(1)
-    adapter = FineTuneAdapter(model, head_epochs=10, learning_rate=1e-2, fine_tune_learning_rate=1e-3)
+    # The staged recipe itself: source BN statistics, stage 2 kept on any held-out gain (the guards
+    # that the defaults add are tested below).
+    adapter = FineTuneAdapter(model, head_epochs=10, learning_rate=1e-2, fine_tune_learning_rate=1e-3,
+                              batch_norm="source", fine_tune_gain="any")
     adapter.fit(*data["train"], validation_data=data["val"], epochs=10, batch_size=16, verbose=0)
     return adapter, before
 
@@ -355,3 +358,176 @@ def test_bad_data(small_model):
         adapter.predict(np.zeros((2, 5)))
     with pytest.raises(NotFittedError):
         adapter.history  # noqa: B018
+
+
+# ---------------------------------------------------------------------------------- BN statistics and the stage-2 guard
+def _bn_model(seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((3,))
+    h = keras.layers.BatchNormalization(name="bn_in")(inputs)
+    h = keras.layers.Dense(8, activation="relu", name="dense")(h)
+    h = keras.layers.BatchNormalization(name="bn_mid")(h)
+    outputs = keras.layers.Dense(2, activation="softmax", name="out")(h)
+    return keras.Model(inputs, outputs)
+
+
+def test_recalibrate_batch_norm_sets_exact_target_statistics():
+    from shiftkit.adapt.batch_norm import recalibrate_batch_norm
+
+    rng = np.random.default_rng(0)
+    model = _bn_model()
+    x = (rng.normal(size=(500, 3)) * [1.0, 3.0, 0.5] + [5.0, -2.0, 0.0]).astype("float32")
+    assert recalibrate_batch_norm(model, x) == 2
+    bn_in = model.get_layer("bn_in")
+    np.testing.assert_allclose(bn_in.moving_mean.numpy(), x.mean(axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(bn_in.moving_variance.numpy(), x.var(axis=0), rtol=1e-4)
+    # The second layer's statistics are those of its inputs *after* the first is recalibrated.
+    normed = (x - x.mean(0)) / np.sqrt(x.var(0) + bn_in.epsilon)
+    dense = model.get_layer("dense")
+    hidden = np.maximum(normed @ dense.kernel.numpy() + dense.bias.numpy(), 0.0)
+    np.testing.assert_allclose(model.get_layer("bn_mid").moving_mean.numpy(), hidden.mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(model.get_layer("bn_mid").moving_variance.numpy(), hidden.var(0), rtol=1e-3, atol=1e-5)
+    # Momentum and trainable flags are restored.
+    assert bn_in.momentum == 0.99 and bn_in.trainable
+
+
+def test_recalibrate_batch_norm_in_batches_averages_batch_moments():
+    from shiftkit.adapt.batch_norm import recalibrate_batch_norm
+
+    rng = np.random.default_rng(1)
+    model = _bn_model()
+    x = rng.normal(loc=3.0, size=(400, 3)).astype("float32")
+    recalibrate_batch_norm(model, x, batch_size=100)
+    bn_in = model.get_layer("bn_in")
+    np.testing.assert_allclose(bn_in.moving_mean.numpy(), x.mean(0), rtol=1e-4, atol=1e-5)  # equal batches
+    batch_var = np.mean([x[i : i + 100].var(0) for i in range(0, 400, 100)], axis=0)
+    np.testing.assert_allclose(bn_in.moving_variance.numpy(), batch_var, rtol=1e-4)
+    with pytest.raises(ValueError, match="empty"):
+        recalibrate_batch_norm(model, x[:0])
+
+
+def test_recalibrate_without_batch_norm_changes_nothing(small_model):
+    from shiftkit.adapt.batch_norm import recalibrate_batch_norm
+
+    before = _weights(small_model)
+    assert recalibrate_batch_norm(small_model, np.zeros((4,) + tuple(small_model.inputs[0].shape[1:]), "float32")) == 0
+    assert _same(_weights(small_model), before)
+
+
+def _offset_scenario():
+    """Source: 2 Gaussian classes; target: every feature offset by +4 and scaled by 3 (a sensor recalibration)."""
+    rng = np.random.default_rng(3)
+
+    def sample(n, target):
+        y = rng.integers(0, 2, n)
+        x = rng.normal(size=(n, 3)) + 1.5 * y[:, None]
+        if target:
+            x = 3.0 * x + 4.0
+        return x.astype("float32"), y
+
+    model = _bn_model(3)
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    model.fit(*sample(600, False), epochs=15, batch_size=32, verbose=0)
+    return model, sample
+
+
+def test_batch_norm_target_and_auto_use_target_statistics_and_leave_the_source_alone():
+    model, sample = _offset_scenario()
+    before = _weights(model)
+    xt, yt = sample(60, True)
+    xte, yte = sample(1000, True)
+    keras.utils.set_random_seed(4)
+    kept = FineTuneAdapter(model, batch_norm="source", head_epochs=1).fit(xt, yt, epochs=0, verbose=0)
+    assert kept.batch_norm_ == "source"
+    assert _same(_layer_weights(kept.base_model, "bn_in"), _layer_weights(model, "bn_in"))
+    target = FineTuneAdapter(model, batch_norm="target", head_epochs=1).fit(xt, yt, epochs=0, verbose=0)
+    assert target.batch_norm_ == "target"
+    np.testing.assert_allclose(target.base_model.get_layer("bn_in").moving_mean.numpy(), xt.mean(0), rtol=1e-4)
+    auto = FineTuneAdapter(model, batch_norm="auto").fit(xt, yt, verbose=0)  # chosen on the held-out half
+    assert auto.batch_norm_ == "target"
+    assert auto.batch_norm_losses_["target"] < auto.batch_norm_losses_["source"]
+    # After the refit on all labels the statistics are those of all of x, not of the training half.
+    np.testing.assert_allclose(auto.base_model.get_layer("bn_in").moving_mean.numpy(), xt.mean(0), rtol=1e-4)
+    assert _same(_weights(model), before)
+    source_only = _source_accuracy(model, xte, yte)
+    assert auto.evaluate(xte, yte)["accuracy"] > source_only + 0.2
+
+
+def test_batch_norm_auto_keeps_source_statistics_without_shift():
+    model, sample = _offset_scenario()
+    rng_x, rng_y = sample(60, False)
+    keras.utils.set_random_seed(5)
+    adapter = FineTuneAdapter(model, batch_norm="auto").fit(rng_x, rng_y, epochs=0, verbose=0)
+    losses = adapter.batch_norm_losses_
+    assert adapter.batch_norm_ == ("target" if losses["target"] < losses["source"] else "source")
+    # without validation data and with fixed epochs, "auto" keeps the source statistics
+    fixed = FineTuneAdapter(model, batch_norm="auto", head_epochs=1).fit(rng_x, rng_y, epochs=1, verbose=0)
+    assert fixed.batch_norm_ == "source"
+    assert _same(_layer_weights(fixed.base_model, "bn_in"), _layer_weights(model, "bn_in"))
+
+
+def test_one_se_gain_matches_direct_computation():
+    from shiftkit.adapt.base import one_se_gain
+
+    rng = np.random.default_rng(0)
+    a, b = rng.gamma(2.0, size=40), rng.gamma(2.0, size=40)
+    gain, se = one_se_gain(a, b)
+    d = a - b
+    assert gain == pytest.approx(d.mean())
+    assert se == pytest.approx(d.std(ddof=1) / np.sqrt(40))
+    assert one_se_gain(a[:1], b[:1])[1] == np.inf
+
+
+@pytest.mark.parametrize("gain, se, kept", [(0.05, 0.2, False), (0.5, 0.2, True)])
+def test_stage2_kept_only_beyond_one_standard_error(tabular, monkeypatch, gain, se, kept):
+    """The rule's decision is applied: a dropped stage 2 leaves the base exactly as stage 1 left it (the source's)."""
+    import shiftkit.adapt.base as base_module
+
+    model, data = tabular
+    seen = []
+
+    def fake(start, end):
+        seen.append((np.asarray(start).shape, np.asarray(end).shape))
+        return gain, se
+
+    monkeypatch.setattr(base_module, "one_se_gain", fake)
+    keras.utils.set_random_seed(8)
+    adapter = FineTuneAdapter(model, fine_tune_gain="one_se", head_epochs=3, learning_rate=1e-2).fit(
+        *data["train"], validation_data=data["val"], epochs=10, batch_size=16, verbose=0)
+    assert seen == [((200,), (200,))]  # paired per-sample losses on the 200 validation rows
+    assert adapter.guard_[2]["kept"] is kept
+    assert (adapter.epochs_[2] > 0) is kept
+    base_same = _same(_layer_weights(adapter.base_model, "dense_1"), _layer_weights(model, "dense_1"))
+    assert base_same is (not kept)
+    assert (adapter.unfrozen_layers_ == []) is (not kept)
+
+
+def test_stage2_kept_with_a_clear_gain(tabular):
+    model, data = tabular
+    keras.utils.set_random_seed(8)
+    real = FineTuneAdapter(model, fine_tune_gain="one_se", head_epochs=3, learning_rate=1e-2).fit(
+        *data["train"], validation_data=data["val"], epochs=30, batch_size=16, verbose=0)
+    assert real.guard_[2]["kept"] and real.epochs_[2] > 0
+    assert real.guard_[2]["gain"] > real.guard_[2]["standard_error"] > 0
+
+
+def test_bad_batch_norm_and_gain_rule(small_model):
+    with pytest.raises(ValueError, match="batch_norm"):
+        FineTuneAdapter(small_model, batch_norm="adabn")
+    with pytest.raises(ValueError, match="fine_tune_gain"):
+        FineTuneAdapter(small_model, fine_tune_gain=1)
+
+
+def test_batch_norm_train_updates_batch_norm_in_stage_2_only(tabular):
+    """batch_norm="train": a plain Keras fine-tune's BN (trainable, training mode) in stage 2; stage 1 leaves it alone."""
+    model, data = tabular
+    before = _weights(model)
+    keras.utils.set_random_seed(9)
+    stage1 = FineTuneAdapter(model, batch_norm="train", head_epochs=2).fit(*data["train"], epochs=0, verbose=0)
+    assert _same(_layer_weights(stage1.base_model, "bn"), _layer_weights(model, "bn"))
+    trained = FineTuneAdapter(model, batch_norm="train", head_epochs=2).fit(*data["train"], epochs=3, verbose=0)
+    bn, src = trained.base_model.get_layer("bn"), model.get_layer("bn")
+    assert trained.batch_norm_ == "train"
+    for name in ("gamma", "beta", "moving_mean", "moving_variance"):
+        assert not np.allclose(getattr(bn, name).numpy(), getattr(src, name).numpy()), name
+    assert _same(_weights(model), before)  # the source model itself is untouched

@@ -330,20 +330,20 @@ def test_errors(scenario, runs):
         a.predict(xt)
     with pytest.raises(ValueError, match="x_target has 4 features, but the model expects 5"):
         a.fit(x_val, y_val, xt[:, :4])
-    with pytest.raises(ValueError, match="x_source_val has 6 features"):
+    with pytest.raises(ValueError, match="x_source has 6 features"):
         a.fit(np.zeros((len(y_val), 6)), y_val, xt)
-    with pytest.raises(ValueError, match=r"y_source_val has label 4, but n_classes=4"):
+    with pytest.raises(ValueError, match=r"y_source has label 4, but n_classes=4"):
         a.fit(x_val, np.where(y_val == 3, 4, y_val), xt)
-    with pytest.raises(ValueError, match="y_source_val has 10 labels but there are"):
+    with pytest.raises(ValueError, match="y_source has 10 labels but there are"):
         a.fit(x_val, y_val[:10], xt)
     with pytest.raises(ValueError, match="x_target contains 1 NaN"):
         bad = xt.copy()
         bad[3, 1] = np.nan
         a.fit(x_val, y_val, bad)
-    with pytest.raises(TypeError, match="y_source_val must hold numbers"):
+    with pytest.raises(TypeError, match="y_source must hold numbers"):
         a.fit(x_val, np.array(["a"] * len(y_val)), xt)
     no_class_3 = y_val != 3
-    with pytest.raises(ValueError, match=r"y_source_val.*no sample of class\(es\) \[3\]"):
+    with pytest.raises(ValueError, match=r"y_source.*no sample of class\(es\) \[3\]"):
         a.fit(x_val[no_class_3], y_val[no_class_3], xt)
 
 

@@ -319,5 +319,7 @@ def test_default_epochs_let_copy_and_finetune_stop_on_held_out_data(builder):
     assert exp._epochs(None)["copy"] is None
     chosen = exp._epochs({"ft": None, "copy": 5})
     assert chosen["ft"] is None and chosen["copy"] == 5
+    # The adapter contract: epochs=None is every adapter's own default (MMDAdapter: EPOCHS).
+    assert exp._epochs({"mmd": None})["mmd"] is None
     with pytest.raises(TypeError, match="epochs"):
-        exp._epochs({"mmd": None})  # MMDAdapter trains a fixed number of epochs
+        exp._epochs({"source": None})  # the source model trains a fixed number of epochs

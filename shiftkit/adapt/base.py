@@ -23,7 +23,8 @@ never worse than the start on the held-out part), and the model is trained again
 for that many epochs. With `validation_data` the same stopping runs on it; an int `epochs` without
 it trains exactly that many epochs. The figures behind these defaults: `benchmarks/defaults_choice.md`.
 
-The base is called with `training=False`, so its BatchNormalization layers stay in inference mode
+The base is called with `training=False` (unless an adapter asks otherwise, e.g.
+`FineTuneAdapter(batch_norm="train")`), so its BatchNormalization layers stay in inference mode
 even when their weights are unfrozen for fine-tuning (the recipe of the Keras transfer-learning
 guide). `Adapter.features(x)` is the base's output: the embedding in which feature-space shift is
 measured before and after adaptation.
@@ -35,12 +36,13 @@ the adapter class and its fitted state; `shiftkit.load_adapter(path)` restores t
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
 import warnings
 import zipfile
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -49,6 +51,7 @@ from shiftkit._validation import check_labels, check_positive_int
 from shiftkit.shift.features import check_model_input, head_input, head_of, resolve_layer
 
 from shiftkit.files import check_keras_archive
+from shiftkit.adapt.registry import DATA_KEYS, adapter_for_class_name, register_adapter  # noqa: F401 - re-exported
 
 __all__ = [
     "Adapter",
@@ -62,7 +65,6 @@ __all__ = [
 ]
 
 _META_NAME = "shiftkit.json"
-_ADAPTERS: dict[str, type] = {}
 
 # The defaults of `fit(epochs=None)`, chosen in benchmarks/choose_adapter_defaults.py on scenarios
 # other than those that confirm them (figures and the rule: benchmarks/defaults_choice.md).
@@ -88,12 +90,6 @@ REFIT = True
 
 class NotFittedError(ValueError, AttributeError):
     """Raised when an adapter is used before `fit`."""
-
-
-def register_adapter(cls: type) -> type:
-    """Class decorator: make an adapter class restorable by `load_adapter`."""
-    _ADAPTERS[cls.__name__] = cls
-    return cls
 
 
 def _require_model(model: Any, name: str = "source_model") -> Any:
@@ -185,6 +181,7 @@ def build_target_model(
     n_outputs: int | None = None,
     head_init: str = "source",
     name: str = "target_model",
+    base_training: bool | None = False,
 ) -> tuple[Any, Any, Any, str]:
     """Clone the source layers up to `feature_layer`, copy their weights, and add a head.
 
@@ -226,7 +223,9 @@ def build_target_model(
         except Exception:  # noqa: BLE001 - a layer that cannot round-trip its config is used as given
             pass
     inputs = [keras.Input(shape=t.shape[1:], dtype=t.dtype, name=f"input_{i}") for i, t in enumerate(clone.inputs)]
-    features = base(inputs[0] if len(inputs) == 1 else inputs, training=False)
+    # training=False (default): BatchNormalization and Dropout of the base always run in inference mode;
+    # None: they follow the caller (training mode inside `fit`, as in a plain Keras fine-tune).
+    features = base(inputs[0] if len(inputs) == 1 else inputs, training=base_training)
     if len(features.shape) > 2:
         features = keras.layers.Flatten(name="flatten_features")(features)
     outputs = head(features)
@@ -323,6 +322,24 @@ def _dataset(x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = No
     return ds.batch(min(batch_size, len(x))).prefetch(tf.data.AUTOTUNE)
 
 
+def one_se_gain(start_losses: np.ndarray, end_losses: np.ndarray) -> tuple[float, float]:
+    """Mean held-out loss gain of a training stage and its standard error, from paired per-sample losses.
+
+    The one-standard-error rule (Breiman, Friedman, Olshen & Stone 1984; Hastie, Tibshirani &
+    Friedman, *Elements of Statistical Learning*, section 7.10): prefer the simpler model unless
+    the more complex one is better by more than one standard error of the estimated difference.
+    Here the simpler model is the weights a stage started from; the difference is paired (the same
+    held-out rows), so its standard error is `std(start - end, ddof=1) / sqrt(n)`.
+
+    Returns:
+        `(gain, standard_error)`: `mean(start - end)` (positive: the stage lowered the loss) and its
+        standard error (`inf` with fewer than two rows: nothing can be shown).
+    """
+    d = np.asarray(start_losses, dtype="float64") - np.asarray(end_losses, dtype="float64")
+    se = float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("inf")
+    return float(np.mean(d)), se
+
+
 def _keep_best(start_loss: float, start_weights: list, patience: int) -> Any:
     """A callback: stop after `patience` epochs without a lower `val_loss`; keep the best weights (start included)."""
     import keras
@@ -409,10 +426,23 @@ class AdaptationReport:
 
 
 class Adapter:
-    """Base class of shiftkit adapters.
+    """Base class of shiftkit adapters: the contract every adapter keeps.
 
-    Subclasses implement `fit`. After fitting, `model_` is the adapted `keras.Model`, exposed as
-    `.model`.
+    * **Construction** holds every setting, with its default defined once, on the class
+      (`__init__(source_model, *, ...)`, each argument stored under its own name):
+      `get_config()` returns them and `cls.from_config(config, source_model)` rebuilds the adapter
+      (scikit-learn's `get_params` / `clone`, Keras's `get_config` / `from_config`).
+    * **`fit`** takes the same data keywords in every adapter, `x_source`, `y_source` (labelled
+      source data), `x_target` and `y_target` (target inputs, and their labels where there are
+      some), plus training options; data an adapter does not use is accepted and ignored. Each
+      class declares what it needs: `requires` (a `ValueError` names what is missing, see
+      `check_fit_data`), `uses` (optional data it uses when given) and `source_data` ("train", or
+      "held_out": labelled source data the model did not train on).
+    * **Registry**: `name` (short, e.g. "copy") and `title` (for menus);
+      `shiftkit.adapt.registry.register_adapter` lists the class for `Experiment`, the dashboard
+      and `load_adapter`.
+
+    After fitting, `model_` is the adapted `keras.Model`, exposed as `.model`.
 
     Args:
         source_model: a built, trained `keras.Model` (never modified).
@@ -420,10 +450,89 @@ class Adapter:
             input of the output head.
     """
 
+    #: Short registry name ("copy", "finetune", ...); set by every registered subclass.
+    name: ClassVar[str] = ""
+    #: One line for menus and reports.
+    title: ClassVar[str] = ""
+    #: Data keywords `fit` cannot do without (among `DATA_KEYS`).
+    requires: ClassVar[tuple[str, ...]] = ()
+    #: Data keywords `fit` uses when they are given.
+    uses: ClassVar[tuple[str, ...]] = ()
+    #: Which labelled source data `x_source`/`y_source` must be: "train" or "held_out".
+    source_data: ClassVar[str] = "train"
+    #: What each data keyword is, for the messages of `check_fit_data`.
+    _DATA_HELP: ClassVar[dict[str, str]] = {
+        "x_source": "labelled source inputs",
+        "y_source": "their labels",
+        "x_target": "target inputs",
+        "y_target": "labels of the target inputs",
+    }
+
     def __init__(self, source_model: Any, *, feature_layer: str | int | None = None):
         self.source_model = _require_model(source_model)
         self.feature_layer = feature_layer
         _feature_tensor(self.source_model, feature_layer)  # fail at construction on a bad layer
+
+    # ------------------------------------------------------------------ the contract
+    @classmethod
+    def check_fit_data(cls, **data: Any) -> None:
+        """Raise a `ValueError` naming every data keyword in `requires` that is missing (None) in `data`."""
+        missing = [k for k in cls.requires if data.get(k) is None]
+        if not missing:
+            return
+        what = ", ".join(f"{k} ({cls._DATA_HELP[k]})" for k in missing)
+        held = (" The source data must be held out from the model's training (e.g. a validation split)."
+                if cls.source_data == "held_out" and ("x_source" in missing or "y_source" in missing) else "")
+        hint = ""
+        if "y_target" in missing:
+            hint = " Without target labels use an adapter that does not require them (e.g. 'mmd' or 'label_shift')."
+        raise ValueError(
+            f"{cls.__name__}.fit needs {', '.join(cls.requires)}; missing: {what}. "
+            f"Pass {', '.join(f'{k}=...' for k in missing)}.{held}{hint}"
+        )
+
+    @classmethod
+    def _init_parameters(cls) -> list[str]:
+        return [
+            p.name for p in inspect.signature(cls.__init__).parameters.values()
+            if p.name not in ("self", "source_model") and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments (without `source_model`), enough to re-create this adapter.
+
+        A Keras layer given as `head` is included as its Keras config (`keras.saving.serialize_keras_object`).
+
+        Raises:
+            TypeError: a subclass does not store a constructor argument under its own name.
+        """
+        import keras
+
+        config: dict[str, Any] = {}
+        for name in self._init_parameters():
+            if not hasattr(self, name):
+                raise TypeError(
+                    f"{type(self).__name__} does not store its constructor argument {name!r} as an attribute, "
+                    "so it cannot be re-created from its config. Store every __init__ argument under its own name."
+                )
+            value = getattr(self, name)
+            if isinstance(value, keras.layers.Layer):
+                value = keras.saving.serialize_keras_object(value)
+            config[name] = value
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], source_model: Any) -> Adapter:
+        """A new, unfitted adapter on `source_model` with the settings of `config` (from `get_config`)."""
+        import keras
+
+        config = dict(config)
+        if isinstance(config.get("head"), dict):
+            config["head"] = keras.saving.deserialize_keras_object(config["head"])
+        unknown = set(config) - set(cls._init_parameters())
+        if unknown:
+            raise ValueError(f"{cls.__name__} has no setting(s) {sorted(unknown)}; known: {cls._init_parameters()}.")
+        return cls(source_model, **config)
 
     # ------------------------------------------------------------------ fitted state
     def _check_fitted(self) -> None:
@@ -472,7 +581,8 @@ class Adapter:
             raise ValueError(f"{name} has {len(labels)} labels but there are {n} samples; pass one label per sample.")
         return labels
 
-    def _build(self, *, head: Any = None, n_outputs: int | None = None, head_init: str = "source") -> None:
+    def _build(self, *, head: Any = None, n_outputs: int | None = None, head_init: str = "source",
+               base_training: bool | None = False) -> None:
         """Create `model_`, `base_`, `head_` under the active distribution strategy.
 
         Sets `head_initialised_from_source_`: True when the head starts from the source head's weights.
@@ -485,6 +595,7 @@ class Adapter:
                 n_outputs=n_outputs,
                 head_init=head_init,
                 name=f"{type(self).__name__.lower()}_model",
+                base_training=base_training,
             )
         units = int(self.model_.outputs[0].shape[-1] or 1)
         self.head_initialised_from_source_ = bool(
@@ -591,11 +702,18 @@ class Adapter:
         sample_weight: Any,
         callbacks: Any,
         verbose: Any,
+        guarded: tuple[int, ...] = (),
     ) -> None:
         """Build `model_` and train it in stages; sets `history_`, `epochs_`, `best_stage_`, `best_epoch_`.
 
         Each stage is `(stage, learning_rate, epochs, prepare)`; `prepare()` sets the trainable flags
         of `model_` for that stage, `epochs` is an int or None ("until it stops improving").
+        `build(x_fit, validation)` creates `model_` for a training run on `x_fit`; `validation` is the
+        `(x, y)` pair that run stops on, or None (a refit, or fixed epochs).
+
+        A stage in `guarded` that stops early on validation data is kept only when it beats the
+        weights it started from by more than one standard error (`one_se_gain`); otherwise its
+        start is restored and it counts 0 epochs. `guard_` records each check.
 
         * `validation_data` given: every stage stops early on it (`patience`; an int `epochs` is the
           most it runs, None means `MAX_EPOCHS`) and keeps its best weights, the weights it started
@@ -617,15 +735,28 @@ class Adapter:
         common = {"batch_size": batch_size, "class_weight": class_weight, "callbacks": callbacks, "verbose": verbose}
         records: list[dict[str, list]] = []
 
+        self.guard_: dict[int, dict[str, float | bool]] = {}
+
         def run(stage_list, xs, ys, sw, val, phase, stop):
             chosen = {}
             for stage, rate, n_epochs, prepare in stage_list:
                 prepare()
                 cap = MAX_EPOCHS if n_epochs is None else n_epochs
+                check = stop and val is not None and stage in guarded and cap > 0
+                if check:
+                    start_weights = self.model_.get_weights()
+                    start_losses = self.sample_losses(*val)
                 record, best = self._compile_and_fit(
                     xs, ys, learning_rate=rate, epochs=cap, validation_data=val,
                     patience=patience if stop else None, sample_weight=sw, **common,
                 )
+                if check and best > 0:
+                    gain, se = one_se_gain(start_losses, self.sample_losses(*val))
+                    self.guard_[stage] = {"gain": gain, "standard_error": se, "kept": gain > se,
+                                          "epochs": best}
+                    if not gain > se:
+                        self.model_.set_weights(start_weights)
+                        best = 0
                 n = len(record.get("loss", []))
                 record.update(stage=[stage] * n, phase=[phase] * n, learning_rate=[float(rate)] * n)
                 records.append(record)
@@ -635,11 +766,11 @@ class Adapter:
         auto = any(n is None for _, _, n, _ in stages)
         self.validation_mode_ = "fixed"
         if validation_data is not None:
-            build()
+            build(x, validation_data)
             self.validation_mode_ = "given"
             self.epochs_ = run(stages, x, y, sample_weight, validation_data, "fit", True)
         elif not auto:
-            build()
+            build(x, None)
             self.epochs_ = run(stages, x, y, sample_weight, None, "fit", False)
         else:
             split = holdout_split(y, validation_split, seed)
@@ -652,19 +783,19 @@ class Adapter:
                     stacklevel=3,
                 )
                 fixed = [(st, rate, FALLBACK_EPOCHS if n is None else n, prep) for st, rate, n, prep in stages]
-                build()
+                build(x, None)
                 self.epochs_ = run(fixed, x, y, sample_weight, None, "fit", False)
             else:
                 tr, va = split
                 self.validation_mode_ = "holdout"
                 self.held_out_ = va
-                build()
+                build(x[tr], (x[va], y[va]))
                 sw = None if sample_weight is None else sample_weight[tr]
                 chosen = run(stages, x[tr], y[tr], sw, (x[va], y[va]), "select", True)
                 self.epochs_ = chosen
                 if refit:
                     self.validation_mode_ = "holdout+refit"
-                    build()
+                    build(x, None)
                     again = [(st, rate, chosen[st], prep) for st, rate, _, prep in stages if chosen[st] > 0]
                     run(again, x, y, sample_weight, None, "refit", False)
         self.history_ = _concat_records(records)
@@ -680,6 +811,16 @@ class Adapter:
                 self.best_epoch_ = first + self.epochs_[self.best_stage_] - 1
 
     # ------------------------------------------------------------------ public API
+    def sample_losses(self, x: np.ndarray, y: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+        """Per-sample training loss of `model_` (the head's cross-entropy) on checked `x`, `y`."""
+        import keras
+
+        n_out, act = head_config(self.model_)
+        loss, _ = loss_for_head(act, n_out)
+        out = predict(self.model_, x, batch_size=batch_size)
+        values = loss.call(keras.ops.convert_to_tensor(self._targets(y)), keras.ops.convert_to_tensor(out))
+        return np.asarray(keras.ops.convert_to_numpy(values), dtype="float64").reshape(len(x))
+
     def features(self, x: Any, *, batch_size: int = 256) -> np.ndarray:
         """The embedding of `x` in the adapted model's feature space, shape `(n, d)`."""
         self._check_fitted()
@@ -801,7 +942,7 @@ def load_adapter(path: str | os.PathLike, *, source_model: Any = None, max_bytes
             f"{path!r} is not a shiftkit adapter file (a .keras zip with a {_META_NAME} entry). "
             "For a plain Keras model use keras.saving.load_model(path, safe_mode=True)."
         ) from None
-    cls = _ADAPTERS.get(meta.get("adapter"))
+    cls = adapter_for_class_name(str(meta.get("adapter")))
     if cls is None:
         raise ValueError(f"{path!r} holds an unknown adapter type {meta.get('adapter')!r}.")
     check_keras_archive(path, max_bytes=max_bytes)  # a decompression bomb fails here, unread

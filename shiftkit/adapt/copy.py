@@ -64,6 +64,9 @@ class CopyAdapter(Adapter):
             `keras.utils.set_random_seed`).
         patience: epochs without a lower held-out loss before training stops (when it stops early:
             `epochs=None`, or `validation_data` given).
+        learning_rate: Adam learning rate of the head. Default 3e-3 (measured with the head
+            started from the source's and early stopping: 1e-3 converges too slowly in 100 epochs,
+            1e-2 and 3e-2 scored lower on average and in the worst case; `benchmarks/defaults_choice.md`).
 
     Attributes (after `fit`):
         model_ (also `.model`), base_, head_; history_ (also `.history`): per-epoch lists with
@@ -76,6 +79,10 @@ class CopyAdapter(Adapter):
         >>> adapter.evaluate(x_target_test, y_target_test)  # doctest: +SKIP
     """
 
+    name = "copy"
+    title = "Copy: source layers frozen as features, head trained on target labels"
+    requires = ("x_target", "y_target")
+
     def __init__(
         self,
         source_model: Any,
@@ -85,22 +92,26 @@ class CopyAdapter(Adapter):
         n_outputs: int | None = None,
         head_init: str = "source",
         patience: int = base.PATIENCE,
+        learning_rate: float = LEARNING_RATE,
     ):
         super().__init__(source_model, feature_layer=feature_layer)
         self.head = head
         self.n_outputs = n_outputs
         self.head_init = _check_head_init(head_init)
         self.patience = check_positive_int(patience, "patience")
+        self.learning_rate = _check_rate(learning_rate, "learning_rate")
 
     def fit(
         self,
-        x: Any,
-        y: Any,
+        x_target: Any = None,
+        y_target: Any = None,
         *,
+        x_source: Any = None,
+        y_source: Any = None,
         validation_data: Any = None,
         epochs: int | None = None,
         batch_size: int = 32,
-        learning_rate: float = LEARNING_RATE,
+        learning_rate: float | None = None,
         class_weight: Any = None,
         sample_weight: Any = None,
         callbacks: Any = None,
@@ -112,7 +123,8 @@ class CopyAdapter(Adapter):
         """Train the head on labelled target data; the copied base stays frozen.
 
         Args:
-            x: target inputs. y: target labels (class indices or one-hot).
+            x_target: target inputs. y_target: their labels (class indices or one-hot). Both required.
+            x_source, y_source: accepted for the common adapter contract; not used.
             validation_data: optional `(x_val, y_val)`: training stops early on its loss and keeps
                 the best weights (the starting ones included); nothing is held out of `x`.
             epochs: None (default): until the held-out loss stops improving (at most
@@ -120,10 +132,8 @@ class CopyAdapter(Adapter):
                 epochs on all of `x` (0: the starting head, untrained), or at most that many with
                 `validation_data`.
             batch_size: training batch size (capped at the number of samples).
-            learning_rate: Adam learning rate of the head. Default 3e-3 (measured with the head
-                started from the source's and early stopping: 1e-3 converges too slowly in 100
-                epochs, 1e-2 and 3e-2 scored lower on average and in the worst case;
-                `benchmarks/defaults_choice.md`).
+            learning_rate: Adam learning rate of the head for this fit; None (default): the
+                adapter's `learning_rate`.
             class_weight: None, a dict, or "balanced" (weights from the training labels).
             sample_weight: optional per-sample weights.
             callbacks: Keras callbacks, passed to every training run.
@@ -137,15 +147,16 @@ class CopyAdapter(Adapter):
         Returns:
             self.
         """
-        x = self._check_x(x)
-        y = self._check_y(y, len(x))
+        self.check_fit_data(x_target=x_target, y_target=y_target)
+        x = self._check_x(x_target, "x_target")
+        y = self._check_y(y_target, len(x), "y_target")
         validation_data = self._validation(validation_data)
         epochs = _check_epochs(epochs)
-        rate = _check_rate(learning_rate, "learning_rate")
+        rate = self.learning_rate if learning_rate is None else _check_rate(learning_rate, "learning_rate")
         seed = check_seed(seed)
         self.model_ = None  # a failed fit leaves the adapter unfitted
 
-        def build() -> None:
+        def build(x_fit: Any = None, validation: Any = None) -> None:
             self._build(head=self.head, n_outputs=self.n_outputs, head_init=self.head_init)
             self.base_.trainable = False
 
@@ -161,6 +172,7 @@ class CopyAdapter(Adapter):
     def _state(self) -> dict[str, Any]:
         state = super()._state()
         state.update(head_init=self.head_init, patience=self.patience, n_outputs=self.n_outputs,
+                     learning_rate=self.learning_rate,
                      history=self.history_, epochs=self.epochs_, validation_mode=self.validation_mode_)
         return state
 
@@ -169,6 +181,7 @@ class CopyAdapter(Adapter):
         self.head = None
         self.head_init = state.get("head_init", "source")
         self.patience = state.get("patience", base.PATIENCE)
+        self.learning_rate = state.get("learning_rate", LEARNING_RATE)
         self.n_outputs = state.get("n_outputs")
         self.history_ = state.get("history", {})
         self.epochs_ = {int(k): v for k, v in (state.get("epochs") or {}).items()}

@@ -9,10 +9,18 @@ The two-stage recipe of the Keras guide "Transfer learning & fine-tuning":
 2. **Fine-tune stage.** All base layers, or the top `unfreeze=k` of them, are unfrozen and the
    whole model is trained again at the lower `fine_tune_learning_rate`.
 
-BatchNormalization is kept in inference mode throughout: the base is called with `training=False`
-(see `build_target_model`), so its moving mean/variance never update, *and* its BatchNormalization
-layers stay non-trainable, so gamma/beta don't change either. The normalisation the source model
-learned is kept exactly; only the other layers adapt to the target data.
+BatchNormalization, by default (`batch_norm="source"`), is kept in inference mode throughout: the
+base is called with `training=False` (see `build_target_model`), so its moving mean/variance never
+update, *and* its BatchNormalization layers stay non-trainable, so gamma/beta don't change either.
+The normalisation the source model learned is kept exactly; only the other layers adapt. The other
+policies: "target" (AdaBN: target statistics, `shiftkit.adapt.batch_norm`), "auto" (source or
+target statistics, whichever gives the lower held-out loss before training) and "train" (BN
+trainable and in training mode in stage 2, as in a plain Keras fine-tune).
+
+Stage 2 is kept whenever it lowers the held-out loss (`fine_tune_gain="any"`, the default), or only
+when it beats stage 1 by more than one standard error of the paired per-sample loss difference
+(`"one_se"`, the one-standard-error rule). How the defaults were chosen (the alternatives scored
+lower on the choosing scenarios): `benchmarks/finetune_guards_choice.md`.
 """
 
 from __future__ import annotations
@@ -25,13 +33,17 @@ from typing import Any
 from shiftkit._validation import check_positive_int, check_seed
 from shiftkit.adapt import base
 from shiftkit.adapt.base import Adapter, _check_head_init, _feature_tensor, register_adapter
+from shiftkit.adapt.batch_norm import BATCH_NORM_MODES, batch_norm_layers, recalibrate_batch_norm
 
-__all__ = ["FineTuneAdapter", "HEAD_LEARNING_RATE", "FINE_TUNE_LEARNING_RATE"]
+__all__ = ["FineTuneAdapter", "HEAD_LEARNING_RATE", "FINE_TUNE_LEARNING_RATE", "FINE_TUNE_GAIN_RULES"]
 
 #: Default Adam rates of the two stages (chosen in benchmarks/choose_adapter_defaults.py): stage 1 as
 #: CopyAdapter's; stage 2 3e-3, which beat 1e-3 and 3e-4 there under early stopping.
 HEAD_LEARNING_RATE = 3e-3
 FINE_TUNE_LEARNING_RATE = 3e-3
+#: `fine_tune_gain` values: keep stage 2 only when it beats stage 1 by more than one standard error
+#: of the held-out loss difference ("one_se"), or whenever it lowers the held-out loss ("any").
+FINE_TUNE_GAIN_RULES = ("one_se", "any")
 
 
 def _leaf_layers(model: Any) -> list[Any]:
@@ -93,6 +105,12 @@ def _check_rate(value: Any, name: str) -> float:
     return value
 
 
+def _check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}; got {value!r}.")
+    return value
+
+
 def _check_unfreeze(unfreeze: Any, n_tunable: int, names: list[str]) -> str | int:
     hint = (
         f"The base has {n_tunable} layer(s) with trainable weights (BatchNormalization excluded, "
@@ -149,8 +167,9 @@ class FineTuneAdapter(Adapter):
 
     BatchNormalization layers of the base stay in inference mode (the base is called with
     `training=False`) and stay frozen, so neither their moving statistics nor their gamma/beta
-    change: the source normalisation is kept exactly. Dropout in the base is inactive for the
-    same reason (`training=False`); the head trains normally.
+    change: the source normalisation is kept exactly (`batch_norm="source"`, the default; see
+    `batch_norm` for the others). Dropout in the base is inactive for the same reason
+    (`training=False`); the head trains normally.
 
     With `validation_data`, each stage stops early on its loss and keeps its best weights (the
     stage's starting weights included), so the final model is the one with the lowest validation
@@ -179,6 +198,18 @@ class FineTuneAdapter(Adapter):
             held-out part. Pass 1e-5 for large pretrained bases.
         patience: epochs without a lower validation loss before a stage stops (when stopping early).
         head_init: "source" (default) or "random" (see `CopyAdapter`).
+        batch_norm: BatchNormalization statistics of the base. "source" (default): the source's,
+            frozen. "target": recomputed on the target inputs `fit` trains on (AdaBN, Li et al.
+            2016). "auto": "target" if it gives a lower held-out loss than "source" before
+            training (the refit reuses the choice; "source" when nothing is held out). "train":
+            BN trainable and in training mode in stage 2, as in a plain Keras fine-tune.
+            Measured on the choosing scenarios, none of the others beat "source" there
+            (`benchmarks/finetune_guards_choice.md`, `benchmarks/finetune_bn_choice.md`).
+        fine_tune_gain: when stage 2 is kept, if it stops early on held-out data: "any"
+            (default) whenever its best held-out loss is lower than stage 1's by `MIN_DELTA`;
+            "one_se" only when the paired per-sample loss gain exceeds one standard error
+            (`shiftkit.adapt.base.one_se_gain`); measured: it dropped useful stage-2 runs more
+            often than harmful ones.
 
     Attributes (after `fit`):
         model_: the adapted `keras.Model` (also `.model`). base_, head_: its parts.
@@ -187,6 +218,9 @@ class FineTuneAdapter(Adapter):
         unfrozen_layers_: names of the base layers trained in stage 2.
         best_stage_, best_epoch_: stage (1 or 2) and row of `history_` whose weights were kept
             (None, None: the starting model was kept).
+        batch_norm_: the BN policy applied ("source", "target", "train"; None: no BN layer);
+            batch_norm_losses_: the held-out losses "auto" compared.
+        guard_: `{2: {"gain", "standard_error", "kept", "epochs"}}` when `fine_tune_gain="one_se"` decided.
 
     Raises:
         ValueError: a bad `unfreeze`, learning rate, `head_epochs` or `patience` (at construction).
@@ -196,6 +230,10 @@ class FineTuneAdapter(Adapter):
         >>> adapter.evaluate(x_target_test, y_target_test)["accuracy"]  # doctest: +SKIP
         >>> import pandas as pd; pd.DataFrame(adapter.history).plot(x="epoch", y=["loss", "val_loss"])  # doctest: +SKIP
     """
+
+    name = "finetune"
+    title = "Fine-tune: head first, then the unfrozen source layers, on target labels"
+    requires = ("x_target", "y_target")
 
     def __init__(
         self,
@@ -210,6 +248,8 @@ class FineTuneAdapter(Adapter):
         fine_tune_learning_rate: float = FINE_TUNE_LEARNING_RATE,
         patience: int = base.PATIENCE,
         head_init: str = "source",
+        batch_norm: str = "source",
+        fine_tune_gain: str = "any",
     ):
         super().__init__(source_model, feature_layer=feature_layer)
         self.head = head
@@ -221,8 +261,44 @@ class FineTuneAdapter(Adapter):
         self.fine_tune_learning_rate = _check_rate(fine_tune_learning_rate, "fine_tune_learning_rate")
         self.patience = check_positive_int(patience, "patience")
         self.head_init = _check_head_init(head_init)
+        self.batch_norm = _check_choice(batch_norm, "batch_norm", BATCH_NORM_MODES)
+        self.fine_tune_gain = _check_choice(fine_tune_gain, "fine_tune_gain", FINE_TUNE_GAIN_RULES)
 
     # ------------------------------------------------------------------ helpers
+    def _batch_norm_statistics(self, x_fit: Any, validation: Any) -> None:
+        """Give the freshly built base the BatchNormalization statistics `batch_norm` asks for.
+
+        "target" recomputes them on `x_fit` (AdaBN); "auto" does so when, on `validation`, the
+        model with target statistics has a lower mean loss than with the source's (both with the
+        starting head, before any training), and reuses that choice in a refit (no `validation`);
+        without any validation data "auto" keeps the source statistics. Sets `batch_norm_`
+        ("source", "target", or None: the base has no BatchNormalization layer).
+        """
+        if not batch_norm_layers(self.base_):
+            self.batch_norm_ = None
+            return
+        mode = self.batch_norm
+        if mode == "train":  # trained in stage 2 (see _set_trainable), from the source statistics
+            self.batch_norm_ = "train"
+            return
+        if mode == "auto" and validation is not None:
+            start = self.model_.get_weights()
+            source_loss = float(self.sample_losses(*validation).mean())
+            recalibrate_batch_norm(self.base_, x_fit)
+            target_loss = float(self.sample_losses(*validation).mean())
+            self.batch_norm_losses_ = {"source": source_loss, "target": target_loss}
+            if target_loss < source_loss:
+                self.batch_norm_ = "target"
+            else:
+                self.model_.set_weights(start)
+                self.batch_norm_ = "source"
+            return
+        if mode == "auto":
+            mode = self.batch_norm_ or "source"
+        if mode == "target":
+            recalibrate_batch_norm(self.base_, x_fit)
+        self.batch_norm_ = mode
+
     def _set_trainable(self, stage: int) -> list[str]:
         """Freeze (stage 1) or unfreeze (stage 2) the base; returns the names of trainable base layers."""
         if stage == 1:
@@ -232,18 +308,21 @@ class FineTuneAdapter(Adapter):
         tunable = tunable_layers(self.base_)
         chosen = tunable if self.unfreeze == "all" else tunable[-int(self.unfreeze):]
         chosen_ids = {id(layer) for layer in chosen}
+        train_bn = self.batch_norm == "train"
         for layer in _leaf_layers(self.base_):
             # Layers with no trainable weights are frozen too: harmless, and it keeps
-            # BatchNormalization (gamma/beta) fixed.
-            layer.trainable = id(layer) in chosen_ids
+            # BatchNormalization (gamma/beta) fixed, unless batch_norm="train".
+            layer.trainable = id(layer) in chosen_ids or (train_bn and _is_batch_norm(layer))
         return [layer.name for layer in chosen]
 
     # ------------------------------------------------------------------ public API
     def fit(
         self,
-        x: Any,
-        y: Any,
+        x_target: Any = None,
+        y_target: Any = None,
         *,
+        x_source: Any = None,
+        y_source: Any = None,
         validation_data: Any = None,
         epochs: int | None = None,
         batch_size: int = 32,
@@ -258,8 +337,9 @@ class FineTuneAdapter(Adapter):
         """Train the head (stage 1, base frozen), then fine-tune the unfrozen base (stage 2).
 
         Args:
-            x: target inputs, shaped like the source model's inputs.
-            y: target labels (class indices or one-hot).
+            x_target: target inputs, shaped like the source model's inputs (required).
+            y_target: their labels (class indices or one-hot; required).
+            x_source, y_source: accepted for the common adapter contract; not used.
             validation_data: optional `(x_val, y_val)`: both stages stop early on its loss and
                 keep their best weights (see the class docstring); nothing is held out of `x`.
             epochs: stage-2 (fine-tuning) epochs: None (default) until the held-out loss stops
@@ -292,17 +372,22 @@ class FineTuneAdapter(Adapter):
                 new (not source-started) head.
             TypeError: `validation_data` is not a pair.
         """
-        x = self._check_x(x)
-        y = self._check_y(y, len(x))
+        self.check_fit_data(x_target=x_target, y_target=y_target)
+        x = self._check_x(x_target, "x_target")
+        y = self._check_y(y_target, len(x), "y_target")
         validation_data = self._validation(validation_data)
         epochs = None if epochs is None else check_positive_int(epochs, "epochs", minimum=0)
         seed = check_seed(seed)
         self.model_ = None  # a failed fit leaves the adapter unfitted
         self.unfrozen_layers_: list[str] = []
+        self.batch_norm_: str | None = None
+        self.batch_norm_losses_: dict[str, float] = {}
 
-        def build() -> None:
-            self._build(head=self.head, n_outputs=self.n_outputs, head_init=self.head_init)
+        def build(x_fit: Any = None, validation: Any = None) -> None:
+            self._build(head=self.head, n_outputs=self.n_outputs, head_init=self.head_init,
+                        base_training=None if self.batch_norm == "train" else False)
             self._set_trainable(1)
+            self._batch_norm_statistics(x if x_fit is None else x_fit, validation)
 
         def unfreeze() -> None:
             self.unfrozen_layers_ = self._set_trainable(2)
@@ -313,7 +398,7 @@ class FineTuneAdapter(Adapter):
         if epochs != 0:
             stages.append((2, self.fine_tune_learning_rate, epochs, unfreeze))
         if self.head_epochs == 0:
-            build()
+            build(x, None)
             if not self.head_initialised_from_source_:
                 self.model_ = None
                 raise ValueError(
@@ -324,6 +409,7 @@ class FineTuneAdapter(Adapter):
             stages, x, y, build=build, validation_data=validation_data, validation_split=validation_split,
             refit=refit, patience=self.patience, seed=seed, batch_size=batch_size, class_weight=class_weight,
             sample_weight=sample_weight, callbacks=callbacks, verbose=verbose,
+            guarded=(2,) if self.fine_tune_gain == "one_se" else (),
         )
         if self.epochs_.get(2, 0) == 0:
             self.unfrozen_layers_ = []
@@ -339,6 +425,10 @@ class FineTuneAdapter(Adapter):
             fine_tune_learning_rate=self.fine_tune_learning_rate,
             patience=self.patience,
             head_init=self.head_init,
+            batch_norm=self.batch_norm,
+            fine_tune_gain=self.fine_tune_gain,
+            batch_norm_used=self.batch_norm_,
+            guard=self.guard_,
             n_outputs=self.n_outputs,
             history=self.history_,
             epochs=self.epochs_,
@@ -358,6 +448,11 @@ class FineTuneAdapter(Adapter):
         self.fine_tune_learning_rate = state.get("fine_tune_learning_rate", FINE_TUNE_LEARNING_RATE)
         self.patience = state.get("patience", base.PATIENCE)
         self.head_init = state.get("head_init", "source")
+        # Saved before these options existed: the behaviour of that time (source statistics, any gain).
+        self.batch_norm = state.get("batch_norm", "source")
+        self.fine_tune_gain = state.get("fine_tune_gain", "any")
+        self.batch_norm_ = state.get("batch_norm_used")
+        self.guard_ = {int(k): v for k, v in (state.get("guard") or {}).items()}
         self.n_outputs = state.get("n_outputs")
         self.history_ = state.get("history", {})
         self.epochs_ = {int(k): v for k, v in (state.get("epochs") or {}).items()}

@@ -321,35 +321,50 @@ class LabelShiftAdapter(Adapter):
         self.smoothing = float(smoothing)
         _output_kind(_strip_correction(self.source_model))  # fail at construction, not in fit
 
+    name = "label_shift"
+    title = "Label shift: source model reweighted by estimated target class priors"
+    requires = ("x_source", "y_source", "x_target")
+    source_data = "held_out"
+
     def fit(
         self,
-        x_source_val: Any,
-        y_source_val: Any,
-        x_target: Any,
+        x_source: Any = None,
+        y_source: Any = None,
+        x_target: Any = None,
         *,
+        y_target: Any = None,
         batch_size: int = 256,
+        epochs: Any = None,
+        verbose: Any = "auto",
+        callbacks: Any = None,
+        seed: int | None = None,
     ) -> LabelShiftAdapter:
         """Estimate the target class priors and build the prior-corrected model.
 
         Args:
-            x_source_val: held-out labelled source inputs (not the model's training data, on which
+            x_source: *held-out* labelled source inputs (not the model's training data, on which
                 it is overconfident), shaped like the model's input.
-            y_source_val: their labels, class indices `(n,)` or one-hot `(n, k)`; every class must
+            y_source: their labels, class indices `(n,)` or one-hot `(n, k)`; every class must
                 occur.
             x_target: unlabelled target inputs.
+            y_target: accepted for the common adapter contract; not used (the priors are
+                estimated without target labels).
             batch_size: batch size of the forward passes.
+            epochs, verbose, callbacks, seed: accepted for the common adapter contract; nothing is
+                trained and nothing is random here, so they have no effect.
 
         Returns:
             self.
 
         Raises:
             TypeError: non-numeric inputs or labels.
-            ValueError: inputs whose shape does not match the model, NaN/inf, labels out of range or
-                of another length than `x_source_val`, a class absent from `y_source_val` (the
-                message of `estimate_target_priors`).
+            ValueError: missing data, inputs whose shape does not match the model, NaN/inf, labels
+                out of range or of another length than `x_source`, a class absent from `y_source`
+                (the message of `estimate_target_priors`).
         """
-        xs = self._check_x(x_source_val, "x_source_val")
-        ys = self._check_y(y_source_val, len(xs), "y_source_val")
+        self.check_fit_data(x_source=x_source, y_source=y_source, x_target=x_target)
+        xs = self._check_x(x_source, "x_source")
+        ys = self._check_y(y_source, len(xs), "y_source")
         xt = self._check_x(x_target, "x_target")
         batch_size = check_positive_int(batch_size, "batch_size")
         source = _strip_correction(self.source_model)
@@ -404,8 +419,8 @@ class LabelShiftAdapter(Adapter):
             )
         except ValueError as exc:
             raise ValueError(
-                f"Cannot estimate the target priors from y_source_val (source_labels) and the model's "
-                f"probabilities on x_source_val / x_target: {exc}"
+                f"Cannot estimate the target priors from y_source (source_labels) and the model's "
+                f"probabilities on x_source / x_target: {exc}"
             ) from exc
         priors = (1.0 - self.smoothing) * estimate.priors + self.smoothing * estimate.source_priors
         priors = priors / priors.sum()

@@ -64,7 +64,12 @@ from shiftkit._validation import check_bandwidth, check_positive_int, check_seed
 from shiftkit.adapt.base import Adapter, head_config, loss_for_head, register_adapter
 from shiftkit.shift import kernels
 
-__all__ = ["MMDAdapter", "batch_mmd2"]
+__all__ = ["MMDAdapter", "batch_mmd2", "LEARNING_RATE"]
+
+#: Default Adam learning rate of MMDAdapter (the whole network trains, from the source weights).
+LEARNING_RATE = 1e-3
+#: Training epochs of `fit(epochs=None)`.
+EPOCHS = 10
 
 
 # ---------------------------------------------------------------------------------- the loss term
@@ -217,6 +222,7 @@ class MMDAdapter(Adapter):
         mmd_weight: weight of the MMD^2 term, a finite number >= 0 (0: plain task-loss training).
         bandwidth: None for the per-batch median heuristic (on pooled features, no gradient), or a
             positive number or list of numbers fixing the Gaussian bandwidth(s).
+        learning_rate: Adam learning rate (default 1e-3).
 
     Raises:
         TypeError / ValueError: a non-model `source_model`, an unknown `feature_layer`, a negative
@@ -229,6 +235,11 @@ class MMDAdapter(Adapter):
         >>> adapter.save("adapted.keras")  # doctest: +SKIP
     """
 
+    name = "mmd"
+    title = "MMD: source task loss + feature alignment with unlabelled target data"
+    requires = ("x_source", "y_source", "x_target")
+    uses = ("y_target",)
+
     def __init__(
         self,
         source_model: Any,
@@ -236,22 +247,24 @@ class MMDAdapter(Adapter):
         feature_layer: str | int | None = None,
         mmd_weight: float = 1.0,
         bandwidth: float | Sequence[float] | None = None,
+        learning_rate: float = LEARNING_RATE,
     ):
         super().__init__(source_model, feature_layer=feature_layer)
         self.mmd_weight = _check_mmd_weight(mmd_weight)
         bw = check_bandwidth(bandwidth)
         self.bandwidth = None if bw is None else (float(bw[0]) if np.ndim(bandwidth) == 0 else bw.tolist())
+        self.learning_rate = _check_learning_rate(learning_rate)
 
     def fit(
         self,
-        x_source: Any,
-        y_source: Any,
-        x_target: Any,
+        x_source: Any = None,
+        y_source: Any = None,
+        x_target: Any = None,
         *,
         y_target: Any = None,
-        epochs: int = 10,
+        epochs: int | None = None,
         batch_size: int = 64,
-        learning_rate: float = 1e-3,
+        learning_rate: float | None = None,
         validation_data: Any = None,
         callbacks: Any = None,
         verbose: Any = "auto",
@@ -265,10 +278,10 @@ class MMDAdapter(Adapter):
             x_target: target inputs (unlabelled unless `y_target` is given), same input shape.
             y_target: optional labels of `x_target`, one per row; their task loss is taken on each
                 target batch concatenated with the source batch.
-            epochs: training epochs; an epoch is `ceil(n_source / batch_size)` steps.
+            epochs: training epochs (None: `EPOCHS`, 10); an epoch is `ceil(n_source / batch_size)` steps.
             batch_size: samples per domain per step (at least 2, for the unbiased MMD^2); capped at
                 each domain's size.
-            learning_rate: Adam learning rate.
+            learning_rate: Adam learning rate for this fit; None (default): the adapter's `learning_rate`.
             validation_data: optional labelled `(x_val, y_val)`, e.g. held-out target data; logs
                 `val_loss` (task loss), `val_task_loss` and `val_accuracy`.
             callbacks: Keras callbacks (they see the training wrapper; its `target_model` is
@@ -289,6 +302,7 @@ class MMDAdapter(Adapter):
 
         from shiftkit._keras import decision_threshold
 
+        self.check_fit_data(x_source=x_source, y_source=y_source, x_target=x_target)
         xs = self._check_x(x_source, "x_source")
         ys = self._check_y(y_source, len(xs), "y_source")
         xt = self._check_x(x_target, "x_target")
@@ -298,9 +312,9 @@ class MMDAdapter(Adapter):
                 raise ValueError(
                     f"{name} has {len(arr)} sample; MMD^2 needs at least 2 samples per domain."
                 )
-        epochs = check_positive_int(epochs, "epochs")
+        epochs = EPOCHS if epochs is None else check_positive_int(epochs, "epochs")
         batch_size = check_positive_int(batch_size, "batch_size", minimum=2)
-        learning_rate = _check_learning_rate(learning_rate)
+        learning_rate = self.learning_rate if learning_rate is None else _check_learning_rate(learning_rate)
         seed = check_seed(seed)
         validation_data = self._validation(validation_data)
         mmd_weight = _check_mmd_weight(self.mmd_weight)
@@ -384,10 +398,11 @@ class MMDAdapter(Adapter):
     # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, Any]:
         state = super()._state()
-        state.update({"mmd_weight": self.mmd_weight, "bandwidth": self.bandwidth})
+        state.update({"mmd_weight": self.mmd_weight, "bandwidth": self.bandwidth, "learning_rate": self.learning_rate})
         return state
 
     def _restore(self, state: dict[str, Any]) -> None:
         super()._restore(state)
         self.mmd_weight = float(state.get("mmd_weight", 1.0))
         self.bandwidth = state.get("bandwidth")
+        self.learning_rate = float(state.get("learning_rate", LEARNING_RATE))
