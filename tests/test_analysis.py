@@ -119,3 +119,24 @@ def test_bad_arguments_say_what_to_fix(pair):
         analyze(ref, xt, y_source=ys, **FAST)
     with pytest.raises(ValueError, match="per-sample shape"):
         analyze(ref, xt[:, :2], **FAST)
+
+
+def test_an_adapter_is_measured_before_and_after_on_the_same_data_and_settings(pair):
+    from shiftkit.adapt import AdaptationReport
+
+    xs, xt, ys, yt = pair
+    seen = {}
+
+    class Adapter:  # the one method analyze uses: Adapter.shift_report
+        def shift_report(self, x_source, x_target, y_source=None, y_target=None, **kwargs):
+            seen.update(n=(len(x_source), len(x_target)), labels=(y_source is ys, y_target is yt), **kwargs)
+            before = shift_report(x_source, x_target, y_source, y_target, **kwargs)
+            return AdaptationReport(before, before, 0.5, 0.5)
+
+    a = analyze(xs, xt, y_source=ys, y_target=yt, adapter=Adapter(), alpha=0.1, max_samples=150,
+                diagnose_shift=False, **FAST)
+    assert seen == {"n": (160, 140), "labels": (True, True), "n_permutations": 100, "alpha": 0.1, "seed": 0,
+                    "standardize": True, "max_samples": 150}
+    assert a.adaptation.before.to_dict() == a.report.to_dict() and a.adaptation_title == "After adaptation: Adapter"
+    with pytest.raises(ValueError, match="adapter needs the source data"):
+        analyze(Reference.from_data(xs, ys, seed=0), xt, adapter=Adapter(), **FAST)
