@@ -132,10 +132,13 @@ def test_dashboard_in_a_real_browser(server):
             html_text = pathlib.Path(info.value.path()).read_text(encoding="utf-8")
             assert html_text.startswith("<!DOCTYPE html>") and "data:image/png;base64," in html_text
             assert 'id="shiftkit-adaptation"' in html_text and len(html_text.encode()) < 1_000_000
+            assert 'id="shiftkit-diagnosis"' in html_text  # issue 10: the downloads hold what the page shows
             with page.expect_download(timeout=60_000) as info:
                 page.get_by_role("button", name="Download JSON report").click()
             bundle = json.loads(pathlib.Path(info.value.path()).read_text(encoding="utf-8"))
             assert bundle["shift_report"]["is_shift"] is True and bundle["adaptation"]["comparison"]["rows"]
+            recommended = bundle["diagnosis"]["recommendation"]
+            assert page.get_by_text(f"Recommended: {recommended}", exact=False).count() >= 1
             _wait_idle(page)
 
             # Streamlit scrolls inside its main container, so a "full page" screenshot would stop at
