@@ -87,8 +87,8 @@ class Subsampling:
     def summary(self) -> str:
         """One sentence for people: every row, or what used how many rows."""
         if not self.subsampled:
-            return (f"Every row used: {self.source_rows} source and {self.target_rows} target rows are within "
-                    f"max_samples={self.max_samples}.")
+            within = "no max_samples" if self.max_samples is None else f"within max_samples={self.max_samples}"
+            return f"Every row used: {self.source_rows} source and {self.target_rows} target rows ({within})."
         what = " and the ".join(_PARTS.get(p, p) for p in self.subsampled)
         rest = f"; the {' and the '.join(_PARTS.get(p, p) for p in self.every_row)} use every row" if self.every_row else ""
         return (f"Subsampled (seeded: max_samples={self.max_samples}, seed={self.seed}): the {what} use "
@@ -275,7 +275,7 @@ def _named(labels: Any, class_names: Sequence[str] | None, name: str) -> tuple[A
 
 def _measure_arrays(
     xs: np.ndarray, xt: np.ndarray, ys: Any, yt: Any, *, model: Any, layer: Any, alpha: float, n_permutations: int,
-    seed: int | None, max_samples: int, standardize: bool, class_names: tuple[str, ...] | None,
+    seed: int | None, max_samples: int | None, standardize: bool, class_names: tuple[str, ...] | None,
     feature_names: tuple[str, ...] | None,
 ) -> Measurement:
     report = shift_report(xs, xt, ys, yt, model=model, layer=layer, n_permutations=n_permutations, alpha=alpha,
@@ -305,7 +305,7 @@ def analyze(
     alpha: float = 0.05,
     n_permutations: int = 1000,
     seed: int | None = 0,
-    max_samples: int = 2000,
+    max_samples: int | None = 2000,
     standardize: bool = True,
     diagnose_shift: bool = True,
     diagnosis_permutations: int | None = None,
@@ -332,7 +332,7 @@ def analyze(
             to what its level needs).
         seed: seed of every random step.
         max_samples: each domain is subsampled (seeded) to at most this many rows for the MMD
-            tests and the diagnosis.
+            tests and the diagnosis (None: every row; a reference needs a number).
         standardize: standardise inputs for the input-space test (`shiftkit.shift.scaling`).
         diagnose_shift: also name the kind of shift and the adapter that fits (`diagnose`).
         diagnosis_permutations: the least permutations of the diagnosis' tests (default:
@@ -354,7 +354,7 @@ def analyze(
     alpha = check_alpha(alpha)
     seed = check_seed(seed)
     n_permutations = check_positive_int(n_permutations, "n_permutations")
-    max_samples = check_positive_int(max_samples, "max_samples", minimum=2)
+    max_samples = None if max_samples is None else check_positive_int(max_samples, "max_samples", minimum=2)
     diag_perm = n_permutations if diagnosis_permutations is None else check_positive_int(
         diagnosis_permutations, "diagnosis_permutations")
     names = None if class_names is None else tuple(str(c) for c in class_names)
@@ -365,6 +365,8 @@ def analyze(
             raise ValueError("y_source was given with a reference: a reference holds its own labels; leave y_source out.")
         if adapter is not None:
             raise ValueError("adapter needs the source data; pass the source arrays instead of a reference.")
+        if max_samples is None:
+            raise ValueError("max_samples must be a number of rows with a reference (its check subsamples the target).")
         m = x_source.measure(xt, y_target, model=model, layer=layer, alpha=alpha, n_permutations=n_permutations,
                              seed=seed, max_samples=max_samples)
     else:

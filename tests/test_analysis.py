@@ -59,6 +59,8 @@ def test_subsampling_is_recorded(pair):
     assert a.report.input_test.n_source == 100
     whole = analyze(xs, xt, max_samples=500, diagnose_shift=False, **FAST).subsampling
     assert whole.subsampled == () and whole.summary.startswith("Every row used")
+    unbounded = analyze(xs, xt, max_samples=None, diagnose_shift=False, **FAST)
+    assert unbounded.subsampling.subsampled == () and unbounded.report.input_test.n_source == 160
 
 
 def test_json_and_html_hold_exactly_the_analysis(pair):
