@@ -245,7 +245,7 @@ def _is_snapshot(path: str) -> bool:
         return False
     try:
         with np.load(path, allow_pickle=False) as arrays:
-            return "shiftkit_meta" in getattr(arrays, "files", ())
+            return check.Reference.is_snapshot(arrays)
     except Exception:  # noqa: BLE001 - not readable as npz: the loader reports it properly
         return False
 

@@ -3,8 +3,9 @@
 `shift_report` runs, once, everything shiftkit measures about a pair of domains: the input-space
 MMD test, the feature-space MMD test when a model is given, and the label picture (distributions,
 ratios target/source, distance, class imbalance; from true target labels when given, else from
-target priors estimated with the model). Every front end (Python API, CLI, dashboard, HTML report)
-renders this object, so two views never disagree.
+target priors estimated with the model). `shiftkit.analyze` puts it in an `Analysis` (with the
+per-feature drift and the diagnosis), which every front end (Python API, CLI, dashboard, HTML
+report) renders, so two views never disagree.
 
 Choices written down:
     * Input-space MMD is computed on inputs standardised by `shiftkit.shift.scaling.Standardizer`
