@@ -673,21 +673,17 @@ def _criteria(
             f"{_fmt_props(names, labels.target_proportions)} ({labels.target_from}); permutation chi-square "
             f"test on {tested_on}: p={label_test.p_value:.3g} ({label_test.n_permutations} permutations).",
         ))
-        if max_imbalance_ratio is not None:
-            q = labels.target_proportions
-            ratio = float(q.max() / q.min()) if q.min() > 0 else float("inf")
-            criteria.append(Criterion(
-                "class imbalance", ratio, float(max_imbalance_ratio), ratio <= max_imbalance_ratio,
-                "fail when max/min class ratio > threshold",
-                f"target imbalance ratio {ratio:.3g} over the reference's classes {list(names or ())[:20]}.",
-            ))
-    elif max_imbalance_ratio is not None and yt is not None:
-        ratio = class_imbalance(yt).imbalance_ratio
-        criteria.append(Criterion(
-            "class imbalance", ratio, float(max_imbalance_ratio), ratio <= max_imbalance_ratio,
-            "fail when max/min class ratio > threshold",
-            f"target imbalance ratio {ratio:.3g} over the target's classes.",
-        ))
+    if max_imbalance_ratio is None or (label_test is None and yt is None):
+        return criteria
+    if label_test is not None:
+        q = labels.target_proportions
+        ratio = float(q.max() / q.min()) if q.min() > 0 else float("inf")
+        over = f"the reference's classes {list(names or ())[:20]}"
+    else:
+        ratio, over = class_imbalance(yt).imbalance_ratio, "the target's classes"
+    criteria.append(Criterion("class imbalance", ratio, float(max_imbalance_ratio), ratio <= max_imbalance_ratio,
+                              "fail when max/min class ratio > threshold",
+                              f"target imbalance ratio {ratio:.3g} over {over}."))
     return criteria
 
 
