@@ -304,3 +304,20 @@ def test_digits_images_one_percent_thickening_is_not_a_shift():
     assert flagged_thick <= 4, flagged_thick  # P(>= 5 of 20 | rate 0.05) = 0.003
     assert flagged_blur >= 18, flagged_blur
     assert "pooled scale" in thick.scaling
+
+
+def test_label_summary_keeps_the_class_values_in_every_part():
+    """issue 10: one label_summary (shift_report and the check's reference): ratios and imbalance by class value."""
+    from shiftkit.shift.report import label_summary
+
+    rng = np.random.default_rng(0)
+    xs, xt = rng.normal(size=(60, 2)), rng.normal(size=(40, 2))
+    ys, yt = np.resize(["no", "yes", "yes"], 60), np.resize(["no", "yes"], 40)
+    lab = shift_report(xs, xt, ys, yt, n_permutations=50, seed=0).labels
+    assert lab.classes == ("no", "yes") and lab.ratios.classes == ("no", "yes")
+    assert lab.source_imbalance.classes == ("no", "yes") and lab.target_imbalance.classes == ("no", "yes")
+    np.testing.assert_allclose(lab.ratios.ratios, [0.5 / (1 / 3), 0.5 / (2 / 3)])
+    direct = label_summary(np.resize([0, 1, 1], 60), np.resize([0, 1], 40), 2, classes=("no", "yes"))
+    assert direct.to_dict() == lab.to_dict()
+    unknown = label_summary(np.array([0, 1, 1]), None, 3, classes=("a", "b"))  # classes padded to n_classes
+    assert unknown.target_from == "unknown" and unknown.classes == ("a", "b", 2) and unknown.ratios is None
