@@ -397,13 +397,13 @@ def defaults_in_effect() -> str:
     a run whose cells saw different defaults (the code changed meanwhile) is refused.
     """
     from shiftkit.adapt import CopyAdapter, FineTuneAdapter
-    from shiftkit.adapt import base as adapt_base
+    from shiftkit.adapt import training as adapt_base
 
     constants = ", ".join(f"{k}={getattr(adapt_base, k)!r}" for k in ("MAX_EPOCHS", "PATIENCE", "MIN_DELTA",
                                                                       "VALIDATION_SPLIT", "FALLBACK_EPOCHS")
                           if hasattr(adapt_base, k))
     return (f"`{describe_defaults(CopyAdapter)}`; `{describe_defaults(FineTuneAdapter)}`"
-            + (f"; `shiftkit.adapt.base`: {constants}" if constants else ""))
+            + (f"; `shiftkit.adapt.training`: {constants}" if constants else ""))
 
 
 def fit_adapter_with(cls: Any, source: Any, data: Any, seed: int, overrides: dict[str, Any] | None = None,

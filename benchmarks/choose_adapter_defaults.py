@@ -25,7 +25,7 @@ How it measures (every training run is the adapters' own code; nothing is re-imp
 
 1. Copy, per (scenario, seed, learning rate, head start): one *selection run* trains the head on the
    80% training part of the labels for `EPOCHS` epochs with validation on the stratified 20% held out
-   (`shiftkit.adapt.base.holdout_split`), recording the held-out loss and the target-test accuracy
+   (`shiftkit.adapt.training.holdout_split`), recording the held-out loss and the target-test accuracy
    after every epoch (and before the first: epoch 0); one *all-labels run* trains on all labels,
    recording the test accuracy per epoch. An early-stopping rule (patience, min_delta) applied to the
    recorded held-out losses picks an epoch count E (0 = the start); without refit the result is the
@@ -69,7 +69,8 @@ sys.path.insert(0, str(HERE))
 
 from _results import machine_info  # noqa: E402
 
-from shiftkit.adapt.base import MAX_EPOCHS, copy_model  # noqa: E402
+from shiftkit.adapt.target_model import copy_model  # noqa: E402
+from shiftkit.adapt.training import MAX_EPOCHS  # noqa: E402
 
 LABELS_PER_CLASS = 10
 EPOCHS = MAX_EPOCHS  # recorded epochs of each Copy / stage-1 run: the most `epochs=None` runs
@@ -314,7 +315,7 @@ def run_copy(name: str, seed: int, log: Any) -> dict[str, Any]:
     import keras
 
     from shiftkit.adapt import CopyAdapter
-    from shiftkit.adapt.base import holdout_split
+    from shiftkit.adapt.training import holdout_split
 
     source, data = prepare(name, seed)
     xl, yl, xte, yte = data["x_labeled"], data["y_labeled"], data["x_test"], data["y_test"]
@@ -355,7 +356,7 @@ def run_copy_splits(case: dict[str, Any]) -> None:
     import keras
 
     from shiftkit.adapt import CopyAdapter
-    from shiftkit.adapt.base import holdout_split
+    from shiftkit.adapt.training import holdout_split
 
     name, seed = case["scenario"], case["seed"]
     source, data = prepare(name, seed)
@@ -383,14 +384,14 @@ def run_finetune(case: dict[str, Any], stage1: dict[str, Any], log: Any) -> None
     """
     import keras
 
-    from shiftkit.adapt import FineTuneAdapter, base
-    from shiftkit.adapt.base import MAX_EPOCHS, holdout_split
+    from shiftkit.adapt import FineTuneAdapter, training
+    from shiftkit.adapt.training import MAX_EPOCHS, holdout_split
 
     name, seed = case["scenario"], case["seed"]
     source, data = prepare(name, seed)
     xl, yl, xte, yte = data["x_labeled"], data["y_labeled"], data["x_test"], data["y_test"]
     tr, va = holdout_split(yl, stage1["validation_split"], seed)
-    base.MIN_DELTA = stage1["min_delta"]  # the chosen rule, for stage 1's early stopping
+    training.MIN_DELTA = stage1["min_delta"]  # the chosen rule, for stage 1's early stopping
     curves: dict[str, dict[str, Any]] = {}
     stage1_epochs = 0
     t0 = time.perf_counter()
@@ -569,7 +570,7 @@ def report(results: dict[str, Any]) -> str:
         + ", ".join(map(str, PATIENCES)) + "; min_delta " + ", ".join(f"{d:g}" for d in MIN_DELTAS)
         + "; refit on all labels or not. FineTune stage-2 rate " + ", ".join(f"{r:g}" for r in FT_RATES)
         + f", with or without stage 1 (stage 1 = Copy's chosen rule: {cases[0].get('stage1_rule')}). At most "
-        f"{EPOCHS} epochs per stage (`shiftkit.adapt.base.MAX_EPOCHS`): the curves are recorded that far, so the "
+        f"{EPOCHS} epochs per stage (`shiftkit.adapt.training.MAX_EPOCHS`): the curves are recorded that far, so the "
         "rules are applied exactly as the adapters apply them.",
         "",
         "Columns: mean test accuracy over the cases; worst (accuracy - source-only) over the cases (>= 0: "

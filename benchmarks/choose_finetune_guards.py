@@ -56,9 +56,24 @@ sys.path.insert(0, str(HERE))
 import choose_adapter_defaults as cad  # noqa: E402
 from _results import machine_info  # noqa: E402
 
-VARIANTS = [("source", "any"), ("source", "one_se"), ("auto", "any"), ("auto", "one_se")]
-OLD = ("source", "any")
+VARIANTS = ["source/any", "source/one_se", "auto/any", "auto/one_se"]
+OLD = "source/any"
 TIE = 0.005
+
+
+def variant_kwargs(variant: str) -> dict[str, Any]:
+    """`FineTuneAdapter` arguments of a variant: "bn/gain" (batch_norm / fine_tune_gain) or "key=value,...".
+
+    The old behaviour is "source/any"; a "key=value" variant changes only what it names.
+    """
+    if "=" not in variant:
+        bn, gain = variant.split("/")
+        return {"batch_norm": bn, "fine_tune_gain": gain}
+    out: dict[str, Any] = {}
+    for item in variant.split(","):
+        key, value = item.split("=")
+        out[key] = json.loads(value) if value[:1].isdigit() or value in ("null", "true", "false") else value
+    return out
 
 
 def build_conv1d_bn(data: dict[str, Any]) -> Any:
@@ -91,7 +106,7 @@ def by_hand(source: Any, data: dict[str, Any], epochs: int, seed: int) -> float:
     """A plain Keras fine-tune: a copy of the source, Adam 1e-3, all layers, `epochs` epochs on all labels."""
     import keras
 
-    from shiftkit.adapt.base import copy_model
+    from shiftkit.adapt.target_model import copy_model
 
     keras.utils.set_random_seed(seed + 3)
     model = copy_model(source)
@@ -113,18 +128,18 @@ def run_case(name: str, seed: int) -> dict[str, Any]:
     case: dict[str, Any] = {"scenario": name, "seed": seed, "source": cad.accuracy(source, xte, yte), "variants": {}}
     keras.utils.set_random_seed(seed + 1)
     case["copy"] = cad.accuracy(CopyAdapter(source).fit(xl, yl, verbose=0).model_, xte, yte)
-    for bn, gain in VARIANTS:
+    for variant in VARIANTS:
         t0 = time.perf_counter()
         keras.utils.set_random_seed(seed + 1)
-        ad = FineTuneAdapter(source, batch_norm=bn, fine_tune_gain=gain).fit(xl, yl, verbose=0)
-        case["variants"][f"{bn}/{gain}"] = {
+        ad = FineTuneAdapter(source, **variant_kwargs(variant)).fit(xl, yl, verbose=0)
+        case["variants"][variant] = {
             "accuracy": cad.accuracy(ad.model_, xte, yte),
             "epochs": {str(k): int(v) for k, v in ad.epochs_.items()},
             "batch_norm_used": ad.batch_norm_,
             "guard": {str(k): v for k, v in ad.guard_.items()},
             "seconds": time.perf_counter() - t0,
         }
-    old = case["variants"]["/".join(OLD)]
+    old = case["variants"][OLD]
     case["by_hand"] = by_hand(source, data, sum(old["epochs"].values()), seed)
     return case
 
@@ -132,8 +147,7 @@ def run_case(name: str, seed: int) -> dict[str, Any]:
 def choose(cases: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     rows = []
     scenarios = sorted({c["scenario"] for c in cases})
-    for bn, gain in VARIANTS:
-        key = f"{bn}/{gain}"
+    for key in VARIANTS:
         per = {s: np.mean([c["variants"][key]["accuracy"] for c in cases if c["scenario"] == s]) for s in scenarios}
         src = {s: np.mean([c["source"] for c in cases if c["scenario"] == s]) for s in scenarios}
         hand = {s: np.mean([c["by_hand"] for c in cases if c["scenario"] == s]) for s in scenarios}
@@ -146,7 +160,7 @@ def choose(cases: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     pool = [r for r in rows if r["below_source"] == fewest]
     best = max(r["mean"] for r in pool)
     tied = [r for r in pool if r["mean"] >= best - TIE]
-    old = "/".join(OLD)
+    old = OLD
     chosen = old if any(r["variant"] == old for r in tied) else max(tied, key=lambda r: r["mean"])["variant"]
     return chosen, rows
 
@@ -162,14 +176,14 @@ def report(cases: list[dict[str, Any]], chosen: str, rows: list[dict[str, Any]],
            "of FineTune with the old options (source/any), on all labels.",
            f"- Rule (fixed before the run): fewest scenarios below source-only, then the highest mean; "
            f"within {TIE} of the best counts as tied and ties go to the old behaviour (source/any).", "",
-           "| scenario | source only | Copy default | by hand | " + " | ".join(f"FineTune {b}/{g}" for b, g in VARIANTS) + " |",
+           "| scenario | source only | Copy default | by hand | " + " | ".join(f"FineTune {v}" for v in VARIANTS) + " |",
            "|---|---|---|---|" + "---|" * len(VARIANTS)]
     for s in scenarios:
         cs = [c for c in cases if c["scenario"] == s]
         cells = [f"{np.mean([c['source'] for c in cs]):.3f}", f"{np.mean([c['copy'] for c in cs]):.3f}",
                  f"{np.mean([c['by_hand'] for c in cs]):.3f}"]
-        for b, g in VARIANTS:
-            cells.append(f"{np.mean([c['variants'][f'{b}/{g}']['accuracy'] for c in cs]):.3f}")
+        for v in VARIANTS:
+            cells.append(f"{np.mean([c['variants'][v]['accuracy'] for c in cs]):.3f}")
         out.append(f"| {s} | " + " | ".join(cells) + " |")
     out += ["", "| variant | scenarios below source-only | scenarios > 0.02 below by hand | mean accuracy | "
             "worst case minus source-only |", "|---|---|---|---|---|"]
@@ -195,10 +209,12 @@ def main() -> None:
     parser.add_argument("--json", default=str(REPO / "build" / "choose_finetune_guards.json"))
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--variants", nargs="*", default=None,
-                        help="batch_norm/fine_tune_gain pairs, e.g. source/any train/any (default: the four of VARIANTS)")
+                        help="variants: bn/gain pairs (source/any) or key=value,... FineTuneAdapter arguments (default: VARIANTS)")
     args = parser.parse_args()
     if args.variants:
-        VARIANTS[:] = [tuple(v.split("/")) for v in args.variants]
+        VARIANTS[:] = list(args.variants)
+    if OLD not in VARIANTS:
+        VARIANTS.insert(0, OLD)
     if args.quick:
         args.scenarios, args.seeds = args.scenarios[:1], args.seeds[:1]
     t0 = time.perf_counter()

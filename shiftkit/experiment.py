@@ -32,29 +32,24 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
 import numbers
 import os
 import re
-import warnings
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from shiftkit._json import jsonable
-from shiftkit._validation import (
-    check_alpha,
-    check_positive_int,
-    check_probabilities,
-    check_seed,
-)
+from shiftkit._keras import require_model
+from shiftkit._validation import check_alpha, check_positive_int, check_seed
 from shiftkit._version import __version__
 from shiftkit.adapt.base import Adapter
 from shiftkit.adapt.registry import adapter_names, fit_data, get_adapter
+from shiftkit.adapt.target_model import copy_model
 from shiftkit.data import DomainSplits
-from shiftkit.files import load_model_path
+from shiftkit.experiment_result import BASELINES, ExperimentResult
+from shiftkit.metrics import METRICS, check_metrics, classification_metrics, expected_calibration_error
 
 __all__ = [
     "ADAPTER_NAMES",
@@ -66,194 +61,14 @@ __all__ = [
     "expected_calibration_error",
 ]
 
-#: Built-in metric names, in the order they are reported.
-METRICS: tuple[str, ...] = ("accuracy", "balanced_accuracy", "macro_f1", "auroc", "ece")
 #: The built-in adapters (`Experiment` knows every adapter in `shiftkit.adapt.adapter_names()`).
 ADAPTER_NAMES: tuple[str, ...] = ("copy", "finetune", "mmd", "label_shift")
-_BASELINES: tuple[str, ...] = ("source_only", "target_only")
 #: Training epochs per step when `run(epochs=None)`; `epochs=` (an int or a dict) overrides them. None:
 #: the adapter's own default, "until the held-out loss stops improving" (CopyAdapter, FineTuneAdapter).
 DEFAULT_EPOCHS: dict[str, int | None] = {"source": 30, "target_only": 50, "copy": None, "finetune": None, "mmd": 20}
-#: Shift columns of the result (feature space, source model before vs each method's model after).
-SHIFT_COLUMNS: tuple[str, ...] = (
-    "shift_p_before",
-    "shift_p_after",
-    "shift_mmd2_normalized_before",
-    "shift_mmd2_normalized_after",
-)
-_RESULT_KIND = "shiftkit.ExperimentResult"
-_RESULT_SCHEMA = "1.0"
 _SEED_OFFSETS = {"source": 0, "target_only": 1, "copy": 2, "finetune": 3, "mmd": 4, "label_shift": 5}
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
-
-# --------------------------------------------------------------------------------------------
-# Metrics
-# --------------------------------------------------------------------------------------------
-
-
-def _proba(proba: Any, name: str = "proba") -> np.ndarray:
-    return check_probabilities(proba, name)
-
-
-def expected_calibration_error(y_true: Any, proba: Any, *, n_bins: int = 15) -> float:
-    """Expected calibration error of the predicted class, with equal-width confidence bins.
-
-    The confidence of a sample is its largest class probability and its prediction that class.
-    Bin `b` (of `n_bins`) holds the confidences in `((b - 1) / n_bins, b / n_bins]`; then
-
-        ECE = sum_b |B_b| / n * |accuracy(B_b) - mean confidence(B_b)|
-
-    (Guo et al. 2017, "On calibration of modern neural networks"; empty bins add nothing).
-
-    Args:
-        y_true: class indices `(n,)`.
-        proba: class probabilities `(n, k)`, or `(n,)` / `(n, 1)` positive-class probabilities.
-        n_bins: number of equal-width bins (default 15).
-
-    Returns:
-        The ECE, a float in [0, 1]; lower is better calibrated.
-
-    Raises:
-        ValueError / TypeError: probabilities that do not sum to 1, labels of another length.
-
-    Example:
-        >>> # one right at confidence 0.9, one wrong at 0.8: (|1 - 0.9| + |0 - 0.8|) / 2
-        >>> round(expected_calibration_error([0, 1], [[0.9, 0.1], [0.8, 0.2]]), 6)
-        0.45
-    """
-    from shiftkit._validation import check_labels
-
-    p = _proba(proba)
-    y = check_labels(y_true, "y_true")
-    n_bins = check_positive_int(n_bins, "n_bins")
-    if len(y) != len(p):
-        raise ValueError(f"y_true has {len(y)} labels but proba has {len(p)} rows; pass one row per label.")
-    confidence = p.max(axis=1)
-    correct = (p.argmax(axis=1) == y).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    bins = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
-    ece = 0.0
-    for b in range(n_bins):
-        mask = bins == b
-        if mask.any():
-            ece += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
-    return float(ece)
-
-
-def _one_vs_rest_scores(p: np.ndarray, c: int) -> np.ndarray:
-    """log p_c - log(sum of the other classes): ranks like p_c, but keeps the order of samples whose
-    float32 p_c saturated at exactly 1.0 (the other columns still hold it)."""
-    rest = p.sum(axis=1) - p[:, c] if p.shape[1] > 2 else p[:, 1 - c]
-    tiny = np.finfo(np.float64).tiny  # exact zeros tie at the end instead of becoming -inf
-    return np.log(np.maximum(p[:, c], tiny)) - np.log(np.maximum(rest, tiny))
-
-
-def _auroc(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    if p.shape[1] == 2:
-        if len(np.unique(y)) < 2:
-            return math.nan
-        return float(roc_auc_score(y == 1, _one_vs_rest_scores(p, 1)))
-    scores = [
-        roc_auc_score(y == c, _one_vs_rest_scores(p, c))
-        for c in range(p.shape[1])
-        if 0 < np.count_nonzero(y == c) < len(y)
-    ]
-    return float(np.mean(scores)) if scores else math.nan
-
-
-def _builtin_metric(name: str, y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import balanced_accuracy_score, f1_score
-
-    pred = p.argmax(axis=1)
-    if name == "accuracy":
-        return float(np.mean(pred == y))
-    if name == "balanced_accuracy":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "y_pred contains classes not in y_true"
-            return float(balanced_accuracy_score(y, pred))
-    if name == "macro_f1":
-        return float(f1_score(y, pred, average="macro", zero_division=0))
-    if name == "auroc":
-        return _auroc(y, p)
-    return expected_calibration_error(y, p)
-
-
-def _check_metrics(metrics: Any) -> dict[str, Callable[[np.ndarray, np.ndarray], float] | str]:
-    """name -> built-in name or callable(y_true, proba)."""
-    if isinstance(metrics, str):
-        metrics = (metrics,)
-    if isinstance(metrics, Mapping):
-        items = list(metrics.items())
-    elif isinstance(metrics, Sequence):
-        items = []
-        for m in metrics:
-            if isinstance(m, str):
-                items.append((m, m))
-            elif callable(m):
-                items.append((getattr(m, "__name__", type(m).__name__), m))
-            else:
-                raise TypeError(
-                    f"metrics must hold metric names ({', '.join(METRICS)}) or callables f(y_true, proba); "
-                    f"got {m!r}."
-                )
-    else:
-        raise TypeError(
-            f"metrics must be a list of names ({', '.join(METRICS)}) and/or callables f(y_true, proba), "
-            f"or a dict name -> callable; got {type(metrics).__name__}."
-        )
-    out: dict[str, Any] = {}
-    for name, fn in items:
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"metric names must be non-empty strings; got {name!r}.")
-        if isinstance(fn, str):
-            if fn not in METRICS:
-                raise ValueError(f"Unknown metric {fn!r}. Choose from: {', '.join(METRICS)}; or pass a callable.")
-        elif not callable(fn):
-            raise TypeError(f"metric {name!r} must be a built-in name or a callable f(y_true, proba); got {fn!r}.")
-        if name in out:
-            raise ValueError(f"metric {name!r} is listed twice.")
-        if name in SHIFT_COLUMNS or name == "method":
-            raise ValueError(f"metric name {name!r} is reserved for a result column; rename it.")
-        out[name] = fn
-    return out
-
-
-def classification_metrics(y_true: Any, proba: Any, metrics: Any = METRICS) -> dict[str, float]:
-    """Score class probabilities against labels.
-
-    Args:
-        y_true: class indices `(n,)`.
-        proba: class probabilities `(n, k)` (or positive-class probabilities `(n,)`).
-        metrics: names from `METRICS` ("accuracy", "balanced_accuracy", "macro_f1", "auroc" --
-            binary, or one-vs-rest macro over the classes present; samples are ranked by
-            `log p_c - log(1 - p_c)` computed from the other columns, which orders like `p_c` but
-            survives float32 probabilities saturated at 1.0 --, "ece"), callables
-            `f(y_true, proba) -> float`, or a dict name -> callable.
-
-    Returns:
-        Dict name -> float (NaN when undefined, e.g. AUROC with a single class in `y_true`).
-
-    Example:
-        >>> classification_metrics([0, 1, 1], [[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]], ["accuracy", "auroc"])
-        {'accuracy': 0.6666666666666666, 'auroc': 1.0}
-    """
-    from shiftkit._validation import check_labels
-
-    spec = _check_metrics(metrics)
-    p = _proba(proba)
-    y = check_labels(y_true, "y_true")
-    if len(y) != len(p):
-        raise ValueError(f"y_true has {len(y)} labels but proba has {len(p)} rows; pass one row per label.")
-    if y.max() >= p.shape[1]:
-        raise ValueError(f"y_true has label {int(y.max())} but proba has only {p.shape[1]} classes.")
-    out = {}
-    for name, fn in spec.items():
-        value = _builtin_metric(fn, y, p) if isinstance(fn, str) else fn(y, p)
-        out[name] = float(value)
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -328,7 +143,7 @@ def _check_adapters(adapters: Any) -> list[_AdapterSpec]:
             raise ValueError(
                 f"Adapter names are used as file names: letters, digits, '_', '.', '-' only; got {name!r}."
             )
-        if name in used or name in _BASELINES:
+        if name in used or name in BASELINES:
             raise ValueError(
                 f"Adapter name {name!r} is {'used twice' if name in used else 'reserved for a baseline'}; "
                 "pass a dict name -> adapter with distinct names."
@@ -343,16 +158,15 @@ def _is_compiled(model: Any) -> bool:
 
 
 def _check_built_model(model: Any, what: str) -> Any:
-    from shiftkit.shift.features import _require_model
-
-    return _require_model(model, what)
+    return require_model(model, what)
 
 
 def _compile_like(model: Any, template: Any) -> None:
     """Compile `model` with a fresh copy of `template`'s optimizer and its loss (defaults if uncompiled)."""
     import keras
 
-    from shiftkit.adapt.base import head_config, loss_for_head
+    from shiftkit.adapt.target_model import head_config
+    from shiftkit.adapt.training import loss_for_head
 
     if _is_compiled(template):
         opt = template.optimizer
@@ -380,16 +194,6 @@ def _fit_targets(model: Any, y: np.ndarray) -> np.ndarray:
     return y.astype("int32")
 
 
-def _seed(seed: int | None, step: str, index: int = 0) -> int | None:
-    if seed is None:
-        return None
-    import keras
-
-    value = seed + _SEED_OFFSETS.get(step, 10 + index)
-    keras.utils.set_random_seed(value)
-    return value
-
-
 def _history(record: Any) -> dict[str, list]:
     hist = record.history if hasattr(record, "history") else record
     return {str(k): [float(v) if isinstance(v, numbers.Real) else v for v in vals] for k, vals in dict(hist).items()}
@@ -401,262 +205,16 @@ def _feature_figures(test: Any) -> tuple[float | None, float | None]:
     return float(test.p_value), float(test.normalized)
 
 
-# --------------------------------------------------------------------------------------------
-# The result
-# --------------------------------------------------------------------------------------------
+def _seed(seed: int | None, step: str, index: int = 0) -> int | None:
+    if seed is None:
+        return None
+    import keras
+
+    value = seed + _SEED_OFFSETS.get(step, 10 + index)
+    keras.utils.set_random_seed(value)
+    return value
 
 
-class ExperimentResult:
-    """Every method's target metrics and shift figures, with the fitted models.
-
-    Attributes:
-        methods: method names in order: "source_only", "target_only" (when it ran), then the adapters.
-        metric_names: the metric columns.
-        rows: method -> {metric: value, "shift_p_before": ..., "shift_p_after": ...,
-            "shift_mmd2_normalized_before": ..., "shift_mmd2_normalized_after": ...}. Metrics are
-            None when the splits have no target test set. Shift figures are feature-space MMD
-            tests of source_val vs the evaluation target set: "before" with the source model, "after"
-            with the method's model (p-value: higher means less shift; normalized MMD^2: lower means
-            less shift).
-        histories: method -> per-epoch training record (with the ShiftMonitor keys `shift_mmd2`,
-            `shift_mmd2_normalized`); "source_only" holds the source training when the experiment
-            trained it.
-        reports: "source" -> the source `ShiftReport` as a dict; method -> its
-            `AdaptationReport.to_dict()` (or, for target_only, the after report).
-        shift_reports: the live report objects (empty after `load`).
-        adapters: method -> fitted `Adapter`. source_model, target_only_model: `keras.Model`s.
-        reference: `shiftkit.check.Reference` of source_val with the source model (for
-            `shiftkit check`).
-        splits: `DomainSplits.to_dict()` of the splits used. config: the experiment's settings,
-            seeds and library versions. notes: what was skipped or assumed, in sentences.
-    """
-
-    def __init__(
-        self,
-        *,
-        methods: Sequence[str],
-        metric_names: Sequence[str],
-        rows: dict[str, dict[str, float | None]],
-        histories: dict[str, dict[str, list]],
-        reports: dict[str, Any],
-        splits: dict[str, Any],
-        config: dict[str, Any],
-        notes: Sequence[str] = (),
-        adapters: dict[str, Any] | None = None,
-        source_model: Any = None,
-        target_only_model: Any = None,
-        reference: Any = None,
-        shift_reports: dict[str, Any] | None = None,
-    ):
-        self.methods = tuple(methods)
-        self.metric_names = tuple(metric_names)
-        self.rows = rows
-        self.histories = histories
-        self.reports = reports
-        self.splits = splits
-        self.config = config
-        self.notes = list(notes)
-        self.adapters = dict(adapters or {})
-        self.source_model = source_model
-        self.target_only_model = target_only_model
-        self.reference = reference
-        self.shift_reports = dict(shift_reports or {})
-
-    # ------------------------------------------------------------------ models
-    def model(self, method: str) -> Any:
-        """The `keras.Model` behind a method."""
-        if method == "source_only":
-            return self.source_model
-        if method == "target_only" and self.target_only_model is not None:
-            return self.target_only_model
-        if method in self.adapters:
-            return self.adapters[method].model
-        raise ValueError(f"Unknown method {method!r}. Methods of this result: {', '.join(self.methods)}.")
-
-    def predict(self, method: str, x: Any) -> np.ndarray:
-        """Class probabilities `(n, k)` of a method's model on `x`."""
-        from shiftkit.shift.features import predict_proba
-
-        return predict_proba(self.model(method), x)
-
-    # ------------------------------------------------------------------ views
-    def to_frame(self):
-        """One row per method (index "method"): the metrics, then the four shift columns."""
-        import pandas as pd
-
-        columns = list(self.metric_names) + list(SHIFT_COLUMNS)
-        frame = pd.DataFrame(
-            [[self.rows[m].get(c) for c in columns] for m in self.methods], index=list(self.methods), columns=columns
-        )
-        frame.index.name = "method"
-        return frame.astype("float64")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (NaN and infinity as None)."""
-        return jsonable(
-            {
-                "kind": _RESULT_KIND,
-                "schema_version": _RESULT_SCHEMA,
-                "shiftkit_version": __version__,
-                "methods": list(self.methods),
-                "metric_names": list(self.metric_names),
-                "shift_columns": list(SHIFT_COLUMNS),
-                "rows": [{"method": m, **self.rows[m]} for m in self.methods],
-                "directions": {
-                    "accuracy, balanced_accuracy, macro_f1, auroc": "higher is better",
-                    "ece": "lower is better",
-                    "shift_p_*": "feature-space MMD test p-value: lower means shift",
-                    "shift_mmd2_normalized_*": "feature-space normalized MMD^2: higher means shift",
-                },
-                "histories": self.histories,
-                "reports": self.reports,
-                "splits": self.splits,
-                "config": self.config,
-                "notes": self.notes,
-            }
-        )
-
-    def to_json(self, *, indent: int | None = 2) -> str:
-        """The result as strict JSON (`allow_nan=False`: NaN written as null)."""
-        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
-
-    def __str__(self) -> str:
-        import pandas as pd
-
-        with pd.option_context("display.width", 160, "display.max_columns", 20):
-            text = self.to_frame().round(4).to_string()
-        return text + ("\n" + "\n".join(f"note: {n}" for n in self.notes) if self.notes else "")
-
-    def __repr__(self) -> str:
-        return f"ExperimentResult(methods={list(self.methods)}, metrics={list(self.metric_names)})"
-
-    def plot(self):
-        """Seaborn figure: metrics per method (left) and the ShiftMonitor curves (right, when logged).
-
-        Returns:
-            A `matplotlib.figure.Figure` on the Agg canvas (no pyplot state; `fig.savefig(...)`).
-        """
-        import seaborn as sns
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        curves = {}
-        for method, hist in self.histories.items():
-            values = np.asarray([np.nan if v is None else v for v in hist.get("shift_mmd2_normalized", [])], dtype=float)
-            if np.isfinite(values).any():
-                curves[method] = values
-        n_axes = 2 if curves else 1
-        fig = Figure(figsize=(6.5 * n_axes, 4.2), layout="constrained")
-        FigureCanvasAgg(fig)
-        axes = np.atleast_1d(fig.subplots(1, n_axes, squeeze=False)[0])
-        frame = self.to_frame()[list(self.metric_names)].reset_index()
-        long = frame.melt(id_vars="method", var_name="metric", value_name="value").dropna()
-        ax = axes[0]
-        if len(long):
-            sns.barplot(data=long, x="metric", y="value", hue="method", ax=ax)
-            ax.legend(fontsize="small", title=None)
-        else:
-            ax.text(0.5, 0.5, "no target test set: no metrics", ha="center", va="center", transform=ax.transAxes)
-        ax.set_title("Target test metrics per method (ece: lower is better)")
-        ax.set_xlabel("")
-        if curves:
-            ax = axes[1]
-            for method, values in curves.items():
-                epochs = np.arange(len(values))
-                keep = np.isfinite(values)
-                sns.lineplot(x=epochs[keep], y=values[keep], ax=ax, label=method, marker="o")
-            ax.set_title("Feature MMD^2 (normalized) while training")
-            ax.set_xlabel("epoch")
-            ax.set_ylabel("normalized MMD^2 (lower: less shift)")
-        return fig
-
-    # ------------------------------------------------------------------ persistence
-    def save(self, directory: str | os.PathLike) -> str:
-        """Write the result to a directory (created if needed).
-
-        Files: `results.json` (`to_json()` plus the file list), `source_model.keras`,
-        `target_only.keras` (when it ran), `<method>.keras` per adapter (`Adapter.save`: loadable
-        with `shiftkit.load_adapter`), and `reference.npz`, a `shiftkit.check.Reference` snapshot
-        of source_val with the source model (`shiftkit check --reference reference.npz --model
-        source_model.keras ...`).
-
-        Returns:
-            The directory path.
-        """
-        if self.source_model is None:
-            raise ValueError("This result holds no models (nothing to save); save the result of Experiment.run.")
-        out = Path(directory)
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"{os.fspath(directory)!r} exists and is not a directory; pass a directory path.")
-        out.mkdir(parents=True, exist_ok=True)
-        files = {"source_only": "source_model.keras"}
-        self.source_model.save(out / files["source_only"])
-        if self.target_only_model is not None:
-            files["target_only"] = "target_only.keras"
-            self.target_only_model.save(out / files["target_only"])
-        for name, adapter in self.adapters.items():
-            files[name] = f"{name}.keras"
-            adapter.save(out / files[name])
-        data = self.to_dict()
-        data["files"] = files
-        if self.reference is not None:
-            self.reference.save(out / "reference.npz")
-            data["reference"] = "reference.npz"
-        (out / "results.json").write_text(json.dumps(data, indent=2, allow_nan=False))
-        return os.fspath(out)
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike) -> ExperimentResult:
-        """Read a result written by `save`, with its models and adapters (loaded with `safe_mode=True`).
-
-        Raises:
-            ValueError: no `results.json` there, a file of another kind, or a missing model file.
-        """
-        import keras
-
-        from shiftkit.adapt.base import load_adapter
-        from shiftkit.check import Reference
-
-        root = Path(directory)
-        path = root / "results.json"
-        if not path.is_file():
-            raise ValueError(
-                f"No results.json in {os.fspath(directory)!r}. Pass the directory given to ExperimentResult.save()."
-            )
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{os.fspath(path)!r} is not valid JSON: {exc}") from None
-        if not isinstance(data, dict) or data.get("kind") != _RESULT_KIND:
-            raise ValueError(f"{os.fspath(path)!r} was not written by ExperimentResult.save().")
-        files = data.get("files", {})
-
-        def need(name: str) -> Path:
-            file = root / files[name]
-            if not file.is_file():
-                raise ValueError(f"The result lists {files[name]!r} for {name!r}, but {os.fspath(file)!r} is missing.")
-            return file
-
-        methods = data["methods"]
-        adapters = {m: load_adapter(need(m)) for m in methods if m not in _BASELINES and m in files}
-        reference = Reference.load(root / data["reference"]) if data.get("reference") else None
-        return cls(
-            methods=methods,
-            metric_names=data["metric_names"],
-            rows={r["method"]: {k: v for k, v in r.items() if k != "method"} for r in data["rows"]},
-            histories=data.get("histories", {}),
-            reports=data.get("reports", {}),
-            splits=data.get("splits", {}),
-            config=data.get("config", {}),
-            notes=data.get("notes", []),
-            adapters=adapters,
-            source_model=load_model_path(need("source_only")) if "source_only" in files else None,
-            target_only_model=load_model_path(need("target_only")) if "target_only" in files else None,
-            reference=reference,
-        )
-
-
-# --------------------------------------------------------------------------------------------
 # The experiment
 # --------------------------------------------------------------------------------------------
 
@@ -743,7 +301,7 @@ class Experiment:
         self.adapters = adapters
         self._specs = _check_adapters(adapters)
         self.metrics = metrics
-        self._metrics = _check_metrics(metrics)
+        self._metrics = check_metrics(metrics)
         if train_source is not None and not isinstance(train_source, (bool, np.bool_)):
             raise TypeError(f"train_source must be None, True or False; got {train_source!r}.")
         self.train_source = train_source
@@ -811,7 +369,7 @@ class Experiment:
 
     def _train(self, model: Any, x: np.ndarray, y: np.ndarray, epochs: int, n_classes: int, *,
                batch_size: int, verbose: Any, callbacks: list) -> dict[str, list]:
-        from shiftkit.adapt.base import class_weights
+        from shiftkit.adapt.training import class_weights
 
         hist = model.fit(
             x, _fit_targets(model, y), epochs=epochs, batch_size=min(batch_size, len(x)), verbose=verbose,
@@ -904,8 +462,7 @@ class Experiment:
         else:
             source = self._model
             if train:
-                source = keras.models.clone_model(self._model)
-                source.set_weights(self._model.get_weights())
+                source = copy_model(self._model)  # weights and derived state (an adapted Normalization)
                 _compile_like(source, self._model)
         for x, what in ((xs_tr, "splits.source_train"), (x_eval, f"splits.{eval_name}")):
             check_model_input(source, x[:1], f"{what} inputs")

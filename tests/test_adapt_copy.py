@@ -336,7 +336,7 @@ def test_a_head_that_cannot_come_from_the_source_is_new():
 
 
 def test_holdout_split_is_stratified_and_seeded():
-    from shiftkit.adapt.base import holdout_split
+    from shiftkit.adapt.training import holdout_split
 
     y = np.repeat(np.arange(4), 10)
     tr, va = holdout_split(y, 0.2, seed=0)
@@ -368,7 +368,7 @@ def test_never_worse_than_the_start_on_validation_data(source):
     b = CopyAdapter(source, patience=3).fit(xt, yt, validation_data=(xv, yv), verbose=0)
     final = b.model.evaluate(xv, yv, verbose=0, return_dict=True)["loss"]
     # the kept epoch is the last that lowered the loss by more than MIN_DELTA
-    from shiftkit.adapt.base import MIN_DELTA
+    from shiftkit.adapt.training import MIN_DELTA
 
     assert b.epochs_[1] >= 1 and final == pytest.approx(b.history["val_loss"][b.epochs_[1] - 1], rel=1e-5)
     assert final <= min(b.history["val_loss"]) + MIN_DELTA
@@ -381,7 +381,7 @@ def test_epochs_none_holds_out_stops_and_refits(source):
     a = CopyAdapter(source, patience=5).fit(xt, yt, verbose=0)
     h = a.history
     assert a.validation_mode_ == "holdout+refit"
-    from shiftkit.adapt.base import VALIDATION_SPLIT, holdout_split
+    from shiftkit.adapt.training import VALIDATION_SPLIT, holdout_split
 
     assert np.bincount(yt[a.held_out_], minlength=3).min() >= 1
     np.testing.assert_array_equal(a.held_out_, holdout_split(yt, VALIDATION_SPLIT, seed=0)[1])
@@ -403,7 +403,7 @@ def test_epochs_none_holds_out_stops_and_refits(source):
 
 
 def test_too_few_labels_to_hold_out_warns_and_trains_a_fixed_budget(source):
-    from shiftkit.adapt.base import FALLBACK_EPOCHS
+    from shiftkit.adapt.training import FALLBACK_EPOCHS
 
     xt, yt = _data(3, seed=18)
     yt = np.array([0, 1, 2])

@@ -121,7 +121,7 @@ def test_best_weights_over_both_stages_are_kept(tabular_fit, tabular):
     xv, yv = data["val"]
     final = adapter.model.evaluate(xv, yv, batch_size=16, verbose=0, return_dict=True)["loss"]
     # the kept row: the last epoch that lowered the validation loss by more than MIN_DELTA
-    from shiftkit.adapt.base import MIN_DELTA
+    from shiftkit.adapt.training import MIN_DELTA
 
     assert final == pytest.approx(h["val_loss"][adapter.best_epoch_], rel=1e-5)
     assert final <= min(h["val_loss"]) + MIN_DELTA
@@ -186,7 +186,7 @@ def test_early_stopping_stops_and_restores(tabular):
     stages = adapter.history["stage"]
     assert 1 <= stages.count(2) < 40 and stages.count(1) < 40
     final = adapter.model.evaluate(xv, yv, batch_size=16, verbose=0, return_dict=True)["loss"]
-    from shiftkit.adapt.base import MIN_DELTA
+    from shiftkit.adapt.training import MIN_DELTA
 
     assert final <= min(adapter.history["val_loss"]) + MIN_DELTA
     # no fine-tuning epoch beat the head stage on (noise) validation data: stage-1 weights were put back
@@ -467,7 +467,7 @@ def test_batch_norm_auto_keeps_source_statistics_without_shift():
 
 
 def test_one_se_gain_matches_direct_computation():
-    from shiftkit.adapt.base import one_se_gain
+    from shiftkit.adapt.training import one_se_gain
 
     rng = np.random.default_rng(0)
     a, b = rng.gamma(2.0, size=40), rng.gamma(2.0, size=40)
@@ -481,7 +481,7 @@ def test_one_se_gain_matches_direct_computation():
 @pytest.mark.parametrize("gain, se, kept", [(0.05, 0.2, False), (0.5, 0.2, True)])
 def test_stage2_kept_only_beyond_one_standard_error(tabular, monkeypatch, gain, se, kept):
     """The rule's decision is applied: a dropped stage 2 leaves the base exactly as stage 1 left it (the source's)."""
-    import shiftkit.adapt.base as base_module
+    import shiftkit.adapt.training as training_module
 
     model, data = tabular
     seen = []
@@ -490,7 +490,7 @@ def test_stage2_kept_only_beyond_one_standard_error(tabular, monkeypatch, gain, 
         seen.append((np.asarray(start).shape, np.asarray(end).shape))
         return gain, se
 
-    monkeypatch.setattr(base_module, "one_se_gain", fake)
+    monkeypatch.setattr(training_module, "one_se_gain", fake)
     keras.utils.set_random_seed(8)
     adapter = FineTuneAdapter(model, fine_tune_gain="one_se", head_epochs=3, learning_rate=1e-2).fit(
         *data["train"], validation_data=data["val"], epochs=10, batch_size=16, verbose=0)

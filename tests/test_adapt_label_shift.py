@@ -10,7 +10,7 @@ from sklearn.metrics import log_loss
 from shiftkit._validation import check_probabilities
 from shiftkit.adapt import NotFittedError, load_adapter
 from shiftkit.adapt.label_shift import LabelShiftAdapter, PriorCorrection
-from shiftkit.shift.labels import PriorEstimate, _apply_bcts, _fit_bcts
+from shiftkit.shift.labels import PriorEstimate, apply_bcts, fit_bcts
 
 K, D = 4, 5
 N_TARGET = 3000
@@ -142,12 +142,12 @@ def test_predictions_equal_direct_numpy_computation(runs, scenario):
     # EM with calibration: the model applies the BCTS map fitted on the held-out source, then w
     em = run["adapters"]["em"]
     p_val = check_probabilities(model.predict(x_val, verbose=0), "p_val")
-    temperature, bias = _fit_bcts(p_val, y_val)
+    temperature, bias = fit_bcts(p_val, y_val)
     # (the adapter reads the outputs through shiftkit._keras.to_probabilities, renormalised: equal to rounding)
     assert em.temperature_ == pytest.approx(temperature, rel=1e-6)
     np.testing.assert_allclose(em.bias_, bias, rtol=1e-5, atol=1e-8)
     assert temperature != 1.0 or np.any(bias)  # calibration is really on
-    expected = _normalize(em.weights_ * _apply_bcts(p, temperature, bias))
+    expected = _normalize(em.weights_ * apply_bcts(p, temperature, bias))
     np.testing.assert_allclose(em.predict(run["x"]), expected, atol=1e-5)
     assert np.abs(em.predict(run["x"]) - _normalize(em.weights_ * p)).max() > 1e-3
 
@@ -226,7 +226,7 @@ def test_binary_sigmoid_model():
         if method == "bbse":
             expected = w1 * p / (w1 * p + w0 * (1 - p))
         else:
-            expected = _normalize(a.weights_ * _apply_bcts(p2, a.temperature_, a.bias_))[:, 1]
+            expected = _normalize(a.weights_ * apply_bcts(p2, a.temperature_, a.bias_))[:, 1]
         np.testing.assert_allclose(out[:, 0], expected, atol=1e-5)
         assert log_loss(y_t, out[:, 0]) < log_loss(y_t, p)
         assert a.evaluate(x_t, y_t)["accuracy"] == pytest.approx(np.mean((out[:, 0] > 0.5) == y_t))
@@ -295,7 +295,7 @@ def test_prior_correction_layer_config_round_trip():
     layer = PriorCorrection([2.0, 0.5, 1.0], temperature=1.5, bias=[0.1, 0.0, -0.1], name="pc")
     p = np.array([[0.2, 0.5, 0.3], [0.6, 0.3, 0.1]], "float32")
     out = np.asarray(layer(p))
-    expected = _normalize(np.array([2.0, 0.5, 1.0]) * _apply_bcts(p.astype(float), 1.5, np.array([0.1, 0, -0.1])))
+    expected = _normalize(np.array([2.0, 0.5, 1.0]) * apply_bcts(p.astype(float), 1.5, np.array([0.1, 0, -0.1])))
     np.testing.assert_allclose(out, expected, atol=1e-6)
     clone = PriorCorrection.from_config(layer.get_config())
     np.testing.assert_allclose(np.asarray(clone(p)), out, atol=1e-7)
@@ -320,7 +320,7 @@ def test_errors(scenario, runs):
         LabelShiftAdapter("model.keras")
     with pytest.raises(TypeError, match="calibrate must be True or False"):
         LabelShiftAdapter(model, calibrate="yes")
-    with pytest.raises(ValueError, match="smoothing must be in"):
+    with pytest.raises(ValueError, match=r"smoothing must be a number in \[0, 1\)"):
         LabelShiftAdapter(model, smoothing=1.0)
     regressor = keras.Sequential([keras.Input((D,)), keras.layers.Dense(3, activation="relu")])
     with pytest.raises(ValueError, match="softmax.*activation 'relu'"):

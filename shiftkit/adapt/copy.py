@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from shiftkit._validation import check_positive_int, check_seed
-from shiftkit.adapt import base
-from shiftkit.adapt.base import Adapter, _check_head_init, register_adapter
+from shiftkit._validation import check_positive_int, check_real, check_seed
+from shiftkit.adapt import training
+from shiftkit.adapt.base import Adapter
+from shiftkit.adapt.registry import register_adapter
+from shiftkit.adapt.target_model import _check_head_init
+from shiftkit.adapt.training import StagedTraining
 
 __all__ = ["CopyAdapter", "LEARNING_RATE"]
 
@@ -16,15 +19,7 @@ LEARNING_RATE = 3e-3
 
 
 def _check_rate(value: Any, name: str) -> float:
-    import math
-    import numbers
-
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a positive number, e.g. 3e-3; got {value!r}.")
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive, finite number, e.g. 3e-3; got {value}.")
-    return value
+    return check_real(value, name, low=0, low_open=True, example=LEARNING_RATE)
 
 
 def _check_epochs(epochs: Any, name: str = "epochs") -> int | None:
@@ -32,7 +27,7 @@ def _check_epochs(epochs: Any, name: str = "epochs") -> int | None:
 
 
 @register_adapter
-class CopyAdapter(Adapter):
+class CopyAdapter(StagedTraining, Adapter):
     """Feature copy ("transfer the features"): frozen source layers, a head trained on target data.
 
     The target model is the source model's layers up to `feature_layer`, with the source weights
@@ -91,7 +86,7 @@ class CopyAdapter(Adapter):
         head: Any = None,
         n_outputs: int | None = None,
         head_init: str = "source",
-        patience: int = base.PATIENCE,
+        patience: int = training.PATIENCE,
         learning_rate: float = LEARNING_RATE,
     ):
         super().__init__(source_model, feature_layer=feature_layer)
@@ -116,8 +111,8 @@ class CopyAdapter(Adapter):
         sample_weight: Any = None,
         callbacks: Any = None,
         verbose: Any = "auto",
-        validation_split: float = base.VALIDATION_SPLIT,
-        refit: bool = base.REFIT,
+        validation_split: float = training.VALIDATION_SPLIT,
+        refit: bool = training.REFIT,
         seed: int | None = 0,
     ) -> "CopyAdapter":
         """Train the head on labelled target data; the copied base stays frozen.
@@ -128,7 +123,7 @@ class CopyAdapter(Adapter):
             validation_data: optional `(x_val, y_val)`: training stops early on its loss and keeps
                 the best weights (the starting ones included); nothing is held out of `x`.
             epochs: None (default): until the held-out loss stops improving (at most
-                `shiftkit.adapt.base.MAX_EPOCHS`), see the class docstring. An int: that many
+                `shiftkit.adapt.training.MAX_EPOCHS`), see the class docstring. An int: that many
                 epochs on all of `x` (0: the starting head, untrained), or at most that many with
                 `validation_data`.
             batch_size: training batch size (capped at the number of samples).
@@ -180,7 +175,7 @@ class CopyAdapter(Adapter):
         super()._restore(state)
         self.head = None
         self.head_init = state.get("head_init", "source")
-        self.patience = state.get("patience", base.PATIENCE)
+        self.patience = state.get("patience", training.PATIENCE)
         self.learning_rate = state.get("learning_rate", LEARNING_RATE)
         self.n_outputs = state.get("n_outputs")
         self.history_ = state.get("history", {})

@@ -25,14 +25,16 @@ lower on the choosing scenarios): `benchmarks/finetune_guards_choice.md`.
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any
 
 
-from shiftkit._validation import check_positive_int, check_seed
-from shiftkit.adapt import base
-from shiftkit.adapt.base import Adapter, _check_head_init, _feature_tensor, register_adapter
+from shiftkit._validation import check_option, check_positive_int, check_real, check_seed
+from shiftkit.adapt import training
+from shiftkit.adapt.base import Adapter
+from shiftkit.adapt.registry import register_adapter
+from shiftkit.adapt.target_model import _check_head_init, _feature_tensor
+from shiftkit.adapt.training import StagedTraining
 from shiftkit.adapt.batch_norm import BATCH_NORM_MODES, batch_norm_layers, recalibrate_batch_norm
 
 __all__ = ["FineTuneAdapter", "HEAD_LEARNING_RATE", "FINE_TUNE_LEARNING_RATE", "FINE_TUNE_GAIN_RULES"]
@@ -97,18 +99,7 @@ def _source_base(source_model: Any, feature_layer: str | int | None) -> Any:
 
 
 def _check_rate(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a positive number, e.g. 1e-4; got {value!r}.")
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive, finite number, e.g. 1e-4; got {value}.")
-    return value
-
-
-def _check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}; got {value!r}.")
-    return value
+    return check_real(value, name, low=0, low_open=True, example="1e-4")
 
 
 def _check_unfreeze(unfreeze: Any, n_tunable: int, names: list[str]) -> str | int:
@@ -143,7 +134,7 @@ def _check_unfreeze(unfreeze: Any, n_tunable: int, names: list[str]) -> str | in
 
 
 @register_adapter
-class FineTuneAdapter(Adapter):
+class FineTuneAdapter(StagedTraining, Adapter):
     """Fine-tuning in two stages: the head on the frozen base, then the unfrozen base at a lower rate.
 
     The target model is the source model's layers up to `feature_layer`, with the source weights
@@ -208,7 +199,7 @@ class FineTuneAdapter(Adapter):
         fine_tune_gain: when stage 2 is kept, if it stops early on held-out data: "any"
             (default) whenever its best held-out loss is lower than stage 1's by `MIN_DELTA`;
             "one_se" only when the paired per-sample loss gain exceeds one standard error
-            (`shiftkit.adapt.base.one_se_gain`); measured: it dropped useful stage-2 runs more
+            (`shiftkit.adapt.training.one_se_gain`); measured: it dropped useful stage-2 runs more
             often than harmful ones.
 
     Attributes (after `fit`):
@@ -246,7 +237,7 @@ class FineTuneAdapter(Adapter):
         head_epochs: int | None = None,
         learning_rate: float = HEAD_LEARNING_RATE,
         fine_tune_learning_rate: float = FINE_TUNE_LEARNING_RATE,
-        patience: int = base.PATIENCE,
+        patience: int = training.PATIENCE,
         head_init: str = "source",
         batch_norm: str = "source",
         fine_tune_gain: str = "any",
@@ -261,8 +252,8 @@ class FineTuneAdapter(Adapter):
         self.fine_tune_learning_rate = _check_rate(fine_tune_learning_rate, "fine_tune_learning_rate")
         self.patience = check_positive_int(patience, "patience")
         self.head_init = _check_head_init(head_init)
-        self.batch_norm = _check_choice(batch_norm, "batch_norm", BATCH_NORM_MODES)
-        self.fine_tune_gain = _check_choice(fine_tune_gain, "fine_tune_gain", FINE_TUNE_GAIN_RULES)
+        self.batch_norm = check_option(batch_norm, "batch_norm", BATCH_NORM_MODES)
+        self.fine_tune_gain = check_option(fine_tune_gain, "fine_tune_gain", FINE_TUNE_GAIN_RULES)
 
     # ------------------------------------------------------------------ helpers
     def _batch_norm_statistics(self, x_fit: Any, validation: Any) -> None:
@@ -330,8 +321,8 @@ class FineTuneAdapter(Adapter):
         sample_weight: Any = None,
         callbacks: Any = None,
         verbose: Any = "auto",
-        validation_split: float = base.VALIDATION_SPLIT,
-        refit: bool = base.REFIT,
+        validation_split: float = training.VALIDATION_SPLIT,
+        refit: bool = training.REFIT,
         seed: int | None = 0,
     ) -> FineTuneAdapter:
         """Train the head (stage 1, base frozen), then fine-tune the unfrozen base (stage 2).
@@ -343,7 +334,7 @@ class FineTuneAdapter(Adapter):
             validation_data: optional `(x_val, y_val)`: both stages stop early on its loss and
                 keep their best weights (see the class docstring); nothing is held out of `x`.
             epochs: stage-2 (fine-tuning) epochs: None (default) until the held-out loss stops
-                improving (at most `shiftkit.adapt.base.MAX_EPOCHS`); an int: that many (at most
+                improving (at most `shiftkit.adapt.training.MAX_EPOCHS`); an int: that many (at most
                 that many with validation data); `0` runs stage 1 only (the base stays identical
                 to the source's, like `CopyAdapter`).
             batch_size: batch size of both stages.
@@ -446,7 +437,7 @@ class FineTuneAdapter(Adapter):
         self.head_epochs = state.get("head_epochs")
         self.learning_rate = state.get("learning_rate", HEAD_LEARNING_RATE)
         self.fine_tune_learning_rate = state.get("fine_tune_learning_rate", FINE_TUNE_LEARNING_RATE)
-        self.patience = state.get("patience", base.PATIENCE)
+        self.patience = state.get("patience", training.PATIENCE)
         self.head_init = state.get("head_init", "source")
         # Saved before these options existed: the behaviour of that time (source statistics, any gain).
         self.batch_norm = state.get("batch_norm", "source")

@@ -24,30 +24,29 @@ registered as "shiftkit>PriorCorrection").
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any
 
 import keras
 import numpy as np
 
 from shiftkit._keras import output_activation, predict, producing_layer, to_classes, to_probabilities
-from shiftkit._validation import check_option, check_positive_int, check_probabilities
-from shiftkit.adapt.base import AdaptationReport, Adapter, copy_model, register_adapter
+from shiftkit._validation import check_option, check_positive_int, check_probabilities, check_real
+from shiftkit.adapt.base import AdaptationReport, Adapter
+from shiftkit.adapt.registry import register_adapter
+from shiftkit.adapt.target_model import copy_model
 from shiftkit.shift.features import head_input, head_of
 from shiftkit.shift.labels import (
+    LOG_EPS,
     PRIOR_METHODS,
     PriorEstimate,
-    _apply_bcts,
-    _fit_bcts,
-    _frozen,
+    apply_bcts,
     estimate_target_priors,
+    fit_bcts,
+    frozen_array,
 )
 
 __all__ = ["LabelShiftAdapter", "PriorCorrection"]
 
-# Same offset as shiftkit.shift.labels._apply_bcts, so the layer reproduces its calibration map.
-_LOG_EPS = 1e-12
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,10 +115,7 @@ class PriorCorrection(keras.layers.Layer):
             raise ValueError(f"prior_weights needs one weight per class (at least 2); got {w.tolist()}.")
         if np.any(w < 0) or not np.any(w > 0):
             raise ValueError(f"prior_weights must be non-negative and not all zero; got {w.tolist()}.")
-        if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
-            raise TypeError(f"temperature must be a positive number; got {temperature!r}.")
-        if not (math.isfinite(float(temperature)) and float(temperature) > 0):
-            raise ValueError(f"temperature must be a positive finite number; got {temperature!r}.")
+        temperature = check_real(temperature, "temperature", low=0, low_open=True, example=1.0)
         b = np.zeros(w.size) if bias is None else _vector(bias, "bias", w.size)
         if not isinstance(from_logits, (bool, np.bool_)):
             raise TypeError(f"from_logits must be True or False; got {from_logits!r}.")
@@ -155,9 +151,9 @@ class PriorCorrection(keras.layers.Layer):
             if self.from_logits:
                 log_p = ops.concatenate([ops.log_sigmoid(-x), ops.log_sigmoid(x)], axis=-1)
             else:
-                log_p = ops.log(ops.concatenate([1.0 - x, x], axis=-1) + _LOG_EPS)
+                log_p = ops.log(ops.concatenate([1.0 - x, x], axis=-1) + LOG_EPS)
         else:
-            log_p = ops.log_softmax(x, axis=-1) if self.from_logits else ops.log(x + _LOG_EPS)
+            log_p = ops.log_softmax(x, axis=-1) if self.from_logits else ops.log(x + LOG_EPS)
         # log w = -inf for a zero weight: that class gets probability exactly 0.
         z = log_p / self.temperature + self.bias + ops.log(self.prior_weights)
         if self._binary:
@@ -309,15 +305,8 @@ class LabelShiftAdapter(Adapter):
             raise TypeError(f"calibrate must be True or False; got {calibrate!r}.")
         self.calibrate = bool(calibrate)
         self.max_iter = check_positive_int(max_iter, "max_iter")
-        if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
-            raise TypeError(f"tol must be a positive number, e.g. 1e-8; got {tol!r}.")
-        if not (math.isfinite(float(tol)) and float(tol) > 0):
-            raise ValueError(f"tol must be a positive finite number, e.g. 1e-8; got {tol!r}.")
-        self.tol = float(tol)
-        if isinstance(smoothing, bool) or not isinstance(smoothing, numbers.Real):
-            raise TypeError(f"smoothing must be a number in [0, 1), e.g. 1e-3; got {smoothing!r}.")
-        if not 0.0 <= float(smoothing) < 1.0:
-            raise ValueError(f"smoothing must be in [0, 1), e.g. 1e-3 (0 turns it off); got {smoothing!r}.")
+        self.tol = check_real(tol, "tol", low=0, low_open=True, example="1e-8")
+        smoothing = check_real(smoothing, "smoothing", low=0, high=1, high_open=True, example="1e-3 (0 turns it off)")
         self.smoothing = float(smoothing)
         _output_kind(_strip_correction(self.source_model))  # fail at construction, not in fit
 
@@ -404,9 +393,9 @@ class LabelShiftAdapter(Adapter):
             # Calibrate here, with the BCTS fit estimate_target_priors would run, and hand EM the
             # calibrated probabilities: the map built into the model is then by construction the one
             # the priors were estimated under (estimate_target_priors does not return T and b).
-            temperature, bias = _fit_bcts(check_probabilities(p_source, "source_probs"), ys)
-            p_source = _apply_bcts(p_source, temperature, bias)
-            p_target = _apply_bcts(p_target, temperature, bias)
+            temperature, bias = fit_bcts(check_probabilities(p_source, "source_probs"), ys)
+            p_source = apply_bcts(p_source, temperature, bias)
+            p_target = apply_bcts(p_target, temperature, bias)
         try:
             estimate = estimate_target_priors(
                 p_source,
@@ -480,10 +469,10 @@ class LabelShiftAdapter(Adapter):
     # ------------------------------------------------------------------ fitted state
     def _set_estimate(self, estimate: PriorEstimate, priors: Any, temperature: float, bias: Any) -> None:
         self.estimate_ = estimate
-        self.priors_ = _frozen(priors)
-        self.weights_ = _frozen(self.priors_ / estimate.source_priors)
+        self.priors_ = frozen_array(priors)
+        self.weights_ = frozen_array(self.priors_ / estimate.source_priors)
         self.temperature_ = float(temperature)
-        self.bias_ = _frozen(bias)
+        self.bias_ = frozen_array(bias)
 
     def _state(self) -> dict[str, Any]:
         state = super()._state()
@@ -509,9 +498,9 @@ class LabelShiftAdapter(Adapter):
         self.smoothing = float(state.get("smoothing", 0.0))
         est = state["estimate"]
         estimate = PriorEstimate(
-            priors=_frozen(est["priors"]),
-            source_priors=_frozen(est["source_priors"]),
-            weights=_frozen(est["weights"]),
+            priors=frozen_array(est["priors"]),
+            source_priors=frozen_array(est["source_priors"]),
+            weights=frozen_array(est["weights"]),
             method=est["method"],
             n_iter=int(est["n_iter"]),
             converged=bool(est["converged"]),

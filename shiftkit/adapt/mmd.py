@@ -54,14 +54,16 @@ logged `task_loss` / `loss` are the undivided per-replica means (the same figure
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from shiftkit._validation import check_bandwidth, check_positive_int, check_seed
-from shiftkit.adapt.base import Adapter, head_config, loss_for_head, register_adapter
+from shiftkit._validation import check_bandwidth, check_positive_int, check_real, check_seed
+from shiftkit.adapt.base import Adapter
+from shiftkit.adapt.registry import register_adapter
+from shiftkit.adapt.target_model import head_config
+from shiftkit.adapt.training import loss_for_head
 from shiftkit.shift import kernels
 
 __all__ = ["MMDAdapter", "batch_mmd2", "LEARNING_RATE"]
@@ -186,23 +188,11 @@ def _make_trainer(
 
 
 def _check_mmd_weight(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"mmd_weight must be a non-negative number, e.g. 1.0; got {value!r}.")
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(
-            f"mmd_weight must be a finite number >= 0 (0 trains on the task loss alone); got {value}."
-        )
-    return value
+    return check_real(value, "mmd_weight", low=0, example="1.0 (0 trains on the task loss alone)")
 
 
 def _check_learning_rate(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"learning_rate must be a positive number, e.g. 1e-3; got {value!r}.")
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"learning_rate must be a positive finite number, e.g. 1e-3; got {value}.")
-    return value
+    return check_real(value, "learning_rate", low=0, low_open=True, example=LEARNING_RATE)
 
 
 @register_adapter
