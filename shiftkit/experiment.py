@@ -8,7 +8,7 @@
    trained and used as it is (never modified). `train_source=True`/`False` overrides either rule:
    True trains a copy of a given instance (its current weights, its compiled optimizer and loss);
    False takes a builder's model as trained (e.g. `lambda: keras.saving.load_model(path)`).
-2. **Shift before.** `shift_report(source_val, T, model=source model)`, where `T` is `target_test`
+2. **Shift before.** `shiftkit.analyze(source_val, T, model=source model).report`, where `T` is `target_test`
    when the splits have target labels (held out from every adaptation, so no method is measured
    on data it trained on) and `target_unlabeled` otherwise.
 3. **Baselines.** "source_only": the source model as it is. "target_only": the same architecture
@@ -38,7 +38,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from shiftkit._json import jsonable
 from shiftkit._keras import require_model
@@ -46,7 +48,12 @@ from shiftkit._validation import check_alpha, check_positive_int, check_seed
 from shiftkit._version import __version__
 from shiftkit.adapt.base import Adapter
 from shiftkit.adapt.registry import adapter_names, fit_data, get_adapter
-from shiftkit.adapt.target_model import copy_model
+from shiftkit.adapt.target_model import copy_model, head_config
+from shiftkit.adapt.training import class_weights, loss_for_head
+from shiftkit.analysis import analyze
+from shiftkit.callbacks import ShiftMonitor
+from shiftkit.check import Reference
+from shiftkit.shift.features import check_model_input, predict_proba
 from shiftkit.data import DomainSplits
 from shiftkit.experiment_result import BASELINES, ExperimentResult
 from shiftkit.metrics import METRICS, check_metrics, classification_metrics, expected_calibration_error
@@ -163,10 +170,7 @@ def _check_built_model(model: Any, what: str) -> Any:
 
 def _compile_like(model: Any, template: Any) -> None:
     """Compile `model` with a fresh copy of `template`'s optimizer and its loss (defaults if uncompiled)."""
-    import keras
 
-    from shiftkit.adapt.target_model import head_config
-    from shiftkit.adapt.training import loss_for_head
 
     if _is_compiled(template):
         opt = template.optimizer
@@ -181,7 +185,6 @@ def _compile_like(model: Any, template: Any) -> None:
 
 def _fit_targets(model: Any, y: np.ndarray) -> np.ndarray:
     """Labels in the form the model's loss expects (float column, one-hot, or class indices)."""
-    import keras
 
     n_out = int(model.outputs[0].shape[-1] or 1)
     if n_out == 1:
@@ -208,7 +211,6 @@ def _feature_figures(test: Any) -> tuple[float | None, float | None]:
 def _seed(seed: int | None, step: str, index: int = 0) -> int | None:
     if seed is None:
         return None
-    import keras
 
     value = seed + _SEED_OFFSETS.get(step, 10 + index)
     keras.utils.set_random_seed(value)
@@ -271,7 +273,6 @@ class Experiment:
         max_samples: int | None = 1000,
         monitor: bool = True,
     ):
-        import keras
 
         if isinstance(source_model, keras.Model):
             self._builder = None
@@ -353,7 +354,6 @@ class Experiment:
 
     def _build_source(self) -> Any:
         model = self._builder()
-        import keras
 
         if not isinstance(model, keras.Model):
             raise TypeError(
@@ -369,7 +369,6 @@ class Experiment:
 
     def _train(self, model: Any, x: np.ndarray, y: np.ndarray, epochs: int, n_classes: int, *,
                batch_size: int, verbose: Any, callbacks: list) -> dict[str, list]:
-        from shiftkit.adapt.training import class_weights
 
         hist = model.fit(
             x, _fit_targets(model, y), epochs=epochs, batch_size=min(batch_size, len(x)), verbose=verbose,
@@ -380,7 +379,6 @@ class Experiment:
     def _metrics_of(self, model: Any, x: np.ndarray | None, y: np.ndarray | None) -> dict[str, float | None]:
         if y is None:
             return {name: None for name in self._metrics}
-        from shiftkit.shift.features import predict_proba
 
         return classification_metrics(y, predict_proba(model, x), self._metrics)
 
@@ -415,12 +413,6 @@ class Experiment:
             ValueError: data that do not fit the model, a model with fewer outputs than classes,
                 adapters that need target labels when the splits have none.
         """
-        import keras
-
-        from shiftkit.callbacks import ShiftMonitor
-        from shiftkit.check import Reference
-        from shiftkit.shift.features import check_model_input
-        from shiftkit.shift.report import shift_report
 
         if not isinstance(splits, DomainSplits):
             raise TypeError(
@@ -487,7 +479,11 @@ class Experiment:
         shift_kwargs = {"n_permutations": self.n_permutations, "alpha": self.alpha, "seed": seed,
                         "max_samples": self.max_samples}
         # 2. Shift before, and the source-only row.
-        before = shift_report(xs_val, x_eval, ys_val, y_eval, model=source, **shift_kwargs)
+        def measure(model: Any) -> Any:  # the one analysis pipeline; the report is all a row needs
+            return analyze(xs_val, x_eval, y_source=ys_val, y_target=y_eval, model=model, diagnose_shift=False,
+                           per_feature=False, **shift_kwargs).report
+
+        before = measure(source)
         p_before, n_before = _feature_figures(before.feature_test)
         rows: dict[str, dict[str, Any]] = {}
         reports: dict[str, Any] = {"source": before.to_dict(include_null=False)}
@@ -516,7 +512,7 @@ class Experiment:
                 target_model, xl, yl, epochs["target_only"], splits.n_classes,
                 batch_size=batch_size, verbose=verbose, callbacks=monitor(),
             )
-            after = shift_report(xs_val, x_eval, ys_val, y_eval, model=target_model, **shift_kwargs)
+            after = measure(target_model)
             reports["target_only"] = after.to_dict(include_null=False)
             live["target_only"] = after
             rows["target_only"] = row(target_model, *_feature_figures(after.feature_test))
@@ -590,7 +586,6 @@ class Experiment:
 
 def _tf_version() -> str | None:
     try:
-        import tensorflow as tf
 
         return tf.__version__
     except ImportError:  # pragma: no cover - another Keras backend

@@ -20,6 +20,7 @@ from shiftkit.adapt.base import load_adapter
 from shiftkit.check import Reference
 from shiftkit.files import load_model_path
 from shiftkit.metrics import SHIFT_COLUMNS
+from shiftkit.shift.features import predict_proba
 
 __all__ = ["BASELINES", "ExperimentResult"]
 
@@ -103,7 +104,6 @@ class ExperimentResult:
 
     def predict(self, method: str, x: Any) -> np.ndarray:
         """Class probabilities `(n, k)` of a method's model on `x`."""
-        from shiftkit.shift.features import predict_proba
 
         return predict_proba(self.model(method), x)
 

@@ -12,8 +12,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
-from shiftkit._validation import check_positive_int, check_probabilities
+from shiftkit._validation import check_labels, check_positive_int, check_probabilities
 
 __all__ = ["METRICS", "SHIFT_COLUMNS", "check_metrics", "classification_metrics", "expected_calibration_error"]
 
@@ -62,7 +63,6 @@ def expected_calibration_error(y_true: Any, proba: Any, *, n_bins: int = 15) -> 
         >>> round(expected_calibration_error([0, 1], [[0.9, 0.1], [0.8, 0.2]]), 6)
         0.45
     """
-    from shiftkit._validation import check_labels
 
     p = _proba(proba)
     y = check_labels(y_true, "y_true")
@@ -90,7 +90,6 @@ def _one_vs_rest_scores(p: np.ndarray, c: int) -> np.ndarray:
 
 
 def _auroc(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
 
     if p.shape[1] == 2:
         if len(np.unique(y)) < 2:
@@ -105,7 +104,6 @@ def _auroc(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def _builtin_metric(name: str, y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import balanced_accuracy_score, f1_score
 
     pred = p.argmax(axis=1)
     if name == "accuracy":
@@ -180,7 +178,6 @@ def classification_metrics(y_true: Any, proba: Any, metrics: Any = METRICS) -> d
         >>> classification_metrics([0, 1, 1], [[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]], ["accuracy", "auroc"])
         {'accuracy': 0.6666666666666666, 'auroc': 1.0}
     """
-    from shiftkit._validation import check_labels
 
     spec = check_metrics(metrics)
     p = _proba(proba)

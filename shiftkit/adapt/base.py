@@ -42,11 +42,14 @@ import os
 import zipfile
 from typing import Any, ClassVar
 
+import keras
 import numpy as np
+import tensorflow as tf
 
 from shiftkit._keras import predict, to_classes
 from shiftkit._validation import check_labels
 from shiftkit.shift.features import check_model_input
+from shiftkit.shift.report import compare, shift_report
 
 from shiftkit.files import check_keras_archive
 from shiftkit.adapt.registry import adapter_for_class_name, register_adapter  # noqa: F401 - register_adapter re-exported
@@ -89,7 +92,6 @@ class AdaptationReport:
     """
 
     def __init__(self, before: Any, after: Any, accuracy_before: float | None, accuracy_after: float | None):
-        from shiftkit.shift.report import compare
 
         self.before = before
         self.after = after
@@ -195,7 +197,6 @@ class Adapter:
         Raises:
             TypeError: a subclass does not store a constructor argument under its own name.
         """
-        import keras
 
         config: dict[str, Any] = {}
         for name in self._init_parameters():
@@ -213,7 +214,6 @@ class Adapter:
     @classmethod
     def from_config(cls, config: dict[str, Any], source_model: Any) -> Adapter:
         """A new, unfitted adapter on `source_model` with the settings of `config` (from `get_config`)."""
-        import keras
 
         config = dict(config)
         if isinstance(config.get("head"), dict):
@@ -255,7 +255,6 @@ class Adapter:
     @staticmethod
     def _strategy() -> Any:
         """The active `tf.distribute` strategy (the default one when none was entered)."""
-        import tensorflow as tf
 
         return tf.distribute.get_strategy()
 
@@ -352,7 +351,6 @@ class Adapter:
         Returns:
             An `AdaptationReport`.
         """
-        from shiftkit.shift.report import shift_report
 
         self._check_fitted()
         if getattr(self, "source_missing_", False):
@@ -409,7 +407,6 @@ def load_adapter(path: str | os.PathLike, *, source_model: Any = None, max_bytes
         ValueError: the file is missing, not a `.keras` file, not written by `Adapter.save`, or
             larger than `max_bytes` once decompressed.
     """
-    import keras
 
     path = os.fspath(path)
     if not os.path.isfile(path):

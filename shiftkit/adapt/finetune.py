@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numbers
 from typing import Any
+import keras
 
 
 from shiftkit._validation import check_option, check_positive_int, check_real, check_seed
@@ -50,7 +51,6 @@ FINE_TUNE_GAIN_RULES = ("one_se", "any")
 
 def _leaf_layers(model: Any) -> list[Any]:
     """The layers of `model` in topological order, nested models expanded into their own layers."""
-    import keras
 
     out: list[Any] = []
     for layer in model.layers:
@@ -62,7 +62,6 @@ def _leaf_layers(model: Any) -> list[Any]:
 
 
 def _is_batch_norm(layer: Any) -> bool:
-    import keras
 
     return isinstance(layer, keras.layers.BatchNormalization)
 
@@ -91,7 +90,6 @@ def tunable_layers(base: Any) -> list[Any]:
 
 def _source_base(source_model: Any, feature_layer: str | int | None) -> Any:
     """A functional view of the source layers up to `feature_layer` (layers shared, nothing copied or changed)."""
-    import keras
 
     tensor, _ = _feature_tensor(source_model, feature_layer)
     inputs = source_model.inputs

@@ -35,6 +35,7 @@ from shiftkit.adapt.base import AdaptationReport, Adapter
 from shiftkit.adapt.registry import register_adapter
 from shiftkit.adapt.target_model import copy_model
 from shiftkit.shift.features import head_input, head_of
+from shiftkit.shift.report import shift_report
 from shiftkit.shift.labels import (
     LOG_EPS,
     PRIOR_METHODS,
@@ -452,7 +453,6 @@ class LabelShiftAdapter(Adapter):
         Returns:
             An `AdaptationReport`.
         """
-        from shiftkit.shift.report import shift_report
 
         self._check_fitted()
         source = _strip_correction(self.source_model)

@@ -57,8 +57,12 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import keras
 import numpy as np
+import tensorflow as tf
+from keras import ops
 
+from shiftkit._keras import decision_threshold
 from shiftkit._validation import check_bandwidth, check_positive_int, check_real, check_seed
 from shiftkit.adapt.base import Adapter
 from shiftkit.adapt.registry import register_adapter
@@ -90,7 +94,6 @@ def batch_mmd2(source_features: Any, target_features: Any, bandwidth: Any = None
     Returns:
         A scalar tensor, differentiable with respect to the features.
     """
-    from keras import ops
 
     fs = ops.convert_to_tensor(source_features)
     ft = ops.convert_to_tensor(target_features, dtype=fs.dtype)
@@ -114,9 +117,6 @@ def _make_trainer(
     target_labels: bool,
 ) -> Any:
     """A `keras.Model` whose `fit` trains `model` on task loss + mmd_weight * MMD^2 (TF backend)."""
-    import keras
-    import tensorflow as tf
-    from keras import ops
 
     class MMDTrainer(keras.Model):
         """Wraps the target model; `train_step` adds the MMD^2 term. Not meant to be saved."""
@@ -287,10 +287,7 @@ class MMDAdapter(Adapter):
             ValueError / TypeError: invalid data (wrong feature count, NaN or inf, empty, fewer
                 than 2 samples in a domain, labels of the wrong length or range) or settings.
         """
-        import keras
-        import tensorflow as tf
 
-        from shiftkit._keras import decision_threshold
 
         self.check_fit_data(x_source=x_source, y_source=y_source, x_target=x_target)
         xs = self._check_x(x_source, "x_source")
@@ -376,7 +373,6 @@ class MMDAdapter(Adapter):
 
     def _seed_new_head(self, seed: int | None) -> None:
         """A head that could not start from the source's (another feature layer): seeded initial weights."""
-        import keras
 
         if self.head_initialised_from_source_ or seed is None:
             return

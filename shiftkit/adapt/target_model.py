@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import keras
 import numpy as np
 
 from shiftkit._keras import activation_name, output_activation, output_layer, require_model
@@ -54,7 +55,6 @@ def source_head_weights(source_model: Any, feature_layer: str | int | None, unit
     the head's input), (b) has `units` outputs and (c) applies no activation of its own, or the output
     activation itself. Then its kernel and bias are returned (copies); otherwise None (a fresh head).
     """
-    import keras
 
 
     head = head_of(source_model)
@@ -73,7 +73,6 @@ def source_head_weights(source_model: Any, feature_layer: str | int | None, unit
 
 
 def _all_layers(model: Any) -> list[Any]:
-    import keras
 
     out = []
     for layer in model.layers:
@@ -89,7 +88,6 @@ def copy_model(model: Any) -> Any:
     Layers whose state is derived from their weights (a `Normalization` set up with `adapt()`)
     are finalised after the copy, so the copy computes exactly what the original does.
     """
-    import keras
 
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
@@ -121,7 +119,6 @@ def build_target_model(
         `(model, base, head, feature_name)`: the target model, its nested base, its head layer, and
         a description of the feature layer.
     """
-    import keras
 
 
     source_model = _require_model(source_model)

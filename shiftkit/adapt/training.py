@@ -12,7 +12,10 @@ import math
 import warnings
 from typing import Any
 
+import keras
 import numpy as np
+import tensorflow as tf
+from sklearn.utils.class_weight import compute_class_weight
 
 from shiftkit._keras import decision_threshold, predict
 from shiftkit._validation import check_positive_int
@@ -47,7 +50,6 @@ REFIT = True
 
 def loss_for_head(activation: str, n_outputs: int) -> tuple[Any, int]:
     """The training loss matching an output head, and the number of classes it implies."""
-    import keras
 
     if n_outputs == 1:
         if activation == "sigmoid":
@@ -65,7 +67,6 @@ def class_weights(y: np.ndarray, class_weight: Any, n_classes: int) -> dict[int,
     if isinstance(class_weight, str):
         if class_weight != "balanced":
             raise ValueError(f"class_weight must be None, a dict or 'balanced'; got {class_weight!r}.")
-        from sklearn.utils.class_weight import compute_class_weight
 
         present = np.unique(y)
         weights = compute_class_weight("balanced", classes=present, y=y)
@@ -114,7 +115,6 @@ def _dataset(x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = No
     train on, that overhead (about 0.1 s per epoch, more with validation data) dwarfs the training.
     The shuffle is seeded by Keras's global seed (`keras.utils.set_random_seed`).
     """
-    import tensorflow as tf
 
     items = (x, y) if sample_weight is None else (x, y, np.asarray(sample_weight, dtype="float32"))
     ds = tf.data.Dataset.from_tensor_slices(items).cache()
@@ -143,7 +143,6 @@ def one_se_gain(start_losses: np.ndarray, end_losses: np.ndarray) -> tuple[float
 
 def _keep_best(start_loss: float, start_weights: list, patience: int) -> Any:
     """A callback: stop after `patience` epochs without a lower `val_loss`; keep the best weights (start included)."""
-    import keras
 
     class KeepBest(keras.callbacks.Callback):
         def __init__(self) -> None:
@@ -170,7 +169,6 @@ def _keep_best(start_loss: float, start_weights: list, patience: int) -> Any:
 
 
 def _callback_list(callbacks: Any) -> list:
-    import keras
 
     if callbacks is None:
         return []
@@ -202,7 +200,6 @@ class StagedTraining:
 
     def _compile(self, learning_rate: float, loss: Any = None) -> None:
         """Compile `model_` with Adam (trainable flags take effect here), its loss and accuracy."""
-        import keras
 
 
         n_out, act = head_config(self.model_)
@@ -396,7 +393,6 @@ class StagedTraining:
     # ------------------------------------------------------------------ public API
     def sample_losses(self, x: np.ndarray, y: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
         """Per-sample training loss of `model_` (the head's cross-entropy) on checked `x`, `y`."""
-        import keras
 
         n_out, act = head_config(self.model_)
         loss, _ = loss_for_head(act, n_out)
