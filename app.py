@@ -73,14 +73,14 @@ with st.sidebar:
             scenario_options = (("corruption", corruption), ("severity", int(severity)))
     else:
         source_upload = _upload("source", st.file_uploader(
-            "Source data (.csv or .npz)", type=["csv", "npz"], key="source_file",
-            help="CSV: one row per sample, numeric feature columns and a label column. NPZ: arrays "
+            "Source data (.csv, .parquet or .npz)", type=list(dash.UPLOAD_TYPES), key="source_file",
+            help="CSV / Parquet: one row per sample, numeric feature columns and a label column. NPZ: arrays "
                  "'x' (samples first) and optional 'y' (labels); loaded with allow_pickle=False. Labels "
                  "may be class names, 1..K, years or booleans: they are shown as they are. Files up to "
                  "200 MB; arrays are checked before decompression (at most 2 GiB in memory)."))
         target_upload = _upload("target", st.file_uploader(
-            "Target data (same format and features)", type=["csv", "npz"], key="target_file"))
-        if source_upload is not None and source_upload[0].lower().endswith(".csv"):
+            "Target data (same format and features)", type=list(dash.UPLOAD_TYPES), key="target_file"))
+        if source_upload is not None and dash.is_table_file(source_upload[0]):
             try:
                 columns = cached.csv_columns(*source_upload)
             except dash.DashboardError:
@@ -107,35 +107,36 @@ with st.sidebar:
                  "source data (not the model's training set) as the source."))
 
     st.header("Adaptation")
-    adapter_key = st.selectbox("Adapter", list(dash.ADAPTERS), format_func=lambda k: dash.ADAPTERS[k][0],
-                               key="adapter")
-    epochs, learning_rate = dash.pipeline.ADAPTER_DEFAULTS.get(adapter_key, (None, None))
-    mmd_weight, labels_per_class = 1.0, 10
-    if adapter_key != "label_shift":
-        # One widget per adapter (keyed by it); None = the adapter's own default.
-        if epochs is None:
-            auto = st.checkbox("Epochs: until the held-out loss stops improving", value=True,
-                               key=f"auto_epochs_{adapter_key}",
-                               help="The adapter's default: half the labels held out to choose the epochs "
-                                    "(the untrained, source-equal model included), then a refit on all.")
-            if not auto:
-                epochs = st.slider("Epochs", 1, 100, 30, key=f"epochs_{adapter_key}")
+    # Every registered adapter (shiftkit.adapt.registry), with the settings its class has; a widget left
+    # at "adapter default" passes nothing, so the class's own default applies. Widgets are keyed per adapter.
+    adapter_key = st.selectbox("Adapter", dash.adapter_names(), format_func=dash.adapter_label, key="adapter")
+    epochs, settings, labels_per_class = None, {}, 10
+    if dash.adapter_trains(adapter_key):
+        auto = st.checkbox("Epochs: the adapter's default", value=True, key=f"auto_epochs_{adapter_key}",
+                           help="Copy / fine-tune: half the labels held out to choose the epochs (the untrained, "
+                                "source-equal model included), then a refit on all; others: their fixed default.")
+        if not auto:
+            epochs = int(st.slider("Epochs", 1, 100, 30, key=f"epochs_{adapter_key}"))
+    for setting in dash.adapter_settings(adapter_key):
+        widget_key = f"{setting.name}_{adapter_key}"
+        if setting.choices is not None:
+            value = st.select_slider(
+                setting.label, options=[None, *setting.choices], value=None, key=widget_key, help=setting.help,
+                format_func=lambda v, d=setting.default: f"adapter default ({d:g})" if v is None else f"{v:g}")
+            if value is not None:
+                settings[setting.name] = float(value)
         else:
-            epochs = st.slider("Epochs", 1, 100, epochs, key=f"epochs_{adapter_key}")
-        learning_rate = st.select_slider("Learning rate", options=[None, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
-                                         value=learning_rate,
-                                         format_func=lambda v: "adapter default" if v is None else f"{v:g}",
-                                         key=f"learning_rate_{adapter_key}")
-    if adapter_key == "mmd":
-        mmd_weight = st.number_input("MMD weight", min_value=0.0, max_value=100.0, value=1.0, step=0.5,
-                                     key="mmd_weight")
-    if adapter_key in ("copy", "finetune"):
+            value = st.number_input(setting.label, min_value=setting.low, max_value=setting.high,
+                                    value=float(setting.default), step=setting.step, key=widget_key,
+                                    help=setting.help)
+            if value != setting.default:
+                settings[setting.name] = float(value)
+    if dash.adapter_needs_target_labels(adapter_key):
         labels_per_class = st.slider("Target labels per class", 1, 50, 10, key="labels_per_class",
                                      help="Labelled target samples per class to train on; they are "
                                           "left out of the before/after evaluation.")
-    config = dash.AdaptConfig(adapter=adapter_key, epochs=None if epochs is None else int(epochs),
-                              learning_rate=None if learning_rate is None else float(learning_rate),
-                              mmd_weight=float(mmd_weight), labels_per_class=int(labels_per_class))
+    config = dash.AdaptConfig(adapter=adapter_key, epochs=epochs, settings=settings,
+                              labels_per_class=int(labels_per_class))
 
     st.header("Tests")
     n_permutations = st.select_slider("Permutations", options=[100, 200, 500, 1000, 2000, 5000], value=500,
@@ -217,8 +218,8 @@ if error is not None:
     st.caption("Fix the input in the sidebar; the dashboard keeps running.")
     st.stop()
 if ctx.get("waiting"):
-    st.info("Upload a **source** and a **target** file in the sidebar (CSV with a label column, or NPZ "
-            "with arrays 'x' and optional 'y'), or pick a built-in scenario.")
+    st.info("Upload a **source** and a **target** file in the sidebar (CSV or Parquet with a label "
+            "column, or NPZ with arrays 'x' and optional 'y'), or pick a built-in scenario.")
     st.stop()
 if ctx.get("waiting_model"):
     st.info("Upload a .keras model in the sidebar, or choose the default model.")
@@ -321,9 +322,12 @@ st.info(f"Found: {found}. Recommended: **{diagnosis.recommendation}**. {diagnosi
 # ------------------------------------------------------------------------------------ 6. adaptation
 st.subheader("6. After adaptation")
 st.caption(config.describe() + ".")
+unavailable = dash.adapter_unavailable(config.adapter, domains)  # data its class requires and these lack
+if unavailable is not None:
+    st.warning(f"**{dash.adapter_label(config.adapter)}: unavailable on these data.** {unavailable}")
+why_not = "Choose a model first: adapters adapt a source model." if model is None else unavailable
 st.button("Run adaptation", type="primary", on_click=_request_adaptation, args=(adapt_key,),
-          disabled=model is None, key="run_adaptation",
-          help=None if model is not None else "Choose a model first: adapters adapt a source model.")
+          disabled=why_not is not None, key="run_adaptation", help=why_not)
 if ctx["adapt_error"]:
     st.error(f"**Adaptation failed.** {ctx['adapt_error']}")
 elif adaptation is not None:
@@ -349,7 +353,7 @@ elif adaptation is not None:
     a.image(cached.png(("null-after",) + adapt_key, lambda: plots.null_distributions(rep.after)),
             caption="after adaptation")
     st.image(cached.png(("comparison",) + adapt_key, lambda: plots.comparison_bars(rep.comparison)))
-elif st.session_state.get("adapt_request") is not None and model is not None:
+elif st.session_state.get("adapt_request") is not None and why_not is None:
     st.info("Settings changed since the last adaptation: click **Run adaptation** to adapt with these.")
 
 # ------------------------------------------------------------------------------------ 7. downloads

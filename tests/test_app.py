@@ -364,10 +364,34 @@ def test_upload_through_the_app(tables):
     assert not at.error, [e.value for e in at.error]
     assert "Verdict:" in _verdict(at)
     assert any("estimated" in m.delta for m in at.metric if m.label == "Label-shift distance")
-    # Copy adaptation needs target labels, which this target lacks: an error in section 6, page intact.
-    at.button(key="run_adaptation").click().run()
+    # Copy adaptation needs target labels, which this target lacks: unavailable in section 6, with the
+    # reason, its button disabled; the page intact (run_adaptation's DashboardError: test_dashboard_registry).
+    reasons = [w.value for w in at.warning if "unavailable on these data" in w.value]
+    assert len(reasons) == 1 and "target has no labels" in reasons[0], [w.value for w in at.warning]
+    assert at.button(key="run_adaptation").disabled is True
+    at.selectbox(key="adapter").set_value("mmd").run()
+    assert not at.exception and not at.error
+    assert at.button(key="run_adaptation").disabled is False
+    assert not any("unavailable on these data" in w.value for w in at.warning)
+    assert "Verdict:" in _verdict(at)
+
+
+def test_parquet_upload_through_the_app(tables, tmp_path):
+    """The uploaders take Parquet (shiftkit.files loads it); its label column is asked for, as a CSV's."""
+    assert {"csv", "parquet", "pq", "npz"} <= set(dash.UPLOAD_TYPES)
+    assert dash.is_table_file("a.PARQUET") and dash.is_table_file("b.pq") and not dash.is_table_file("c.npz")
+    src, tgt = tables
+    src.to_parquet(tmp_path / "s.parquet")
+    tgt.to_parquet(tmp_path / "t.pq")
+    at = _app()
+    at.session_state[dash.TEST_UPLOAD_KEYS["source"]] = ("s.parquet", (tmp_path / "s.parquet").read_bytes())
+    at.session_state[dash.TEST_UPLOAD_KEYS["target"]] = ("t.pq", (tmp_path / "t.pq").read_bytes())
+    at.run()
+    at.radio(key="model_mode").set_value("none").run()
+    at.radio(key="data_mode").set_value("upload").run()
     assert not at.exception, at.exception
-    assert len(at.error) == 1 and "target has no labels" in at.error[0].value
+    assert not at.error, [e.value for e in at.error]
+    assert at.selectbox(key="label_column").value == "diagnosis"
     assert "Verdict:" in _verdict(at)
 
 
@@ -422,10 +446,9 @@ def test_copy_with_the_sidebar_defaults_is_the_adapters_default_and_not_worse_th
 
     from shiftkit.files import Domains
 
-    cfg = dash.AdaptConfig(adapter="copy")
-    assert cfg.epochs is None and cfg.learning_rate is None
-    assert "until the held-out loss stops improving" in cfg.describe()
-    assert dash.pipeline.ADAPTER_DEFAULTS["copy"][:1] == (None,) and dash.pipeline.ADAPTER_DEFAULTS["finetune"][:1] == (None,)
+    cfg = dash.AdaptConfig(adapter="copy")  # what the sidebar builds when nothing is touched
+    assert cfg.epochs is None and cfg.settings == ()
+    assert "the adapter's default epochs" in cfg.describe() and "its default settings" in cfg.describe()
     rng = np.random.default_rng(0)
     xs = rng.normal(size=(300, 4)).astype("float32")
     ys = (xs[:, 0] + xs[:, 1] > 0).astype(np.int64)

@@ -3,8 +3,11 @@
 - `shiftkit.files` (the library's loaders): built-in scenarios, uploaded CSV/NPZ files and `.keras`
   models -> `Domains` / a model, with `DashboardError` (= `shiftkit.files.InputError`) messages.
 - `pipeline`: source split, the small default model, the page's one `shiftkit.Analysis` (shift
-  report, per-feature drift, diagnosis; its JSON and HTML are the downloads), embeddings,
-  adaptation, and the verdict cards and tables the page shows. No Streamlit import.
+  report, per-feature drift, diagnosis; its JSON and HTML are the downloads), embeddings, and the
+  verdict cards and tables the page shows. No Streamlit import.
+- `adapting`: the adaptation step over the one adapter registry (`shiftkit.adapt.registry`): the
+  adapters listed, their settings and defaults read from their classes, the data each declares,
+  one `fit` call for all. No Streamlit import.
 - `cached`: the same behind `st.cache_data` / `st.cache_resource` (imported by `app.py`).
 
 `app.py` only wires widgets to these calls and renders; every statistic comes from `shiftkit`.
@@ -27,25 +30,34 @@ from shiftkit.files import (
     scenario_domains,
 )
 from shiftkit.dashboard.pipeline import (
-    ADAPTERS,
     DEFAULT_SCENARIO,
     SCENARIO_LABELS,
-    AdaptationResult,
-    AdaptConfig,
+    UPLOAD_TYPES,
     Card,
-    adapter_available,
     analysis_of,
     build_default_model,
-    comparison_frame,
     drift_frame,
     embed_2d,
     imbalance_table,
+    is_table_file,
     label_table,
-    run_adaptation,
     source_split,
     train_default_model,
     verdict_cards,
     verdict_headline,
+)
+from shiftkit.dashboard.adapting import (
+    AdaptationResult,
+    AdaptConfig,
+    Setting,
+    adapter_label,
+    adapter_names,
+    adapter_needs_target_labels,
+    adapter_settings,
+    adapter_trains,
+    adapter_unavailable,
+    comparison_frame,
+    run_adaptation,
 )
 
 #: session_state keys through which tests inject uploads: role -> key; value `(filename, bytes)`.
@@ -56,17 +68,23 @@ TEST_UPLOAD_KEYS = {
 }
 
 __all__ = [
-    "ADAPTERS",
     "DEFAULT_SCENARIO",
     "NO_LABEL",
     "SCENARIO_LABELS",
     "TEST_UPLOAD_KEYS",
+    "UPLOAD_TYPES",
     "AdaptConfig",
     "AdaptationResult",
     "Card",
     "DashboardError",
     "Domains",
-    "adapter_available",
+    "Setting",
+    "adapter_label",
+    "adapter_names",
+    "adapter_needs_target_labels",
+    "adapter_settings",
+    "adapter_trains",
+    "adapter_unavailable",
     "analysis_of",
     "build_default_model",
     "comparison_frame",
@@ -75,6 +93,7 @@ __all__ = [
     "embed_2d",
     "guess_label_column",
     "imbalance_table",
+    "is_table_file",
     "label_table",
     "load_keras_model",
     "load_npz",

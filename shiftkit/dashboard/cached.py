@@ -19,7 +19,7 @@ import streamlit as st
 
 from shiftkit import files as loaders
 from shiftkit.analysis import Analysis
-from shiftkit.dashboard import pipeline
+from shiftkit.dashboard import adapting, pipeline
 from shiftkit.plots import to_png
 
 __all__ = [
@@ -109,11 +109,11 @@ def model_features(data_key: str, model_key: str, _model: Any, _xs: np.ndarray, 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def adaptation(
-    data_key: str, model_key: str, config: pipeline.AdaptConfig, n_permutations: int, alpha: float,
+    data_key: str, model_key: str, config: adapting.AdaptConfig, n_permutations: int, alpha: float,
     seed: int, use_target_labels: bool, _domains: loaders.Domains, _model: Any,
     _fit_idx: np.ndarray, _eval_idx: np.ndarray,
-) -> pipeline.AdaptationResult:
-    return pipeline.run_adaptation(
+) -> adapting.AdaptationResult:
+    return adapting.run_adaptation(
         _domains, _model, _fit_idx, _eval_idx, config, n_permutations=n_permutations, alpha=alpha,
         seed=seed, use_target_labels=use_target_labels,
     )

@@ -1,6 +1,6 @@
-"""The dashboard's computations as plain functions: split, default model, analyse, embed, adapt.
+"""The dashboard's computations as plain functions: split, default model, analyse, embed, page tables.
 
-Each function calls the library (`shiftkit.analyze` for the page's one `Analysis`, the adapters)
+Each function calls the library (`shiftkit.analyze` for the page's one `Analysis`; adapting: `adapting.py`)
 and returns its result objects or small DataFrames for display; none computes a statistic itself
 and none imports Streamlit (`shiftkit.dashboard.cached` adds the caching). Errors that the user can
 fix come out as `DashboardError`.
@@ -22,35 +22,31 @@ from sklearn.model_selection import train_test_split
 from shiftkit.analysis import Analysis, analyze
 from shiftkit.dashboard.errors import DashboardError
 from shiftkit.data import subsample_rows
-from shiftkit.files import Domains, model_n_classes
+from shiftkit.files import TABLE_EXTENSIONS, Domains, model_n_classes
+from shiftkit.files.common import extension
 from shiftkit.html_report import class_display_names, evidence_found
 from shiftkit.shift.features import check_model_input, feature_space
 from shiftkit.shift.mmd import permutations_for
 from shiftkit.shift.scaling import Standardizer, standardize as standardize_pair
 
 __all__ = [
-    "ADAPTERS",
-    "ADAPTER_DEFAULTS",
     "DEFAULT_MODEL_EPOCHS",
     "DEFAULT_SCENARIO",
     "MAX_SAMPLES",
     "SCENARIO_LABELS",
-    "AdaptConfig",
-    "AdaptationResult",
+    "UPLOAD_TYPES",
     "Card",
-    "adapter_available",
     "build_default_model",
     "analysis_of",
     "check_model_fits",
-    "comparison_frame",
     "diagnosis_frame",
     "permutations",
     "drift_frame",
     "embed_2d",
     "imbalance_table",
+    "is_table_file",
     "label_table",
     "model_features",
-    "run_adaptation",
     "source_split",
     "train_default_model",
     "verdict_cards",
@@ -64,18 +60,8 @@ SCENARIO_LABELS = {
     "hospitals_no_shift": "Hospitals: no shift (control)",
     "digits_corrupted": "Digits: corrupted scanner (8x8 images)",
 }
-#: Adapter key -> (label, class name in shiftkit.adapt, module).
-ADAPTERS = {
-    "copy": ("Copy (frozen features, new head)", "CopyAdapter", "shiftkit.adapt.copy"),
-    "finetune": ("Fine-tune (staged unfreezing)", "FineTuneAdapter", "shiftkit.adapt.finetune"),
-    "mmd": ("MMD feature alignment", "MMDAdapter", "shiftkit.adapt.mmd"),
-    "label_shift": ("Label-shift prior correction", "LabelShiftAdapter", "shiftkit.adapt.label_shift"),
-}
-#: Default (epochs, learning rate) per trainable adapter: enough steps for a new head on a few labels.
-#: Sidebar starting values (epochs, learning rate) per adapter. None = the adapter's own default: for
-#: copy / fine-tune "until the held-out loss stops improving" at the adapter's rate (issue 9: a user
-#: who changes nothing gets a model no worse than the source), for MMD its rate.
-ADAPTER_DEFAULTS = {"copy": (None, None), "finetune": (None, None), "mmd": (20, None)}
+#: File types the uploaders take (`shiftkit.files` loads them): tables (CSV, Parquet) and arrays (NPZ, NPY).
+UPLOAD_TYPES: tuple[str, ...] = tuple(e.lstrip(".") for e in TABLE_EXTENSIONS) + ("npz", "npy")
 #: Each domain is subsampled (seeded) to at most this many samples for the MMD tests and the diagnosis.
 MAX_SAMPLES = 2000
 #: Epochs of the small default model (about 2-3 s on 2 CPU cores for the demo scenarios).
@@ -163,6 +149,11 @@ def train_default_model(
     keras.utils.set_random_seed(seed)
     model.fit(x, y, epochs=epochs, batch_size=32, verbose=0, shuffle=True)
     return model
+
+
+def is_table_file(filename: str) -> bool:
+    """True for a table (CSV or Parquet, by extension): the page then asks for its label column."""
+    return extension(filename) in TABLE_EXTENSIONS
 
 
 def check_model_fits(model: Any, domains: Domains) -> Domains:
@@ -273,192 +264,6 @@ def embed_2d(
     else:
         raise DashboardError(f"Unknown embedding method {method!r}; use 'pca' or 'tsne'.")
     return emb[: len(a)], emb[len(a):]
-
-
-# --------------------------------------------------------------------------------------------
-# Adaptation
-# --------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class AdaptConfig:
-    """The adapter chosen in the sidebar and its key parameters.
-
-    Attributes:
-        adapter: a key of `ADAPTERS`.
-        epochs: training epochs (copy / fine-tune / MMD); None: the adapter's default (copy /
-            fine-tune: until the held-out loss stops improving).
-        learning_rate: Adam learning rate (fine-tune: of both stages); None: the adapter's default.
-        mmd_weight: weight of the MMD^2 term (MMD).
-        labels_per_class: labelled target samples per class used to train (copy / fine-tune).
-    """
-
-    adapter: str = "copy"
-    epochs: int | None = None
-    learning_rate: float | None = None
-    mmd_weight: float = 1.0
-    labels_per_class: int = 10
-
-    def describe(self) -> str:
-        label = ADAPTERS[self.adapter][0]
-        epochs = "epochs until the held-out loss stops improving" if self.epochs is None else f"{self.epochs} epochs"
-        rate = "the adapter's default learning rate" if self.learning_rate is None else f"learning rate {self.learning_rate:g}"
-        if self.adapter in ("copy", "finetune"):
-            return f"{label}: {self.labels_per_class} labelled target samples per class, {epochs}, {rate}"
-        if self.adapter == "mmd":
-            return f"{label}: mmd_weight {self.mmd_weight:g}, {epochs}, {rate}"
-        return f"{label}: target class proportions estimated by EM on the held-out source"
-
-
-@dataclasses.dataclass(eq=False)
-class AdaptationResult:
-    """What one adaptation run produced.
-
-    Attributes:
-        config: the `AdaptConfig` used.
-        report: the library's `AdaptationReport` (before/after/comparison/accuracies).
-        adapter: the fitted adapter.
-        n_target_labels_used: labelled target samples used for training (excluded from evaluation).
-        n_target_eval: target samples the before/after report and accuracies are measured on.
-        features_after: `(source, target)` features of the adapted model (held-out source, full target).
-    """
-
-    config: AdaptConfig
-    report: Any
-    adapter: Any
-    n_target_labels_used: int
-    n_target_eval: int
-    features_after: tuple[np.ndarray, np.ndarray]
-
-
-def _adapter_class(key: str) -> Any:
-    """The adapter class, looked up lazily: adapters that are not installed yet give None."""
-    import importlib
-
-    if key not in ADAPTERS:
-        raise DashboardError(f"Unknown adapter {key!r}. Choose one of: {', '.join(ADAPTERS)}.")
-    _, cls_name, module = ADAPTERS[key]
-    from shiftkit import adapt
-
-    cls = getattr(adapt, cls_name, None)
-    if cls is None:
-        try:
-            cls = getattr(importlib.import_module(module), cls_name, None)
-        except ImportError:
-            cls = None
-    return cls
-
-
-def adapter_available(key: str) -> bool:
-    """True when this shiftkit has the adapter `key`."""
-    return _adapter_class(key) is not None
-
-
-def _few_labels_split(y: np.ndarray, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pick up to `per_class` target samples of each class (always leaving one to evaluate on)."""
-    rng = np.random.default_rng(seed)
-    train = []
-    for k in np.unique(y):
-        rows = np.flatnonzero(y == k)
-        take = min(per_class, len(rows) - 1)
-        if take > 0:
-            train.append(rng.choice(rows, take, replace=False))
-    train_idx = np.sort(np.concatenate(train)) if train else np.array([], dtype=np.int64)
-    eval_idx = np.setdiff1d(np.arange(len(y)), train_idx)
-    return train_idx, eval_idx
-
-
-def run_adaptation(
-    domains: Domains,
-    model: Any,
-    fit_idx: np.ndarray,
-    eval_idx: np.ndarray,
-    config: AdaptConfig,
-    *,
-    n_permutations: int,
-    alpha: float,
-    seed: int,
-    use_target_labels: bool = True,
-) -> AdaptationResult:
-    """Fit the chosen adapter and measure shift before and after (`Adapter.shift_report`).
-
-    Source data: `fit_idx` rows train the adapter where it needs source data (MMD), `eval_idx` rows
-    are the held-out source of the reports and of the label-shift estimate. Copy / fine-tune train on
-    `labels_per_class` labelled target samples per class, which are then left out of the target
-    the before/after report and the accuracies are measured on.
-
-    Raises:
-        DashboardError: no model, missing labels the adapter needs, an adapter not installed, or a
-            parameter the adapter rejects.
-    """
-    import keras
-
-    if model is None:
-        raise DashboardError("Adaptation needs a source model: choose the default model or upload one.")
-    cls = _adapter_class(config.adapter)
-    label = ADAPTERS[config.adapter][0]
-    if cls is None:
-        raise DashboardError(f"The {label} adapter is not available in this version of shiftkit yet.")
-    xs_fit, xs_eval = domains.x_source[fit_idx], domains.x_source[eval_idx]
-    ys = domains.y_source
-    if ys is None:
-        raise DashboardError(f"The {label} adapter needs source labels; choose a label column or add 'y'.")
-    ys_fit, ys_eval = ys[fit_idx], ys[eval_idx]
-    xt, yt = domains.x_target, domains.y_target
-    target_eval = np.arange(len(xt))
-    n_used = 0
-    keras.utils.set_random_seed(seed)
-    try:
-        if config.adapter in ("copy", "finetune"):
-            if yt is None:
-                raise DashboardError(
-                    f"The {label} adapter trains on a few labelled target samples, and the target has "
-                    "no labels. Add target labels, or choose the MMD or label-shift adapter."
-                )
-            train_idx, target_eval = _few_labels_split(yt, config.labels_per_class, seed)
-            if len(train_idx) == 0:
-                raise DashboardError("No labelled target samples to train on: raise 'target labels per class'.")
-            n_used = len(train_idx)
-            # Only what the user set is passed: everything else is the adapter's own default.
-            rate = {} if config.learning_rate is None else {"learning_rate": config.learning_rate}
-            if config.adapter == "copy":
-                adapter = cls(model).fit(xt[train_idx], yt[train_idx], epochs=config.epochs, verbose=0, **rate)
-            else:
-                if config.learning_rate is not None:
-                    rate["fine_tune_learning_rate"] = config.learning_rate
-                adapter = cls(model, **rate).fit(xt[train_idx], yt[train_idx], epochs=config.epochs, verbose=0)
-        elif config.adapter == "mmd":
-            given = {k: v for k, v in (("epochs", config.epochs), ("learning_rate", config.learning_rate))
-                     if v is not None}
-            adapter = cls(model, mmd_weight=config.mmd_weight).fit(xs_fit, ys_fit, xt, verbose=0, seed=seed, **given)
-        else:
-            adapter = cls(model, method="em").fit(xs_eval, ys_eval, xt)
-        xt_eval = xt[target_eval]
-        yt_eval = None if (yt is None or not use_target_labels) else yt[target_eval]
-        report = adapter.shift_report(
-            xs_eval, xt_eval, ys_eval, yt_eval,
-            n_permutations=permutations(alpha, n_permutations), alpha=alpha, seed=seed,
-            standardize=domains.is_tabular, max_samples=MAX_SAMPLES,
-        )
-        if yt is not None and not use_target_labels and report.accuracy_before is None:
-            # Accuracy is judged on true labels whenever they exist, even when the shift report
-            # estimates the target label proportions.
-            from shiftkit._keras import predict, to_classes
-
-            pred_b = to_classes(model, predict(model, xt_eval))  # 0 / 0.5 from the architecture
-            report.accuracy_before = float(np.mean(pred_b == yt[target_eval]))
-            report.accuracy_after = float(np.mean(adapter.predict_classes(xt_eval) == yt[target_eval]))
-        feats = (adapter.features(xs_eval), adapter.features(xt))
-    except DashboardError:
-        raise
-    except (ValueError, TypeError) as exc:
-        from shiftkit.dashboard.errors import user_message
-
-        raise DashboardError(f"{label} failed: {user_message(exc)}") from None
-    return AdaptationResult(
-        config=config, report=report, adapter=adapter, n_target_labels_used=n_used,
-        n_target_eval=len(target_eval), features_after=feats,
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -583,20 +388,3 @@ def drift_frame(drift: Any) -> Any:
                    "source_mean", "target_mean"]]
     return frame.rename(columns={"p_value": "p-value", "p_adjusted": f"adjusted p ({drift.correction})",
                                  "is_shift": "shift", "source_mean": "source mean", "target_mean": "target mean"})
-
-
-def comparison_frame(result: AdaptationResult) -> Any:
-    """Every figure before and after adaptation (the library's `comparison.to_frame()`), plus accuracy."""
-    rep = result.report
-    frame = rep.comparison.to_frame()
-    if rep.accuracy_before is not None:
-        acc = pd.DataFrame([{
-            "figure": "target accuracy",
-            "before": rep.accuracy_before,
-            "after": rep.accuracy_after,
-            "change": rep.accuracy_after - rep.accuracy_before,
-            "better": "higher",
-            "comparable": True,
-        }])
-        frame = pd.concat([frame, acc], ignore_index=True)
-    return frame
