@@ -444,3 +444,34 @@ def test_normalized_mmd2_without_permutations(rng):
         want = mmd_test(x, y, bandwidth=bw, seed=3, n_permutations=19).normalized
         assert normalized_mmd2(x, y, bandwidth=bw, seed=3) == pytest.approx(want, rel=1e-9)
     assert normalized_mmd2(x * 1e200, y * 1e200, seed=3) == pytest.approx(normalized_mmd2(x, y, seed=3), rel=1e-6)
+
+
+def test_check_input_false_gives_the_same_result_without_revalidating(monkeypatch):
+    """Validated once at the boundary: a caller that has checked its arrays skips mmd_test's checks."""
+    import shiftkit.shift.mmd as mmd_module
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(60, 2, 2)), rng.normal(0.4, size=(50, 2, 2))
+    checked = mmd_test(x, y, n_permutations=99, seed=1)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("re-validated")
+
+    monkeypatch.setattr(mmd_module, "check_pair", refuse)
+    monkeypatch.setattr(mmd_module, "check_array", refuse)
+    trusted = mmd_test(x, y, n_permutations=99, seed=1, check_input=False)
+    assert trusted.p_value == checked.p_value and trusted.statistic == checked.statistic
+    assert trusted.threshold == checked.threshold and trusted.bandwidth == checked.bandwidth
+
+
+def test_shift_report_validates_its_arrays_once(monkeypatch):
+    import shiftkit.shift.mmd as mmd_module
+    from shiftkit import shift_report
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("mmd_test re-validated what shift_report had checked")
+
+    monkeypatch.setattr(mmd_module, "check_pair", refuse)
+    rng = np.random.default_rng(4)
+    report = shift_report(rng.normal(size=(80, 3)), rng.normal(size=(70, 3)), n_permutations=99, seed=0)
+    assert 0 < report.input_test.p_value <= 1

@@ -489,11 +489,13 @@ def diagnose(
     else:
         xs_cov, xt_cov = xs_raw[src_rows], xt_raw[tgt_rows]
         scaler = Standardizer().fit(np.concatenate([xs_cov, xt_cov]))
-        mmd_in = mmd_test(scaler.transform(xs_cov), scaler.transform(xt_cov), n_permutations=cov_perm, seed=seed)
+        mmd_in = mmd_test(scaler.transform(xs_cov), scaler.transform(xt_cov), n_permutations=cov_perm, seed=seed,
+                          check_input=False)
         p_cov = mmd_in.p_value
         feat = ""
         if model is not None:
-            mmd_feat = mmd_test(xs_cov, xt_cov, features=feature_space(model), n_permutations=cov_perm, seed=seed)
+            mmd_feat = mmd_test(xs_cov, xt_cov, features=feature_space(model), n_permutations=cov_perm, seed=seed,
+                                check_input=False)
             p_cov = min(1.0, n_tests * min(mmd_in.p_value, mmd_feat.p_value))
             feat = f"; feature-space MMD^2 {mmd_feat.statistic:.4g} (p={mmd_feat.p_value:.3g})"
         each = " per test" if n_tests > 1 else ""

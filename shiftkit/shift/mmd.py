@@ -554,6 +554,7 @@ def mmd_test(
     max_samples: int | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     space: str | None = None,
+    check_input: bool = True,
 ) -> MMDTestResult:
     """Two-sample test of "x and y come from the same distribution" with MMD^2.
 
@@ -574,6 +575,10 @@ def mmd_test(
         memory_budget: bytes the kernel computation may use (default 1 GiB); above it the kernel
             is computed in row blocks (`result.computation` says so).
         space: label stored in the result; default "feature" when `features` is given, else "input".
+        check_input: validate `x` and `y` (finite numbers, same per-sample shape: the default).
+            False skips that for callers that have validated them already (`shift_report`,
+            `diagnose`: scikit-learn's `check_input` convention); the features a model returns
+            are still checked.
 
     Returns:
         An `MMDTestResult`.
@@ -607,12 +612,16 @@ def mmd_test(
                 "features must be a callable mapping inputs to features, e.g. "
                 f"shiftkit.shift.feature_space(model); got {type(features).__name__}."
             )
-        x = check_array(x, "x_source")
-        y = check_array(y, "x_target")
+        if check_input:
+            x = check_array(x, "x_source")
+            y = check_array(y, "x_target")
         x, y = features(x), features(y)
         x, y = check_pair(x, y, ("features(x_source)", "features(x_target)"))
-    else:
+    elif check_input:
         x, y = check_pair(x, y, ("x_source", "x_target"))
+    else:  # validated by the caller
+        x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+        y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
     rng = np.random.default_rng(seed)
     x = _subsample(x, max_samples, rng)
     y = _subsample(y, max_samples, rng)

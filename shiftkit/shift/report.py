@@ -462,10 +462,10 @@ def shift_report(
         scaling = f"standardised, fitted on the pooled sample: {scaler.how_}"
     else:
         a, b = xs, xt
-    input_test = mmd_test(a, b, space="input", **mmd_kwargs)
+    input_test = mmd_test(a, b, space="input", check_input=False, **mmd_kwargs)  # validated above
     feature_test = None
     if fs is not None:
-        feature_test = mmd_test(xs, xt, features=fs, space="feature", **mmd_kwargs)
+        feature_test = mmd_test(xs, xt, features=fs, space="feature", check_input=False, **mmd_kwargs)
 
     summary = None
     if ys is not None:
