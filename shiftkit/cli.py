@@ -41,6 +41,7 @@ from shiftkit.analysis import analyze
 from shiftkit.dashboard.pipeline import train_default_model
 from shiftkit.datasets import SCENARIOS, load_scenario
 from shiftkit.files import (
+    bytes_from_gib,
     check_array_file,
     load_domains_path,
     load_model_path,
@@ -155,12 +156,9 @@ def _max_gib_option(p: argparse.ArgumentParser) -> None:
 
 
 def _max_bytes(args: argparse.Namespace) -> int | None:
+    """`--max-gib` in bytes (`shiftkit.files.bytes_from_gib`), or None: the library's default limit."""
     gib = getattr(args, "max_gib", None)
-    if gib is None:
-        return None
-    if not gib > 0:
-        raise ValueError(f"--max-gib must be a positive number of GiB; got {gib!r}.")
-    return max(1, int(gib * 1024**3))
+    return None if gib is None else bytes_from_gib(gib, "--max-gib")
 
 
 class OutputPathError(ValueError):

@@ -274,6 +274,11 @@ def test_file_size_limit_exits_2(pairs, capsys):
     assert "more than the limit" in err and "--max-gib" in err
     assert _check(pairs["none"], "--max-gib", "0") == 2
     assert "--max-gib must be a positive" in capsys.readouterr().err
+    # Not a number of bytes: one line saying what to give (an OverflowError before), for every command.
+    for value in ("inf", "nan"):
+        assert _check(pairs["none"], "--max-gib", value) == 2
+        err = capsys.readouterr().err
+        assert "--max-gib must be a positive finite number" in err and "unexpected" not in err, err
 
 
 # ---------------------------------------------------------------------------- labels of any values (issue 9, #2)
