@@ -1,4 +1,4 @@
-"""Keras plumbing in one place: output layer, output activation, logits vs probabilities.
+"""Keras plumbing in one place: output layer, output activation, logits vs probabilities, model copies.
 
 Everything in shiftkit that needs to know how a model's outputs are to be read asks here, so the
 answer is decided once, from the model's *architecture* (its output activation), never guessed
@@ -36,6 +36,7 @@ __all__ = [
     "to_classes",
     "n_classes",
     "predict",
+    "copy_model",
 ]
 
 #: Activations whose outputs are already probabilities.
@@ -231,3 +232,29 @@ def predict(model: Any, x: Any, *, batch_size: int = 256) -> Any:
     if isinstance(parts[0], dict):
         return {k: np.concatenate([np.asarray(p[k]) for p in parts], axis=0) for k in parts[0]}
     return np.concatenate([np.asarray(p) for p in parts], axis=0)
+
+
+def _all_layers(model: Any) -> list[Any]:
+    """Every layer of `model`, nested models' layers included (parents before children)."""
+    out = []
+    for layer in model.layers:
+        out.append(layer)
+        if isinstance(layer, keras.Model):
+            out.extend(_all_layers(layer))
+    return out
+
+
+def copy_model(model: Any) -> Any:
+    """An independent copy of a Keras model: new layers with the same config and copied weights.
+
+    Layers whose state is derived from their weights (a `Normalization` set up with `adapt()`)
+    are finalised after the copy, so the copy computes exactly what the original does.
+    """
+
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    for layer in _all_layers(clone):
+        finalize = getattr(layer, "finalize_state", None)
+        if callable(finalize):
+            finalize()
+    return clone

@@ -15,7 +15,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from shiftkit._keras import activation_name, output_activation, output_layer, require_model
+from shiftkit._keras import activation_name, copy_model, output_activation, output_layer, require_model
 from shiftkit._validation import check_positive_int
 from shiftkit.shift.features import head_input, head_of, resolve_layer
 
@@ -70,32 +70,6 @@ def source_head_weights(source_model: Any, feature_layer: str | int | None, unit
     if not head.use_bias:
         weights = [weights[0], np.zeros(int(units), dtype=weights[0].dtype)]
     return [np.array(w, copy=True) for w in weights]
-
-
-def _all_layers(model: Any) -> list[Any]:
-
-    out = []
-    for layer in model.layers:
-        out.append(layer)
-        if isinstance(layer, keras.Model):
-            out.extend(_all_layers(layer))
-    return out
-
-
-def copy_model(model: Any) -> Any:
-    """An independent copy of a Keras model: new layers with the same config and copied weights.
-
-    Layers whose state is derived from their weights (a `Normalization` set up with `adapt()`)
-    are finalised after the copy, so the copy computes exactly what the original does.
-    """
-
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    for layer in _all_layers(clone):
-        finalize = getattr(layer, "finalize_state", None)
-        if callable(finalize):
-            finalize()
-    return clone
 
 
 def build_target_model(
