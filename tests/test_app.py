@@ -6,16 +6,27 @@ directly for every bad-file case.
 """
 
 import io
+import json
 import pathlib
+import tempfile
 import zipfile
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
 from _synthetic import csv_bytes, npz_bytes
+from sklearn.decomposition import PCA
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.testing.v1 import AppTest
 
 from shiftkit import dashboard as dash
 from shiftkit.dashboard import DashboardError
+from shiftkit.datasets import load_scenario
+from shiftkit.files import Domains
+from shiftkit.shift import shift_report
+from shiftkit.shift.diagnose import Evidence
+from shiftkit.shift.scaling import Standardizer, standardize
 
 APP = str(pathlib.Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT = 120
@@ -29,8 +40,6 @@ TIMEOUT = 120
 @pytest.fixture(scope="module")
 def tables():
     """Source and target tables of the covariate scenario, with a string label column."""
-    from shiftkit.datasets import load_scenario
-
     s = load_scenario("hospitals_covariate", seed=0)
     cols = list(s.feature_names)
     src = pd.DataFrame(s.x_source, columns=cols)
@@ -43,10 +52,6 @@ def tables():
 @pytest.fixture(scope="module")
 def tiny_model_bytes():
     """A small valid .keras model (5 features, 2 classes) as bytes."""
-    import tempfile
-
-    import keras
-
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, activation="relu"),
                               keras.layers.Dense(2, activation="softmax")])
     with tempfile.TemporaryDirectory() as tmp:
@@ -153,8 +158,6 @@ def test_bad_npz_files_raise_what_to_fix(rng):
 
 
 def test_bad_model_files_raise_what_to_fix(tiny_model_bytes, tmp_path):
-    import keras
-
     with pytest.raises(DashboardError, match="not a .keras file"):
         dash.load_keras_model(tiny_model_bytes, "model.h5")
     with pytest.raises(DashboardError, match="empty or corrupt"):
@@ -190,8 +193,6 @@ def test_user_message_hides_tracebacks():
 
 
 def test_verdict_cards_and_tables():
-    from shiftkit.shift import shift_report
-
     d = dash.scenario_domains("hospitals_label_shift", seed=0)
     rep = shift_report(d.x_source, d.x_target, d.y_source, d.y_target, n_permutations=100, seed=0)
     cards = dash.verdict_cards(rep)
@@ -212,10 +213,6 @@ def test_verdict_cards_and_tables():
 
 def test_single_logit_model_is_read_as_logits():
     """A Dense(1) without activation outputs logits: 0.3 is class 1 (threshold 0), not class 0 (0.5)."""
-    import keras
-
-    from shiftkit.files import Domains
-
     rng = np.random.default_rng(0)
     x = rng.normal(size=(120, 4)).astype("float32")
     y = (np.arange(120) % 10 < 7).astype(np.int64)  # 70 % class 1
@@ -228,8 +225,6 @@ def test_single_logit_model_is_read_as_logits():
 
 
 def test_default_model_and_embedding_use_the_library_standardiser():
-    from shiftkit.shift.scaling import Standardizer, standardize
-
     rng = np.random.default_rng(1)
     x = rng.normal(size=(200, 3))
     x[:, 1] = 0.0
@@ -246,8 +241,6 @@ def test_default_model_and_embedding_use_the_library_standardiser():
     assert np.ptp(np.ravel(layer.variance)) == pytest.approx(0.0, abs=1e-6)
     xs, xt = x[:100], x[100:] + 1.0
     a, b = dash.embed_2d(xs, xt, seed=0)
-    from sklearn.decomposition import PCA
-
     expected = PCA(n_components=2, random_state=0).fit_transform(np.concatenate(standardize(xs, xt)))
     np.testing.assert_allclose(np.abs(np.concatenate([a, b])), np.abs(expected), atol=1e-6)
 
@@ -284,8 +277,6 @@ def test_uploaded_model_recodes_the_labels(tiny_model_bytes):
 
 
 def test_diagnosis_table_marks_untestable_kinds():
-    from shiftkit.shift.diagnose import Evidence
-
     class Diag:
         evidence = (Evidence("covariate", False, False, "MMD", None, None, 0.01, "NOT TESTABLE: 3 rows", 99, False),
                     Evidence("label", True, True, "chi-square", 9.0, 0.001, 0.0167, "moved", 999, True))
@@ -298,8 +289,6 @@ def test_diagnosis_table_marks_untestable_kinds():
 
 
 def _app():
-    from streamlit.testing.v1 import AppTest
-
     return AppTest.from_file(APP, default_timeout=TIMEOUT)
 
 
@@ -442,10 +431,6 @@ def test_copy_with_the_sidebar_defaults_is_the_adapters_default_and_not_worse_th
     # issue 9: a user who changes nothing gets the adapter's own defaults (epochs=None: held-out early
     # stopping with the source-equal start as a candidate), not the dashboard's own magic numbers
     # (Copy at 50 epochs / 1e-2 fell below the source model on the demo: 0.970 -> 0.966).
-    import keras
-
-    from shiftkit.files import Domains
-
     cfg = dash.AdaptConfig(adapter="copy")  # what the sidebar builds when nothing is touched
     assert cfg.epochs is None and cfg.settings == ()
     assert "the adapter's default epochs" in cfg.describe() and "its default settings" in cfg.describe()
@@ -467,10 +452,6 @@ def test_copy_with_the_sidebar_defaults_is_the_adapters_default_and_not_worse_th
 
 def test_downloads_hold_what_the_page_shows_the_diagnosis_included(monkeypatch):
     """issue 10: the JSON download is the page's one analysis: report, drift and the diagnosis it shows."""
-    import json
-
-    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
-
     saved = []
     real = MemoryMediaFileStorage.load_and_get_id
 

@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+import shiftkit.analysis as analysis_module
+import shiftkit.check
 from shiftkit import __version__
 from shiftkit.cli import main
 
@@ -231,8 +233,6 @@ def test_bad_inputs_exit_2_with_clear_messages(pairs, tmp_path, capsys):
 
 
 def test_unwritable_output_exits_2_before_any_work(pairs, tmp_path, capsys, monkeypatch):
-    import shiftkit.check
-
     calls = []
     monkeypatch.setattr(shiftkit.check, "check_shift", lambda *a, **k: calls.append(1))
     ref, tgt = pairs["none"]
@@ -251,8 +251,6 @@ def test_unwritable_output_exits_2_before_any_work(pairs, tmp_path, capsys, monk
 
 
 def test_unexpected_errors_exit_2_with_one_line(pairs, capsys, monkeypatch):
-    import shiftkit.check
-
     def boom(*args, **kwargs):
         raise RuntimeError("kernel exploded\n\nlong TensorFlow context")
 
@@ -314,9 +312,7 @@ def test_balanced_labels_of_any_coding_pass_the_imbalance_gate(tmp_path, codes, 
 
 
 def test_report_bounds_the_diagnosis_and_says_what_was_subsampled(pairs, tmp_path, capsys, monkeypatch):
-    import shiftkit.analysis as analysis_module  # the one place that runs the diagnosis (issue 10)
-
-    real = analysis_module.diagnose
+    real = analysis_module.diagnose  # the one place that runs the diagnosis (issue 10)
     seen = []
 
     def spy(xs, xt, *args, **kwargs):

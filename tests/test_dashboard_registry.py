@@ -10,6 +10,7 @@ import pathlib
 import keras
 import numpy as np
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from shiftkit import dashboard as dash
 from shiftkit.adapt import Adapter, adapter_names, get_adapter, register_adapter, unregister_adapter
@@ -148,8 +149,6 @@ def _tiny():
 
 @pytest.mark.slow
 def test_the_toy_adapter_in_the_app(toy):
-    from streamlit.testing.v1 import AppTest
-
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert not at.exception, at.exception
     box = at.selectbox(key="adapter")
