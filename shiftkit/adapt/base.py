@@ -51,7 +51,7 @@ from shiftkit._validation import check_labels
 from shiftkit.shift.features import check_model_input
 from shiftkit.shift.report import compare, shift_report
 
-from shiftkit.files import check_keras_archive
+from shiftkit.files import load_model_path
 from shiftkit.adapt.registry import adapter_for_class_name, register_adapter  # noqa: F401 - register_adapter re-exported
 from shiftkit.adapt.target_model import (  # noqa: F401 - build_target_model, copy_model, source_head_weights re-exported
     _feature_tensor,
@@ -422,11 +422,9 @@ def load_adapter(path: str | os.PathLike, *, source_model: Any = None, max_bytes
     cls = adapter_for_class_name(str(meta.get("adapter")))
     if cls is None:
         raise ValueError(f"{path!r} holds an unknown adapter type {meta.get('adapter')!r}.")
-    check_keras_archive(path, max_bytes=max_bytes)  # a decompression bomb fails here, unread
-    try:
-        model = keras.saving.load_model(path, safe_mode=True)
-    except Exception as exc:  # corrupt or unsafe file: never a raw traceback
-        raise ValueError(f"Could not load the Keras model in {path!r}: {exc}") from None
+    # The one safe loader: size limits before decompressing (a bomb fails unread), safe_mode=True,
+    # a message instead of a traceback for a corrupt or unsafe file.
+    model = load_model_path(path, max_bytes=max_bytes)
     adapter = cls.__new__(cls)
     adapter.source_model = model if source_model is None else _require_model(source_model)
     adapter.source_missing_ = source_model is None
