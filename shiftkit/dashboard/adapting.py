@@ -23,7 +23,7 @@ import pandas as pd
 from shiftkit._keras import predict, to_classes
 from shiftkit.adapt.registry import adapter_names, fit_data, get_adapter
 from shiftkit.dashboard.errors import DashboardError, user_message
-from shiftkit.dashboard.pipeline import MAX_SAMPLES, permutations
+from shiftkit.dashboard.pipeline import measure_settings
 from shiftkit.files import Domains
 
 __all__ = [
@@ -263,7 +263,8 @@ def run_adaptation(
     labels trains on `labels_per_class` labelled target samples per class, which are then left out
     of the target the before/after report and the accuracies are measured on; any other gets the
     whole target's inputs. The adapter is built with `from_config(config.settings)` and fitted with
-    `fit(**data, verbose=0, seed=seed)`, plus `epochs` when the user set them.
+    `fit(**data, verbose=0, seed=seed)`, plus `epochs` when the user set them. Before and after
+    are measured with the page's settings (`measure_settings`).
 
     Raises:
         DashboardError: no model; data the adapter requires is missing (named, with where to add
@@ -296,11 +297,8 @@ def run_adaptation(
         adapter.fit(**data, **options)
         xt_eval = xt[target_eval]
         yt_eval = None if (yt is None or not use_target_labels) else yt[target_eval]
-        report = adapter.shift_report(
-            xs_eval, xt_eval, ys_eval, yt_eval,
-            n_permutations=permutations(alpha, n_permutations), alpha=alpha, seed=seed,
-            standardize=domains.is_tabular, max_samples=MAX_SAMPLES,
-        )
+        report = adapter.shift_report(xs_eval, xt_eval, ys_eval, yt_eval, **measure_settings(
+            domains, n_permutations=n_permutations, alpha=alpha, seed=seed))
         if yt is not None and not use_target_labels and report.accuracy_before is None:
             # Accuracy is judged on true labels whenever they exist, even when the shift report
             # estimates the target label proportions.

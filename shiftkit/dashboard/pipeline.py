@@ -46,6 +46,7 @@ __all__ = [
     "imbalance_table",
     "is_table_file",
     "label_table",
+    "measure_settings",
     "model_features",
     "source_split",
     "train_default_model",
@@ -190,6 +191,18 @@ def permutations(alpha: float, n_permutations: int) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+def measure_settings(domains: Domains, *, n_permutations: int, alpha: float, seed: int) -> dict[str, Any]:
+    """The settings of every measurement on the page, before and after adaptation alike.
+
+    Keywords of `shiftkit.analyze` and `shift_report` (`Adapter.shift_report`): at least
+    `n_permutations` permutations a test (the library raises them to what each test's level
+    needs), each domain subsampled (seeded) to at most `MAX_SAMPLES` rows for the MMD tests, the
+    input space standardised for tables.
+    """
+    return {"n_permutations": int(n_permutations), "alpha": alpha, "seed": seed, "max_samples": MAX_SAMPLES,
+            "standardize": domains.is_tabular}
+
+
 def analysis_of(
     domains: Domains,
     model: Any,
@@ -211,9 +224,8 @@ def analysis_of(
     yt = domains.y_target if ys is not None and use_target_labels else None
     return analyze(
         domains.x_source[source_idx], domains.x_target, y_source=ys, y_target=yt, model=model,
-        n_permutations=int(n_permutations), alpha=alpha, seed=seed, max_samples=MAX_SAMPLES,
-        standardize=domains.is_tabular, feature_names=domains.feature_names,
-        class_names=domains.class_name_list(), notes=[domains.description],
+        feature_names=domains.feature_names, class_names=domains.class_name_list(), notes=[domains.description],
+        **measure_settings(domains, n_permutations=n_permutations, alpha=alpha, seed=seed),
     )
 
 
