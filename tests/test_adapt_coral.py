@@ -171,9 +171,10 @@ def test_coral_improves_a_rotated_shift_and_aligns_covariances(results):
     assert acc["source_model"] < 0.9 and acc["source_only"] < 0.9, acc
     assert acc["coral"] >= acc["source_only"] + 0.04, acc
     assert acc["coral"] >= acc["source_model"] + 0.04, acc
-    # the covariance gap shrinks, scale-free (not by shrinking the features)
-    assert gap["coral"] < 0.5 * gap["source_only"], gap
-    assert gap["coral"] < 0.5 * gap["source_model"], gap
+    # the covariance gap shrinks, scale-free (not by shrinking the features); over other seeds of data
+    # and model (1, 2, 3) the ratio was 0.32, 0.64, 0.60 and the accuracy gain +0.06 to +0.11
+    assert gap["coral"] < 0.75 * gap["source_only"], gap
+    assert gap["coral"] < 0.75 * gap["source_model"], gap
     hist = results["adapted"].history_.history
     assert hist["coral"][-1] < 0.5 * hist["coral"][0]
     for key in ("loss", "task_loss", "coral", "accuracy"):
@@ -298,3 +299,57 @@ def test_bad_input(setting):
         a.fit(xs, ys, xt, seed=-1, verbose=0)
     with pytest.raises(AttributeError, match="not fitted yet"):
         a.predict(xt)
+
+
+@pytest.mark.slow
+def test_runs_under_mirrored_strategy_with_the_same_losses():
+    """1 vs 2 replicas (logical CPUs, set up in a fresh process), same seed and data: the same task loss
+    and CORAL term before the update, and loss = task + coral_weight * coral under both."""
+    code = textwrap.dedent(
+        """
+        import os
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        import numpy as np, tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        import json, keras
+        from shiftkit.adapt.coral import CORALAdapter
+        keras.utils.set_random_seed(0)
+        src = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6, activation="relu"),
+                                keras.layers.Dense(2, activation="softmax")])
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(64, 4)).astype("float32"); y = (x[:, 0] > 0).astype(int)
+        xt = (x @ rng.normal(size=(4, 4)) + 1.0).astype("float32")
+
+        def run(strategy, **kw):
+            with strategy.scope():
+                a = CORALAdapter(src, coral_weight=2.0).fit(x, y, xt, verbose=0, seed=0, **kw)
+            return a, {k: [float(v) for v in vals] for k, vals in a.history_.history.items()}
+
+        # one step on the whole batch at a negligible rate: the logged values are the pre-update ones
+        kw = dict(epochs=1, batch_size=64, learning_rate=1e-12)
+        _, one = run(tf.distribute.get_strategy(), **kw)
+        # one replica: each replica sees the whole batch, so its CORAL term is the single-device one
+        _, mirrored_one = run(tf.distribute.MirroredStrategy(["/cpu:0"]), **kw)
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        _, two = run(strategy, **kw)
+        a, trained = run(strategy, epochs=2, batch_size=16)
+        print("JSON", json.dumps({"one": one, "mirrored_one": mirrored_one, "two": two, "trained": trained}))
+        print("REPLICAS", strategy.num_replicas_in_sync, type(a.model.trainable_weights[0].value).__name__)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "REPLICAS 2" in done.stdout and "Mirrored" in done.stdout, done.stdout
+    logs = json.loads(done.stdout.split("JSON", 1)[1].splitlines()[0])
+    one, mirrored_one, two = logs["one"], logs["mirrored_one"], logs["two"]
+    for key in ("loss", "task_loss", "coral", "accuracy"):
+        assert mirrored_one[key][0] == pytest.approx(one[key][0], rel=1e-5), (key, one, mirrored_one)
+    # the task loss is a mean over the whole batch, whatever the replica count
+    assert two["task_loss"][0] == pytest.approx(one["task_loss"][0], rel=1e-4), (one, two)
+    assert two["accuracy"][0] == pytest.approx(one["accuracy"][0])
+    for h in (one, mirrored_one, two, logs["trained"]):
+        assert all(np.isfinite(h[k]).all() for k in ("loss", "task_loss", "coral"))
+        # the logged loss is the objective: task + coral_weight * coral (each replica's CORAL on its share)
+        np.testing.assert_allclose(h["loss"], np.add(h["task_loss"], 2.0 * np.asarray(h["coral"])), rtol=1e-4)
