@@ -119,12 +119,16 @@ with st.sidebar:
             epochs = int(st.slider("Epochs", 1, 100, 30, key=f"epochs_{adapter_key}"))
     for setting in dash.adapter_settings(adapter_key):
         widget_key = f"{setting.name}_{adapter_key}"
-        if setting.choices is not None:
+        if setting.kind == "choice":
             value = st.select_slider(
                 setting.label, options=[None, *setting.choices], value=None, key=widget_key, help=setting.help,
                 format_func=lambda v, d=setting.default: f"adapter default ({d:g})" if v is None else f"{v:g}")
             if value is not None:
                 settings[setting.name] = float(value)
+        elif setting.kind == "flag":
+            value = st.checkbox(setting.label, value=setting.default, key=widget_key, help=setting.help)
+            if value != setting.default:
+                settings[setting.name] = bool(value)
         else:
             value = st.number_input(setting.label, min_value=setting.low, max_value=setting.high,
                                     value=float(setting.default), step=setting.step, key=widget_key,

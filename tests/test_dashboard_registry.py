@@ -45,6 +45,24 @@ class HeldOutToy(ToyAdapter):
     source_data = "held_out"
 
 
+class TunableToy(ToyAdapter):
+    """A toy with settings of each widget kind: a learning rate (choice), a weight (number), a flag."""
+
+    name = "toy_tunable"
+    title = "Toy with settings"
+
+    def __init__(self, source_model, *, learning_rate: float = 3e-3, coral_weight: float = 1.0, tent: bool = False):
+        super().__init__(source_model)
+        self.learning_rate, self.coral_weight, self.tent = learning_rate, coral_weight, tent
+
+
+@pytest.fixture
+def tunable():
+    register_adapter(TunableToy)
+    yield TunableToy
+    unregister_adapter("toy_tunable")
+
+
 @pytest.fixture
 def toy():
     register_adapter(ToyAdapter)  # the one registry line
@@ -143,16 +161,38 @@ def test_settings_come_from_the_adapter_classes():
         dash.AdaptConfig(adapter="copy", settings={"nonsense": 1})
 
 
+def test_a_new_adapters_settings_get_widgets_and_reach_it(tunable, domains, model):
+    settings = {s.name: s for s in dash.adapter_settings("toy_tunable")}
+    assert {n: (s.kind, s.default) for n, s in settings.items()} == {
+        "learning_rate": ("choice", 3e-3), "coral_weight": ("number", 1.0), "tent": ("flag", False)}
+    assert dash.adapter_trains("toy_tunable") and not dash.adapter_needs_target_labels("toy_tunable")
+    config = dash.AdaptConfig(adapter="toy_tunable", epochs=4, settings={"tent": True, "coral_weight": 2.5})
+    res = _run(domains, model, config)
+    assert (res.adapter.tent, res.adapter.coral_weight, res.adapter.learning_rate) == (True, 2.5, 3e-3)
+    assert res.adapter.seen_["epochs"] == 4
+    assert "coral_weight 2.5" in config.describe() and "tent True" in config.describe()
+
+
 def _tiny():
     return keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
 
 
 @pytest.mark.slow
-def test_the_toy_adapter_in_the_app(toy):
+def test_the_toy_adapter_in_the_app(toy, tunable):
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert not at.exception, at.exception
     box = at.selectbox(key="adapter")
     assert "toy" in box.options or ToyAdapter.title in box.options
+    # A new adapter's settings get their widgets, keyed by adapter, starting at the class's defaults.
+    box.set_value("toy_tunable").run()
+    assert not at.exception, at.exception
+    assert at.checkbox(key="tent_toy_tunable").value is False
+    assert at.number_input(key="coral_weight_toy_tunable").value == 1.0
+    assert at.select_slider(key="learning_rate_toy_tunable").value is None  # the adapter's default
+    at.checkbox(key="tent_toy_tunable").check().run()
+    assert "tent True" in " ".join(c.value for c in at.caption)
+    at.selectbox(key="adapter").set_value("toy").run()
+    box = at.selectbox(key="adapter")
     box.set_value("toy").run()
     assert not at.exception, at.exception
     at.button(key="run_adaptation").click().run()

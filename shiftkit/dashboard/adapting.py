@@ -50,7 +50,7 @@ class Setting:
         label: the widget's label.
         default: the adapter class's own default (from its signature).
         choices: values offered besides "the adapter's default" (a choice widget), or None for a
-            number widget over `[low, high]` in steps of `step`.
+            checkbox (a True/False default) or a number widget over `[low, high]` in steps of `step`.
         help: the widget's tooltip.
     """
 
@@ -62,6 +62,13 @@ class Setting:
     high: float = 100.0
     step: float = 0.5
     help: str = ""
+
+    @property
+    def kind(self) -> str:
+        """"choice" (of `choices` or the default), "flag" (a True/False setting) or "number"."""
+        if self.choices is not None:
+            return "choice"
+        return "flag" if isinstance(self.default, bool) else "number"
 
 
 _RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
@@ -75,6 +82,11 @@ SETTING_WIDGETS: dict[str, dict[str, Any]] = {
                                 "help": "Adam learning rate of the unfrozen source layers (stage 2)."},
     "mmd_weight": {"label": "MMD weight", "low": 0.0, "high": 100.0, "step": 0.5,
                    "help": "Weight of the MMD² alignment term beside the source task loss."},
+    "coral_weight": {"label": "CORAL weight", "low": 0.0, "high": 100.0, "step": 0.5,
+                     "help": "Weight of the CORAL (feature covariance) term beside the source task loss."},
+    "tent": {"label": "TENT: also train the BatchNorm scales and offsets",
+             "help": "Minimise the target predictions' entropy w.r.t. the BatchNorm scales and offsets, "
+                     "after AdaBN's statistics."},
 }
 #: What a missing data keyword means on this page, and how the user supplies it.
 _MISSING = {
