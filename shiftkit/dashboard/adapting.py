@@ -143,27 +143,36 @@ def adapter_needs_target_labels(name: str) -> bool:
     return _trains_on_target_labels(_adapter_class(name))
 
 
+def _fit_error(cls: type, given: dict[str, Any]) -> ValueError | None:
+    """The class's own verdict on the data (`Adapter.check_fit_data`): its ValueError, or None when they do."""
+    try:
+        cls.check_fit_data(**given)
+    except ValueError as exc:
+        return exc
+    return None
+
+
 def adapter_unavailable(name: str, domains: Domains) -> str | None:
     """Why adapter `name` cannot run on `domains` (the data it requires and they lack), or None.
 
     Decided by the class itself (`Adapter.check_fit_data` on the domains' data), so a new adapter's
-    declaration is all it takes.
+    declaration is all it takes; the message says where the page's user adds what is missing, and
+    which adapters run on the data as they are.
     """
     cls = _adapter_class(name)
     given = {"x_source": domains.x_source, "y_source": domains.y_source,
              "x_target": domains.x_target, "y_target": domains.y_target}
-    try:
-        cls.check_fit_data(**given)
-    except ValueError as exc:
-        missing = [k for k in cls.requires if given.get(k) is None]
-        if not missing:
-            return f"The {_short_label(cls)} adapter cannot run on these data: {user_message(exc)}"
-        others = [adapter_label(n) for n in adapter_names()
-                  if n != name and all(given.get(k) is not None for k in get_adapter(n).requires)]
-        hint = f" Or choose an adapter that does not need them: {'; '.join(others)}." if others else ""
-        return (f"The {_short_label(cls)} adapter needs {', '.join(missing)}, and "
-                + "; ".join(_MISSING.get(k, k) for k in missing) + "." + hint)
-    return None
+    error = _fit_error(cls, given)
+    if error is None:
+        return None
+    missing = [k for k in cls.requires if given.get(k) is None]
+    if not missing:
+        return f"The {_short_label(cls)} adapter cannot run on these data: {user_message(error)}"
+    others = [_short_label(get_adapter(n)) for n in adapter_names()
+              if n != name and _fit_error(get_adapter(n), given) is None]
+    hint = f" Or choose an adapter that runs without them: {', '.join(others)}." if others else ""
+    return (f"The {_short_label(cls)} adapter needs {', '.join(missing)}, and "
+            + "; ".join(_MISSING.get(k, k) for k in missing) + "." + hint)
 
 
 @dataclasses.dataclass(frozen=True)
