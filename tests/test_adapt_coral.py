@@ -335,7 +335,29 @@ def test_runs_under_mirrored_strategy_with_the_same_losses():
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         _, two = run(strategy, **kw)
         a, trained = run(strategy, epochs=2, batch_size=16)
-        print("JSON", json.dumps({"one": one, "mirrored_one": mirrored_one, "two": two, "trained": trained}))
+
+        # One SGD step on a batch [A; A] split over 2 replicas (A each) vs one step on A on one device:
+        # the summed gradients must be the one-device gradient (each replica's CORAL term divided by 2).
+        from shiftkit.adapt.coral import alignment_trainer, coral_loss
+
+        def one_step(strategy, xs, ys, xt):
+            with strategy.scope():
+                b = CORALAdapter(src, coral_weight=2.0)
+                b._build()
+                trainer = alignment_trainer(
+                    b.model_, b.base_, b.head_, loss_fn=keras.losses.SparseCategoricalCrossentropy(),
+                    accuracy=keras.metrics.SparseCategoricalAccuracy(name="accuracy"), alignment=coral_loss,
+                    weight=2.0, alignment_name="coral", target_labels=False)
+                trainer.compile(optimizer=keras.optimizers.SGD(0.5))
+            trainer.fit(tf.data.Dataset.from_tensors(((xs, ys), xt)), epochs=1, verbose=0)
+            return [np.asarray(w) for w in b.model_.get_weights()], [np.asarray(w) for w in src.get_weights()]
+
+        xa, ya, xta = x[:16], y[:16].astype("int32"), xt[:16]
+        single, start = one_step(tf.distribute.get_strategy(), xa, ya, xta)
+        double, _ = one_step(strategy, np.concatenate([xa, xa]), np.concatenate([ya, ya]), np.concatenate([xta, xta]))
+        step = {"moved": max(float(np.abs(u - v).max()) for u, v in zip(single, start)),
+                "diff": max(float(np.abs(u - v).max()) for u, v in zip(single, double))}
+        print("JSON", json.dumps({"one": one, "mirrored_one": mirrored_one, "two": two, "trained": trained, "step": step}))
         print("REPLICAS", strategy.num_replicas_in_sync, type(a.model.trainable_weights[0].value).__name__)
         """
     )
@@ -353,3 +375,7 @@ def test_runs_under_mirrored_strategy_with_the_same_losses():
         assert all(np.isfinite(h[k]).all() for k in ("loss", "task_loss", "coral"))
         # the logged loss is the objective: task + coral_weight * coral (each replica's CORAL on its share)
         np.testing.assert_allclose(h["loss"], np.add(h["task_loss"], 2.0 * np.asarray(h["coral"])), rtol=1e-4)
+    # the same update from 2 replicas as from one device: the CORAL term is not counted twice
+    step = logs["step"]
+    assert step["moved"] > 1e-3, step
+    assert step["diff"] < 1e-5 * max(1.0, step["moved"]) + 1e-6, step
