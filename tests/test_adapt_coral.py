@@ -335,6 +335,11 @@ def test_runs_under_mirrored_strategy_with_the_same_losses():
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         _, two = run(strategy, **kw)
         a, trained = run(strategy, epochs=2, batch_size=16)
+        try:  # 2 samples per domain and step over 2 replicas: 1 each, no covariance
+            run(strategy, epochs=1, batch_size=2)
+            small_batch = "accepted"
+        except ValueError as exc:
+            small_batch = str(exc)
 
         # One SGD step on a batch [A; A] split over 2 replicas (A each) vs one step on A on one device:
         # the summed gradients must be the one-device gradient (each replica's CORAL term divided by 2).
@@ -357,7 +362,8 @@ def test_runs_under_mirrored_strategy_with_the_same_losses():
         double, _ = one_step(strategy, np.concatenate([xa, xa]), np.concatenate([ya, ya]), np.concatenate([xta, xta]))
         step = {"moved": max(float(np.abs(u - v).max()) for u, v in zip(single, start)),
                 "diff": max(float(np.abs(u - v).max()) for u, v in zip(single, double))}
-        print("JSON", json.dumps({"one": one, "mirrored_one": mirrored_one, "two": two, "trained": trained, "step": step}))
+        print("JSON", json.dumps({"one": one, "mirrored_one": mirrored_one, "two": two, "trained": trained, "step": step,
+                                  "small_batch": small_batch}))
         print("REPLICAS", strategy.num_replicas_in_sync, type(a.model.trainable_weights[0].value).__name__)
         """
     )
@@ -375,6 +381,7 @@ def test_runs_under_mirrored_strategy_with_the_same_losses():
         assert all(np.isfinite(h[k]).all() for k in ("loss", "task_loss", "coral"))
         # the logged loss is the objective: task + coral_weight * coral (each replica's CORAL on its share)
         np.testing.assert_allclose(h["loss"], np.add(h["task_loss"], 2.0 * np.asarray(h["coral"])), rtol=1e-4)
+    assert "at least 4 samples (2 per replica" in logs["small_batch"], logs["small_batch"]
     # the same update from 2 replicas as from one device: the CORAL term is not counted twice
     step = logs["step"]
     assert step["moved"] > 1e-3, step

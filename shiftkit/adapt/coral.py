@@ -338,8 +338,8 @@ class CORALAdapter(Adapter):
             y_target: optional labels of `x_target`, one per row; their task loss is taken on each
                 target batch concatenated with the source batch.
             epochs: training epochs (None: `EPOCHS`, 10); an epoch is `ceil(n_source / batch_size)` steps.
-            batch_size: samples per domain per step (at least 2, for a covariance); capped at each
-                domain's size.
+            batch_size: samples per domain per step (at least 2 per replica, for a covariance);
+                capped at each domain's size.
             learning_rate: Adam learning rate for this fit; None (default): the adapter's `learning_rate`.
             validation_data: optional labelled `(x_val, y_val)`, e.g. held-out target data; logs
                 `val_loss` (task loss), `val_task_loss` and `val_accuracy`.
@@ -373,6 +373,14 @@ class CORALAdapter(Adapter):
         seed = check_seed(seed)
         validation_data = self._validation(validation_data)
         coral_weight = _check_coral_weight(self.coral_weight)
+        replicas = self._strategy().num_replicas_in_sync
+        smallest = min(batch_size, len(xs), len(xt))
+        if smallest < 2 * replicas:  # each replica takes the covariance of its own share of a batch
+            raise ValueError(
+                f"Under a {replicas}-replica strategy each domain's batch must hold at least {2 * replicas} "
+                f"samples (2 per replica, for a covariance); got {smallest} (batch_size={batch_size}, "
+                f"{len(xs)} source and {len(xt)} target samples). Pass a larger batch_size or more data."
+            )
 
         n_out, activation = head_config(self.source_model)
         loss_fn, _ = loss_for_head(activation, n_out)
