@@ -296,3 +296,31 @@ def test_runs_under_mirrored_strategy():
     for run in (one, two):
         assert len(run["history"]) == 3 and np.isfinite(run["history"]).all()
         assert run["entropy"]["tent"] < run["entropy"]["adabn"], run["entropy"]
+
+
+def test_experiment_runs_it_by_name_and_as_a_template(trained):
+    from shiftkit.data import split_domains
+    from shiftkit.experiment import Experiment
+
+    xs, ys = _sample(400, target=False, seed=3)
+    xt, yt = _sample(400, target=True, seed=4)
+    splits = split_domains(xs, ys, xt, yt, target_labeled=5, seed=0)
+    res = Experiment(trained, adapters={"adabn": "adabn", "tent": BatchNormAdapter(trained, tent=True)},
+                     target_only=False, monitor=False, n_permutations=20).run(splits, seed=0)
+    assert res.methods == ("source_only", "adabn", "tent")
+    assert res.rows["adabn"]["accuracy"] > res.rows["source_only"]["accuracy"] + 0.2, res.rows
+    assert len(res.histories["tent"]["entropy"]) == 3 and res.histories["adabn"] == {}
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", None])
+def test_tent_on_a_single_unit_binary_head(activation):
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((3,))
+    h = keras.layers.Dense(6, activation="relu")(keras.layers.BatchNormalization()(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(1, activation=activation)(keras.layers.BatchNormalization()(h)))
+    x, _ = _sample(120, target=True, seed=5)
+    a = BatchNormAdapter(model, tent=True, learning_rate=1e-2).fit(x_target=x, epochs=3, batch_size=32,
+                                                                   verbose=0, seed=0)
+    e = a.target_entropy_
+    assert 0 <= e["tent"] < e["adabn"] <= np.log(2) + 1e-6, e
+    assert a.predict(x).shape == (120, 1)
