@@ -20,6 +20,11 @@ BatchNormalization layers:
   gammas/betas), so the adapted model is an ordinary inference-mode Keras model: its predictions do
   not depend on how a test set is batched.
 
+The statistics pass is `recalibrate_batch_norm`'s, which runs the whole model in training mode:
+Dropout placed *before* a BN layer is then active while that layer's statistics are taken (its
+variance comes out larger than the inference-time one), unlike TENT's steps above. Dropout after the
+last BN layer (the usual place, before the head) does not matter.
+
 Why these defaults. AdaBN alone (`tent=False`) is the default because it carries the gain: on
 `shiftkit.datasets.digits_corrupted` with a small CNN with three BN layers (2 seeds each; adapted
 on half the target, tested on the other half), source-only -> AdaBN was 0.47 -> 0.94 (blur, severity
