@@ -53,6 +53,7 @@ change: construction raises a `ValueError` that suggests another adapter (e.g. "
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -148,7 +149,7 @@ def _batch_statistics_view(base: Any) -> Any:
             kwargs["training"] = True
         elif isinstance(layer, keras.Model):
             kwargs["training"] = bool(batch_norm_layers(layer))
-        elif getattr(layer, "_call_has_training_arg", False):
+        elif "training" in inspect.signature(layer.call).parameters:
             kwargs["training"] = False
         return layer(*args, **kwargs)
 
