@@ -165,6 +165,7 @@ def test_zero_weight_at_a_negligible_rate_is_the_source_model(setting):
     assert hb["loss"][0] == pytest.approx(hb["task_loss"][0] + 2.0 * expected, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_coral_improves_a_rotated_shift_and_aligns_covariances(results):
     acc, gap = results["acc"], results["gap"]
     # the shift hurts the source model; more source training (the same budget, no CORAL term) does not help
@@ -181,6 +182,7 @@ def test_coral_improves_a_rotated_shift_and_aligns_covariances(results):
         assert len(hist[key]) == EPOCHS, key
 
 
+@pytest.mark.slow
 def test_source_untouched_and_fitted_model(results, setting):
     src = setting["src"]
     before, after = results["source_weights_before"], _weights(src)
@@ -192,6 +194,7 @@ def test_source_untouched_and_fitted_model(results, setting):
     assert a.base_model.get_layer("h1").kernel is not src.get_layer("h1").kernel
 
 
+@pytest.mark.slow
 def test_save_load_round_trip(results, setting, tmp_path):
     a = results["adapted"]
     path = a.save(tmp_path / "coral.keras")
@@ -207,7 +210,7 @@ def test_save_load_round_trip(results, setting, tmp_path):
 
 def test_seeded_fits_repeat(setting):
     s = setting
-    kw = dict(epochs=2, batch_size=32, verbose=0, seed=3)
+    kw = dict(epochs=1, batch_size=32, verbose=0, seed=3)
     a = CORALAdapter(s["src"]).fit(s["xs"][:128], s["ys"][:128], s["xt"][:96], **kw)
     b = CORALAdapter(s["src"]).fit(s["xs"][:128], s["ys"][:128], s["xt"][:96], **kw)
     np.testing.assert_array_equal(a.predict(s["xt_test"]), b.predict(s["xt_test"]))
@@ -224,6 +227,7 @@ def test_with_target_labels_and_validation(setting):
         assert len(hist[key]) == 3, key
 
 
+@pytest.mark.slow
 def test_binary_head_batchnorm_and_feature_layer():
     """Sigmoid head, BatchNorm kept in inference mode, a narrower feature layer (a new, seeded head)."""
     keras.utils.set_random_seed(1)
