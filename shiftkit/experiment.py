@@ -68,12 +68,14 @@ __all__ = [
     "expected_calibration_error",
 ]
 
-#: The built-in adapters (`Experiment` knows every adapter in `shiftkit.adapt.adapter_names()`).
-ADAPTER_NAMES: tuple[str, ...] = ("copy", "finetune", "mmd", "label_shift")
+#: The adapters registered when shiftkit was imported (`Experiment` knows every adapter in
+#: `shiftkit.adapt.adapter_names()`, also those registered later).
+ADAPTER_NAMES: tuple[str, ...] = adapter_names()
 #: Training epochs per step when `run(epochs=None)`; `epochs=` (an int or a dict) overrides them. None:
 #: the adapter's own default, "until the held-out loss stops improving" (CopyAdapter, FineTuneAdapter).
 DEFAULT_EPOCHS: dict[str, int | None] = {"source": 30, "target_only": 50, "copy": None, "finetune": None, "mmd": 20}
-_SEED_OFFSETS = {"source": 0, "target_only": 1, "copy": 2, "finetune": 3, "mmd": 4, "label_shift": 5}
+_SEED_OFFSETS = {"source": 0, "target_only": 1, "copy": 2, "finetune": 3, "mmd": 4, "label_shift": 5, "coral": 6,
+                 "adabn": 7}
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -86,8 +88,9 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 class _AdapterSpec:
     """What to build for one method: kind, class and constructor parameters (None: defaults)."""
 
-    def __init__(self, name: str, kind: str, cls: type, params: dict[str, Any] | None):
+    def __init__(self, name: str, kind: str, cls: type, params: dict[str, Any] | None, default: bool = False):
         self.name, self.kind, self.cls, self.params = name, kind, cls, params
+        self.default = default  # listed because adapters=None (every registered adapter), not by the user
 
     def build(self, source_model: Any, epochs: int | None) -> Any:
         if self.params is not None:
@@ -111,7 +114,8 @@ def _plain(value: Any) -> Any:
 
 
 def _check_adapters(adapters: Any) -> list[_AdapterSpec]:
-    if adapters is None:
+    by_default = adapters is None
+    if by_default:
         adapters = adapter_names()
     if isinstance(adapters, (str, Adapter)):
         adapters = (adapters,)
@@ -156,7 +160,7 @@ def _check_adapters(adapters: Any) -> list[_AdapterSpec]:
                 "pass a dict name -> adapter with distinct names."
             )
         used.add(name)
-        specs.append(_AdapterSpec(name, kind, cls, params))
+        specs.append(_AdapterSpec(name, kind, cls, params, default=by_default))
     return specs
 
 
@@ -523,6 +527,10 @@ class Experiment:
         # 4-5. Adapters: fit, measure after, evaluate.
         adapters: dict[str, Any] = {}
         for index, spec in enumerate(self._specs):
+            if spec.default and not spec.cls.supports(source):
+                notes.append(f"{spec.name} skipped: {spec.cls.__name__} cannot adapt this source model "
+                             f"({spec.cls.title}).")
+                continue
             step_epochs = epochs.get(spec.name, epochs.get(spec.kind, DEFAULT_EPOCHS.get(spec.kind)))
             step_seed = _seed(seed, spec.kind if spec.name == spec.kind else spec.name, index)
             adapter = spec.build(source, step_epochs)

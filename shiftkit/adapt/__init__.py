@@ -7,11 +7,14 @@ and a short name in one registry (`adapter_names`, `get_adapter`, `fit_data`).
 
 from shiftkit.adapt.base import AdaptationReport, Adapter, NotFittedError, build_target_model, load_adapter
 from shiftkit.adapt.batch_norm import recalibrate_batch_norm
-# The import order is the registry's order (menus, Experiment's defaults): copy, finetune, mmd, label_shift.
+# The import order is the registry's order (menus, Experiment's defaults): copy, finetune, mmd, label_shift,
+# coral, adabn.
 from shiftkit.adapt.copy import CopyAdapter  # noqa: I001
 from shiftkit.adapt.finetune import FineTuneAdapter
 from shiftkit.adapt.mmd import MMDAdapter
 from shiftkit.adapt.label_shift import LabelShiftAdapter, PriorCorrection
+from shiftkit.adapt.coral import CORALAdapter
+from shiftkit.adapt.test_time import BatchNormAdapter
 from shiftkit.adapt.registry import (
     DATA_KEYS,
     adapter_classes,
@@ -25,6 +28,8 @@ from shiftkit.adapt.registry import (
 __all__ = [
     "AdaptationReport",
     "Adapter",
+    "BatchNormAdapter",
+    "CORALAdapter",
     "CopyAdapter",
     "DATA_KEYS",
     "FineTuneAdapter",

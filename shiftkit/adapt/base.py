@@ -183,6 +183,14 @@ class Adapter:
         )
 
     @classmethod
+    def supports(cls, source_model: Any, feature_layer: str | int | None = None) -> bool:
+        """Whether this adapter can adapt `source_model` at all (e.g. `BatchNormAdapter` needs BN layers).
+
+        `Experiment`'s default list and the dashboard skip an adapter that does not, saying why.
+        """
+        return True
+
+    @classmethod
     def _init_parameters(cls) -> list[str]:
         return [
             p.name for p in inspect.signature(cls.__init__).parameters.values()
