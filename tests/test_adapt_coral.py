@@ -311,8 +311,13 @@ def test_bad_input(setting):
 
 @pytest.mark.slow
 def test_runs_under_mirrored_strategy_with_the_same_losses():
-    """1 vs 2 replicas (logical CPUs, set up in a fresh process), same seed and data: the same task loss
-    and CORAL term before the update, and loss = task + coral_weight * coral under both."""
+    """One device vs 1- and 2-replica MirroredStrategy (logical CPUs, set up in a fresh process).
+
+    Same seed and data: the same pre-update losses (the CORAL term equal with one replica; with two each
+    replica's term is on its half), loss = task + coral_weight * coral; one SGD step on [A; A] over two
+    replicas moves the weights exactly as one step on A on one device (each replica's CORAL term divided
+    by the replica count, the task loss by Keras); too small a batch per replica is a clear ValueError.
+    """
     code = textwrap.dedent(
         """
         import os
