@@ -72,8 +72,9 @@ __all__ = [
 #: `shiftkit.adapt.adapter_names()`, also those registered later).
 ADAPTER_NAMES: tuple[str, ...] = adapter_names()
 #: Training epochs per step when `run(epochs=None)`; `epochs=` (an int or a dict) overrides them. None:
-#: the adapter's own default, "until the held-out loss stops improving" (CopyAdapter, FineTuneAdapter).
-DEFAULT_EPOCHS: dict[str, int | None] = {"source": 30, "target_only": 50, "copy": None, "finetune": None, "mmd": 20}
+#: the adapter's own default (CopyAdapter, FineTuneAdapter: until the held-out loss stops improving;
+#: MMDAdapter: its `EPOCHS`), defined once, on the adapter.
+DEFAULT_EPOCHS: dict[str, int | None] = {"source": 30, "target_only": 50, "copy": None, "finetune": None, "mmd": None}
 _SEED_OFFSETS = {"source": 0, "target_only": 1, "copy": 2, "finetune": 3, "mmd": 4, "label_shift": 5, "coral": 6,
                  "adabn": 7}
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")

@@ -74,8 +74,8 @@ __all__ = ["MMDAdapter", "batch_mmd2", "LEARNING_RATE"]
 
 #: Default Adam learning rate of MMDAdapter (the whole network trains, from the source weights).
 LEARNING_RATE = 1e-3
-#: Training epochs of `fit(epochs=None)`.
-EPOCHS = 10
+#: Training epochs of `fit(epochs=None)` (what Experiment and the dashboard ran before the adapter contract).
+EPOCHS = 20
 
 
 # ---------------------------------------------------------------------------------- the loss term
@@ -268,7 +268,7 @@ class MMDAdapter(Adapter):
             x_target: target inputs (unlabelled unless `y_target` is given), same input shape.
             y_target: optional labels of `x_target`, one per row; their task loss is taken on each
                 target batch concatenated with the source batch.
-            epochs: training epochs (None: `EPOCHS`, 10); an epoch is `ceil(n_source / batch_size)` steps.
+            epochs: training epochs (None: `EPOCHS`, 20); an epoch is `ceil(n_source / batch_size)` steps.
             batch_size: samples per domain per step (at least 2, for the unbiased MMD^2); capped at
                 each domain's size.
             learning_rate: Adam learning rate for this fit; None (default): the adapter's `learning_rate`.
