@@ -191,11 +191,22 @@ class Adapter:
         return True
 
     @classmethod
-    def _init_parameters(cls) -> list[str]:
-        return [
-            p.name for p in inspect.signature(cls.__init__).parameters.values()
+    def default_config(cls) -> dict[str, Any]:
+        """Every setting of the constructor (`source_model` aside) with its default, in signature order.
+
+        Example:
+            >>> from shiftkit.adapt import CopyAdapter
+            >>> CopyAdapter.default_config()["learning_rate"]
+            0.003
+        """
+        return {
+            p.name: p.default for p in inspect.signature(cls.__init__).parameters.values()
             if p.name not in ("self", "source_model") and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        ]
+        }
+
+    @classmethod
+    def _init_parameters(cls) -> list[str]:
+        return list(cls.default_config())
 
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments (without `source_model`), enough to re-create this adapter.

@@ -13,7 +13,6 @@ whose required data the page's domains lack is named unavailable, with the reaso
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from typing import Any
 
 import keras
@@ -105,10 +104,9 @@ def _adapter_class(name: str) -> type:
         raise DashboardError(str(exc)) from None
 
 
-def _parameters(cls: type) -> dict[str, inspect.Parameter]:
-    """The adapter's constructor settings (keyword -> parameter), `source_model` left out."""
-    return {name: p for name, p in inspect.signature(cls).parameters.items()
-            if name != "source_model" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+def _parameters(cls: type) -> dict[str, Any]:
+    """The adapter's constructor settings and their defaults (`Adapter.default_config`)."""
+    return cls.default_config()
 
 
 def adapter_label(name: str) -> str:
@@ -125,7 +123,7 @@ def _short_label(cls: type) -> str:
 def adapter_settings(name: str) -> tuple[Setting, ...]:
     """The settings of adapter `name` the sidebar has widgets for, each with the class's default."""
     params = _parameters(_adapter_class(name))
-    return tuple(Setting(name=key, default=params[key].default, **widget)
+    return tuple(Setting(name=key, default=params[key], **widget)
                  for key, widget in SETTING_WIDGETS.items() if key in params)
 
 
