@@ -375,8 +375,9 @@ def test_runs_under_mirrored_strategy_with_the_same_losses():
         double, _ = one_step(strategy, np.concatenate([xa, xa]), np.concatenate([ya, ya]), np.concatenate([xta, xta]))
         step = {"moved": max(float(np.abs(u - v).max()) for u, v in zip(single, start)),
                 "diff": max(float(np.abs(u - v).max()) for u, v in zip(single, double))}
-        print("JSON", json.dumps({"one": one, "mirrored_one": mirrored_one, "two": two, "trained": trained, "step": step,
-                                  "small_batch": small_batch}))
+        logs = {"one": one, "mirrored_one": mirrored_one, "two": two, "trained": trained, "step": step,
+                "small_batch": small_batch}
+        print("JSON", json.dumps(logs))
         print("REPLICAS", strategy.num_replicas_in_sync, type(a.model.trainable_weights[0].value).__name__)
         """
     )

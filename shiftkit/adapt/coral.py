@@ -402,7 +402,8 @@ class CORALAdapter(Adapter):
 
         with self._strategy().scope():
             if binary:
-                accuracy = keras.metrics.BinaryAccuracy(name="accuracy", threshold=decision_threshold(self.source_model))
+                threshold = decision_threshold(self.source_model)
+                accuracy = keras.metrics.BinaryAccuracy(name="accuracy", threshold=threshold)
             else:
                 accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
             trainer = alignment_trainer(
