@@ -37,6 +37,8 @@ __all__ = [
     "n_classes",
     "predict",
     "copy_model",
+    "InferenceMode",
+    "unwrap",
 ]
 
 #: Activations whose outputs are already probabilities.
@@ -258,3 +260,46 @@ def copy_model(model: Any) -> Any:
         if callable(finalize):
             finalize()
     return clone
+
+
+@keras.saving.register_keras_serializable(package="shiftkit")
+class InferenceMode(keras.layers.Layer):
+    """A wrapped model that always runs in inference mode, whatever the caller's `training`.
+
+    Calling a nested functional model as `base(x, training=False)` inside another functional model
+    does not hold in Keras 3: the outer model's `training` flag (True inside `fit`) is passed down
+    to every layer of the graph (keras-team/keras#20285), so Dropout, GaussianNoise and any
+    trainable BatchNormalization of the "frozen" base would run in training mode. This layer's
+    `call` runs `inner(x, training=False)` explicitly. Its weights are `inner`'s (their `trainable`
+    flags decide what trains); it serialises with `inner` in its config.
+
+    Args:
+        inner: the model (or layer) to run in inference mode.
+    """
+
+    def __init__(self, inner: Any, **kwargs: Any):
+        kwargs.setdefault("dtype", inner.dtype_policy)
+        super().__init__(**kwargs)
+        self.inner = inner
+
+    def call(self, inputs: Any) -> Any:
+        return self.inner(inputs, training=False)
+
+    def compute_output_spec(self, inputs: Any) -> Any:
+        return self.inner.compute_output_spec(inputs)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config["inner"] = keras.saving.serialize_keras_object(self.inner)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> InferenceMode:
+        config = dict(config)
+        inner = keras.saving.deserialize_keras_object(config.pop("inner"))
+        return cls(inner, **config)
+
+
+def unwrap(layer: Any) -> Any:
+    """The model inside an `InferenceMode` wrapper (any other layer as it is)."""
+    return layer.inner if isinstance(layer, InferenceMode) else layer

@@ -45,6 +45,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from shiftkit._keras import unwrap
 from shiftkit._validation import (
     check_bandwidth,
     check_pair,
@@ -227,8 +228,9 @@ class ShiftMonitor(keras.callbacks.Callback):
     @staticmethod
     def _nested_base(model: Any) -> Any:
         for layer in model.layers:
-            if isinstance(layer, keras.Model) and layer.name == "base":
-                return layer
+            inner = unwrap(layer)  # the adapters wrap their base in InferenceMode, named "base"
+            if isinstance(inner, keras.Model) and layer.name == "base":
+                return inner
         return None
 
     def _wrap(self, fn: Any) -> Callable[[np.ndarray], np.ndarray]:

@@ -423,3 +423,19 @@ def test_load_adapter_checks_the_archive_size_before_keras_reads_it(source, tmp_
         zf.writestr("padding.bin", b"\0" * 20_000_000)  # about 20 kB on disk
     with pytest.raises(ValueError, match="padding.bin"):
         load_adapter(path, max_bytes=10_000_000)
+
+
+def test_base_runs_in_inference_mode_inside_fit():
+    """Keras 3 passes an outer model's training flag into a nested functional model (keras-team/keras#20285):
+    the adapters' base must still run with Dropout off while the head trains, as documented."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu", name="hidden"),
+                              keras.layers.Dropout(0.5, name="drop"), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(3, activation="softmax", name="out")])
+    x = np.random.default_rng(0).normal(size=(16, 6)).astype("float32")
+    from shiftkit.adapt.target_model import build_target_model
+
+    target, base, _, _ = build_target_model(model)
+    inference = np.asarray(target(x, training=False))
+    np.testing.assert_allclose(np.asarray(target(x, training=True)), inference, atol=1e-6)
+    np.testing.assert_allclose(inference, np.asarray(model(x, training=False)), atol=1e-6)

@@ -23,8 +23,9 @@ never worse than the start on the held-out part), and the model is trained again
 for that many epochs. With `validation_data` the same stopping runs on it; an int `epochs` without
 it trains exactly that many epochs. The figures behind these defaults: `benchmarks/defaults_choice.md`.
 
-The base is called with `training=False` (unless an adapter asks otherwise, e.g.
-`FineTuneAdapter(batch_norm="train")`), so its BatchNormalization layers stay in inference mode
+The base runs in inference mode (wrapped in `shiftkit._keras.InferenceMode`: a nested model's
+`training=False` alone does not hold in Keras 3), unless an adapter asks otherwise (e.g.
+`FineTuneAdapter(batch_norm="train")`), so its BatchNormalization and Dropout layers stay in inference mode
 even when their weights are unfrozen for fine-tuning (the recipe of the Keras transfer-learning
 guide). `Adapter.features(x)` is the base's output: the embedding in which feature-space shift is
 measured before and after adaptation.
@@ -46,7 +47,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from shiftkit._keras import predict, to_classes
+from shiftkit._keras import predict, to_classes, unwrap
 from shiftkit._validation import check_labels
 from shiftkit.shift.features import check_model_input
 from shiftkit.shift.report import compare, shift_report
@@ -448,7 +449,7 @@ def load_adapter(path: str | os.PathLike, *, source_model: Any = None, max_bytes
     adapter.source_model = model if source_model is None else _require_model(source_model)
     adapter.source_missing_ = source_model is None
     adapter.model_ = model
-    adapter.base_ = model.get_layer("base")
+    adapter.base_ = unwrap(model.get_layer("base"))  # saved before InferenceMode: the base itself
     adapter.head_ = model.layers[-1]
     adapter._restore(meta.get("state", {}))
     adapter.feature_layer = None  # the saved model's own head input

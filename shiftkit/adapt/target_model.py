@@ -15,7 +15,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from shiftkit._keras import activation_name, copy_model, output_activation, output_layer, require_model
+from shiftkit._keras import InferenceMode, activation_name, copy_model, output_activation, output_layer, require_model
 from shiftkit._validation import check_positive_int
 from shiftkit.shift.features import head_input, head_of, resolve_layer
 
@@ -121,9 +121,14 @@ def build_target_model(
         except Exception:  # noqa: BLE001 - a layer that cannot round-trip its config is used as given
             pass
     inputs = [keras.Input(shape=t.shape[1:], dtype=t.dtype, name=f"input_{i}") for i, t in enumerate(clone.inputs)]
-    # training=False (default): BatchNormalization and Dropout of the base always run in inference mode;
-    # None: they follow the caller (training mode inside `fit`, as in a plain Keras fine-tune).
-    features = base(inputs[0] if len(inputs) == 1 else inputs, training=base_training)
+    # training=False (default): BatchNormalization and Dropout of the base always run in inference mode
+    # (through InferenceMode: a nested model's training=False does not hold in Keras 3); None: they
+    # follow the caller (training mode inside `fit`, as in a plain Keras fine-tune).
+    x_in = inputs[0] if len(inputs) == 1 else inputs
+    if base_training is False:
+        features = InferenceMode(base, name="base")(x_in)
+    else:
+        features = base(x_in, training=base_training)
     if len(features.shape) > 2:
         features = keras.layers.Flatten(name="flatten_features")(features)
     outputs = head(features)

@@ -62,7 +62,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from shiftkit._keras import predict
+from shiftkit._keras import InferenceMode, predict, unwrap
 from shiftkit._validation import check_positive_int, check_real, check_seed
 from shiftkit.adapt.base import Adapter
 from shiftkit.adapt.batch_norm import batch_norm_layers, recalibrate_batch_norm
@@ -433,6 +433,9 @@ def _containers(model: Any) -> list[Any]:
 
     out = [model]
     for layer in model.layers:
+        if isinstance(layer, InferenceMode):  # the adapters' base wrapper: a container too
+            out.append(layer)
+            layer = layer.inner
         if isinstance(layer, keras.Model):
             out.extend(_containers(layer))
     return out
@@ -443,6 +446,7 @@ def _leaf_layers(model: Any) -> list[Any]:
 
     out: list[Any] = []
     for layer in model.layers:
+        layer = unwrap(layer)  # the adapters' base wrapper (InferenceMode) holds a model
         if isinstance(layer, keras.Model):
             out.extend(_leaf_layers(layer))
         else:
