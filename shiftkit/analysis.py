@@ -377,14 +377,15 @@ def analyze(
     drift = None
     if per_feature and m.x_source.ndim == 2:
         fn = m.feature_names if m.feature_names and len(m.feature_names) == m.x_source.shape[1] else None
-        drift = feature_drift(m.x_source, m.x_target, feature_names=fn, alpha=alpha)
+        drift = feature_drift(m.x_source, m.x_target, feature_names=fn, alpha=alpha, check_input=False)
     diagnosis = None
     if diagnose_shift:
         rs, rt = m.diagnosis_rows
         ys = None if m.y_source is None else np.asarray(m.y_source)[rs]
         yt = None if m.y_target is None or ys is None else np.asarray(m.y_target)[rt]
         diagnosis = diagnose(m.x_source[rs], m.x_target[rt], ys, yt, model=model, alpha=alpha,
-                             n_permutations=diag_perm, seed=seed, classes=None if ys is None else m.classes)
+                             n_permutations=diag_perm, seed=seed, classes=None if ys is None else m.classes,
+                             check_input=False)  # validated once, above
     adaptation = None
     if adapter is not None:
         adaptation = adapter.shift_report(m.x_source, m.x_target, y_source, y_target, n_permutations=n_permutations,

@@ -142,3 +142,23 @@ def test_an_adapter_is_measured_before_and_after_on_the_same_data_and_settings(p
     assert a.adaptation.before.to_dict() == a.report.to_dict() and a.adaptation_title == "After adaptation: Adapter"
     with pytest.raises(ValueError, match="adapter needs the source data"):
         analyze(Reference.from_data(xs, ys, seed=0), xt, adapter=Adapter(), **FAST)
+
+
+def test_analyze_validates_the_arrays_once(monkeypatch):
+    """The per-feature drift and the diagnosis trust what analyze has validated (no second pass over the data)."""
+    import importlib
+
+    # importlib: `shiftkit.shift.diagnose` as an attribute is the function, not the module.
+    diagnose_module = importlib.import_module("shiftkit.shift.diagnose")
+    univariate_module = importlib.import_module("shiftkit.shift.univariate")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("re-validated what analyze had checked")
+
+    monkeypatch.setattr(univariate_module, "check_pair", refuse)
+    monkeypatch.setattr(diagnose_module, "check_pair", refuse)
+    rng = np.random.default_rng(5)
+    xs, xt = rng.normal(size=(120, 3)), rng.normal(0.3, size=(100, 3))
+    ys, yt = rng.integers(0, 2, 120), rng.integers(0, 2, 100)
+    analysis = shiftkit.analyze(xs, xt, y_source=ys, y_target=yt, n_permutations=99, seed=0)
+    assert analysis.drift is not None and analysis.diagnosis is not None

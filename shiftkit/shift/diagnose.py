@@ -328,6 +328,7 @@ def diagnose(
     second_opinion: bool = True,
     classes: Sequence[Any] | None = None,
     seed: int | None = None,
+    check_input: bool = True,
 ) -> Diagnosis:
     """Name the kinds of shift between source and target, with evidence, and recommend an adapter.
 
@@ -352,6 +353,8 @@ def diagnose(
         classes: an explicit class order for the labels (code k is `classes[k]`); default: the
             sorted distinct values (or the model's outputs).
         seed: seed of every random step.
+        check_input: validate the arrays (the default). False skips that for callers that have
+            validated them already (`shiftkit.analyze`; scikit-learn's `check_input` convention).
 
     Returns:
         A `Diagnosis`.
@@ -378,7 +381,10 @@ def diagnose(
             stacklevel=2,
         )
     imbalance_threshold = check_real(imbalance_threshold, "imbalance_threshold", low=1, allow_inf=True, example=3.0)
-    xs_raw, xt_raw = check_pair(x_source, x_target, ("x_source", "x_target"), flatten=False)
+    if check_input:
+        xs_raw, xt_raw = check_pair(x_source, x_target, ("x_source", "x_target"), flatten=False)
+    else:  # validated by the caller
+        xs_raw, xt_raw = np.asarray(x_source, dtype=np.float64), np.asarray(x_target, dtype=np.float64)
     xs, xt = xs_raw.reshape(len(xs_raw), -1), xt_raw.reshape(len(xt_raw), -1)
     n_outputs = None
     if model is not None:

@@ -157,6 +157,7 @@ def feature_drift(
     correction: str = "fdr_bh",
     n_permutations: int = 999,
     seed: int | None = 0,
+    check_input: bool = True,
 ) -> FeatureDriftResult:
     """Test every column for a shift between source and target, with multiple-testing correction.
 
@@ -173,6 +174,8 @@ def feature_drift(
             categorical column with an expected count below 5); raised to what the smallest
             corrected level (alpha / number of columns) needs.
         seed: seed of those permutations.
+        check_input: validate the arrays (the default). False skips that for callers that have
+            validated them already (`shiftkit.analyze`; scikit-learn's `check_input` convention).
 
     Returns:
         A `FeatureDriftResult`, most shifted feature first.
@@ -185,7 +188,11 @@ def feature_drift(
         >>> feature_drift(xs, xt).shifted_features
         ['x1']
     """
-    xs, xt = check_pair(x_source, x_target, ("x_source", "x_target"))
+    if check_input:
+        xs, xt = check_pair(x_source, x_target, ("x_source", "x_target"))
+    else:  # validated by the caller
+        xs = np.asarray(x_source, dtype=np.float64).reshape(len(x_source), -1)
+        xt = np.asarray(x_target, dtype=np.float64).reshape(len(x_target), -1)
     alpha = check_alpha(alpha)
     correction = check_option(correction, "correction", _CORRECTIONS)
     max_categories = check_positive_int(max_categories, "max_categories", minimum=2)
