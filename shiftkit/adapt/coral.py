@@ -46,7 +46,6 @@ logged `loss`, `task_loss` and `coral` are per-replica means, the same figures a
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -56,6 +55,7 @@ from keras import ops
 
 from shiftkit._keras import decision_threshold
 from shiftkit._validation import check_positive_int, check_real, check_seed
+from shiftkit.adapt.alignment import alignment_trainer
 from shiftkit.adapt.base import Adapter
 from shiftkit.adapt.registry import register_adapter
 from shiftkit.adapt.target_model import head_config
@@ -104,111 +104,6 @@ def coral_loss(source_features: Any, target_features: Any) -> Any:
     d = ops.cast(ops.shape(fs)[1], "float32")
     gap = _covariance(fs) - _covariance(ft)
     return ops.sum(ops.square(gap)) / (4.0 * d * d)
-
-
-# ---------------------------------------------------------------------------------- the trainer
-def alignment_trainer(
-    model: Any,
-    base: Any,
-    head: Any,
-    *,
-    loss_fn: Any,
-    accuracy: Any,
-    alignment: Callable[[Any, Any], Any],
-    weight: float,
-    alignment_name: str,
-    target_labels: bool,
-    name: str = "alignment_trainer",
-) -> Any:
-    """A `keras.Model` whose `fit` trains `model` on task loss + `weight` * alignment(source, target features).
-
-    Generic over the alignment term (CORAL here; MMD^2 or any `(fs, ft) -> scalar` fits the same
-    shape). It wraps the target model (`model = head(flatten(base(x)))`), calls `base` with
-    `training=False` (BatchNorm in inference mode) and trains all of `model`'s trainable variables
-    with the gradient of the whole objective. It is fed by `paired_dataset`: batches
-    `((x_s, y_s), x_t)`, or `((x_s, y_s), (x_t, y_t))` when `target_labels`.
-
-    Args:
-        model, base, head: the target model and its parts (`Adapter._build`).
-        loss_fn: the task loss (a Keras `Loss`, `loss_for_head`).
-        accuracy: a Keras accuracy metric matching the head.
-        alignment: `(source_features, target_features) -> scalar`, on flattened feature batches.
-        weight: weight of the alignment term (0: the task loss alone; the term is still logged).
-        alignment_name: the history key of the alignment term (e.g. "coral").
-        target_labels: whether the target batches carry labels (they join the task loss).
-        name: the wrapper's name.
-
-    Returns:
-        An uncompiled wrapper model (not meant to be saved); compile it inside the strategy scope.
-    """
-
-    class AlignmentTrainer(keras.Model):
-        """Wraps the target model; `train_step` adds the alignment term. Not meant to be saved."""
-
-        def __init__(self) -> None:
-            super().__init__(name=name)
-            self.target_model = model
-            self.loss_fn = loss_fn
-            self.loss_tracker = keras.metrics.Mean(name="loss")
-            self.task_tracker = keras.metrics.Mean(name="task_loss")
-            self.align_tracker = keras.metrics.Mean(name=alignment_name)
-            self.accuracy = accuracy
-            self.built = True  # the wrapped model is built; skip Keras's symbolic build
-
-        @property
-        def metrics(self) -> list[Any]:
-            return [self.loss_tracker, self.task_tracker, self.align_tracker, self.accuracy]
-
-        def call(self, inputs: Any, training: bool = False) -> Any:
-            return self.target_model(inputs, training=training)
-
-        def _forward(self, x: Any) -> tuple[Any, Any]:
-            features = base(x, training=False)  # BatchNorm in inference mode, as built
-            features = ops.reshape(features, (ops.shape(features)[0], -1))
-            return features, head(features, training=True)
-
-        def train_step(self, data: Any) -> dict[str, Any]:
-            (xs, ys), target = data
-            xt, yt = target if target_labels else (target, None)
-            n_s = ops.shape(xs)[0]
-            with tf.GradientTape() as tape:
-                features, preds = self._forward(ops.concatenate([xs, xt], axis=0))
-                fs, ft = features[:n_s], features[n_s:]
-                if target_labels:
-                    y_task, p_task = ops.concatenate([ys, yt], axis=0), preds
-                else:
-                    y_task, p_task = ys, preds[:n_s]
-                # A Keras Loss already divides its mean by the replica count (its share of the
-                # gradients summed across replicas); the alignment term is divided here, once.
-                replicas = tf.distribute.get_strategy().num_replicas_in_sync
-                scaled_task = ops.cast(self.loss_fn(y_task, p_task), "float32")
-                align = ops.cast(alignment(fs, ft), "float32")
-                scaled = scaled_task + weight * align / replicas if weight > 0 else scaled_task
-                task = scaled_task * replicas if replicas > 1 else scaled_task  # this replica's mean
-                loss = task + weight * align if weight > 0 else task
-                scaled = self.optimizer.scale_loss(scaled)
-            variables = self.trainable_variables
-            grads = tape.gradient(scaled, variables)
-            self.optimizer.apply(grads, variables)
-            self.loss_tracker.update_state(loss)
-            self.task_tracker.update_state(task)
-            self.align_tracker.update_state(align)
-            self.accuracy.update_state(y_task, p_task)
-            return {m.name: m.result() for m in self.metrics}
-
-        def test_step(self, data: Any) -> dict[str, Any]:
-            x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-            _, preds = self._forward(x)
-            task = self.loss_fn(y, preds)
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            task = task * replicas if replicas > 1 else task  # undo the Loss's division, as Keras does
-            self.loss_tracker.update_state(task)
-            self.task_tracker.update_state(task)
-            self.accuracy.update_state(y, preds)
-            # No target batch in validation: no alignment term.
-            return {m.name: m.result() for m in (self.loss_tracker, self.task_tracker, self.accuracy)}
-
-    return AlignmentTrainer()
 
 
 def paired_dataset(

@@ -64,6 +64,7 @@ from keras import ops
 
 from shiftkit._keras import decision_threshold
 from shiftkit._validation import check_bandwidth, check_positive_int, check_real, check_seed
+from shiftkit.adapt.alignment import alignment_trainer
 from shiftkit.adapt.base import Adapter
 from shiftkit.adapt.registry import register_adapter
 from shiftkit.adapt.target_model import head_config
@@ -102,89 +103,6 @@ def batch_mmd2(source_features: Any, target_features: Any, bandwidth: Any = None
     else:
         bw = ops.cast(ops.convert_to_tensor(np.asarray(bandwidth, dtype=np.float64).reshape(-1)), fs.dtype)
     return kernels.mmd2_tensor(fs, ft, bw, "unbiased")
-
-
-# ---------------------------------------------------------------------------------- the trainer
-def _make_trainer(
-    model: Any,
-    base: Any,
-    head: Any,
-    *,
-    loss_fn: Any,
-    accuracy: Any,
-    mmd_weight: float,
-    bandwidth: np.ndarray | None,
-    target_labels: bool,
-) -> Any:
-    """A `keras.Model` whose `fit` trains `model` on task loss + mmd_weight * MMD^2 (TF backend)."""
-
-    class MMDTrainer(keras.Model):
-        """Wraps the target model; `train_step` adds the MMD^2 term. Not meant to be saved."""
-
-        def __init__(self) -> None:
-            super().__init__(name="mmd_trainer")
-            self.target_model = model
-            self.loss_fn = loss_fn
-            self.loss_tracker = keras.metrics.Mean(name="loss")
-            self.task_tracker = keras.metrics.Mean(name="task_loss")
-            self.mmd_tracker = keras.metrics.Mean(name="mmd2")
-            self.accuracy = accuracy
-            self.built = True  # the wrapped model is built; skip Keras's symbolic build
-
-        @property
-        def metrics(self) -> list[Any]:
-            return [self.loss_tracker, self.task_tracker, self.mmd_tracker, self.accuracy]
-
-        def call(self, inputs: Any, training: bool = False) -> Any:
-            return self.target_model(inputs, training=training)
-
-        def _forward(self, x: Any) -> tuple[Any, Any]:
-            features = base(x, training=False)  # BatchNorm in inference mode, as built
-            features = ops.reshape(features, (ops.shape(features)[0], -1))
-            return features, head(features, training=True)
-
-        def train_step(self, data: Any) -> dict[str, Any]:
-            (xs, ys), target = data
-            xt, yt = target if target_labels else (target, None)
-            n_s = ops.shape(xs)[0]
-            with tf.GradientTape() as tape:
-                features, preds = self._forward(ops.concatenate([xs, xt], axis=0))
-                fs, ft = features[:n_s], features[n_s:]
-                if target_labels:
-                    y_task, p_task = ops.concatenate([ys, yt], axis=0), preds
-                else:
-                    y_task, p_task = ys, preds[:n_s]
-                # A Keras Loss already divides its mean by the replica count (its contribution to
-                # the gradients summed across replicas); the MMD^2 term is divided here, once.
-                replicas = tf.distribute.get_strategy().num_replicas_in_sync
-                scaled_task = self.loss_fn(y_task, p_task)
-                mmd = batch_mmd2(fs, ft, bandwidth)
-                scaled = scaled_task + mmd_weight * mmd / replicas if mmd_weight > 0 else scaled_task
-                task = scaled_task * replicas if replicas > 1 else scaled_task  # this replica's mean
-                loss = task + mmd_weight * mmd if mmd_weight > 0 else task
-                scaled = self.optimizer.scale_loss(scaled)
-            variables = self.trainable_variables
-            grads = tape.gradient(scaled, variables)
-            self.optimizer.apply(grads, variables)
-            self.loss_tracker.update_state(loss)
-            self.task_tracker.update_state(task)
-            self.mmd_tracker.update_state(mmd)
-            self.accuracy.update_state(y_task, p_task)
-            return {m.name: m.result() for m in self.metrics}
-
-        def test_step(self, data: Any) -> dict[str, Any]:
-            x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-            _, preds = self._forward(x)
-            task = self.loss_fn(y, preds)
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            task = task * replicas if replicas > 1 else task  # undo the Loss's division, as Keras does
-            self.loss_tracker.update_state(task)
-            self.task_tracker.update_state(task)
-            self.accuracy.update_state(y, preds)
-            # No target batch in validation: no mmd2 (and the keys differ from `metrics` on purpose).
-            return {m.name: m.result() for m in (self.loss_tracker, self.task_tracker, self.accuracy)}
-
-    return MMDTrainer()
 
 
 def _check_mmd_weight(value: Any) -> float:
@@ -348,15 +266,17 @@ class MMDAdapter(Adapter):
                 )
             else:
                 accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
-            trainer = _make_trainer(
+            trainer = alignment_trainer(
                 self.model_,
                 self.base_,
                 self.head_,
                 loss_fn=loss_fn,
                 accuracy=accuracy,
-                mmd_weight=mmd_weight,
-                bandwidth=bandwidth,
+                alignment=lambda fs, ft: batch_mmd2(fs, ft, bandwidth),
+                weight=mmd_weight,
+                alignment_name="mmd2",
                 target_labels=yt is not None,
+                name="mmd_trainer",
             )
             trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))
         self.history_ = trainer.fit(
