@@ -11,10 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
-__all__ = ["alignment_trainer"]
+__all__ = ["alignment_trainer", "seed_new_head"]
 
 
 def alignment_trainer(
@@ -119,3 +120,14 @@ def alignment_trainer(
             return {m.name: m.result() for m in (self.loss_tracker, self.task_tracker, self.accuracy)}
 
     return AlignmentTrainer()
+
+
+def seed_new_head(adapter: Any, seed: int | None) -> None:
+    """A head that could not start from the source's (another feature layer): seeded initial weights."""
+    if adapter.head_initialised_from_source_ or seed is None:
+        return
+    head = adapter.head_
+    init = keras.initializers.GlorotUniform(seed=seed)
+    head.kernel.assign(init(tuple(head.kernel.shape)))
+    if getattr(head, "bias", None) is not None:
+        head.bias.assign(np.zeros(tuple(head.bias.shape), dtype="float32"))

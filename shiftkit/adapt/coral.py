@@ -55,7 +55,7 @@ from keras import ops
 
 from shiftkit._keras import decision_threshold
 from shiftkit._validation import check_positive_int, check_real, check_seed
-from shiftkit.adapt.alignment import alignment_trainer
+from shiftkit.adapt.alignment import alignment_trainer, seed_new_head
 from shiftkit.adapt.base import Adapter
 from shiftkit.adapt.registry import register_adapter
 from shiftkit.adapt.target_model import head_config
@@ -141,18 +141,6 @@ def paired_dataset(
     source = batches((xs, ys), len(xs), bs_s, seed)
     target = batches(xt if yt is None else (xt, yt), len(xt), bs_t, None if seed is None else seed + 1)
     return tf.data.Dataset.zip((source, target)).prefetch(tf.data.AUTOTUNE), math.ceil(len(xs) / bs_s)
-
-
-def _seed_new_head(adapter: Adapter, seed: int | None) -> None:
-    """A head that could not start from the source's (another feature layer): seeded initial weights."""
-
-    if adapter.head_initialised_from_source_ or seed is None:
-        return
-    head = adapter.head_
-    init = keras.initializers.GlorotUniform(seed=seed)
-    head.kernel.assign(init(tuple(head.kernel.shape)))
-    if getattr(head, "bias", None) is not None:
-        head.bias.assign(np.zeros(tuple(head.bias.shape), dtype="float32"))
 
 
 def _check_coral_weight(value: Any) -> float:
@@ -288,7 +276,7 @@ class CORALAdapter(Adapter):
             validation_data = (validation_data[0], as_target(validation_data[1]))
 
         self._build()  # the head starts from the source head's weights when they fit
-        _seed_new_head(self, seed)
+        seed_new_head(self, seed)
         self.base_.trainable = True
         self.head_.trainable = True
         dataset, steps = paired_dataset(

@@ -64,7 +64,7 @@ from keras import ops
 
 from shiftkit._keras import decision_threshold
 from shiftkit._validation import check_bandwidth, check_positive_int, check_real, check_seed
-from shiftkit.adapt.alignment import alignment_trainer
+from shiftkit.adapt.alignment import alignment_trainer, seed_new_head
 from shiftkit.adapt.base import Adapter
 from shiftkit.adapt.registry import register_adapter
 from shiftkit.adapt.target_model import head_config
@@ -236,7 +236,7 @@ class MMDAdapter(Adapter):
             validation_data = (validation_data[0], as_target(validation_data[1]))
 
         self._build()  # the head starts from the source head's weights when they fit
-        self._seed_new_head(seed)
+        seed_new_head(self, seed)
         self.base_.trainable = True
         self.head_.trainable = True
 
@@ -290,16 +290,6 @@ class MMDAdapter(Adapter):
             verbose=verbose,
         )
         return self
-
-    def _seed_new_head(self, seed: int | None) -> None:
-        """A head that could not start from the source's (another feature layer): seeded initial weights."""
-
-        if self.head_initialised_from_source_ or seed is None:
-            return
-        init = keras.initializers.GlorotUniform(seed=seed)
-        self.head_.kernel.assign(init(tuple(self.head_.kernel.shape)))
-        if getattr(self.head_, "bias", None) is not None:
-            self.head_.bias.assign(np.zeros(tuple(self.head_.bias.shape), dtype="float32"))
 
     # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, Any]:
