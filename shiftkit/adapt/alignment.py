@@ -3,6 +3,16 @@
 `MMDAdapter` (MMD^2) and `CORALAdapter` (CORAL) train through the same `alignment_trainer`: a
 `keras.Model` wrapping the target model whose `train_step` adds the alignment term, so a Keras
 `fit` gives them progress bars, callbacks and `tf.distribute` for free.
+
+Two extensions serve adapters beyond a fixed distance:
+
+* a *trainable* alignment term: when `alignment` is a `keras.layers.Layer` (e.g. DANN's domain
+  discriminator behind a gradient-reversal layer) the wrapper tracks it, so its weights train with
+  the same optimizer and the same gradient tape as the target model;
+* *class-weighted* alignment: with `class_weights` (one weight per class, e.g. estimated target /
+  source class ratios) each source sample gets the weight of its class, normalised to mean 1 over
+  the batch, and the alignment is called as `alignment(fs, ft, source_weights=w)`; with
+  `weight_task=True` the task loss of the source samples takes the same weights.
 """
 
 from __future__ import annotations
@@ -29,6 +39,8 @@ def alignment_trainer(
     weight: float,
     alignment_name: str,
     target_labels: bool,
+    class_weights: Any = None,
+    weight_task: bool = False,
     name: str = "alignment_trainer",
 ) -> Any:
     """A `keras.Model` whose `fit` trains `model` on task loss + `weight` * alignment(source, target features).
@@ -43,10 +55,17 @@ def alignment_trainer(
         model, base, head: the target model and its parts (`Adapter._build`).
         loss_fn: the task loss (a Keras `Loss`, `loss_for_head`).
         accuracy: a Keras accuracy metric matching the head.
-        alignment: `(source_features, target_features) -> scalar`, on flattened feature batches.
+        alignment: `(source_features, target_features) -> scalar`, on flattened feature batches; a
+            `keras.layers.Layer` is tracked and its trainable weights train with the model's. With
+            `class_weights` it is called with a third keyword argument, `source_weights` (`(n,)`,
+            mean 1 over the batch).
         weight: weight of the alignment term (0: the task loss alone; the term is still logged).
         alignment_name: the history key of the alignment term (e.g. "coral").
         target_labels: whether the target batches carry labels (they join the task loss).
+        class_weights: None, or one non-negative weight per class (length = the number of classes;
+            2 for a single sigmoid/logit unit): source samples are weighted by their class's weight.
+        weight_task: with `class_weights`, weight the source samples' task loss as well (target
+            samples, when labelled, keep weight 1).
         name: the wrapper's name.
 
     Returns:
@@ -64,6 +83,12 @@ def alignment_trainer(
             self.task_tracker = keras.metrics.Mean(name="task_loss")
             self.align_tracker = keras.metrics.Mean(name=alignment_name)
             self.accuracy = accuracy
+            if isinstance(alignment, keras.layers.Layer):
+                self.alignment_layer = alignment  # tracked: its weights train with the model's
+            self.class_weights = (
+                None if class_weights is None
+                else tf.constant(np.asarray(class_weights, dtype="float32").reshape(-1))
+            )
             self.built = True  # the wrapped model is built; skip Keras's symbolic build
 
         @property
@@ -77,6 +102,16 @@ def alignment_trainer(
             features = base(x, training=False)  # BatchNorm in inference mode, as built
             features = ops.reshape(features, (ops.shape(features)[0], -1))
             return features, head(features, training=True)
+
+        def _source_weights(self, ys: Any) -> Any:
+            """Each source sample's class weight, normalised to mean 1 over the batch (float32, `(n,)`)."""
+            labels = ops.reshape(ys, (ops.shape(ys)[0], -1))
+            if labels.shape[-1] == 1:  # class indices, or a binary head's 0/1 targets
+                codes = ops.cast(ops.round(ops.reshape(labels, (-1,))), "int32")
+            else:  # one-hot rows
+                codes = ops.cast(ops.argmax(labels, axis=-1), "int32")
+            w = ops.take(self.class_weights, codes, axis=0)
+            return w / ops.maximum(ops.mean(w), 1e-12)
 
         def train_step(self, data: Any) -> dict[str, Any]:
             (xs, ys), target = data
@@ -92,8 +127,19 @@ def alignment_trainer(
                 # A Keras Loss already divides its mean by the replica count (its share of the
                 # gradients summed across replicas); the alignment term is divided here, once.
                 replicas = tf.distribute.get_strategy().num_replicas_in_sync
-                scaled_task = ops.cast(self.loss_fn(y_task, p_task), "float32")
-                align = ops.cast(alignment(fs, ft), "float32")
+                if self.class_weights is None:
+                    scaled_task = ops.cast(self.loss_fn(y_task, p_task), "float32")
+                    align = ops.cast(alignment(fs, ft), "float32")
+                else:
+                    sw = self._source_weights(ys)
+                    if weight_task:
+                        task_w = sw
+                        if target_labels:  # labelled target samples keep weight 1
+                            task_w = ops.concatenate([sw, ops.ones((ops.shape(yt)[0],), dtype=sw.dtype)], 0)
+                        scaled_task = ops.cast(self.loss_fn(y_task, p_task, sample_weight=task_w), "float32")
+                    else:
+                        scaled_task = ops.cast(self.loss_fn(y_task, p_task), "float32")
+                    align = ops.cast(alignment(fs, ft, source_weights=sw), "float32")
                 scaled = scaled_task + weight * align / replicas if weight > 0 else scaled_task
                 task = scaled_task * replicas if replicas > 1 else scaled_task  # this replica's mean
                 loss = task + weight * align if weight > 0 else task
