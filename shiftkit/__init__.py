@@ -34,7 +34,9 @@ from shiftkit.adapt import (  # noqa: E402
     LabelShiftAdapter,
     MMDAdapter,
     PriorCorrection,
+    Selection,
     load_adapter,
+    select_adapter,
 )
 from shiftkit._version import __version__  # noqa: E402
 from shiftkit.shift import (  # noqa: E402
@@ -85,6 +87,8 @@ __all__ = [
     "MMDAdapter",
     "PriorCorrection",
     "load_adapter",
+    "select_adapter",
+    "Selection",
     "ClassImbalance",
     "FeatureSpace",
     "LabelRatios",

@@ -117,7 +117,7 @@ def _plain(value: Any) -> Any:
 def _check_adapters(adapters: Any) -> list[_AdapterSpec]:
     by_default = adapters is None
     if by_default:
-        adapters = adapter_names()
+        adapters = adapter_names(default_list=True)
     if isinstance(adapters, (str, Adapter)):
         adapters = (adapters,)
     if isinstance(adapters, Mapping):

@@ -14,7 +14,7 @@ from sklearn.metrics import (
 )
 
 import shiftkit
-from shiftkit.adapt import LabelShiftAdapter
+from shiftkit.adapt import LabelShiftAdapter, adapter_names
 from shiftkit.check import Reference
 from shiftkit.data import split_domains
 from shiftkit.experiment import (
@@ -77,8 +77,11 @@ def result(splits, builder):
 
 
 def test_every_method_and_metric(result):
-    # Every registered adapter but "adabn", which needs BatchNormalization layers this MLP does not have.
-    assert result.methods == ("source_only", "target_only") + tuple(n for n in ADAPTER_NAMES if n != "adabn")
+    # Every adapter of the default list but "adabn", which needs BatchNormalization layers this MLP does
+    # not have ("auto", which fits the others itself, is not in the default list).
+    defaults = adapter_names(default_list=True)
+    assert "auto" not in defaults and set(ADAPTER_NAMES) <= set(adapter_names())
+    assert result.methods == ("source_only", "target_only") + tuple(n for n in defaults if n != "adabn")
     assert any(note.startswith("adabn skipped") for note in result.notes)
     frame = result.to_frame()
     assert list(frame.index) == list(result.methods)
@@ -325,3 +328,22 @@ def test_default_epochs_let_copy_and_finetune_stop_on_held_out_data(builder):
     assert exp._epochs({"mmd": None})["mmd"] is None
     with pytest.raises(TypeError, match="epochs"):
         exp._epochs({"source": None})  # the source model trains a fixed number of epochs
+
+
+@pytest.mark.slow
+def test_auto_runs_in_experiment_and_keeps_its_scores(splits, builder):
+    """The automatic choice is one more method of an Experiment; its selection (every score) is kept.
+
+    (A template with explicit candidates keeps this test short; `adapters=["auto"]` diagnoses first.)
+    """
+    from shiftkit.adapt import AutoAdapter
+
+    template = AutoAdapter(builder(), candidates=["coral", "label_shift"])
+    res = Experiment(builder, adapters={"auto": template}, n_permutations=20, target_only=False).run(
+        splits, seed=0, epochs=2)
+    assert res.methods == ("source_only", "auto")
+    sel = res.adapters["auto"].selection_
+    assert [s.name for s in sel.scores] == ["source_only", "coral", "label_shift"]
+    assert sel.chosen in ("source_only", "coral", "label_shift")
+    assert all(s.score is None or np.isfinite(s.score) for s in sel.scores)
+    assert np.isfinite(res.to_frame().loc["auto", "accuracy"])

@@ -8,15 +8,18 @@ and a short name in one registry (`adapter_names`, `get_adapter`, `fit_data`).
 from shiftkit.adapt.base import AdaptationReport, Adapter, NotFittedError, build_target_model, load_adapter
 from shiftkit.adapt.batch_norm import recalibrate_batch_norm
 # The import order is the registry's order (menus, Experiment's defaults): copy, finetune, mmd, label_shift,
-# coral, adabn.
+# coral, adabn, auto.
 from shiftkit.adapt.copy import CopyAdapter  # noqa: I001
 from shiftkit.adapt.finetune import FineTuneAdapter
 from shiftkit.adapt.mmd import MMDAdapter
 from shiftkit.adapt.label_shift import LabelShiftAdapter, PriorCorrection
 from shiftkit.adapt.coral import CORALAdapter
 from shiftkit.adapt.test_time import BatchNormAdapter
+from shiftkit.adapt.auto import AutoAdapter
+from shiftkit.adapt.selection import CandidateScore, Selection, select_adapter
 from shiftkit.adapt.registry import (
     DATA_KEYS,
+    EXTRA_DATA_KEYS,
     adapter_classes,
     adapter_names,
     fit_data,
@@ -28,6 +31,10 @@ from shiftkit.adapt.registry import (
 __all__ = [
     "AdaptationReport",
     "Adapter",
+    "AutoAdapter",
+    "CandidateScore",
+    "EXTRA_DATA_KEYS",
+    "Selection",
     "BatchNormAdapter",
     "CORALAdapter",
     "CopyAdapter",
@@ -45,5 +52,6 @@ __all__ = [
     "load_adapter",
     "recalibrate_batch_norm",
     "register_adapter",
+    "select_adapter",
     "unregister_adapter",
 ]

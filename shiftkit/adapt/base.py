@@ -152,6 +152,8 @@ class Adapter:
     uses: ClassVar[tuple[str, ...]] = ()
     #: Which labelled source data `x_source`/`y_source` must be: "train" or "held_out".
     source_data: ClassVar[str] = "train"
+    #: Whether front ends list it by default (`Experiment(adapters=None)`); False for "auto".
+    in_default_list: ClassVar[bool] = True
     #: What each data keyword is, for the messages of `check_fit_data`.
     _DATA_HELP: ClassVar[dict[str, str]] = {
         "x_source": "labelled source inputs",

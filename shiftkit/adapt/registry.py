@@ -22,6 +22,7 @@ from typing import Any
 
 __all__ = [
     "DATA_KEYS",
+    "EXTRA_DATA_KEYS",
     "register_adapter",
     "unregister_adapter",
     "get_adapter",
@@ -33,6 +34,10 @@ __all__ = [
 
 #: The data keywords every adapter's `fit` accepts: labelled source data, target inputs, target labels.
 DATA_KEYS: tuple[str, ...] = ("x_source", "y_source", "x_target", "y_target")
+#: Further data an adapter may declare in `uses` (and then accepts in `fit`): labelled held-out source
+#: data besides its training data, and a few labelled target samples besides the unlabelled target
+#: inputs (`AutoAdapter` scores candidates with them).
+EXTRA_DATA_KEYS: tuple[str, ...] = ("x_source_val", "y_source_val", "x_target_labeled", "y_target_labeled")
 
 _BY_NAME: dict[str, type] = {}
 _BY_CLASS_NAME: dict[str, type] = {}
@@ -48,9 +53,13 @@ def register_adapter(cls: type) -> type:
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name:
         raise TypeError(f"{cls.__name__} must set a class attribute `name` (its short name, e.g. 'copy').")
-    unknown = [k for k in (*cls.requires, *cls.uses) if k not in DATA_KEYS]
+    unknown = [k for k in cls.requires if k not in DATA_KEYS]
+    unknown += [k for k in cls.uses if k not in DATA_KEYS + EXTRA_DATA_KEYS]
     if unknown:
-        raise TypeError(f"{cls.__name__}.requires / .uses may only name {list(DATA_KEYS)}; got {unknown}.")
+        raise TypeError(
+            f"{cls.__name__}.requires may only name {list(DATA_KEYS)} and .uses also {list(EXTRA_DATA_KEYS)}; "
+            f"got {unknown}."
+        )
     if cls.source_data not in ("train", "held_out"):
         raise TypeError(f"{cls.__name__}.source_data must be 'train' or 'held_out'; got {cls.source_data!r}.")
     other = _BY_NAME.get(name)
@@ -68,9 +77,14 @@ def unregister_adapter(name: str) -> None:
         del _BY_CLASS_NAME[cls.__name__]
 
 
-def adapter_names() -> tuple[str, ...]:
-    """Short names of the registered adapters, in registration order."""
-    return tuple(_BY_NAME)
+def adapter_names(*, default_list: bool = False) -> tuple[str, ...]:
+    """Short names of the registered adapters, in registration order.
+
+    Args:
+        default_list: only those in front ends' default lists (`Adapter.in_default_list`; not
+            "auto", which fits the others itself).
+    """
+    return tuple(n for n, c in _BY_NAME.items() if not default_list or getattr(c, "in_default_list", True))
 
 
 def adapter_classes() -> dict[str, type]:
@@ -109,6 +123,8 @@ def fit_data(
     * Target: the labelled target samples for an adapter that requires `y_target`; otherwise the
       unlabelled target inputs (falling back to the labelled samples' inputs when there are none),
       with their labels only if there were no unlabelled inputs.
+    * `EXTRA_DATA_KEYS`, for an adapter that `uses` them: `x_source_val`/`y_source_val` from
+      `source_held_out`, `x_target_labeled`/`y_target_labeled` from `target_labeled`.
 
     Returns:
         A dict with some of `x_source`, `y_source`, `x_target`, `y_target` (only what `cls`
@@ -128,6 +144,10 @@ def fit_data(
         out["x_target"] = target_unlabeled
     elif target_labeled is not None:
         out["x_target"], out["y_target"] = target_labeled
+    if source_held_out is not None:
+        out["x_source_val"], out["y_source_val"] = source_held_out
+    if target_labeled is not None:
+        out["x_target_labeled"], out["y_target_labeled"] = target_labeled
     wanted = set(cls.requires) | set(cls.uses)
     out = {k: v for k, v in out.items() if k in wanted}
     cls.check_fit_data(**out)
