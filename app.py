@@ -196,8 +196,11 @@ def run_pipeline(status) -> dict:
     if model is not None and st.session_state.get("adapt_request") == signature:
         status.update(label=f"Adapting: {config.describe()}...")
         try:
+            def progress(i: int, n: int, name: str) -> None:  # the automatic choice, per candidate
+                status.update(label=f"Adapting: candidate {i + 1} of {n} ({name})...")
+
             adaptation = cached.adaptation(data_key, model_key, config, n_permutations, float(alpha), seed,
-                                           bool(use_target_labels), domains, model, fit_idx, eval_idx)
+                                           bool(use_target_labels), domains, model, fit_idx, eval_idx, progress)
             status.write("Adaptation done; shift measured again.")
         except Exception as exc:  # noqa: BLE001 - shown in section 6; the rest of the page stays
             adapt_error = dash.user_message(exc)
@@ -351,6 +354,14 @@ elif adaptation is not None:
     st.table(table.map(_fmt) if hasattr(table, "map") else table.applymap(_fmt))
     st.caption("Raw MMD² of two different feature spaces is not on one scale (marked not comparable): "
                "compare p-values, normalized MMD² and z-scores.")
+    scores = dash.selection_frame(adaptation)
+    if scores is not None:
+        sel = adaptation.adapter.selection_
+        st.markdown(f"**Automatic choice: {sel.chosen}** ({sel.criterion}, {sel.loss}). {sel.reason}")
+        st.dataframe(scores, hide_index=True)
+        st.caption("Estimated target risk: the held-out source loss importance-weighted towards the target "
+                   "(lower is better); a candidate replaces source only only when it is better by more than "
+                   "its standard error.")
     b, a = st.columns(2)
     b.image(cached.png(("null-before",) + adapt_key, lambda: plots.null_distributions(rep.before)),
             caption="before adaptation")

@@ -200,3 +200,20 @@ def test_the_toy_adapter_in_the_app(toy, tunable):
     assert not at.error, [e.value for e in at.error]
     figures = list(at.table[0].value["figure"])
     assert {"feature MMD^2 normalized", "target accuracy"} <= set(figures)
+
+
+@pytest.mark.slow
+def test_auto_runs_in_the_dashboard_with_progress_and_a_scores_table(toy, domains, model):
+    """"auto" is listed; it reports progress per candidate and the page gets one row per candidate."""
+    assert "auto" in dash.adapter_names()
+    calls = []
+    n = len(domains.x_source)
+    res = dash.run_adaptation(domains, model, np.arange(0, n, 2), np.arange(1, n, 2),
+                              dash.AdaptConfig(adapter="auto", settings={"margin": 1.0}), n_permutations=50,
+                              alpha=0.05, seed=3, progress=lambda i, k, name: calls.append((i, k, name)))
+    sel = res.adapter.selection_
+    assert calls and calls[0] == (0, len(sel.scores), "source_only")
+    frame = dash.selection_frame(res)
+    assert list(frame["candidate"]) == [s.name for s in sel.scores]
+    assert int(frame["chosen"].sum()) == 1 and frame.loc[frame["chosen"], "candidate"].item() == sel.chosen
+    assert dash.selection_frame(_run(domains, model, dash.AdaptConfig(adapter="toy"))) is None  # no choice made

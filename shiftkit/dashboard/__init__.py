@@ -58,6 +58,7 @@ from shiftkit.dashboard.adapting import (
     adapter_unavailable,
     comparison_frame,
     run_adaptation,
+    selection_frame,
 )
 
 #: session_state keys through which tests inject uploads: role -> key; value `(filename, bytes)`.
@@ -100,6 +101,7 @@ __all__ = [
     "load_uploaded_domains",
     "read_csv",
     "run_adaptation",
+    "selection_frame",
     "scenario_domains",
     "source_split",
     "train_default_model",

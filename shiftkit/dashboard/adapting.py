@@ -13,6 +13,7 @@ whose required data the page's domains lack is named unavailable, with the reaso
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any
 
 import keras
@@ -37,6 +38,7 @@ __all__ = [
     "adapter_unavailable",
     "comparison_frame",
     "run_adaptation",
+    "selection_frame",
 ]
 
 
@@ -273,6 +275,7 @@ def run_adaptation(
     alpha: float,
     seed: int,
     use_target_labels: bool = True,
+    progress: Any = None,
 ) -> AdaptationResult:
     """Fit the chosen adapter on the data it declares and measure shift before and after.
 
@@ -282,8 +285,9 @@ def run_adaptation(
     labels trains on `labels_per_class` labelled target samples per class, which are then left out
     of the target the before/after report and the accuracies are measured on; any other gets the
     whole target's inputs. The adapter is built with `from_config(config.settings)` and fitted with
-    `fit(**data, verbose=0, seed=seed)`, plus `epochs` when the user set them. Before and after
-    are measured with the page's settings (`measure_settings`).
+    `fit(**data, verbose=0, seed=seed)`, plus `epochs` when the user set them, and `progress`
+    (`progress(i, n, name)`) for an adapter whose `fit` reports progress (the automatic choice, per
+    candidate). Before and after are measured with the page's settings (`measure_settings`).
 
     Raises:
         DashboardError: no model; data the adapter requires is missing (named, with where to add
@@ -308,6 +312,8 @@ def run_adaptation(
     options: dict[str, Any] = {"verbose": 0, "seed": seed}
     if config.epochs is not None:
         options["epochs"] = config.epochs
+    if progress is not None and "progress" in inspect.signature(cls.fit).parameters:
+        options["progress"] = progress
     keras.utils.set_random_seed(seed)
     try:
         data = fit_data(cls, source_train=_rows(xs, ys, fit_idx), source_held_out=(xs_eval, ys_eval),
@@ -351,3 +357,26 @@ def comparison_frame(result: AdaptationResult) -> Any:
         }])
         frame = pd.concat([frame, acc], ignore_index=True)
     return frame
+
+
+def selection_frame(result: AdaptationResult) -> Any:
+    """The automatic choice's scores, one row per candidate (None unless the adapter chose among candidates).
+
+    Columns: candidate, estimated target risk and its standard error, the paired difference from
+    source only and its standard error, the estimated target accuracy, fit seconds, chosen (bool),
+    and the error of a candidate that could not run.
+    """
+    sel = getattr(result.adapter, "selection_", None)
+    if sel is None:
+        return None
+    return pd.DataFrame([{
+        "candidate": s.name,
+        "estimated risk": s.score,
+        "± (s.e.)": s.std_error,
+        "vs source only": s.diff_vs_source_only,
+        "± (s.e.) ": s.diff_std_error,
+        "estimated accuracy": s.accuracy,
+        "fit seconds": s.fit_seconds,
+        "chosen": s.name == sel.chosen,
+        "error": s.error or "",
+    } for s in sel.scores])

@@ -111,11 +111,11 @@ def model_features(data_key: str, model_key: str, _model: Any, _xs: np.ndarray, 
 def adaptation(
     data_key: str, model_key: str, config: adapting.AdaptConfig, n_permutations: int, alpha: float,
     seed: int, use_target_labels: bool, _domains: loaders.Domains, _model: Any,
-    _fit_idx: np.ndarray, _eval_idx: np.ndarray,
+    _fit_idx: np.ndarray, _eval_idx: np.ndarray, _progress: Callable[[int, int, str], None] | None = None,
 ) -> adapting.AdaptationResult:
     return adapting.run_adaptation(
         _domains, _model, _fit_idx, _eval_idx, config, n_permutations=n_permutations, alpha=alpha,
-        seed=seed, use_target_labels=use_target_labels,
+        seed=seed, use_target_labels=use_target_labels, progress=_progress,
     )
 
 
