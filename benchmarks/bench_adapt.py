@@ -27,6 +27,8 @@ Usage:
     python benchmarks/bench_adapt.py --seeds 0 1 2 --no-timing
     python benchmarks/bench_adapt.py defaults            # adapter defaults on 5 held-out scenarios x 3 seeds
     python benchmarks/bench_adapt.py defaults --fast --no-results   # smoke run of that table, ~1-2 min
+    python benchmarks/bench_adapt.py uda                 # every label-free adapter + the automatic choice, 7 shifts x 5 seeds
+    python benchmarks/bench_adapt.py uda --fast --no-results --seeds 0   # smoke run of that suite
 
 The "defaults" table (issue 9): CopyAdapter and FineTuneAdapter called with their DEFAULT arguments
 (`CopyAdapter(m).fit(x_few, y_few)`), 10 target labels per class, on five scenarios none of which chose
@@ -836,6 +838,10 @@ def defaults_main(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     if (sys.argv[1:] if argv is None else argv)[:1] == ["defaults"]:
         return defaults_main(list(sys.argv[2:] if argv is None else argv[1:]))
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["uda"]:
+        import _uda  # the suite of shifts without target labels (issue 11)
+
+        return _uda.main(list(sys.argv[2:] if argv is None else argv[1:]))
     parser = argparse.ArgumentParser(description="Benchmark shiftkit's adapters on corrupted digits (+ ADAPT peers). "
                                      "`bench_adapt.py defaults --help`: the adapter-defaults table.")
     parser.add_argument("--seeds", type=int, nargs="+", help="seeds (default 10 11 12 13 14; quick: 0 1)")
