@@ -346,3 +346,206 @@ def test_bad_input(setting):
         a.fit(xs, ys, xt, seed=-1, verbose=0)
     with pytest.raises(AttributeError, match="not fitted yet"):
         a.predict(xt)
+
+
+# ------------------------------------------------------------------------- class-weighted MMD (issue 11)
+def label_and_covariate_shift_data(n, *, target, seed, p1=0.5):
+    """2 classes in 10-D, class means +-1.2 in dims 0-2; class 1 with probability `p1`.
+
+    The target's nuisance dims 3-7 are doubled and moved by -1.5 (a covariate shift that leaves the
+    classifier's dims alone), so only the class proportions (`p1`) can make p(y|x)-relevant trouble.
+    """
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < p1).astype(int)
+    x = rng.normal(size=(n, 10))
+    x[:, :3] += np.where(y[:, None] == 1, 1.2, -1.2)
+    if target:
+        x[:, 3:8] = 2.0 * x[:, 3:8] - 1.5
+    return x.astype("float32"), y
+
+
+def _weighted_mmd2_reference(fs, ft, bandwidths, w):
+    """Direct numpy: sum_{i!=j} w_i w_j k_ij / (W^2 - sum w^2) + mean_{a!=b} k_ab - 2 sum_i w_i mean_a k_ia / W."""
+    def k(a, b):
+        d2 = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)
+        return sum(np.exp(-d2 / (2.0 * h**2)) for h in np.atleast_1d(bandwidths))
+
+    n, m = len(fs), len(ft)
+    kss, ktt, kst = k(fs, fs), k(ft, ft), k(fs, ft)
+    ss = sum(w[i] * w[j] * kss[i, j] for i in range(n) for j in range(n) if i != j) / (w.sum() ** 2 - (w**2).sum())
+    tt = (ktt.sum() - np.trace(ktt)) / (m * (m - 1))
+    st = sum(w[i] * kst[i, a] for i in range(n) for a in range(m)) / (w.sum() * m)
+    return ss + tt - 2.0 * st
+
+
+def test_weighted_batch_mmd2_matches_a_numpy_reference():
+    rng = np.random.default_rng(0)
+    fs, ft = rng.normal(size=(9, 3)), rng.normal(size=(7, 3)) + 0.7
+    w = rng.uniform(0.1, 3.0, size=9)
+    for bw in (1.3, [0.5, 2.0]):
+        ref = _weighted_mmd2_reference(fs, ft, bw, w)
+        assert float(batch_mmd2(fs, ft, bw, w)) == pytest.approx(ref, rel=1e-10)
+        # only the weights' ratios matter (alignment_trainer normalises them to mean 1)
+        assert float(batch_mmd2(fs, ft, bw, 5.0 * w)) == pytest.approx(ref, rel=1e-10)
+        # all weights equal: exactly today's unbiased estimator (kernels.mmd2_tensor, shiftkit.mmd2)
+        ones = float(batch_mmd2(fs, ft, bw, np.ones(9)))
+        assert ones == pytest.approx(float(kernels.mmd2_tensor(fs, ft, np.atleast_1d(bw))), rel=1e-10)
+        assert ones == pytest.approx(shiftkit.mmd2(fs, ft, bandwidth=bw), rel=1e-6)
+        assert abs(ref - ones) > 1e-3  # the weights matter here: the test can tell the two apart
+    # median heuristic: unweighted, on the pooled batch (as without weights)
+    med = kernels.median_heuristic(fs, ft)
+    assert float(batch_mmd2(fs, ft, None, w)) == pytest.approx(_weighted_mmd2_reference(fs, ft, med, w), rel=1e-6)
+    # weights that reproduce the target's class mix remove a pure prior shift (what is left, -0.017
+    # against 0.22 unweighted, is the U-statistic's leaving out of the diagonal on tight clusters)
+    xs = np.r_[np.zeros((20, 2)), np.full((20, 2), 3.0)] + rng.normal(scale=0.1, size=(40, 2))
+    xt = np.r_[np.zeros((6, 2)), np.full((34, 2), 3.0)] + rng.normal(scale=0.1, size=(40, 2))
+    ratio = np.r_[np.full(20, 6 / 20), np.full(20, 34 / 20)]
+    assert abs(float(batch_mmd2(xs, xt, 1.0, ratio))) < 0.1 * float(batch_mmd2(xs, xt, 1.0))
+    # differentiable in the features, with the weights as constants
+    import tensorflow as tf
+
+    fs_t = tf.Variable(fs.astype("float32"))
+    with tf.GradientTape() as tape:
+        value = batch_mmd2(fs_t, ft.astype("float32"), 1.0, w.astype("float32"))
+    assert np.all(np.isfinite(tape.gradient(value, fs_t).numpy()))
+
+
+@pytest.mark.slow  # two fits (compile + trace each): over 5 s on 2 shared cores
+def test_unit_class_weights_train_exactly_like_plain_mmd(setting):
+    s = setting
+    xs, ys, xt = s["xs"][:128], s["ys"][:128], s["xt"][:128]
+    plain = MMDAdapter(s["src"]).fit(xs, ys, xt, epochs=2, verbose=0, seed=0)
+    unit = MMDAdapter(s["src"], class_weights=[1.0, 1.0], weight_task=True).fit(xs, ys, xt, epochs=2, verbose=0, seed=0)
+    for key in ("loss", "task_loss", "mmd2"):
+        np.testing.assert_allclose(unit.history_.history[key], plain.history_.history[key], rtol=1e-4, atol=1e-6)
+    assert plain.class_weights_ is None and plain.target_priors_ is None
+    np.testing.assert_array_equal(unit.class_weights_, [1.0, 1.0])
+    np.testing.assert_allclose(unit.source_priors_, np.bincount(ys, minlength=2) / 128)
+
+
+@pytest.fixture(scope="module")
+def label_shift_setting():
+    """Source 50/50; targets with the nuisance covariate shift, at 50/50 (no label shift) and 85/15."""
+    xs, ys = label_and_covariate_shift_data(400, target=False, seed=10)
+    xv, yv = label_and_covariate_shift_data(200, target=False, seed=20)
+    keras.utils.set_random_seed(0)
+    src = _mlp()
+    src.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    src.fit(xs, ys, epochs=20, batch_size=64, verbose=0)
+    out = {"src": src, "xs": xs, "ys": ys, "xv": xv, "yv": yv}
+    for name, p1, seed in (("balanced", 0.5, 30), ("shifted", 0.15, 40)):
+        out[name] = label_and_covariate_shift_data(400, target=True, seed=seed, p1=p1)
+        out[name + "_test"] = label_and_covariate_shift_data(1000, target=True, seed=seed + 1, p1=p1)
+    return out
+
+
+@pytest.mark.slow  # two fits (compile + trace each): over 5 s on 2 shared cores
+def test_auto_weights_are_about_one_without_label_shift(label_shift_setting):
+    s = label_shift_setting
+    xt, _ = s["balanced"]
+    a = MMDAdapter(s["src"], class_weights="auto").fit(
+        s["xs"], s["ys"], xt, x_source_val=s["xv"], y_source_val=s["yv"], epochs=1, verbose=0, seed=0
+    )
+    assert np.all(np.abs(a.class_weights_ - 1.0) < 0.15), a.class_weights_
+    assert np.all(np.abs(a.target_priors_ - 0.5) < 0.07), a.target_priors_
+    assert a.prior_estimate_.method == "em"
+    # with the 85/15 target the estimate follows the target's mix, and the weights its ratios
+    xt, yt = s["shifted"]
+    b = MMDAdapter(s["src"], class_weights="auto").fit(
+        s["xs"], s["ys"], xt, x_source_val=s["xv"], y_source_val=s["yv"], epochs=1, verbose=0, seed=0
+    )
+    truth = np.bincount(yt, minlength=2) / len(yt)
+    np.testing.assert_allclose(b.target_priors_, truth, atol=0.07)
+    np.testing.assert_allclose(b.class_weights_, b.target_priors_ / b.source_priors_, rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_class_weighting_beats_plain_mmd_under_label_and_covariate_shift(label_shift_setting):
+    """Plain MMD aligns 50/50 source features with an 85/15 target and misclassifies; weighted, it does not."""
+    s = label_shift_setting
+    xt, _ = s["shifted"]
+    xtt, ytt = s["shifted_test"]
+    fit = dict(x_source_val=s["xv"], y_source_val=s["yv"], epochs=20, verbose=0, seed=0)
+    source_acc = _accuracy(s["src"], xtt, ytt)
+    plain = MMDAdapter(s["src"]).fit(s["xs"], s["ys"], xt, **fit).evaluate(xtt, ytt)["accuracy"]
+    weighted = MMDAdapter(s["src"], class_weights="auto").fit(s["xs"], s["ys"], xt, **fit).evaluate(xtt, ytt)["accuracy"]
+    print({"source": source_acc, "plain": plain, "weighted": weighted})
+    assert weighted >= plain + 0.10, (plain, weighted)
+    assert weighted >= source_acc - 0.02, (source_acc, weighted)
+    # no label shift: the weighting costs nothing
+    xb, _ = s["balanced"]
+    xbt, ybt = s["balanced_test"]
+    plain_b = MMDAdapter(s["src"]).fit(s["xs"], s["ys"], xb, **fit).evaluate(xbt, ybt)["accuracy"]
+    weighted_b = MMDAdapter(s["src"], class_weights="auto").fit(s["xs"], s["ys"], xb, **fit).evaluate(xbt, ybt)
+    assert weighted_b["accuracy"] >= plain_b - 0.02, (plain_b, weighted_b)
+
+
+@pytest.mark.slow  # two fits (compile + trace each): over 5 s on 2 shared cores
+def test_class_weighted_save_load_round_trip(label_shift_setting, tmp_path):
+    s = label_shift_setting
+    xt, _ = s["shifted"]
+    a = MMDAdapter(s["src"], class_weights="auto", weight_task=True).fit(
+        s["xs"], s["ys"], xt, x_source_val=s["xv"], y_source_val=s["yv"], epochs=1, verbose=0, seed=0
+    )
+    b = load_adapter(a.save(tmp_path / "cw.keras"))
+    assert isinstance(b, MMDAdapter) and b.class_weights == "auto" and b.weight_task is True
+    for attr in ("class_weights_", "source_priors_", "target_priors_"):
+        np.testing.assert_array_equal(getattr(b, attr), getattr(a, attr))
+    np.testing.assert_array_equal(b.predict(xt), a.predict(xt))
+    assert b.get_config() == a.get_config()
+    explicit = MMDAdapter(s["src"], class_weights=(2, 0.5)).fit(s["xs"][:64], s["ys"][:64], xt[:64], epochs=1, verbose=0)
+    c = load_adapter(explicit.save(tmp_path / "explicit.keras"))
+    assert c.class_weights == [2.0, 0.5] and c.target_priors_ is None
+    np.testing.assert_array_equal(c.class_weights_, [2.0, 0.5])
+
+
+def test_class_weights_bad_arguments(label_shift_setting):
+    s = label_shift_setting
+    src, xs, ys, xt = s["src"], s["xs"][:64], s["ys"][:64], s["shifted"][0][:64]
+    with pytest.raises(ValueError, match=r"one weight per class of the source model \(2"):
+        MMDAdapter(src, class_weights=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="non-negative"):
+        MMDAdapter(src, class_weights=[1.0, -0.5])
+    with pytest.raises(ValueError, match="not all zero"):
+        MMDAdapter(src, class_weights=[0.0, 0.0])
+    with pytest.raises(ValueError, match="class_weights must be finite"):
+        MMDAdapter(src, class_weights=[1.0, float("nan")])
+    with pytest.raises(ValueError, match="'auto'"):
+        MMDAdapter(src, class_weights="balanced")
+    with pytest.raises(TypeError, match="class_weights"):
+        MMDAdapter(src, class_weights=["a", "b"])
+    with pytest.raises(TypeError, match="weight_task must be True or False"):
+        MMDAdapter(src, weight_task="yes")
+    auto = MMDAdapter(src, class_weights="auto")
+    with pytest.raises(ValueError, match="pass x_source_val=..., y_source_val=..."):
+        auto.fit(xs, ys, xt, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="y_source_val has 10 labels but there are 11 samples"):
+        auto.fit(xs, ys, xt, x_source_val=s["xv"][:11], y_source_val=s["yv"][:10], epochs=1, verbose=0)
+    only_ones = np.ones(20, dtype=int)
+    with pytest.raises(ValueError, match="no sample of class"):
+        auto.fit(xs, ys, xt, x_source_val=s["xv"][:20], y_source_val=only_ones, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="x_source_val has 9 features"):
+        auto.fit(xs, ys, xt, x_source_val=s["xv"][:, :9], y_source_val=s["yv"], epochs=1, verbose=0)
+
+
+@pytest.mark.slow  # two fits (compile + trace each): over 5 s on 2 shared cores
+def test_auto_trains_unweighted_when_the_prior_estimate_contradicts_itself(label_shift_setting, monkeypatch):
+    """The guard: EM and BBSE disagree beyond MAX_PRIOR_DISAGREEMENT -> a warning and plain MMD (weights 1).
+
+    (On blurred digits the two disagree by 0.5-0.8 and the weights would wreck training; see
+    benchmarks/cw_mmd_choice.md. Here the threshold is lowered below any disagreement to trigger it.)
+    """
+    import shiftkit.adapt.mmd as mmd_module
+
+    s = label_shift_setting
+    xt, _ = s["shifted"]
+    xs, ys = s["xs"][:128], s["ys"][:128]
+    monkeypatch.setattr(mmd_module, "MAX_PRIOR_DISAGREEMENT", -1.0)
+    with pytest.warns(UserWarning, match="MMD trains unweighted"):
+        guarded = MMDAdapter(s["src"], class_weights="auto").fit(
+            xs, ys, xt[:128], x_source_val=s["xv"], y_source_val=s["yv"], epochs=2, verbose=0, seed=0
+        )
+    assert guarded.class_weights_ is None and guarded.prior_disagreement_ >= 0.0
+    assert guarded.target_priors_ is not None  # the estimate is still reported
+    plain = MMDAdapter(s["src"]).fit(xs, ys, xt[:128], epochs=2, verbose=0, seed=0)
+    np.testing.assert_allclose(guarded.history_.history["loss"], plain.history_.history["loss"], rtol=1e-6)
