@@ -211,6 +211,52 @@ def run_cell(scenario: ds.Scenario, seed: int, *, fast: bool, peers: bool, tmp: 
     }
 
 
+# ------------------------------------------------------------------------------------------- timing
+def time_trainers(scenario: ds.Scenario, seed: int, epochs: int, rounds: int) -> list[dict[str, Any]]:
+    """Per-epoch wall time of each label-free adapter's training vs a plain `model.fit` on the same source data.
+
+    The plain fit: a copy of the source model, all layers trainable, Adam, batch 64, on the source
+    training data (what the adapters' task term sees each step). Each configuration runs once per
+    round, rounds interleaved; its figure is the lowest per-round median of the epochs after the
+    first (the first traces the graph). Adapters that do not train (AdaBN, label shift) are absent.
+    """
+    import keras
+
+    from bench_adapt import make_timer, median_after_first
+
+    from shiftkit.adapt import get_adapter
+
+    data = scenario.make_data(seed)
+    rng = np.random.default_rng([seed, 7])
+    xs, ys, _, _ = _split(data.x_source, data.y_source, 0.2, rng)
+    xu, _, _, _ = _split(data.x_test, data.y_test, 0.5, rng)
+    source = ds.train_source(scenario, dataclasses.replace(data, x_source=xs, y_source=ys), seed)
+
+    def plain() -> list[float]:
+        model = keras.models.clone_model(source)
+        model.set_weights(source.get_weights())
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=scenario.loss)
+        timer = make_timer()
+        model.fit(xs, ys, epochs=epochs, batch_size=64, verbose=0, callbacks=[timer])
+        return timer.runs[0]
+
+    def adapter(name: str) -> list[float]:
+        timer = make_timer()
+        get_adapter(name)(source).fit(x_source=xs, y_source=ys, x_target=xu, epochs=epochs, batch_size=64,
+                                      verbose=0, callbacks=[timer], seed=seed)
+        return timer.runs[0]  # self-training: its first round's epochs
+
+    trainers = [n for n in ("mmd", "coral", "dann", "self_training", "importance") if n in unsupervised_names(source)]
+    medians: dict[str, list[float]] = {"plain model.fit": [], **{n: [] for n in trainers}}
+    for _ in range(rounds):
+        medians["plain model.fit"].append(median_after_first(plain()))
+        for n in trainers:
+            medians[n].append(median_after_first(adapter(n)))
+    best = {k: min(v) for k, v in medians.items()}
+    return [{"trainer": k, "median_s": best[k], "ratio": best[k] / best["plain model.fit"], "all": medians[k]}
+            for k in medians]
+
+
 # ------------------------------------------------------------------------------------------- summary
 def summarize(cells: list[dict[str, Any]]) -> dict[str, Any]:
     """Per scenario: mean and std of each method; the auto choice's gaps; each criterion's mean regret."""
@@ -270,7 +316,26 @@ def main(argv: list[str]) -> int:
     p.add_argument("--json", type=Path, default=HERE / "RESULTS_uda.json")
     p.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     p.add_argument("--no-results", action="store_true")
+    p.add_argument("--timing", action="store_true", help="only the per-epoch timing of each trainer (digits-blur)")
+    p.add_argument("--timing-epochs", type=int, default=8)
+    p.add_argument("--timing-rounds", type=int, default=3)
     args = p.parse_args(argv)
+    if args.timing:
+        rows = time_trainers(scenarios(args.fast)[0], args.seeds[0], args.timing_epochs, args.timing_rounds)
+        lines = ["| trainer | median s / epoch | ratio to plain model.fit | all rounds |", "|---|---|---|---|"]
+        lines += [f"| {r['trainer']} | {r['median_s']:.4f} | {r['ratio']:.2f} | "
+                  + " ".join(f"{v:.4f}" for v in r["all"]) + " |" for r in rows]
+        print("\n".join(lines))
+        if not args.no_results:
+            from _results import write_section
+
+            title = "## Per-epoch time of the label-free trainers (bench_adapt.py uda --timing)"
+            write_section(args.results, title, "\n".join([
+                title, "", f"- Command: `python benchmarks/bench_adapt.py uda {' '.join(argv)}`; scenario digits-blur, "
+                f"seed {args.seeds[0]}, {args.timing_epochs} epochs per fit, lowest of {args.timing_rounds} interleaved "
+                "round(s) of the median of epochs 2..n; plain = a copy of the source CNN, Adam, batch 64, source data "
+                "(an adapter step also runs 64 target images).", "", *lines, ""]))
+        return 0
     scen = [s for s in scenarios(args.fast) if not args.scenarios or s.name in args.scenarios]
     peers = not args.no_peers and PEER_PYTHON.exists()
     cells = []
