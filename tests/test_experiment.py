@@ -182,7 +182,7 @@ def test_save_load_round_trip(result, splits, tmp_path):
     for method in result.methods:
         np.testing.assert_allclose(loaded.predict(method, x_test), result.predict(method, x_test), atol=1e-6)
     assert loaded.to_frame().equals(result.to_frame())
-    assert set(loaded.adapters) == set(ADAPTER_NAMES) - {"adabn"}
+    assert set(loaded.adapters) == set(adapter_names(default_list=True)) - {"adabn"}
     assert isinstance(loaded.adapters["label_shift"], LabelShiftAdapter)
     ref = Reference.load(tmp_path / "reference.npz")
     assert ref.n_reference == len(splits.source_val[0]) and ref.features is not None
