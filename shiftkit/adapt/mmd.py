@@ -106,10 +106,12 @@ PRIOR_SMOOTHING = 1e-3
 #: `class_weights="auto"` applies its weights only when two estimators of the target priors that rest on
 #: different parts of the source model agree: EM on its calibrated probabilities and BBSE on its hard
 #: predictions (confusion matrix). Both assume label shift (p(x|y) unchanged); under a covariate shift
-#: strong enough to break that assumption for this model they drift apart (blurred digits: total
-#: variation 0.5-0.8) while on a label shift the model still reads they agree (<= 0.05 on the choosing
-#: scenarios, benchmarks/cw_mmd_choice.md). Above this total-variation distance the fit warns and trains
-#: unweighted (plain MMD) rather than apply weights from an estimate that contradicts itself.
+#: strong enough to break that assumption for this model they drift apart (blurred digits, 10 classes:
+#: total variation 0.23-0.68) while on a label shift the model still reads they agree (0.00-0.07 on the
+#: choosing scenarios, benchmarks/cw_mmd_choice.md). Above this total-variation distance the fit warns and
+#: trains unweighted (plain MMD) rather than apply weights from an estimate that contradicts itself. With
+#: two classes the two estimators are nearly the same function of the predictions and rarely disagree: the
+#: check then guards little.
 MAX_PRIOR_DISAGREEMENT = 0.1
 
 
@@ -240,7 +242,7 @@ class MMDAdapter(Adapter):
     source head layer) is trained on labelled source data while the MMD^2 between each batch's source and
     target features is minimised with the same Gaussian-kernel estimator that measures shift
     (`shiftkit.shift.kernels.mmd2_tensor`). Needs no target labels; uses them when given. See the
-    module docstring for the objective, the bandwidth and the BatchNorm policy.
+    module docstring for the objective, the bandwidth, the class weighting and the BatchNorm policy.
 
     Args:
         source_model: a built, trained `keras.Model` (never modified).
@@ -256,7 +258,8 @@ class MMDAdapter(Adapter):
             then needs `x_source_val` / `y_source_val`, see the module docstring), or one
             non-negative weight per class (2 for a single sigmoid/logit unit), e.g. known ratios
             `q(y) / p(y)`.
-        weight_task: with class weights, weight the source samples' task loss too (default False).
+        weight_task: with class weights, weight the source samples' task loss by them too (default
+            True: the importance-weighted source risk, measured >= unweighted task loss on average).
 
     Attributes (after `fit`):
         class_weights_: the per-class weights applied, `(k,)`, or None when training was unweighted.
@@ -297,7 +300,7 @@ class MMDAdapter(Adapter):
         bandwidth: float | Sequence[float] | None = None,
         learning_rate: float = LEARNING_RATE,
         class_weights: str | Sequence[float] | None = None,
-        weight_task: bool = False,
+        weight_task: bool = True,
     ):
         super().__init__(source_model, feature_layer=feature_layer)
         self.mmd_weight = _check_mmd_weight(mmd_weight)
@@ -550,7 +553,7 @@ class MMDAdapter(Adapter):
         self.bandwidth = state.get("bandwidth")
         self.learning_rate = float(state.get("learning_rate", LEARNING_RATE))
         self.class_weights = state.get("class_weights")  # adapters saved before class weighting: None
-        self.weight_task = bool(state.get("weight_task", False))
+        self.weight_task = bool(state.get("weight_task", True))
         self._set_weighting(state.get("class_weights_"), state.get("source_priors_"), state.get("target_priors_"))
         self.prior_disagreement_ = state.get("prior_disagreement_")
 
