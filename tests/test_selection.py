@@ -302,3 +302,11 @@ def test_auto_adapter_bad_settings():
         AutoAdapter(SOURCE_A, criterion="vibes")
     with pytest.raises(ValueError, match="x_target"):
         AutoAdapter(SOURCE_A).fit(np.zeros((4, 1)), np.zeros(4))
+
+
+def test_candidates_as_a_dict_name_their_scores(toys):
+    xs, ys, xv, yv, xt, _ = _domains(2)
+    sel = select_adapter(SOURCE_A, xs, ys, xt, x_source_val=xv, y_source_val=yv, seed=3,
+                         candidates={"broken": InjectAdapter(SOURCE_A, noise=5.0, use_b=False), "better": "inject"})
+    assert [s.name for s in sel.scores] == [SOURCE_ONLY, "broken", "better"] and sel.chosen == "better"
+    assert set(sel.fitted) == {SOURCE_ONLY, "broken", "better"}

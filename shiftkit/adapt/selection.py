@@ -45,7 +45,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -282,30 +282,56 @@ def auto_candidates(
     return names, notes
 
 
+@dataclasses.dataclass(frozen=True)
+class _Named:
+    """A candidate given under a name of the user's (`candidates={"mmd_weighted": MMDAdapter(...)}`)."""
+
+    name: str
+    item: Any
+
+
 def _check_candidates(candidates: Any) -> list[Any]:
     if isinstance(candidates, (str, Adapter)):
         candidates = [candidates]
-    if not isinstance(candidates, Sequence):
+    if isinstance(candidates, Mapping):
+        items = [(str(k), v) for k, v in candidates.items()]
+    elif isinstance(candidates, Sequence):
+        items = [(None, c) for c in candidates]
+    else:
         raise TypeError(
             f'candidates must be "auto", a list of adapter names ({", ".join(adapter_names())}) and/or '
-            f"Adapter instances; got {type(candidates).__name__}."
+            f"Adapter instances, or a dict name -> name/instance; got {type(candidates).__name__}."
         )
     out: list[Any] = []
-    for c in candidates:
+    for label, c in items:
         if isinstance(c, str):
             if c != SOURCE_ONLY:
                 get_adapter(c)  # a clear error for an unknown name
         elif not isinstance(c, Adapter):
             raise TypeError(f"Each candidate must be an adapter name or an Adapter instance; got {type(c).__name__}.")
-        out.append(c)
+        out.append(c if label is None or c == SOURCE_ONLY else _Named(label, c))
     return out
 
 
+def _unwrap(c: Any) -> Any:
+    return c.item if isinstance(c, _Named) else c
+
+
 def _candidate_name(c: Any) -> str:
+    if isinstance(c, _Named):
+        return c.name
     return c if isinstance(c, str) else type(c).name or type(c).__name__
 
 
+def _candidate_class(c: Any) -> type | None:
+    c = _unwrap(c)
+    if isinstance(c, str):
+        return None if c == SOURCE_ONLY else get_adapter(c)
+    return type(c)
+
+
 def _new_adapter(c: Any, source_model: Any) -> Adapter:
+    c = _unwrap(c)
     if isinstance(c, str):
         return get_adapter(c)(source_model)
     return type(c).from_config(c.get_config(), source_model)
@@ -380,7 +406,8 @@ def select_adapter(
         x_target_labeled, y_target_labeled: optional few labelled target samples; when given they
             score the candidates (cross-validated) instead of the importance-weighted source loss.
         candidates: "auto" (see the module docstring), or a list of adapter names and/or Adapter
-            instances (their configuration is used; "source_only" is added if missing).
+            instances (their configuration is used; "source_only" is added if missing), or a dict
+            name -> adapter name / instance (the names label the scores).
         criterion: "dev" (default), "iwv" or "source" (scoring without target labels).
         loss: "cross_entropy" (default) or "error" (0-1 loss).
         margin: a candidate replaces source only when its paired improvement exceeds `margin`
@@ -469,7 +496,7 @@ def select_adapter(
             chosen_from = [SOURCE_ONLY, *chosen_from]
         kept = []
         for c in chosen_from:
-            cls = None if c == SOURCE_ONLY else (get_adapter(c) if isinstance(c, str) else type(c))
+            cls = _candidate_class(c)
             if cls is not None and not cls.supports(source_model):
                 notes.append(f"{_candidate_name(c)}: cannot adapt this model ({cls.__name__}.supports is False)")
                 continue
@@ -533,7 +560,7 @@ def select_adapter(
     adapter = fitted.get(chosen)
     if adapter is not None and labels:
         cand = chosen_from[names_in_order.index(chosen)]
-        cls = get_adapter(cand) if isinstance(cand, str) else type(cand)
+        cls = _candidate_class(cand)
         if "y_target" in cls.requires:  # cross-validated on the labels: refit on all of them
             adapter = _fit(
                 _new_adapter(cand, source_model), source_train=source_train, source_held_out=source_held_out,
@@ -634,7 +661,7 @@ def _fit_and_score(
     folds; the returned adapter is one fold's (the caller refits the chosen one on all labels).
     """
 
-    cls = get_adapter(c) if isinstance(c, str) else type(c)
+    cls = _candidate_class(c)
     # As `fit_data`: only an adapter that requires target labels gets them (the others get the
     # unlabelled target inputs), so only those are cross-validated.
     learns_labels = xl is not None and "y_target" in cls.requires
