@@ -12,7 +12,7 @@ import pytest
 
 from shiftkit.adapt import registry
 from shiftkit.adapt.base import load_adapter
-from shiftkit.adapt.self_training import SelfTrainingAdapter, fraction_schedule, select_pseudo_labels
+from shiftkit.adapt.self_training import EPOCHS_PER_ROUND, SelfTrainingAdapter, fraction_schedule, select_pseudo_labels
 
 ANGLE = 45.0  # degrees: the target's clusters turned towards their neighbours
 
@@ -161,9 +161,9 @@ def test_rounds_record_and_first_round_from_source_model(setting, adapted):
     np.testing.assert_array_equal(a.pseudo_labels_[0][1], ref_labels)
     # the history: each round's epochs, concatenated, with the round number
     hist = a.history
-    assert hist["round"] == [r for r in range(1, a.rounds + 1) for _ in range(2)]
+    assert hist["round"] == [r for r in range(1, a.rounds + 1) for _ in range(EPOCHS_PER_ROUND)]
     for key in ("loss", "task_loss", "mmd2", "accuracy"):
-        assert len(hist[key]) == 2 * a.rounds, key
+        assert len(hist[key]) == EPOCHS_PER_ROUND * a.rounds, key
     assert hist["loss"] == pytest.approx(hist["task_loss"])  # mmd_weight 0: the task loss alone
 
 
@@ -208,6 +208,7 @@ def test_target_labels_replace_pseudo_labels_and_validation(setting):
         assert len(a.history[key]) == 2, key
 
 
+@pytest.mark.slow
 def test_no_shift_is_not_degraded():
     """Target drawn like the source: self-training keeps the source model's accuracy (within noise)."""
     xs, ys = _clusters(300, target=False, seed=5, std=1.0)
