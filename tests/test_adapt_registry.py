@@ -7,6 +7,7 @@ import pytest
 import shiftkit
 from shiftkit.adapt import (
     DATA_KEYS,
+    EXTRA_DATA_KEYS,
     Adapter,
     CopyAdapter,
     FineTuneAdapter,
@@ -58,9 +59,9 @@ def test_built_in_names_and_classes():
     for name in BUILT_IN:
         cls = get_adapter(name)
         assert cls.name == name and cls.title
-        assert set(cls.requires) <= set(DATA_KEYS) and set(cls.uses) <= set(DATA_KEYS)
-    with pytest.raises(ValueError, match="Unknown adapter 'dann'.*copy, finetune, mmd, label_shift"):
-        get_adapter("dann")
+        assert set(cls.requires) <= set(DATA_KEYS) and set(cls.uses) <= set(DATA_KEYS + EXTRA_DATA_KEYS)
+    with pytest.raises(ValueError, match="Unknown adapter 'magic'.*copy, finetune, mmd, label_shift"):
+        get_adapter("magic")
 
 
 def test_registration_errors():
@@ -105,7 +106,9 @@ def test_fit_data_follows_each_declaration():
           "target_unlabeled": unlabeled}
     assert fit_data(CopyAdapter, **kw) == {"x_target": "xl", "y_target": "yl"}
     assert fit_data(FineTuneAdapter, **kw) == {"x_target": "xl", "y_target": "yl"}
-    assert fit_data(MMDAdapter, **kw) == {"x_source": "xs_tr", "y_source": "ys_tr", "x_target": "xu"}
+    # MMD also uses held-out source data (for class_weights="auto").
+    assert fit_data(MMDAdapter, **kw) == {"x_source": "xs_tr", "y_source": "ys_tr", "x_target": "xu",
+                                          "x_source_val": "xs_val", "y_source_val": "ys_val"}
     assert fit_data(LabelShiftAdapter, **kw) == {"x_source": "xs_val", "y_source": "ys_val", "x_target": "xu"}
     with pytest.raises(ValueError, match="CopyAdapter.fit needs x_target, y_target; missing: x_target"):
         fit_data(CopyAdapter, source_train=src_train, target_unlabeled=unlabeled)

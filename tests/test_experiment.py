@@ -244,16 +244,16 @@ def test_bad_input(splits, builder):
         Experiment(lambda n: builder())
     with pytest.raises(TypeError, match="source_model must be a compiled keras.Model"):
         Experiment(42)
-    with pytest.raises(ValueError, match="Unknown adapter 'dann'. Choose from: copy, finetune, mmd, label_shift"):
-        Experiment(builder, adapters=("copy", "dann"))
+    with pytest.raises(ValueError, match="Unknown adapter 'magic'. Choose from: copy, finetune, mmd, label_shift"):
+        Experiment(builder, adapters=("copy", "magic"))
     with pytest.raises(TypeError, match="Adapter instance"):
         Experiment(builder, adapters=(3,))
     with pytest.raises(ValueError, match="reserved for a baseline"):
         Experiment(builder, adapters={"source_only": "copy"})
     with pytest.raises(ValueError, match="Unknown metric 'f2'"):
         Experiment(builder, metrics=("accuracy", "f2"))
-    with pytest.raises(ValueError, match="fit_kwargs has an entry for 'dann'"):
-        Experiment(builder, fit_kwargs={"dann": {}})
+    with pytest.raises(ValueError, match="fit_kwargs has an entry for 'magic'"):
+        Experiment(builder, fit_kwargs={"magic": {}})
     with pytest.raises(TypeError, match="splits must be a DomainSplits"):
         Experiment(builder).run((splits.source_train, splits.target_test))
     with pytest.raises(ValueError, match="epochs has an entry for 'sauce'"):
