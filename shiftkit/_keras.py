@@ -224,11 +224,25 @@ def predict(model: Any, x: Any, *, batch_size: int = 256) -> Any:
     probability evaluations. `predict_on_batch` on slices of `batch_size` rows gives the same
     outputs in about 1.5 ms per call.
 
+    A model built under a multi-replica `tf.distribute` strategy is called directly instead
+    (`model(batch, training=False)`): Keras 3.15's `predict_on_batch` on such a model returns each
+    batch's outputs once per replica (128 rows for 64 inputs under 2 replicas).
+
     Returns:
         An array `(n, ...)` (a list of arrays for a multi-output model).
     """
+    import tensorflow as tf
+
     n = len(x)
-    parts = [model.predict_on_batch(x[i : i + batch_size]) for i in range(0, max(n, 1), batch_size)]
+    strategy = getattr(model, "distribute_strategy", None)
+    replicas = max(getattr(strategy, "num_replicas_in_sync", 1), tf.distribute.get_strategy().num_replicas_in_sync)
+    if replicas > 1:
+        def run(batch: Any) -> Any:
+            out = model(batch, training=False)
+            return keras.tree.map_structure(np.asarray, out)
+    else:
+        run = model.predict_on_batch
+    parts = [run(x[i : i + batch_size]) for i in range(0, max(n, 1), batch_size)]
     if isinstance(parts[0], (list, tuple)):
         return [np.concatenate([np.asarray(p[j]) for p in parts], axis=0) for j in range(len(parts[0]))]
     if isinstance(parts[0], dict):
