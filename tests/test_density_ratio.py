@@ -1,4 +1,4 @@
-"""DensityRatioEstimator and effective_sample_size: reference values, known Gaussian ratios, no shift, clipping, errors."""
+"""DensityRatioEstimator, effective_sample_size: reference values, known Gaussian ratios, no shift, clipping, errors."""
 
 import numpy as np
 import pytest
@@ -149,7 +149,7 @@ def test_calibration_fixes_a_miscalibrated_classifier():
 @pytest.mark.slow
 def test_gbm_classifier_runs():
     xs, xt = _gaussians(300, 300, [1.0, 0.0], 0)
-    # one OpenMP thread: on a shared 2-core machine HistGradientBoosting's threads oversubscribe (12 s vs 0.3 s a fit)
+    # one OpenMP thread: on a shared 2-core machine its threads oversubscribe (12 s vs 0.3 s a fit)
     with threadpool_limits(1):
         est = DensityRatioEstimator(classifier="gbm", seed=0).fit(xs, xt)
     assert est.domain_auc_ > 0.65 and est.weights(xt).shape == (300,)
