@@ -310,3 +310,22 @@ def test_candidates_as_a_dict_name_their_scores(toys):
                          candidates={"broken": InjectAdapter(SOURCE_A, noise=5.0, use_b=False), "better": "inject"})
     assert [s.name for s in sel.scores] == [SOURCE_ONLY, "broken", "better"] and sel.chosen == "better"
     assert set(sel.fitted) == {SOURCE_ONLY, "broken", "better"}
+
+
+def test_ensemble_criterion_scores_agreement_with_the_candidates_ensemble_on_the_target(toys):
+    """EnsV: pseudo-labels = argmax of the mean target probabilities; a candidate's error = disagreement."""
+    from shiftkit._keras import to_probabilities
+
+    xs, ys, xv, yv, xt, _ = _domains(11)
+    sel = select_adapter(SOURCE_A, xs, ys, xt, x_source_val=xv, y_source_val=yv, seed=0, criterion="ensemble",
+                         loss="error", candidates={"b1": "inject", "b2": InjectAdapter(SOURCE_A, noise=1e-3)})
+    probs = {n: to_probabilities(m, m.predict(xt, verbose=0))
+             for n, m in (("source_only", SOURCE_A), ("b1", sel.fitted["b1"].model_), ("b2", sel.fitted["b2"].model_))}
+    pseudo = np.mean(list(probs.values()), axis=0).argmax(1)
+    for name in ("source_only", "b1", "b2"):
+        assert sel.score_of(name).score == pytest.approx(np.mean(probs[name].argmax(1) != pseudo), abs=1e-12)
+    # Two of three models say "rule B": the ensemble sides with them, and B is chosen.
+    assert sel.chosen in ("b1", "b2")
+    # Among source only alone the ensemble is source only itself: nothing to choose.
+    assert sel.rescore(among=[]).chosen == SOURCE_ONLY
+    assert sel.rescore(criterion="dev").criterion == "dev"  # the same fits, another criterion

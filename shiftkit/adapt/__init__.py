@@ -8,7 +8,7 @@ and a short name in one registry (`adapter_names`, `get_adapter`, `fit_data`).
 from shiftkit.adapt.base import AdaptationReport, Adapter, NotFittedError, build_target_model, load_adapter
 from shiftkit.adapt.batch_norm import recalibrate_batch_norm
 # The import order is the registry's order (menus, Experiment's defaults): copy, finetune, mmd, label_shift,
-# coral, adabn, self_training, dann, auto.
+# coral, adabn, self_training, dann, importance, auto.
 from shiftkit.adapt.copy import CopyAdapter  # noqa: I001
 from shiftkit.adapt.finetune import FineTuneAdapter
 from shiftkit.adapt.mmd import MMDAdapter
@@ -17,6 +17,7 @@ from shiftkit.adapt.coral import CORALAdapter
 from shiftkit.adapt.test_time import BatchNormAdapter
 from shiftkit.adapt.self_training import SelfTrainingAdapter
 from shiftkit.adapt.dann import DANNAdapter
+from shiftkit.adapt.importance import ImportanceWeightingAdapter
 from shiftkit.adapt.auto import AutoAdapter
 from shiftkit.adapt.selection import CandidateScore, Selection, select_adapter
 from shiftkit.adapt.registry import (
@@ -44,6 +45,7 @@ __all__ = [
     "DANNAdapter",
     "DATA_KEYS",
     "FineTuneAdapter",
+    "ImportanceWeightingAdapter",
     "LabelShiftAdapter",
     "MMDAdapter",
     "PriorCorrection",

@@ -11,7 +11,7 @@ import in `shiftkit/adapt/__init__.py`.
 Example:
     >>> from shiftkit.adapt import adapter_names, get_adapter
     >>> adapter_names()
-    ('copy', 'finetune', 'mmd', 'label_shift', 'coral', 'adabn', 'self_training', 'dann', 'auto')
+    ('copy', 'finetune', 'mmd', 'label_shift', 'coral', 'adabn', 'self_training', 'dann', 'importance', 'auto')
     >>> get_adapter("copy").__name__
     'CopyAdapter'
 """

@@ -18,6 +18,12 @@ taken on the same samples with the same weights and have small variance). Criter
   the weights' own sampling error.
 * ``"iwv"`` -- importance-weighted validation (Sugiyama et al., JMLR 2007): `mean(w l)`.
 * ``"source"`` -- the unweighted held-out source loss (no correction for the shift; a baseline).
+* ``"ensemble"`` -- agreement with the candidates' ensemble on the unlabelled *target* (ensemble-based
+  validation, EnsV, Hu et al. 2023): the candidates' target probabilities are averaged, the ensemble's
+  predicted classes serve as pseudo-labels, and each candidate is scored by its loss against them.
+  It needs no overlap between the domains, which importance weighting does: when no source sample
+  looks like the target (a domain classifier with AUC near 1), the weights rest on a few samples
+  and the weighted source risk says little about the target.
 
 `loss` is the per-sample cross-entropy (``"cross_entropy"``, a proper score) or the 0-1 error
 (``"error"``). Which criterion ranks the candidates best was measured, not assumed:
@@ -61,7 +67,7 @@ __all__ = ["select_adapter", "Selection", "CandidateScore", "CRITERIA", "SOURCE_
 #: Name of the do-nothing candidate (the source model as it is).
 SOURCE_ONLY = "source_only"
 #: Scoring criteria without target labels.
-CRITERIA = ("dev", "iwv", "source")
+CRITERIA = ("dev", "iwv", "source", "ensemble")
 LOSSES = ("cross_entropy", "error")
 #: Probabilities are clipped at this floor inside the cross-entropy (a confident mistake costs at most ~16 nats).
 PROB_FLOOR = 1e-7
@@ -123,8 +129,9 @@ class Selection:
         margin: the guard's margin in standard errors.
         fitted: every fitted candidate adapter by name (None for source only). Not part of `to_dict`.
         sample_losses: per candidate, the per-sample `[cross-entropy, error]` on the scoring set
-            (`(n, 2)`), and `weights` the importance weights `(n,)` (None when target labels
-            scored): what `rescore` recomputes the scores from. Not part of `to_dict`.
+            (`(n, 2)`), `weights` the importance weights `(n,)` (None when target labels scored)
+            and `target_probabilities` each candidate's class probabilities on the unlabelled
+            target (`(m, K)`): what `rescore` recomputes the scores from. Not part of `to_dict`.
     """
 
     chosen: str
@@ -141,6 +148,8 @@ class Selection:
     fitted: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False, compare=False)
     sample_losses: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False, compare=False)
     weights: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    target_probabilities: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False,
+                                                                    compare=False)
 
     def rescore(self, *, criterion: str | None = None, loss: str | None = None,
                 among: Sequence[str] | None = None) -> Selection:
@@ -174,7 +183,7 @@ class Selection:
         if weights is None:
             weights = np.ones(len(next(iter(self.sample_losses.values()))))
         scores = _score_all(names, self.sample_losses, weights, "source" if labels else crit,
-                            LOSSES.index(loss), seconds, errors)
+                            LOSSES.index(loss), seconds, errors, self.target_probabilities)
         chosen, reason = _decide(scores, self.margin, None if labels else self.ess_fraction)
         return dataclasses.replace(self, chosen=chosen, adapter=self.fitted.get(chosen), criterion=crit, loss=loss,
                                    scores=tuple(scores), reason=reason)
@@ -189,7 +198,7 @@ class Selection:
     def to_dict(self) -> dict[str, Any]:
         out = {
             f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-            if f.name not in ("adapter", "fitted", "sample_losses", "weights", "scores")
+            if f.name not in ("adapter", "fitted", "sample_losses", "weights", "scores", "target_probabilities")
         }
         out = jsonable(out)
         out["scores"] = [s.to_dict() for s in self.scores]
@@ -236,6 +245,12 @@ def _weighted_risk(losses: np.ndarray, weights: np.ndarray, criterion: str) -> t
     est = float(np.mean(terms))
     se = float(np.std(terms, ddof=1) / math.sqrt(n)) if n > 1 else float("inf")
     return est, se
+
+
+def _probability_scores(probs: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Per-sample `[cross-entropy, 0-1 error]` of class probabilities `(n, K)` against class codes."""
+    ce = -np.log(np.clip(probs[np.arange(len(codes)), codes], PROB_FLOOR, 1.0))
+    return np.stack([ce, (probs.argmax(axis=1) != codes).astype(np.float64)], axis=1)
 
 
 def _sample_scores(model: Any, outputs: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -408,7 +423,7 @@ def select_adapter(
         candidates: "auto" (see the module docstring), or a list of adapter names and/or Adapter
             instances (their configuration is used; "source_only" is added if missing), or a dict
             name -> adapter name / instance (the names label the scores).
-        criterion: "dev" (default), "iwv" or "source" (scoring without target labels).
+        criterion: "dev" (default), "iwv", "source" or "ensemble" (scoring without target labels).
         loss: "cross_entropy" (default) or "error" (0-1 loss).
         margin: a candidate replaces source only when its paired improvement exceeds `margin`
             standard errors of the paired difference (0: the lowest score always wins).
@@ -514,13 +529,11 @@ def select_adapter(
     else:
         score_codes, score_x = cv, xv
         crit = criterion
-        if criterion == "source":
-            weights = np.ones(len(xv))
-        else:
-            space = FeatureSpace(source_model)
-            ratio = DensityRatioEstimator(seed=seed).fit(space(xv), space(xt))
-            weights = np.asarray(ratio.weights_, dtype=np.float64)
-            ess_fraction, auc = float(ratio.ess_fraction_), float(ratio.domain_auc_)
+        # The importance weights whatever the criterion, so that `rescore` can switch criteria.
+        space = FeatureSpace(source_model)
+        ratio = DensityRatioEstimator(seed=seed).fit(space(xv), space(xt))
+        weights = np.asarray(ratio.weights_, dtype=np.float64)
+        ess_fraction, auc = float(ratio.ess_fraction_), float(ratio.domain_auc_)
 
     source_train = (xs, ys_raw)
     source_held_out = (xv, yv_raw)
@@ -553,9 +566,17 @@ def select_adapter(
             errors[name] = str(exc)
         seconds[name] = time.perf_counter() - start
 
+    # ---- every fitted candidate's class probabilities on the unlabelled target (the "ensemble" criterion)
+    target_probs: dict[str, np.ndarray] = {}
+    for name in names_in_order:
+        if name in losses:
+            model = source_model if fitted[name] is None else fitted[name].model_
+            target_probs[name] = to_probabilities(model, np.asarray(predict(model, xt)))
+
     # ---- scores, paired differences from source only
     w = np.ones(len(score_codes)) if weights is None else weights
-    scores = _score_all(names_in_order, losses, w, "source" if labels else crit, LOSSES.index(loss), seconds, errors)
+    scores = _score_all(names_in_order, losses, w, "source" if labels else crit, LOSSES.index(loss), seconds, errors,
+                        target_probs)
     chosen, reason = _decide(scores, margin, None if labels else ess_fraction)
     adapter = fitted.get(chosen)
     if adapter is not None and labels:
@@ -581,6 +602,7 @@ def select_adapter(
         fitted=fitted,
         sample_losses=losses,
         weights=weights,
+        target_probabilities=target_probs,
     )
 
 
@@ -592,8 +614,19 @@ def _score_all(
     col: int,
     seconds: dict[str, float],
     errors: dict[str, str],
+    target_probs: dict[str, np.ndarray] | None = None,
 ) -> list[CandidateScore]:
-    """Each candidate's estimated risk (column `col` of its per-sample losses) and its paired difference from source only."""
+    """Each candidate's estimated risk (column `col` of its per-sample losses) and its paired difference from source only.
+
+    With `criterion="ensemble"` the per-sample losses are taken on the target instead, against the
+    pseudo-labels of the ensemble (mean probabilities) of the candidates in `names`, unweighted.
+    """
+    if criterion == "ensemble":
+        members = [n for n in names if n in losses and n in (target_probs or {})]
+        pseudo = np.mean([target_probs[n] for n in members], axis=0).argmax(axis=1)
+        losses = {n: _probability_scores(target_probs[n], pseudo) for n in members}
+        weights = np.ones(len(pseudo))
+        criterion = "source"  # an unweighted mean, over the target
     base = losses[SOURCE_ONLY][:, col]
     scores: list[CandidateScore] = []
     for name in names:

@@ -1,6 +1,7 @@
 """Measuring distribution shift between a source and a target domain."""
 
 from shiftkit.shift.classifier import ClassifierTestResult, classifier_test
+from shiftkit.shift.density_ratio import DensityRatioEstimator, effective_sample_size
 from shiftkit.shift.diagnose import Diagnosis, Evidence, diagnose
 from shiftkit.shift.features import FeatureSpace, feature_space
 from shiftkit.shift.kernels import gaussian_kernel, median_heuristic
@@ -32,7 +33,9 @@ from shiftkit.shift.report import (
 __all__ = [
     "ClassImbalance",
     "ClassifierTestResult",
+    "DensityRatioEstimator",
     "Diagnosis",
+    "effective_sample_size",
     "Evidence",
     "classifier_test",
     "diagnose",
