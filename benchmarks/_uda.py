@@ -157,7 +157,7 @@ def run_cell(scenario: ds.Scenario, seed: int, *, fast: bool, peers: bool, tmp: 
     diag = diagnose(xv, xu, yv, model=source, seed=seed, second_opinion=False)
     auto_names, _ = auto_candidates(diag.kinds, has_target_labels=False, source_model=source)
     choices = {}
-    for crit in ("dev", "iwv", "source"):
+    for crit in ("dev", "iwv", "source", "ensemble"):
         for loss in ("cross_entropy", "error"):
             for among, pool in (("all", None), ("auto", [n for n in auto_names if n in sel.fitted])):
                 r = sel.rescore(criterion=crit, loss=loss, among=pool)
