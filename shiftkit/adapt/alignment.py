@@ -17,6 +17,7 @@ Two extensions serve adapters beyond a fixed distance:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-__all__ = ["alignment_trainer", "seed_new_head"]
+__all__ = ["alignment_trainer", "paired_dataset", "seed_new_head"]
 
 
 def alignment_trainer(
@@ -177,3 +178,40 @@ def seed_new_head(adapter: Any, seed: int | None) -> None:
     head.kernel.assign(init(tuple(head.kernel.shape)))
     if getattr(head, "bias", None) is not None:
         head.bias.assign(np.zeros(tuple(head.bias.shape), dtype="float32"))
+
+
+def paired_dataset(
+    xs: np.ndarray,
+    ys: np.ndarray,
+    xt: np.ndarray,
+    yt: np.ndarray | None,
+    *,
+    batch_size: int,
+    seed: int | None,
+) -> tuple[Any, int]:
+    """Source batches zipped with target batches, each shuffled (seeded) and repeated.
+
+    Args:
+        xs, ys: source inputs and training targets (already in the loss's format).
+        xt, yt: target inputs, and their targets or None.
+        batch_size: samples per domain per step, capped at each domain's size (full batches only).
+        seed: seed of the shuffles (the source's `seed`, the target's `seed + 1`); None: unseeded.
+
+    Returns:
+        `(dataset, steps)`: a `tf.data.Dataset` of `((x_s, y_s), x_t)` (or `((x_s, y_s), (x_t, y_t))`)
+        and the steps of one epoch, `ceil(n_source / batch)`.
+    """
+
+    bs_s, bs_t = min(batch_size, len(xs)), min(batch_size, len(xt))
+
+    def batches(items: Any, n: int, batch: int, shuffle_seed: int | None) -> Any:
+        return (
+            tf.data.Dataset.from_tensor_slices(items)
+            .shuffle(n, seed=shuffle_seed, reshuffle_each_iteration=True)
+            .repeat()
+            .batch(batch, drop_remainder=True)
+        )
+
+    source = batches((xs, ys), len(xs), bs_s, seed)
+    target = batches(xt if yt is None else (xt, yt), len(xt), bs_t, None if seed is None else seed + 1)
+    return tf.data.Dataset.zip((source, target)).prefetch(tf.data.AUTOTUNE), math.ceil(len(xs) / bs_s)

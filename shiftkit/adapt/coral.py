@@ -45,17 +45,15 @@ logged `loss`, `task_loss` and `coral` are per-replica means, the same figures a
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from shiftkit._keras import decision_threshold
 from shiftkit._validation import check_positive_int, check_real, check_seed
-from shiftkit.adapt.alignment import alignment_trainer, seed_new_head
+from shiftkit.adapt.alignment import alignment_trainer, paired_dataset, seed_new_head
 from shiftkit.adapt.base import Adapter
 from shiftkit.adapt.registry import register_adapter
 from shiftkit.adapt.target_model import head_config
@@ -104,43 +102,6 @@ def coral_loss(source_features: Any, target_features: Any) -> Any:
     d = ops.cast(ops.shape(fs)[1], "float32")
     gap = _covariance(fs) - _covariance(ft)
     return ops.sum(ops.square(gap)) / (4.0 * d * d)
-
-
-def paired_dataset(
-    xs: np.ndarray,
-    ys: np.ndarray,
-    xt: np.ndarray,
-    yt: np.ndarray | None,
-    *,
-    batch_size: int,
-    seed: int | None,
-) -> tuple[Any, int]:
-    """Source batches zipped with target batches, each shuffled (seeded) and repeated.
-
-    Args:
-        xs, ys: source inputs and training targets (already in the loss's format).
-        xt, yt: target inputs, and their targets or None.
-        batch_size: samples per domain per step, capped at each domain's size (full batches only).
-        seed: seed of the shuffles (the source's `seed`, the target's `seed + 1`); None: unseeded.
-
-    Returns:
-        `(dataset, steps)`: a `tf.data.Dataset` of `((x_s, y_s), x_t)` (or `((x_s, y_s), (x_t, y_t))`)
-        and the steps of one epoch, `ceil(n_source / batch)`.
-    """
-
-    bs_s, bs_t = min(batch_size, len(xs)), min(batch_size, len(xt))
-
-    def batches(items: Any, n: int, batch: int, shuffle_seed: int | None) -> Any:
-        return (
-            tf.data.Dataset.from_tensor_slices(items)
-            .shuffle(n, seed=shuffle_seed, reshuffle_each_iteration=True)
-            .repeat()
-            .batch(batch, drop_remainder=True)
-        )
-
-    source = batches((xs, ys), len(xs), bs_s, seed)
-    target = batches(xt if yt is None else (xt, yt), len(xt), bs_t, None if seed is None else seed + 1)
-    return tf.data.Dataset.zip((source, target)).prefetch(tf.data.AUTOTUNE), math.ceil(len(xs) / bs_s)
 
 
 def _check_coral_weight(value: Any) -> float:

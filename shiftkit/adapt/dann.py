@@ -59,9 +59,8 @@ from keras import ops
 
 from shiftkit._keras import decision_threshold
 from shiftkit._validation import check_positive_int, check_real, check_seed
-from shiftkit.adapt.alignment import alignment_trainer, seed_new_head
+from shiftkit.adapt.alignment import alignment_trainer, paired_dataset, seed_new_head
 from shiftkit.adapt.base import Adapter
-from shiftkit.adapt.coral import paired_dataset
 from shiftkit.adapt.registry import register_adapter
 from shiftkit.adapt.target_model import head_config
 from shiftkit.adapt.training import loss_for_head

@@ -70,19 +70,17 @@ logged `task_loss` / `loss` are the undivided per-replica means (the same figure
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from shiftkit._keras import decision_threshold, predict, to_probabilities
 from shiftkit._validation import check_bandwidth, check_positive_int, check_real, check_seed
-from shiftkit.adapt.alignment import alignment_trainer, seed_new_head
+from shiftkit.adapt.alignment import alignment_trainer, paired_dataset, seed_new_head
 from shiftkit.adapt.base import Adapter
 from shiftkit.adapt import registry as _registry
 from shiftkit.adapt.registry import register_adapter
@@ -434,24 +432,9 @@ class MMDAdapter(Adapter):
         self.base_.trainable = True
         self.head_.trainable = True
 
-        bs_s, bs_t = min(batch_size, len(xs)), min(batch_size, len(xt))
-        s_seed = None if seed is None else seed
-        t_seed = None if seed is None else seed + 1
-        source_ds = (
-            tf.data.Dataset.from_tensor_slices((xs, as_target(ys)))
-            .shuffle(len(xs), seed=s_seed, reshuffle_each_iteration=True)
-            .repeat()
-            .batch(bs_s, drop_remainder=True)
+        dataset, steps = paired_dataset(
+            xs, as_target(ys), xt, None if yt is None else as_target(yt), batch_size=batch_size, seed=seed
         )
-        target_items = xt if yt is None else (xt, as_target(yt))
-        target_ds = (
-            tf.data.Dataset.from_tensor_slices(target_items)
-            .shuffle(len(xt), seed=t_seed, reshuffle_each_iteration=True)
-            .repeat()
-            .batch(bs_t, drop_remainder=True)
-        )
-        dataset = tf.data.Dataset.zip((source_ds, target_ds)).prefetch(tf.data.AUTOTUNE)
-        steps = math.ceil(len(xs) / bs_s)
 
         with self._strategy().scope():
             if binary:

@@ -24,7 +24,7 @@ Self-Training", ECCV 2018):
   statistic shiftkit measures shift with), as in `MMDAdapter`.
 
 Each training step takes a batch of `B` labelled source samples and a batch of `B` pseudo-labelled
-target samples (cycled; `shiftkit.adapt.coral.paired_dataset`) and minimises
+target samples (cycled; `shiftkit.adapt.alignment.paired_dataset`) and minimises
 
     loss = mean task loss over the 2B samples + mmd_weight * MMD^2(f(x_s), f(x_t))
 
@@ -57,9 +57,8 @@ import numpy as np
 
 from shiftkit._keras import decision_threshold, predict, to_probabilities
 from shiftkit._validation import check_positive_int, check_real, check_seed
-from shiftkit.adapt.alignment import alignment_trainer, seed_new_head
+from shiftkit.adapt.alignment import alignment_trainer, paired_dataset, seed_new_head
 from shiftkit.adapt.base import Adapter
-from shiftkit.adapt.coral import paired_dataset
 from shiftkit.adapt.mmd import batch_mmd2
 from shiftkit.adapt.registry import register_adapter
 from shiftkit.adapt.target_model import head_config
@@ -161,23 +160,6 @@ def select_pseudo_labels(probabilities: Any, fraction: float) -> tuple[np.ndarra
         kept.append(rows[order[:n_keep]])
     index = np.sort(np.concatenate(kept)) if kept else np.zeros(0, dtype=np.int64)
     return index, labels[index].astype(np.int64), confidence[index]
-
-
-def _probabilities(model: Any, x: np.ndarray, replicas: int, batch_size: int = 256) -> np.ndarray:
-    """`model`'s class probabilities on `x`, `(n, K)`.
-
-    On one device: `shiftkit._keras.predict` (what `Adapter.predict` uses). Under a multi-replica strategy
-    Keras 3.15's `predict_on_batch` on a model built in the strategy's scope returns every replica's
-    output of the whole batch, concatenated (2n rows for n inputs on 2 replicas), so the model is called
-    directly, batch by batch, in inference mode.
-    """
-    if replicas == 1:
-        out = predict(model, x, batch_size=batch_size)
-    else:
-        out = np.concatenate(
-            [np.asarray(model(x[i : i + batch_size], training=False)) for i in range(0, len(x), batch_size)]
-        )
-    return to_probabilities(model, out)
 
 
 # ------------------------------------------------------------------------------------ checks
@@ -377,7 +359,7 @@ class SelfTrainingAdapter(Adapter):
         for r, fraction in enumerate(fractions):
             # The first round's pseudo-labels are the source model's own predictions.
             labeller = self.source_model if r == 0 else self.model_
-            probs = _probabilities(labeller, xt, replicas)
+            probs = to_probabilities(labeller, predict(labeller, xt))  # one row per input, also under replicas
             predicted = probs.argmax(axis=1)
             if yt is None:
                 index, labels, confidence = select_pseudo_labels(probs, fraction)
