@@ -9,6 +9,9 @@
                       [--seed S] [--drop-na] --out ref.npz
     shiftkit report   --source SRC --target TGT [--model M.keras] [--layer NAME] [--label-column y]
                       [--alpha A] [--n-permutations N] [--seed S] [--drop-na] [--json PATH|-] --html out.html
+    shiftkit adapt    --source SRC --target TGT --model M.keras --out adapted.keras [--adapter auto]
+                      [--label-column y] [--epochs N] [--val-size 0.2] [--n-permutations N] [--seed S]
+                      [--drop-na] [--json PATH|-]
 
 REF/SRC/TGT: CSV (label column by --label-column), NPZ (`x`, optional `y`), NPY (`x` only), or, for
 `--reference`, a snapshot written by `shiftkit snapshot`.
@@ -146,6 +149,30 @@ def build_parser() -> argparse.ArgumentParser:
     data_options(rep)
     rep.add_argument("--alpha", type=float, default=0.05, help="level of the tests (default: %(default)s)")
     rep.add_argument("--html", metavar="PATH", help="write a self-contained HTML report")
+
+    from shiftkit.adapt import adapter_names
+
+    adapt = command(
+        "adapt", "adapt a model to the target with any registered adapter, or choose one ('auto')",
+        "Fit an adapter (shiftkit.adapt registry; 'auto': shiftkit.select_adapter, which diagnoses the shift, "
+        "fits the adapters that suit it and keeps the best, or the source model) on labelled source data "
+        "(--val-size of it held out, stratified) and the target's inputs (the target's labels, when present, "
+        "train the adapters that need them and score the report); save the adapted model and report the "
+        "shift before and after on the held-out source vs the target.",
+        ("--source", "SRC", "labelled source data (CSV/NPZ/NPY)"), ("--target", "TGT", "target data (CSV/NPZ/NPY)"),
+        ("--model", "MODEL.keras", "the source model (loaded with safe_mode=True)"),
+        ("--out", "PATH", "adapted model to write (.keras; shiftkit.load_adapter reads it)"),
+    )
+    adapt.add_argument("--adapter", default="auto", choices=adapter_names(),
+                       help="registered adapter name (default: %(default)s)")
+    adapt.add_argument("--epochs", type=int, default=None, help="training epochs (default: the adapter's own)")
+    adapt.add_argument("--val-size", type=float, default=0.2,
+                       help="share of the source held out for scoring and the report (default: %(default)s)")
+    adapt.add_argument("--label-column", metavar="NAME", help="label column of CSV files")
+    adapt.add_argument("--drop-na", action="store_true", help="drop rows with missing values (reported)")
+    adapt.add_argument("--n-permutations", type=int, default=500, help="permutations per MMD test (default: %(default)s)")
+    adapt.add_argument("--seed", type=int, default=0, help="seed of every random step (default: %(default)s)")
+    adapt.add_argument("--json", metavar="PATH", help="write the JSON result to PATH ('-': stdout only)")
     return parser
 
 
@@ -357,6 +384,61 @@ def _run_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _run_adapt(args: argparse.Namespace) -> int:
+    import inspect
+
+    from sklearn.model_selection import train_test_split
+
+    from shiftkit._json import jsonable
+    from shiftkit._validation import check_real
+    from shiftkit.adapt import fit_data, get_adapter
+
+    if not str(args.out).endswith(".keras"):
+        raise ValueError(f"--out {args.out}: the adapted model is written in the Keras format; end the name with .keras.")
+    val_size = check_real(args.val_size, "--val-size", low=0, high=1, low_open=True, high_open=True, example=0.2)
+    model = _load_model(args)
+    d = _load_domains(args, args.source, model, "source")
+    if d.y_source is None:
+        raise ValueError("--source has no labels: adapting needs labelled source data (--label-column for a CSV, "
+                         "`y` in an NPZ).")
+    rows = np.arange(len(d.y_source))
+    counts = np.bincount(d.y_source)
+    stratify = d.y_source if counts[counts > 0].min() >= 2 else None
+    fit_rows, val_rows = train_test_split(rows, test_size=val_size, random_state=args.seed, stratify=stratify)
+    cls = get_adapter(args.adapter)
+    target_labeled = None if d.y_target is None else (d.x_target, d.y_target)
+    data = fit_data(cls, source_train=(d.x_source[fit_rows], d.y_source[fit_rows]),
+                    source_held_out=(d.x_source[val_rows], d.y_source[val_rows]),
+                    target_labeled=target_labeled, target_unlabeled=d.x_target)
+    options: dict[str, Any] = {"verbose": 0, "seed": args.seed}
+    if args.epochs is not None:
+        options["epochs"] = args.epochs
+    if "progress" in inspect.signature(cls.fit).parameters:
+        options["progress"] = lambda i, n, name: _progress(f"candidate {i + 1} of {n}: {name}")
+    _progress(f"fitting {cls.__name__}")
+    adapter = cls(model).fit(**data, **options)
+    _progress("measuring shift before and after")
+    report = adapter.shift_report(d.x_source[val_rows], d.x_target, d.y_source[val_rows], d.y_target,
+                                  n_permutations=args.n_permutations, seed=args.seed)
+    selection = getattr(adapter, "selection_", None)
+    result = {"adapter": args.adapter, "class": cls.__name__, "config": jsonable(adapter.get_config()),
+              "selection": None if selection is None else selection.to_dict(), "report": report.to_dict(),
+              "out": args.out, "source_rows": {"fit": len(fit_rows), "held_out": len(val_rows)},
+              "target_labels_used_for_training": bool(target_labeled is not None and "y_target" in cls.requires)}
+    try:
+        adapter.save(args.out)
+    except OSError as exc:
+        raise OutputPathError(f"--out {args.out}: could not be written ({exc.strerror or exc}).") from None
+    summary = [f"{cls.__name__} ({args.adapter}) fitted; adapted model written to {args.out}"]
+    if selection is not None:
+        summary.append(str(selection))
+    summary.append(str(report))
+    import json
+
+    _write_outputs(args, json.dumps(jsonable(result), indent=1, allow_nan=False), "\n".join(summary), None)
+    return EXIT_OK
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 600 else text[:597] + "..."
@@ -373,7 +455,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    commands = {"demo": _run_demo, "check": _run_check, "snapshot": _run_snapshot, "report": _run_report}
+    commands = {"demo": _run_demo, "check": _run_check, "snapshot": _run_snapshot, "report": _run_report,
+                "adapt": _run_adapt}
     if args.command not in commands:  # pragma: no cover - argparse guards this
         parser.error(f"unknown command {args.command!r}")
     prefix = f"shiftkit {args.command}: error:"

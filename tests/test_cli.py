@@ -358,3 +358,65 @@ def test_snapshot_with_labels_coded_1_2(tmp_path, capsys):
                  "label", *FAST])
     err = capsys.readouterr().err
     assert code == 2 and "'3'" in err and "reference does not know" in err
+
+
+# ------------------------------------------------------------------ shiftkit adapt
+@pytest.fixture(scope="module")
+def adapt_files(tmp_path_factory):
+    import keras
+
+    tmp = tmp_path_factory.mktemp("adapt")
+    s = load_scenario("hospitals_covariate", seed=0)
+    np.savez(tmp / "src.npz", x=s.x_source, y=s.y_source)
+    np.savez(tmp / "tgt.npz", x=s.x_target, y=s.y_target)
+    np.savez(tmp / "src_unlabelled.npz", x=s.x_source)
+    keras.utils.set_random_seed(0)
+    norm = keras.layers.Normalization()
+    norm.adapt(s.x_source)
+    model = keras.Sequential([keras.Input((s.x_source.shape[1],)), norm, keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(s.x_source, s.y_source, epochs=5, verbose=0)
+    model.save(tmp / "model.keras")
+    return tmp
+
+
+def _adapt(files, *extra):
+    return main(["adapt", "--source", str(files / "src.npz"), "--target", str(files / "tgt.npz"),
+                 "--model", str(files / "model.keras"), "--n-permutations", "50", *extra])
+
+
+def test_adapt_writes_the_adapted_model_and_a_before_after_report(adapt_files, capsys):
+    from shiftkit.adapt import load_adapter
+
+    out, js = adapt_files / "ls.keras", adapt_files / "ls.json"
+    assert _adapt(adapt_files, "--adapter", "label_shift", "--out", str(out), "--json", str(js)) == 0
+    result = json.loads(js.read_text())
+    assert result["class"] == "LabelShiftAdapter" and result["selection"] is None
+    assert result["report"]["target_accuracy_before"] is not None  # the target's labels score the report
+    assert result["source_rows"]["held_out"] == pytest.approx(0.2 * sum(result["source_rows"].values()), abs=1)
+    assert type(load_adapter(out)).__name__ == "LabelShiftAdapter"
+    assert "written to" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_adapt_auto_reports_the_choice(adapt_files, capsys):
+    js = adapt_files / "auto.json"
+    assert _adapt(adapt_files, "--out", str(adapt_files / "auto.keras"), "--epochs", "1", "--json", str(js)) == 0
+    sel = json.loads(js.read_text())["selection"]
+    assert sel["scores"][0]["name"] == "source_only" and sel["chosen"] in [s["name"] for s in sel["scores"]]
+    assert "chosen:" in capsys.readouterr().out
+
+
+def test_adapt_bad_input_exits_2_with_a_message(adapt_files, capsys):
+    unlabelled = ["adapt", "--source", str(adapt_files / "src_unlabelled.npz"), "--target",
+                  str(adapt_files / "tgt.npz"), "--model", str(adapt_files / "model.keras"),
+                  "--out", str(adapt_files / "x.keras"), "--adapter", "mmd"]
+    assert main(unlabelled) == 2
+    assert "--source has no labels" in capsys.readouterr().err
+    assert _adapt(adapt_files, "--adapter", "mmd", "--out", str(adapt_files / "x.h5")) == 2
+    assert "end the name with .keras" in capsys.readouterr().err
+    assert _adapt(adapt_files, "--adapter", "mmd", "--out", str(adapt_files / "x.keras"), "--val-size", "1.5") == 2
+    assert "--val-size" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        _adapt(adapt_files, "--adapter", "magic", "--out", str(adapt_files / "x.keras"))
