@@ -55,6 +55,7 @@ PEER_RUNNER = HERE / "_uda_peer_runner.py"
 PEER_PYTHON = HERE / ".venv-adapt" / "bin" / "python"
 PEER_TIMEOUT_S = 1200
 PEERS = ("ADAPT DANN", "ADAPT DeepCORAL", "ADAPT IWC")
+CELLS_DIR = HERE / "uda_cells"  # per-cell arrays (gitignored)
 
 
 # ------------------------------------------------------------------------------------------- scenarios
@@ -164,6 +165,15 @@ def run_cell(scenario: ds.Scenario, seed: int, *, fast: bool, peers: bool, tmp: 
                 choices[f"{crit}/{loss}/{among}"] = r.chosen
     auto = sel.rescore(among=[n for n in auto_names if n in sel.fitted])
     acc["auto"] = acc[auto.chosen]
+    # Everything a criterion needs, to evaluate new ones later without refitting (not committed).
+    CELLS_DIR.mkdir(exist_ok=True)
+    fitted_names = [n for n in sel.sample_losses]
+    test_pred = {n: (source if sel.fitted[n] is None else sel.fitted[n].model_) for n in fitted_names}
+    np.savez_compressed(
+        CELLS_DIR / f"{scenario.name}-{seed}.npz", names=np.array(fitted_names), y_val=yv, y_test=ytest,
+        weights=sel.weights, **{f"val_losses__{n}": sel.sample_losses[n] for n in fitted_names},
+        **{f"target_probs__{n}": sel.target_probabilities[n] for n in fitted_names},
+        **{f"test_out__{n}": np.asarray(m.predict(xtest, verbose=0)) for n, m in test_pred.items()})
 
     start = time.perf_counter()
     ft = FineTuneAdapter(source).fit(x_target=data.x_labeled, y_target=data.y_labeled, verbose=0, seed=seed,

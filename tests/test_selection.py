@@ -216,7 +216,10 @@ def test_auto_candidates_follow_the_diagnosis():
     names, _ = auto_candidates(("covariate",), has_target_labels=False)
     assert "mmd" in names and "coral" in names and "finetune" not in names and "label_shift" not in names
     names, _ = auto_candidates(("label",), has_target_labels=True)
-    assert names[:2] == ["label_shift", "mmd"] and "finetune" in names
+    assert names[0] == "label_shift" and "mmd" not in names and "finetune" in names
+    # Label and covariate shift together: prior correction's assumption fails; class-weighted MMD instead.
+    names, _ = auto_candidates(("covariate", "label"), has_target_labels=False)
+    assert "label_shift" not in names and "mmd_class_weighted" in names and "mmd" in names
     mlp = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
     names, notes = auto_candidates(("covariate",), has_target_labels=False, source_model=mlp)
     assert "adabn" not in names and any(n.startswith("adabn") for n in notes)  # no BatchNorm to adapt

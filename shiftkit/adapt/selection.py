@@ -40,9 +40,10 @@ difference (and the tie tolerance `TIE`); otherwise source only is returned
 (`Selection.chosen == "source_only"`).
 
 Candidates ``"auto"``: source only, and the registered adapters that suit the shift that
-`shiftkit.diagnose` finds (feature-alignment and test-time adapters for covariate shift, prior
-correction and class-weighted alignment for label shift, the supervised adapters when target labels
-exist); with no shift found, source only and nothing else. Adapters that cannot adapt the model
+`shiftkit.diagnose` finds (feature-alignment, test-time, self-training and importance-weighting
+adapters for covariate shift; prior correction for label shift alone, class-weighted MMD for label
+and covariate shift together; the supervised adapters when target labels exist); with no shift
+found, source only and nothing else. Adapters that cannot adapt the model
 (`Adapter.supports`) are left out, with a note.
 """
 
@@ -77,8 +78,9 @@ TIE = 1e-3
 
 # Which registered adapters suit which diagnosed kind of shift ("auto"), in the order they are tried.
 _UNSUPERVISED_COVARIATE = ("adabn", "coral", "mmd", "dann", "self_training", "importance")
-_LABEL_SHIFT = ("label_shift", "mmd")
 _SUPERVISED = ("finetune", "copy")
+#: Candidates that are a registered adapter with other settings: name -> (adapter name, settings).
+RECIPES: dict[str, tuple[str, dict[str, Any]]] = {"mmd_class_weighted": ("mmd", {"class_weights": "auto"})}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,19 +281,23 @@ def auto_candidates(
 
     wanted: list[str] = []
     shift = any(k in kinds for k in ("covariate", "label", "concept"))
-    if "covariate" in kinds or "concept" in kinds:
+    covariate = "covariate" in kinds or "concept" in kinds
+    if covariate:
         wanted += _UNSUPERVISED_COVARIATE
     if "label" in kinds:
-        wanted += _LABEL_SHIFT
+        # Prior correction assumes p(x | y) unchanged: only for label shift alone. With covariate
+        # shift too, class-weighted alignment (MMD with estimated class ratios) is the candidate.
+        wanted += ["mmd_class_weighted"] if covariate else ["label_shift"]
     if shift and has_target_labels:
         wanted += _SUPERVISED
     registered = set(adapter_names())
     names, notes = [], []
     for name in dict.fromkeys(wanted):
-        if name not in registered:
+        base = RECIPES[name][0] if name in RECIPES else name
+        if base not in registered:
             continue
-        if source_model is not None and not get_adapter(name).supports(source_model):
-            notes.append(f"{name}: cannot adapt this model ({get_adapter(name).__name__}.supports is False)")
+        if source_model is not None and not get_adapter(base).supports(source_model):
+            notes.append(f"{name}: cannot adapt this model ({get_adapter(base).__name__}.supports is False)")
             continue
         names.append(name)
     return names, notes
@@ -504,7 +510,9 @@ def select_adapter(
             diagnosis = diagnose(xv, xt, yv_raw, model=source_model, seed=seed, second_opinion=False)
         kinds = tuple(diagnosis.kinds)
         names, notes = auto_candidates(kinds, has_target_labels=labels, source_model=source_model)
-        chosen_from: list[Any] = [SOURCE_ONLY, *names]
+        chosen_from: list[Any] = [SOURCE_ONLY] + [
+            _Named(n, get_adapter(RECIPES[n][0])(source_model, **RECIPES[n][1])) if n in RECIPES else n for n in names
+        ]
     else:
         chosen_from = _check_candidates(candidates)
         if SOURCE_ONLY not in chosen_from:
