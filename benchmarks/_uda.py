@@ -298,6 +298,45 @@ def summarize(cells: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+NOT_CANDIDATES = ("auto", "finetune (10/class)", "target only (oracle)")
+
+
+def _choice_accuracy(c: dict[str, Any], key: str) -> float:
+    return c["accuracy"][c["choices"][key]]
+
+
+def criteria_lines(cells: list[dict[str, Any]]) -> list[str]:
+    """Each criterion's choice against the issue's targets, on the choosing and the confirming scenarios.
+
+    Per scenario: regret = mean accuracy of the scenario's best label-free method (best mean over the
+    seeds) - mean accuracy of the criterion's choices; gain = mean(choice) - mean(source only).
+    """
+    by: dict[str, list[dict[str, Any]]] = {}
+    for c in cells:
+        by.setdefault(c["scenario"], []).append(c)
+    keys = list(cells[0]["choices"])
+    lines = ["| criterion / loss / candidates | mean regret, choosing | mean regret, confirming | mean regret, all | "
+             "worst scenario: choice - source only | scenarios below source only - 0.01 |", "|---|---|---|---|---|---|"]
+    rows = []
+    for key in keys:
+        regret, gain = {}, {}
+        for name, cs in by.items():
+            methods = [m for m in cs[0]["accuracy"] if m not in NOT_CANDIDATES and not m.startswith("ADAPT")]
+            means = {m: float(np.mean([c["accuracy"][m] for c in cs if m in c["accuracy"]])) for m in methods}
+            choice = float(np.mean([_choice_accuracy(c, key) for c in cs]))
+            regret[name] = max(means.values()) - choice
+            gain[name] = choice - means["source_only"]
+        choosing = [regret[n] for n in regret if n in CHOOSING]
+        confirming = [regret[n] for n in regret if n not in CHOOSING]
+        worst = min(gain, key=gain.get)
+        below = [n for n in gain if gain[n] < -0.01]
+        rows.append((float(np.mean(choosing)) if choosing else float("nan"), key))
+        lines.append(f"| {key} | {np.mean(choosing) if choosing else float('nan'):.3f} | "
+                     f"{np.mean(confirming) if confirming else float('nan'):.3f} | {np.mean(list(regret.values())):.3f} | "
+                     f"{gain[worst]:+.3f} ({worst}) | {', '.join(below) or 'none'} |")
+    return lines
+
+
 def tables(summary: dict[str, Any]) -> list[str]:
     methods: list[str] = []
     for s in summary.values():
@@ -343,8 +382,6 @@ def main(argv: list[str]) -> int:
                   + " ".join(f"{v:.4f}" for v in r["all"]) + " |" for r in rows]
         print("\n".join(lines))
         if not args.no_results:
-            from _results import write_section
-
             title = "## Per-epoch time of the label-free trainers (bench_adapt.py uda --timing)"
             write_section(args.results, title, "\n".join([
                 title, "", f"- Command: `python benchmarks/bench_adapt.py uda {' '.join(argv)}`; scenario digits-blur, "
@@ -375,14 +412,21 @@ def main(argv: list[str]) -> int:
                     args.json.write_text(json.dumps({"fast": args.fast, "cells": cells}, indent=1))
     summary = summarize(cells)
     lines = tables(summary)
+    crit = criteria_lines(cells)
     print("\n".join(lines))
+    print("\n".join(crit))
     if not args.no_results:
         m = machine_info()
         section = "\n".join([
             "## Adapters without target labels, and the automatic choice (bench_adapt.py uda)", "",
             f"- Command: `python benchmarks/bench_adapt.py uda {' '.join(argv)}`; seeds {args.seeds}; "
             f"{m['nproc']} cores {m['cpu']}; peers {'run' if peers else 'not run'}.",
-            "", *lines, ""])
+            "", "Target-test accuracy, mean ± std over the seeds (rows: source only, each label-free candidate "
+            "with its defaults, `select_adapter`'s choice ('auto': dev criterion, cross-entropy, among the candidates "
+            "the diagnosis suits), FineTune with 10 target labels per class, target only; ADAPT peers from the "
+            "same source weights):", "", *lines, "",
+            f"Each criterion's choice from the same fits (choosing scenarios: {', '.join(CHOOSING)}; the others "
+            "confirm). Regret: best label-free method's mean - the choice's mean, per scenario:", "", *crit, ""])
         write_section(args.results, "## Adapters without target labels, and the automatic choice (bench_adapt.py uda)",
                       section)
     return 0
