@@ -332,3 +332,11 @@ def test_ensemble_criterion_scores_agreement_with_the_candidates_ensemble_on_the
     # Among source only alone the ensemble is source only itself: nothing to choose.
     assert sel.rescore(among=[]).chosen == SOURCE_ONLY
     assert sel.rescore(criterion="dev").criterion == "dev"  # the same fits, another criterion
+
+
+def test_ensemble_with_two_candidates_falls_back_to_dev_and_says_so(toys):
+    xs, ys, xv, yv, xt, _ = _domains(12)
+    sel = select_adapter(SOURCE_A, xs, ys, xt, x_source_val=xv, y_source_val=yv, seed=0, criterion="ensemble",
+                         candidates=["inject"])
+    assert sel.criterion == "dev" and "needs at least 3 fitted candidates" in sel.reason
+    assert sel.chosen == "inject"  # dev finds the better model here (see above)

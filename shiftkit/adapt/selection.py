@@ -72,6 +72,9 @@ CRITERIA = ("dev", "iwv", "source", "ensemble")
 LOSSES = ("cross_entropy", "error")
 #: Probabilities are clipped at this floor inside the cross-entropy (a confident mistake costs at most ~16 nats).
 PROB_FLOOR = 1e-7
+#: The least number of fitted candidates (source only included) for the "ensemble" criterion: with two,
+#: their mean probabilities side with whichever model is more confident, not with a majority.
+MIN_ENSEMBLE = 3
 #: Paired improvements below this (in the loss's units: nats, or a share of errors) are ties, and a
 #: tie goes to source only: a candidate must be better by more than noise *and* by more than nothing.
 TIE = 1e-3
@@ -184,9 +187,11 @@ class Selection:
         weights = self.weights
         if weights is None:
             weights = np.ones(len(next(iter(self.sample_losses.values()))))
+        crit, note = (crit, "") if labels else _effective_criterion(crit, names, self.sample_losses)
         scores = _score_all(names, self.sample_losses, weights, "source" if labels else crit,
                             LOSSES.index(loss), seconds, errors, self.target_probabilities)
         chosen, reason = _decide(scores, self.margin, None if labels else self.ess_fraction)
+        reason += note
         return dataclasses.replace(self, chosen=chosen, adapter=self.fitted.get(chosen), criterion=crit, loss=loss,
                                    scores=tuple(scores), reason=reason)
 
@@ -583,9 +588,11 @@ def select_adapter(
 
     # ---- scores, paired differences from source only
     w = np.ones(len(score_codes)) if weights is None else weights
+    crit, note = (crit, "") if labels else _effective_criterion(crit, names_in_order, losses)
     scores = _score_all(names_in_order, losses, w, "source" if labels else crit, LOSSES.index(loss), seconds, errors,
                         target_probs)
     chosen, reason = _decide(scores, margin, None if labels else ess_fraction)
+    reason += note
     adapter = fitted.get(chosen)
     if adapter is not None and labels:
         cand = chosen_from[names_in_order.index(chosen)]
@@ -611,6 +618,19 @@ def select_adapter(
         sample_losses=losses,
         weights=weights,
         target_probabilities=target_probs,
+    )
+
+
+def _effective_criterion(criterion: str, names: Sequence[str], losses: dict[str, np.ndarray]) -> tuple[str, str]:
+    """"ensemble" with fewer than `MIN_ENSEMBLE` fitted candidates falls back to "dev" (and says so)."""
+    if criterion != "ensemble":
+        return criterion, ""
+    n = sum(1 for name in names if name in losses)
+    if n >= MIN_ENSEMBLE:
+        return criterion, ""
+    return "dev", (
+        f" (The 'ensemble' criterion needs at least {MIN_ENSEMBLE} fitted candidates, source only included, for "
+        f"its pseudo-labels to be a majority vote; there were {n}, so 'dev' scored them.)"
     )
 
 
