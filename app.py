@@ -359,9 +359,10 @@ elif adaptation is not None:
         sel = adaptation.adapter.selection_
         st.markdown(f"**Automatic choice: {sel.chosen}** ({sel.criterion}, {sel.loss}). {sel.reason}")
         st.dataframe(scores, hide_index=True)
-        st.caption("Estimated target risk: the held-out source loss importance-weighted towards the target "
-                   "(lower is better); a candidate replaces source only only when it is better by more than "
-                   "its standard error.")
+        st.caption("Estimated target risk (lower is better): with the 'ensemble' criterion, the loss against the "
+                   "candidates' ensemble on the target; with 'dev'/'iwv', the held-out source loss weighted towards "
+                   "the target. A candidate replaces source only only when it is better by more than its standard "
+                   "error.")
     b, a = st.columns(2)
     b.image(cached.png(("null-before",) + adapt_key, lambda: plots.null_distributions(rep.before)),
             caption="before adaptation")

@@ -178,7 +178,8 @@ def test_guard_keeps_the_source_model_when_a_candidate_is_no_better(toys):
 def test_a_harmful_candidate_is_never_chosen(toys):
     xs, ys, xv, yv, xt, _ = _domains(2)
     bad = InjectAdapter(SOURCE_A, noise=5.0, use_b=False)
-    sel = select_adapter(SOURCE_A, xs, ys, xt, x_source_val=xv, y_source_val=yv, candidates=[bad, "inject"], seed=3)
+    sel = select_adapter(SOURCE_A, xs, ys, xt, x_source_val=xv, y_source_val=yv, candidates=[bad, "inject"], seed=3,
+                         criterion="dev")
     assert [s.name for s in sel.scores] == [SOURCE_ONLY, "inject", "inject_2"]  # repeated names get a suffix
     assert sel.chosen == "inject_2"
     assert sel.score_of("inject").diff_vs_source_only > 0  # the harmful one scores worse than doing nothing
@@ -309,7 +310,7 @@ def test_auto_adapter_bad_settings():
 
 def test_candidates_as_a_dict_name_their_scores(toys):
     xs, ys, xv, yv, xt, _ = _domains(2)
-    sel = select_adapter(SOURCE_A, xs, ys, xt, x_source_val=xv, y_source_val=yv, seed=3,
+    sel = select_adapter(SOURCE_A, xs, ys, xt, x_source_val=xv, y_source_val=yv, seed=3, criterion="dev",
                          candidates={"broken": InjectAdapter(SOURCE_A, noise=5.0, use_b=False), "better": "inject"})
     assert [s.name for s in sel.scores] == [SOURCE_ONLY, "broken", "better"] and sel.chosen == "better"
     assert set(sel.fitted) == {SOURCE_ONLY, "broken", "better"}

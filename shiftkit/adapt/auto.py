@@ -2,7 +2,8 @@
 
 `fit` runs `shiftkit.adapt.selection.select_adapter`: it diagnoses the shift, fits the candidate
 adapters that suit it (source only is always a candidate), scores them without target labels
-(importance-weighted held-out source loss with a control variate, "dev") or with the few target
+(agreement with the candidates' ensemble on the target, "ensemble"; or the importance-weighted
+held-out source loss, "dev"/"iwv") or with the few target
 labels when there are some, and keeps the best one unless it is not better than doing nothing by
 more than noise. The fitted `AutoAdapter` then predicts with the chosen adapter's model;
 `selection_` holds every candidate's score and standard error (the dashboard's table).
@@ -31,7 +32,7 @@ class AutoAdapter(Adapter):
     Args:
         source_model: a built, trained `keras.Model` (never modified).
         candidates: "auto" (the candidates that suit the diagnosed shift) or a list of adapter names.
-        criterion: label-free scoring criterion, "dev" (default), "iwv" or "source".
+        criterion: label-free scoring criterion, "ensemble" (default), "dev", "iwv" or "source".
         loss: "cross_entropy" (default) or "error".
         margin: standard errors by which a candidate must beat source only (default 1.0).
         n_splits: folds of the target labels, when there are some.
@@ -57,7 +58,7 @@ class AutoAdapter(Adapter):
         source_model: Any,
         *,
         candidates: Any = "auto",
-        criterion: str = "dev",
+        criterion: str = "ensemble",
         loss: str = "cross_entropy",
         margin: float = 1.0,
         n_splits: int = 3,
@@ -148,7 +149,7 @@ class AutoAdapter(Adapter):
         self.selection_dict_ = state.get("selection")
         self.adapter_ = None
         self.candidates = state.get("candidates", "auto")
-        self.criterion = state.get("criterion", "dev")
+        self.criterion = state.get("criterion", "ensemble")
         self.loss = state.get("loss", "cross_entropy")
         self.margin = float(state.get("margin", 1.0))
         self.n_splits = int(state.get("n_splits", 3))
