@@ -473,3 +473,17 @@ def test_downloads_hold_what_the_page_shows_the_diagnosis_included(monkeypatch):
     assert data["diagnosis"]["kinds"] and all(k in shown[0] for k in data["diagnosis"]["kinds"])
     assert data["shift_report"]["is_shift"] is True and data["feature_drift"]["tests"]
     assert data["subsampling"]["max_samples"] == dash.pipeline.MAX_SAMPLES
+
+
+def test_auto_adapter_in_the_app_shows_the_choice_and_its_scores():
+    """'auto' from the adapter list: the page names the choice, why, and shows one row per candidate."""
+    at = _app().run()
+    at.selectbox(key="adapter").set_value("auto").run()
+    at.button(key="run_adaptation").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    choice = [m.value for m in at.markdown if m.value.startswith("**Automatic choice:")]
+    assert len(choice) == 1
+    scores = [d.value for d in at.dataframe if "candidate" in d.value.columns]
+    assert len(scores) == 1 and scores[0]["candidate"].iloc[0] == "source_only"
+    assert int(scores[0]["chosen"].sum()) == 1
