@@ -290,7 +290,12 @@ def test_runs_under_mirrored_strategy_with_the_same_losses():
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         _, two = run(strategy, **kw)
         a, trained = run(strategy, epochs=2, batch_size=16)
-        print("JSON", json.dumps({"one": one, "two": two, "trained": trained}))
+        try:  # 2 samples per domain and step over 2 replicas: 1 each, no unbiased MMD^2
+            run(strategy, epochs=1, batch_size=2)
+            small_batch = "accepted"
+        except ValueError as exc:
+            small_batch = str(exc)
+        print("JSON", json.dumps({"one": one, "two": two, "trained": trained, "small_batch": small_batch}))
         print("REPLICAS", strategy.num_replicas_in_sync, type(a.model.trainable_weights[0].value).__name__)
         """
     )
@@ -301,6 +306,8 @@ def test_runs_under_mirrored_strategy_with_the_same_losses():
 
     logs = json.loads(done.stdout.split("JSON", 1)[1].splitlines()[0])
     one, two = logs["one"], logs["two"]
+    # Regression: 1 sample per domain per replica (no unbiased MMD^2 there) used to be accepted; now a clear error.
+    assert "at least 4 samples (2 per replica" in logs["small_batch"], logs["small_batch"]
     # the task loss is a mean over the whole batch, whatever the replica count
     assert two["task_loss"][0] == pytest.approx(one["task_loss"][0], rel=1e-4), (one, two)
     assert two["accuracy"][0] == pytest.approx(one["accuracy"][0])

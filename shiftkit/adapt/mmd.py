@@ -377,6 +377,14 @@ class MMDAdapter(Adapter):
                 )
         epochs = EPOCHS if epochs is None else check_positive_int(epochs, "epochs")
         batch_size = check_positive_int(batch_size, "batch_size", minimum=2)
+        replicas = self._strategy().num_replicas_in_sync
+        smallest = min(batch_size, len(xs), len(xt))
+        if smallest < 2 * replicas:  # each replica takes the MMD^2 of its own share of a batch
+            raise ValueError(
+                f"Under a {replicas}-replica strategy each domain's batch must hold at least {2 * replicas} "
+                f"samples (2 per replica, for an unbiased MMD^2); got {smallest} (batch_size={batch_size}, "
+                f"{len(xs)} source and {len(xt)} target samples). Pass a larger batch_size or more data."
+            )
         learning_rate = self.learning_rate if learning_rate is None else _check_learning_rate(learning_rate)
         seed = check_seed(seed)
         validation_data = self._validation(validation_data)
