@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-__all__ = ["alignment_trainer", "paired_dataset", "seed_new_head"]
+__all__ = ["alignment_trainer", "check_batch_per_replica", "paired_dataset", "seed_new_head"]
 
 
 def alignment_trainer(
@@ -215,3 +215,28 @@ def paired_dataset(
     source = batches((xs, ys), len(xs), bs_s, seed)
     target = batches(xt if yt is None else (xt, yt), len(xt), bs_t, None if seed is None else seed + 1)
     return tf.data.Dataset.zip((source, target)).prefetch(tf.data.AUTOTUNE), math.ceil(len(xs) / bs_s)
+
+
+def check_batch_per_replica(batch_size: int, n_source: int, n_target: int, *, per_replica: int,
+                            purpose: str = "") -> None:
+    """Raise a `ValueError` unless each domain's batch gives every replica `per_replica` samples.
+
+    Under a multi-replica `tf.distribute` strategy each replica takes its alignment term on its own
+    share of a batch (a covariance, an MMD^2 or a domain loss), so that share must not be empty or
+    smaller than the term needs. The batch of a domain is `min(batch_size, its size)`.
+
+    Args:
+        batch_size: samples per domain per step.
+        n_source, n_target: the domains' sizes.
+        per_replica: samples each replica needs per domain.
+        purpose: what they are needed for, for the message (e.g. "for a covariance").
+    """
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    smallest = min(batch_size, n_source, n_target)
+    if smallest < per_replica * replicas:
+        why = f", {purpose}" if purpose else ""
+        raise ValueError(
+            f"Under a {replicas}-replica strategy each domain's batch must hold at least {per_replica * replicas} "
+            f"samples ({per_replica} per replica{why}); got {smallest} (batch_size={batch_size}, {n_source} source "
+            f"and {n_target} target samples). Pass a larger batch_size or more data."
+        )

@@ -45,19 +45,19 @@ logged `loss`, `task_loss` and `coral` are per-replica means, the same figures a
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import keras
-import numpy as np
+import numpy as np  # noqa: F401 - coral_loss's docstring example uses it
 from keras import ops
 
-from shiftkit._keras import decision_threshold
 from shiftkit._validation import check_positive_int, check_real, check_seed
-from shiftkit.adapt.alignment import alignment_trainer, paired_dataset, seed_new_head
+from shiftkit.adapt.alignment import alignment_trainer, check_batch_per_replica, paired_dataset, seed_new_head
 from shiftkit.adapt.base import Adapter
 from shiftkit.adapt.registry import register_adapter
 from shiftkit.adapt.target_model import head_config
-from shiftkit.adapt.training import loss_for_head
+from shiftkit.adapt.training import accuracy_metric, head_targets, loss_for_head
 
 __all__ = ["CORALAdapter", "coral_loss", "alignment_trainer", "paired_dataset", "LEARNING_RATE", "EPOCHS"]
 
@@ -217,21 +217,11 @@ class CORALAdapter(Adapter):
         seed = check_seed(seed)
         validation_data = self._validation(validation_data)
         coral_weight = _check_coral_weight(self.coral_weight)
-        replicas = self._strategy().num_replicas_in_sync
-        smallest = min(batch_size, len(xs), len(xt))
-        if smallest < 2 * replicas:  # each replica takes the covariance of its own share of a batch
-            raise ValueError(
-                f"Under a {replicas}-replica strategy each domain's batch must hold at least {2 * replicas} "
-                f"samples (2 per replica, for a covariance); got {smallest} (batch_size={batch_size}, "
-                f"{len(xs)} source and {len(xt)} target samples). Pass a larger batch_size or more data."
-            )
+        check_batch_per_replica(batch_size, len(xs), len(xt), per_replica=2, purpose="for a covariance")
 
         n_out, activation = head_config(self.source_model)
         loss_fn, _ = loss_for_head(activation, n_out)
-        binary = n_out == 1
-
-        def as_target(labels: np.ndarray) -> np.ndarray:
-            return labels.reshape(-1, 1).astype("float32") if binary else labels.astype("int32")
+        as_target = partial(head_targets, n_outputs=n_out)
 
         if validation_data is not None:
             validation_data = (validation_data[0], as_target(validation_data[1]))
@@ -245,11 +235,7 @@ class CORALAdapter(Adapter):
         )
 
         with self._strategy().scope():
-            if binary:
-                threshold = decision_threshold(self.source_model)
-                accuracy = keras.metrics.BinaryAccuracy(name="accuracy", threshold=threshold)
-            else:
-                accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+            accuracy = accuracy_metric(self.source_model)
             trainer = alignment_trainer(
                 self.model_,
                 self.base_,

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import keras
@@ -57,13 +58,12 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from shiftkit._keras import decision_threshold
 from shiftkit._validation import check_positive_int, check_real, check_seed
-from shiftkit.adapt.alignment import alignment_trainer, paired_dataset, seed_new_head
+from shiftkit.adapt.alignment import alignment_trainer, check_batch_per_replica, paired_dataset, seed_new_head
 from shiftkit.adapt.base import Adapter
 from shiftkit.adapt.registry import register_adapter
 from shiftkit.adapt.target_model import head_config
-from shiftkit.adapt.training import loss_for_head
+from shiftkit.adapt.training import accuracy_metric, head_targets, loss_for_head
 
 __all__ = [
     "DANNAdapter",
@@ -445,21 +445,12 @@ class DANNAdapter(Adapter):
         validation_data = self._validation(validation_data)
         lambda_max = _check_lambda_max(self.lambda_max)
         units = _check_units(self.discriminator_units)
-        replicas = self._strategy().num_replicas_in_sync
-        smallest = min(batch_size, len(xs), len(xt))
-        if smallest < replicas:  # each replica needs source and target samples of its own
-            raise ValueError(
-                f"Under a {replicas}-replica strategy each domain's batch must hold at least {replicas} "
-                f"samples (1 per replica); got {smallest} (batch_size={batch_size}, {len(xs)} source and "
-                f"{len(xt)} target samples). Pass a larger batch_size or more data."
-            )
+        # each replica needs source and target samples of its own
+        check_batch_per_replica(batch_size, len(xs), len(xt), per_replica=1)
 
         n_out, activation = head_config(self.source_model)
         loss_fn, _ = loss_for_head(activation, n_out)
-        binary = n_out == 1
-
-        def as_target(labels: np.ndarray) -> np.ndarray:
-            return labels.reshape(-1, 1).astype("float32") if binary else labels.astype("int32")
+        as_target = partial(head_targets, n_outputs=n_out)
 
         if validation_data is not None:
             validation_data = (validation_data[0], as_target(validation_data[1]))
@@ -480,11 +471,7 @@ class DANNAdapter(Adapter):
                 seed=None if seed is None else seed + 7,
             )
             disc.build((None, feature_dim))
-            if binary:
-                threshold = decision_threshold(self.source_model)
-                accuracy = keras.metrics.BinaryAccuracy(name="accuracy", threshold=threshold)
-            else:
-                accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+            accuracy = accuracy_metric(self.source_model)
             trainer = alignment_trainer(
                 self.model_,
                 self.base_,

@@ -34,19 +34,19 @@ row's loss); the density ratio is estimated once, before training (`ratio_second
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from shiftkit._keras import decision_threshold
 from shiftkit._validation import check_option, check_positive_int, check_real, check_seed
 from shiftkit.adapt.alignment import seed_new_head
 from shiftkit.adapt.base import Adapter
 from shiftkit.adapt.registry import register_adapter
 from shiftkit.adapt.target_model import head_config
-from shiftkit.adapt.training import loss_for_head
+from shiftkit.adapt.training import accuracy_metric, head_targets, loss_for_head
 from shiftkit.shift.density_ratio import CLIP_QUANTILE, DensityRatioEstimator, _check_classifier
 
 __all__ = ["ImportanceWeightingAdapter", "LEARNING_RATE", "EPOCHS", "MIN_ESS_FRACTION", "SPACES"]
@@ -248,10 +248,7 @@ class ImportanceWeightingAdapter(Adapter):
 
         n_out, activation = head_config(self.source_model)
         loss_fn, _ = loss_for_head(activation, n_out)
-        binary = n_out == 1
-
-        def as_target(labels: np.ndarray) -> np.ndarray:
-            return labels.reshape(-1, 1).astype("float32") if binary else labels.astype("int32")
+        as_target = partial(head_targets, n_outputs=n_out)
 
         self._build()  # a copy of the source model (base in inference mode), head from the source's
         try:
@@ -274,11 +271,7 @@ class ImportanceWeightingAdapter(Adapter):
         if validation_data is not None:
             val = (validation_data[0], as_target(validation_data[1]))
         with self._strategy().scope():
-            if binary:
-                threshold = decision_threshold(self.source_model)
-                accuracy = keras.metrics.BinaryAccuracy(name="accuracy", threshold=threshold)
-            else:
-                accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+            accuracy = accuracy_metric(self.source_model)
             self.model_.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss_fn, metrics=[accuracy])
         self.history_ = self.model_.fit(
             dataset,

@@ -72,20 +72,21 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import keras
 import numpy as np
 from keras import ops
 
-from shiftkit._keras import decision_threshold, predict, to_probabilities
+from shiftkit._keras import predict, to_probabilities
 from shiftkit._validation import check_bandwidth, check_positive_int, check_real, check_seed
-from shiftkit.adapt.alignment import alignment_trainer, paired_dataset, seed_new_head
+from shiftkit.adapt.alignment import alignment_trainer, check_batch_per_replica, paired_dataset, seed_new_head
 from shiftkit.adapt.base import Adapter
 from shiftkit.adapt import registry as _registry
 from shiftkit.adapt.registry import register_adapter
 from shiftkit.adapt.target_model import head_config
-from shiftkit.adapt.training import loss_for_head
+from shiftkit.adapt.training import accuracy_metric, head_targets, loss_for_head
 from shiftkit.shift import kernels
 from shiftkit.shift.labels import estimate_target_priors, frozen_array
 
@@ -377,14 +378,7 @@ class MMDAdapter(Adapter):
                 )
         epochs = EPOCHS if epochs is None else check_positive_int(epochs, "epochs")
         batch_size = check_positive_int(batch_size, "batch_size", minimum=2)
-        replicas = self._strategy().num_replicas_in_sync
-        smallest = min(batch_size, len(xs), len(xt))
-        if smallest < 2 * replicas:  # each replica takes the MMD^2 of its own share of a batch
-            raise ValueError(
-                f"Under a {replicas}-replica strategy each domain's batch must hold at least {2 * replicas} "
-                f"samples (2 per replica, for an unbiased MMD^2); got {smallest} (batch_size={batch_size}, "
-                f"{len(xs)} source and {len(xt)} target samples). Pass a larger batch_size or more data."
-            )
+        check_batch_per_replica(batch_size, len(xs), len(xt), per_replica=2, purpose="for an unbiased MMD^2")
         learning_rate = self.learning_rate if learning_rate is None else _check_learning_rate(learning_rate)
         seed = check_seed(seed)
         validation_data = self._validation(validation_data)
@@ -427,10 +421,7 @@ class MMDAdapter(Adapter):
 
         n_out, activation = head_config(self.source_model)
         loss_fn, _ = loss_for_head(activation, n_out)
-        binary = n_out == 1
-
-        def as_target(labels: np.ndarray) -> np.ndarray:
-            return labels.reshape(-1, 1).astype("float32") if binary else labels.astype("int32")
+        as_target = partial(head_targets, n_outputs=n_out)
 
         if validation_data is not None:
             validation_data = (validation_data[0], as_target(validation_data[1]))
@@ -445,12 +436,7 @@ class MMDAdapter(Adapter):
         )
 
         with self._strategy().scope():
-            if binary:
-                accuracy = keras.metrics.BinaryAccuracy(
-                    name="accuracy", threshold=decision_threshold(self.source_model)
-                )
-            else:
-                accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+            accuracy = accuracy_metric(self.source_model)
             trainer = alignment_trainer(
                 self.model_,
                 self.base_,

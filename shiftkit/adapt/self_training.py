@@ -50,19 +50,20 @@ confirmed on other scenarios: `benchmarks/self_training_choice.md`.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import keras
 import numpy as np
 
-from shiftkit._keras import decision_threshold, predict, to_probabilities
+from shiftkit._keras import predict, to_probabilities
 from shiftkit._validation import check_positive_int, check_real, check_seed
-from shiftkit.adapt.alignment import alignment_trainer, paired_dataset, seed_new_head
+from shiftkit.adapt.alignment import alignment_trainer, check_batch_per_replica, paired_dataset, seed_new_head
 from shiftkit.adapt.base import Adapter
 from shiftkit.adapt.mmd import batch_mmd2
 from shiftkit.adapt.registry import register_adapter
 from shiftkit.adapt.target_model import head_config
-from shiftkit.adapt.training import loss_for_head
+from shiftkit.adapt.training import accuracy_metric, head_targets, loss_for_head
 
 __all__ = [
     "SelfTrainingAdapter",
@@ -309,22 +310,15 @@ class SelfTrainingAdapter(Adapter):
         fractions = fraction_schedule(rounds, self.start_fraction, self.end_fraction)
         mmd_weight = _check_mmd_weight(self.mmd_weight)
         replicas = self._strategy().num_replicas_in_sync
-        smallest = min(batch_size, len(xs), len(xt))
-        if mmd_weight > 0 and smallest < 2 * replicas:  # each replica takes the MMD^2 of its share of a batch
-            raise ValueError(
-                f"With mmd_weight > 0 under {replicas} replica(s) each domain's batch must hold at least "
-                f"{2 * replicas} samples (2 per replica, for the MMD^2); got {smallest} (batch_size={batch_size}, "
-                f"{len(xs)} source and {len(xt)} target samples). Pass a larger batch_size or more data."
-            )
+        if mmd_weight > 0:  # each replica takes the MMD^2 of its share of a batch
+            check_batch_per_replica(batch_size, len(xs), len(xt), per_replica=2,
+                                    purpose="for the MMD^2 of mmd_weight > 0")
 
         # Fewest target rows a round trains on: 2 (a batch), 2 per replica for the MMD^2.
         minimum = min(len(xt), 2 * replicas if mmd_weight > 0 else 2)
         n_out, activation = head_config(self.source_model)
         loss_fn, n_classes = loss_for_head(activation, n_out)
-        binary = n_out == 1
-
-        def as_target(labels: np.ndarray) -> np.ndarray:
-            return labels.reshape(-1, 1).astype("float32") if binary else labels.astype("int32")
+        as_target = partial(head_targets, n_outputs=n_out)
 
         if validation_data is not None:
             validation_data = (validation_data[0], as_target(validation_data[1]))
@@ -335,10 +329,7 @@ class SelfTrainingAdapter(Adapter):
         self.head_.trainable = True
 
         with self._strategy().scope():
-            if binary:
-                accuracy = keras.metrics.BinaryAccuracy(name="accuracy", threshold=decision_threshold(self.source_model))
-            else:
-                accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+            accuracy = accuracy_metric(self.source_model)
             trainer = alignment_trainer(
                 self.model_,
                 self.base_,

@@ -23,7 +23,8 @@ from shiftkit.adapt.target_model import head_config
 
 __all__ = [
     "MAX_EPOCHS", "VALIDATION_SPLIT", "PATIENCE", "FALLBACK_EPOCHS", "MONITOR", "MIN_DELTA", "REFIT",
-    "StagedTraining", "class_weights", "holdout_split", "loss_for_head", "one_se_gain",
+    "StagedTraining", "accuracy_metric", "class_weights", "head_targets", "holdout_split", "loss_for_head",
+    "one_se_gain",
 ]
 
 # The defaults of `fit(epochs=None)`, chosen in benchmarks/choose_adapter_defaults.py on scenarios
@@ -58,6 +59,22 @@ def loss_for_head(activation: str, n_outputs: int) -> tuple[Any, int]:
     if activation == "softmax":
         return keras.losses.SparseCategoricalCrossentropy(), n_outputs
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True), n_outputs
+
+
+def head_targets(labels: np.ndarray, n_outputs: int) -> np.ndarray:
+    """Class codes in the form a head's loss takes: a float32 column for one output unit, else int32 indices."""
+    return labels.reshape(-1, 1).astype("float32") if n_outputs == 1 else labels.astype("int32")
+
+
+def accuracy_metric(model: Any) -> Any:
+    """A fresh accuracy metric for `model`'s head (create it inside the strategy scope that trains).
+
+    One output unit: `BinaryAccuracy` at the model's decision threshold (0.5 on a probability, 0 on a
+    logit); several: `SparseCategoricalAccuracy`. Named "accuracy" either way.
+    """
+    if head_config(model)[0] == 1:
+        return keras.metrics.BinaryAccuracy(name="accuracy", threshold=decision_threshold(model))
+    return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
 
 
 def class_weights(y: np.ndarray, class_weight: Any, n_classes: int) -> dict[int, float] | None:
