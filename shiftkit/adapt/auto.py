@@ -148,8 +148,5 @@ class AutoAdapter(Adapter):
         self.chosen_ = state.get("chosen", SOURCE_ONLY)
         self.selection_dict_ = state.get("selection")
         self.adapter_ = None
-        self.candidates = state.get("candidates", "auto")
-        self.criterion = state.get("criterion", "ensemble")
-        self.loss = state.get("loss", "cross_entropy")
-        self.margin = float(state.get("margin", 1.0))
-        self.n_splits = int(state.get("n_splits", 3))
+        for name, default in self.default_config().items():  # the settings, defaults from the signature
+            setattr(self, name, state.get(name, default))

@@ -64,10 +64,13 @@ from typing import Any
 import numpy as np
 
 from shiftkit._json import dataclass_to_dict, jsonable
-from shiftkit._keras import predict, require_model, to_classes, to_probabilities
+from shiftkit._keras import n_classes, predict, require_model, to_classes, to_probabilities
 from shiftkit._validation import check_option, check_positive_int, check_real, check_seed, encode_labels
 from shiftkit.adapt.base import Adapter
-from shiftkit.adapt.registry import adapter_names, get_adapter
+from shiftkit.adapt.registry import adapter_names, fit_data, get_adapter
+from shiftkit.shift.density_ratio import DensityRatioEstimator
+from shiftkit.shift.diagnose import diagnose
+from shiftkit.shift.features import FeatureSpace, check_model_input
 
 __all__ = ["select_adapter", "Selection", "CandidateScore", "CRITERIA", "SOURCE_ONLY", "auto_candidates"]
 
@@ -267,11 +270,13 @@ def _probability_scores(probs: np.ndarray, codes: np.ndarray) -> np.ndarray:
 
 
 def _sample_scores(model: Any, outputs: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """Per-sample `[cross-entropy, 0-1 error]`, shape `(n, 2)`, of a model's outputs against class codes."""
-    probs = to_probabilities(model, outputs)
-    ce = -np.log(np.clip(probs[np.arange(len(codes)), codes], PROB_FLOOR, 1.0))
-    err = (to_classes(model, outputs) != codes).astype(np.float64)
-    return np.stack([ce, err], axis=1)
+    """Per-sample `[cross-entropy, 0-1 error]`, shape `(n, 2)`, of a model's outputs against class codes.
+
+    The error follows the model's own decision rule (`to_classes`: the threshold of a single unit).
+    """
+    scores = _probability_scores(to_probabilities(model, outputs), codes)
+    scores[:, 1] = to_classes(model, outputs) != codes
+    return scores
 
 
 # ----------------------------------------------------------------------------------- candidates
@@ -378,8 +383,6 @@ def _fit(
     target_unlabeled: np.ndarray,
     fit_kwargs: dict[str, Any],
 ) -> Adapter:
-    from shiftkit.adapt.registry import fit_data
-
     data = fit_data(
         type(adapter),
         source_train=source_train,
@@ -467,9 +470,6 @@ def select_adapter(
         >>> adapted = sel.adapter.model if sel.adapter is not None else model  # doctest: +SKIP
     """
 
-    from shiftkit.shift.density_ratio import DensityRatioEstimator
-    from shiftkit.shift.features import FeatureSpace, check_model_input
-
     source_model = require_model(source_model, "source_model")
     criterion = check_option(criterion, "criterion", CRITERIA)
     loss = check_option(loss, "loss", LOSSES)
@@ -490,8 +490,6 @@ def select_adapter(
         raise ValueError("Pass both x_target_labeled and y_target_labeled, or neither.")
     xv = None if x_source_val is None else check_model_input(source_model, x_source_val, "x_source_val")
     xl = None if x_target_labeled is None else check_model_input(source_model, x_target_labeled, "x_target_labeled")
-    from shiftkit._keras import n_classes
-
     n_out = n_classes(source_model)
     _, (cs, cv, cl) = encode_labels(
         y_source, y_source_val, y_target_labeled, names=["y_source", "y_source_val", "y_target_labeled"],
@@ -517,8 +515,6 @@ def select_adapter(
     kinds: tuple[str, ...] = ()
     if isinstance(candidates, str) and candidates == "auto":
         if diagnosis is None:
-            from shiftkit.shift.diagnose import diagnose
-
             diagnosis = diagnose(xv, xt, yv_raw, model=source_model, seed=seed, second_opinion=False)
         kinds = tuple(diagnosis.kinds)
         names, notes = auto_candidates(kinds, has_target_labels=labels, source_model=source_model)
