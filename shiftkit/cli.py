@@ -31,6 +31,7 @@ they are read or decompressed (`--max-gib`, default 2 GiB or `SHIFTKIT_MAX_GIB`)
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import traceback
@@ -39,9 +40,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from shiftkit import check
+from shiftkit._json import jsonable
+from shiftkit._validation import check_real
 from shiftkit._version import __version__
+from shiftkit.adapt import adapter_names, fit_data, get_adapter
 from shiftkit.analysis import analyze
 from shiftkit.dashboard.pipeline import train_default_model
+from shiftkit.data import source_holdout
 from shiftkit.datasets import SCENARIOS, load_scenario
 from shiftkit.files import (
     bytes_from_gib,
@@ -149,8 +154,6 @@ def build_parser() -> argparse.ArgumentParser:
     data_options(rep)
     rep.add_argument("--alpha", type=float, default=0.05, help="level of the tests (default: %(default)s)")
     rep.add_argument("--html", metavar="PATH", help="write a self-contained HTML report")
-
-    from shiftkit.adapt import adapter_names
 
     adapt = command(
         "adapt", "adapt a model to the target with any registered adapter, or choose one ('auto')",
@@ -385,14 +388,6 @@ def _run_report(args: argparse.Namespace) -> int:
 
 
 def _run_adapt(args: argparse.Namespace) -> int:
-    import inspect
-
-    from sklearn.model_selection import train_test_split
-
-    from shiftkit._json import jsonable
-    from shiftkit._validation import check_real
-    from shiftkit.adapt import fit_data, get_adapter
-
     if not str(args.out).endswith(".keras"):
         raise ValueError(f"--out {args.out}: the adapted model is written in the Keras format; end the name with .keras.")
     val_size = check_real(args.val_size, "--val-size", low=0, high=1, low_open=True, high_open=True, example=0.2)
@@ -401,10 +396,7 @@ def _run_adapt(args: argparse.Namespace) -> int:
     if d.y_source is None:
         raise ValueError("--source has no labels: adapting needs labelled source data (--label-column for a CSV, "
                          "`y` in an NPZ).")
-    rows = np.arange(len(d.y_source))
-    counts = np.bincount(d.y_source)
-    stratify = d.y_source if counts[counts > 0].min() >= 2 else None
-    fit_rows, val_rows = train_test_split(rows, test_size=val_size, random_state=args.seed, stratify=stratify)
+    fit_rows, val_rows = source_holdout(d.y_source, len(d.y_source), args.seed, val_size)
     cls = get_adapter(args.adapter)
     target_labeled = None if d.y_target is None else (d.x_target, d.y_target)
     data = fit_data(cls, source_train=(d.x_source[fit_rows], d.y_source[fit_rows]),
@@ -413,7 +405,7 @@ def _run_adapt(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {"verbose": 0, "seed": args.seed}
     if args.epochs is not None:
         options["epochs"] = args.epochs
-    if "progress" in inspect.signature(cls.fit).parameters:
+    if cls.reports_progress():
         options["progress"] = lambda i, n, name: _progress(f"candidate {i + 1} of {n}: {name}")
     _progress(f"fitting {cls.__name__}")
     adapter = cls(model).fit(**data, **options)
@@ -433,8 +425,6 @@ def _run_adapt(args: argparse.Namespace) -> int:
     if selection is not None:
         summary.append(str(selection))
     summary.append(str(report))
-    import json
-
     _write_outputs(args, json.dumps(jsonable(result), indent=1, allow_nan=False), "\n".join(summary), None)
     return EXIT_OK
 

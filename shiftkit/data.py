@@ -38,6 +38,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+from sklearn.model_selection import train_test_split
 
 from shiftkit._validation import (
     check_array,
@@ -46,7 +47,7 @@ from shiftkit._validation import (
     check_seed,
 )
 
-__all__ = ["SPLIT_NAMES", "DomainSplits", "split_domains", "subsample_rows"]
+__all__ = ["SPLIT_NAMES", "DomainSplits", "source_holdout", "split_domains", "subsample_rows"]
 
 #: The names of the five splits, in the order they are reported.
 SPLIT_NAMES: tuple[str, ...] = ("source_train", "source_val", "target_labeled", "target_unlabeled", "target_test")
@@ -160,6 +161,23 @@ class DomainSplits:
     def __repr__(self) -> str:
         sizes = ", ".join(f"{k}={v}" for k, v in self.sizes().items())
         return f"DomainSplits({sizes}, n_classes={self.n_classes}, seed={self.seed})"
+
+
+def source_holdout(y_source: np.ndarray | None, n: int, seed: int | None, holdout: float) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of `n` source rows into a training part and a held-out part, `(fit_rows, held_out_rows)`.
+
+    Stratified by class (`y_source`, class codes) when every class has at least two samples, else
+    plain random; `holdout` is the held-out share (scikit-learn's `train_test_split`). Both index
+    arrays are sorted. The dashboard and `shiftkit adapt` hold out the source this way.
+    """
+    idx = np.arange(n)
+    stratify = None
+    if y_source is not None:
+        counts = np.bincount(y_source)
+        if counts[counts > 0].min() >= 2:
+            stratify = y_source
+    fit_idx, eval_idx = train_test_split(idx, test_size=holdout, random_state=seed, stratify=stratify)
+    return np.sort(fit_idx), np.sort(eval_idx)
 
 
 def subsample_rows(n: int, max_samples: int | None, seed: int | None) -> np.ndarray:

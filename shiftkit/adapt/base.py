@@ -194,6 +194,11 @@ class Adapter:
         return True
 
     @classmethod
+    def reports_progress(cls) -> bool:
+        """Whether `fit` takes a `progress(i, n, name)` callback (the automatic choice does, per candidate)."""
+        return "progress" in inspect.signature(cls.fit).parameters
+
+    @classmethod
     def default_config(cls) -> dict[str, Any]:
         """Every setting of the constructor (`source_model` aside) with its default, in signature order.
 

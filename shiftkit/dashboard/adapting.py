@@ -13,7 +13,6 @@ whose required data the page's domains lack is named unavailable, with the reaso
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from typing import Any
 
 import keras
@@ -312,7 +311,7 @@ def run_adaptation(
     options: dict[str, Any] = {"verbose": 0, "seed": seed}
     if config.epochs is not None:
         options["epochs"] = config.epochs
-    if progress is not None and "progress" in inspect.signature(cls.fit).parameters:
+    if progress is not None and cls.reports_progress():
         options["progress"] = progress
     keras.utils.set_random_seed(seed)
     try:

@@ -17,11 +17,10 @@ import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
-from sklearn.model_selection import train_test_split
 
 from shiftkit.analysis import Analysis, analyze
 from shiftkit.dashboard.errors import DashboardError
-from shiftkit.data import subsample_rows
+from shiftkit.data import source_holdout, subsample_rows
 from shiftkit.files import TABLE_EXTENSIONS, Domains, model_n_classes
 from shiftkit.files.common import extension
 from shiftkit.html_report import class_display_names, evidence_found
@@ -79,17 +78,10 @@ def source_split(y_source: np.ndarray | None, n: int, seed: int, holdout: float 
     """Seeded split of the source into a training part (for the model) and a held-out part.
 
     The held-out part is the "source" of every shift report when the dashboard trains the model:
-    measuring on the model's own training data would make it look overconfident. Stratified by
-    class when every class has at least two samples.
+    measuring on the model's own training data would make it look overconfident. The library's
+    `shiftkit.data.source_holdout` with the dashboard's share (`_HOLDOUT`).
     """
-    idx = np.arange(n)
-    stratify = None
-    if y_source is not None:
-        counts = np.bincount(y_source)
-        if counts[counts > 0].min() >= 2:
-            stratify = y_source
-    fit_idx, eval_idx = train_test_split(idx, test_size=holdout, random_state=seed, stratify=stratify)
-    return np.sort(fit_idx), np.sort(eval_idx)
+    return source_holdout(y_source, n, seed, holdout)
 
 
 def _standardizer(x: np.ndarray) -> Any:
