@@ -1,0 +1,555 @@
+"""Target accuracy estimated without target labels, with an interval.
+
+A model's accuracy on held-out *source* data says little about the target once the domains differ.
+`AccuracyEstimator` turns what is measurable without target labels (the model's probabilities on
+held-out labelled source rows and on unlabelled target rows; optionally density-ratio weights of the
+source rows) into an estimate of the target accuracy of the model's own predictions (argmax).
+
+Estimators (each is exact under its assumption and in expectation; none is under every shift):
+
+- ``"source"``: the held-out source accuracy (the naive estimate; right when there is no shift).
+- ``"atc"``: Average Thresholded Confidence (Garg et al. 2022), with the negative-entropy score of
+  temperature-scaled probabilities by default: a threshold `t` is set on the source so that the share
+  of source rows scoring above `t` equals the source accuracy; the estimate is the share of target rows
+  above `t`. Needs no assumption that can be checked; known to be too high where the model stays
+  confidently wrong (corrupted images, another device).
+- ``"doc"``: difference of confidences (Guillory et al. 2021): source accuracy minus the drop of the mean
+  top-class confidence from source to target.
+- ``"label_shift"``: expected accuracy under label shift (`q(x|y) = p(x|y)`): `sum_k q_k * recall_k`,
+  the per-class recalls measured on the source and the target class proportions `q` estimated by EM
+  after bias-corrected temperature scaling (`estimate_target_priors`).
+- ``"importance"``: source accuracy with each held-out source row weighted by the density ratio
+  `p_target(x) / p_source(x)` (covariate shift; label shift too, as it also changes `p(x)`). The
+  weights come from `DensityRatioEstimator` fitted on the source hold-out and the target.
+
+`method="auto"` picks the estimator whose assumption matches the diagnosed kind of shift (`kinds`, e.g.
+`Diagnosis.kinds`): no shift -> "source"; label shift alone -> "label_shift"; covariate shift (with or
+without label shift) -> "importance" when weights are given and keep an effective sample size of at
+least `min_ess_fraction` of the rows, else "atc"; kinds unknown (None) or concept shift -> "atc".
+
+The interval has two parts, because sampling error alone is not what makes these estimates wrong:
+1. a percentile bootstrap of the chosen estimator (source rows and target rows resampled, every fitted
+   piece - threshold, recalls, priors, source accuracy - refitted per resample; the density-ratio
+   weights are held fixed);
+2. extended to cover the point estimates of the *other* estimators whose assumption the diagnosed kind
+   does not rule out (`plausible`): the disagreement of estimators that are each right under an
+   assumption the data cannot tell apart is model uncertainty, and an interval without it covers the
+   truth far less often than its nominal level. With a confident diagnosis (e.g. label shift alone)
+   fewer estimators are plausible and the interval is tighter.
+
+Example:
+    >>> est = AccuracyEstimator(seed=0).fit(p_val, y_val)  # doctest: +SKIP
+    >>> est.estimate(p_target, kinds=("label",)).accuracy  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from shiftkit._json import dataclass_to_dict
+from shiftkit._validation import (
+    check_array,
+    check_option,
+    check_positive_int,
+    check_probabilities,
+    check_real,
+    check_seed,
+    encode_labels,
+)
+from shiftkit.shift.density_ratio import effective_sample_size
+from shiftkit.shift.labels.priors import apply_bcts, fit_bcts
+
+__all__ = [
+    "ACCURACY_METHODS",
+    "AccuracyEstimate",
+    "AccuracyEstimator",
+    "estimate_accuracy",
+]
+
+#: Estimators of `AccuracyEstimator` ("auto" picks one of them from the kinds of shift).
+ACCURACY_METHODS = ("source", "atc", "doc", "label_shift", "importance")
+_SCORES = ("negative_entropy", "max_confidence")
+#: Kinds of shift `kinds` may name (those of `Diagnosis.kinds`; "imbalance" is not a shift).
+_KINDS = ("covariate", "label", "concept", "imbalance")
+_ASSUMPTIONS = {
+    "source": "no shift: the source accuracy carries over",
+    "atc": "the model's confidence ranks its target errors as it ranks its source errors "
+    "(no checkable assumption; too high where the model stays confidently wrong)",
+    "doc": "the drop in mean confidence equals the drop in accuracy (no checkable assumption)",
+    "label_shift": "label shift: class proportions change, each class's inputs do not (q(x|y) = p(x|y))",
+    "importance": "covariate shift with overlapping support: p(y|x) unchanged, every target input "
+    "has source inputs like it (the weights' effective sample size says how well)",
+}
+# Estimators consistent (or not ruled out) under each diagnosed situation: the interval covers their
+# point estimates. "unknown": no diagnosis given.
+_PLAUSIBLE = {
+    "none": ("source", "atc", "doc", "label_shift", "importance"),
+    "label": ("label_shift", "importance"),
+    "covariate": ("importance", "atc", "doc"),
+    "covariate+label": ("importance", "atc", "doc", "label_shift"),
+    "concept": ("atc", "doc"),
+    "unknown": ("atc", "doc", "label_shift", "importance"),
+}
+# EM of the bootstrap: warm-started at the point estimate, so few iterations suffice.
+_EM_TOL = 1e-6
+_EM_MAX_ITER = 500
+# Rows x resamples x classes held at once by the label-shift bootstrap (float64).
+_BOOTSTRAP_BUDGET = 4_000_000
+
+
+@dataclass(frozen=True)
+class AccuracyEstimate:
+    """Estimated target accuracy of a model's predictions, without target labels.
+
+    Attributes:
+        accuracy: the chosen estimator's point estimate.
+        lower, upper: the interval (bootstrap of the chosen estimator, extended to the plausible
+            estimators' point estimates; see the module docstring).
+        method: the chosen estimator.
+        situation: what the estimate assumed about the shift ("none", "label", "covariate",
+            "covariate+label", "concept" or "unknown").
+        assumption: the chosen estimator's assumption, in words.
+        confidence: the bootstrap interval's nominal level.
+        sampling_lower, sampling_upper: the bootstrap interval alone.
+        estimates: every estimator's point estimate that could be computed (method -> accuracy).
+        plausible: the estimators whose point estimates the interval covers.
+        source_accuracy: the held-out source accuracy (for comparison: the naive estimate).
+        n_source, n_target: rows used.
+        effective_sample_size: of the importance weights (None without weights).
+        reason: why this estimator was chosen.
+    """
+
+    accuracy: float
+    lower: float
+    upper: float
+    method: str
+    situation: str
+    assumption: str
+    confidence: float
+    sampling_lower: float
+    sampling_upper: float
+    estimates: dict[str, float] = field(default_factory=dict)
+    plausible: tuple[str, ...] = ()
+    source_accuracy: float = float("nan")
+    n_source: int = 0
+    n_target: int = 0
+    effective_sample_size: float | None = None
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclass_to_dict(self)
+
+    def __str__(self) -> str:
+        return (
+            f"estimated target accuracy {self.accuracy:.3f} [{self.lower:.3f}, {self.upper:.3f}] "
+            f"({self.method}; source accuracy {self.source_accuracy:.3f})"
+        )
+
+
+# ------------------------------------------------------------------------------------ pieces
+def _fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Temperature `T` minimising the NLL of `softmax(log(p) / T)` on labelled rows (bounded search)."""
+    logp = np.log(np.clip(probs, 1e-12, 1.0))
+    rows = np.arange(labels.size)
+
+    def nll(log_t: float) -> float:
+        s = logp / math.exp(log_t)
+        s = s - s.max(axis=1, keepdims=True)
+        return float(np.mean(np.log(np.exp(s).sum(axis=1)) - s[rows, labels]))
+
+    res = minimize_scalar(nll, bounds=(math.log(0.05), math.log(20.0)), method="bounded")
+    return float(math.exp(res.x))
+
+
+def _scale(probs: np.ndarray, temperature: float) -> np.ndarray:
+    s = np.log(np.clip(probs, 1e-12, 1.0)) / temperature
+    s = s - s.max(axis=1, keepdims=True)
+    e = np.exp(s)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _score(probs: np.ndarray, kind: str) -> np.ndarray:
+    if kind == "max_confidence":
+        return probs.max(axis=1)
+    p = np.clip(probs, 1e-12, 1.0)
+    return np.sum(p * np.log(p), axis=1)  # negative entropy: higher = more confident
+
+
+def _atc_threshold(scores: np.ndarray, accuracy: float) -> float:
+    """Threshold `t` with `mean(scores > t) ~= accuracy` (the (1 - accuracy) quantile)."""
+    return float(np.quantile(scores, 1.0 - accuracy))
+
+
+def _row_quantiles(sorted_rows: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Quantile `q[i]` of each sorted row `i` (numpy's default "linear" interpolation), vectorised."""
+    pos = q * (sorted_rows.shape[1] - 1)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, sorted_rows.shape[1] - 1)
+    rows = np.arange(sorted_rows.shape[0])
+    return sorted_rows[rows, lo] + (pos - lo) * (sorted_rows[rows, hi] - sorted_rows[rows, lo])
+
+
+def _em_batch(probs: np.ndarray, weights: np.ndarray, source_priors: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Saerens EM for several weighted copies of the target at once.
+
+    Args:
+        probs: calibrated target probabilities `(m, k)`.
+        weights: `(b, m)` row weights of each copy (bootstrap counts), each row summing to `m`.
+        source_priors: `(k,)`.
+        start: `(k,)` warm start.
+
+    Returns:
+        `(b, k)` target priors.
+    """
+    b = weights.shape[0]
+    q = np.tile(start, (b, 1))
+    total = weights.sum(axis=1, keepdims=True)
+    for _ in range(_EM_MAX_ITER):
+        adjusted = probs[None, :, :] * (q / source_priors)[:, None, :]
+        adjusted /= np.maximum(adjusted.sum(axis=2, keepdims=True), np.finfo(float).tiny)
+        q_new = np.einsum("bm,bmk->bk", weights, adjusted) / total
+        q_new /= q_new.sum(axis=1, keepdims=True)
+        delta = float(np.max(np.abs(q_new - q)))
+        q = q_new
+        if delta < _EM_TOL:
+            break
+    return q
+
+
+def _situation(kinds: Sequence[str] | None) -> str:
+    if kinds is None:
+        return "unknown"
+    found = set(kinds) - {"imbalance"}
+    if "concept" in found:
+        return "concept"
+    if found == {"label"}:
+        return "label"
+    if found == {"covariate"}:
+        return "covariate"
+    if found == {"covariate", "label"}:
+        return "covariate+label"
+    return "none"
+
+
+def _check_kinds(kinds: Any) -> tuple[str, ...] | None:
+    if kinds is None:
+        return None
+    if isinstance(kinds, str):
+        kinds = (kinds,) if kinds else ()
+    try:
+        values = tuple(kinds)
+    except TypeError:
+        raise TypeError(
+            f"kinds must be a sequence of kinds of shift (e.g. Diagnosis.kinds, ('covariate',)) or None; got {kinds!r}."
+        ) from None
+    bad = [k for k in values if not isinstance(k, str) or k not in _KINDS]
+    if bad:
+        raise ValueError(f"kinds holds unknown kind(s) {bad}; use kinds from {list(_KINDS)} (or None: unknown).")
+    return values
+
+
+# ------------------------------------------------------------------------------------ estimator
+class AccuracyEstimator:
+    """Estimate a classifier's target accuracy from its probabilities, without target labels.
+
+    scikit-learn style: configure in `__init__`, `fit` on the model's probabilities for held-out
+    labelled source rows (never its training rows: it is overconfident there), then `estimate` on
+    target probabilities, as often as needed (a monitor calls it once per window).
+
+    Args:
+        method: "auto" (default: chosen from `kinds` at `estimate`) or one of `ACCURACY_METHODS`.
+        score: ATC's confidence score, "negative_entropy" (default, ATC-NE) or "max_confidence".
+        calibrate: temperature-scale the probabilities on the source hold-out before ATC and DoC
+            (default True; the model's predictions are not changed).
+        confidence: nominal level of the bootstrap interval (default 0.95).
+        n_bootstrap: bootstrap resamples (default 200).
+        min_ess_fraction: "auto" uses importance weights only when their effective sample size is at
+            least this share of the source rows (default 0.1, as `ImportanceWeightingAdapter`).
+        seed: seed of the bootstrap.
+
+    Attributes (after `fit`):
+        source_accuracy_: held-out source accuracy.
+        recalls_: per-class source recall, `(k,)`.
+        source_priors_: source class proportions of the hold-out, `(k,)`.
+        temperature_: the fitted temperature (1.0 when `calibrate=False`).
+        threshold_: ATC's threshold on the source scores.
+        n_classes_: number of classes `k`.
+
+    Example:
+        >>> est = AccuracyEstimator(seed=0).fit(p_val, y_val)  # doctest: +SKIP
+        >>> print(est.estimate(p_target, kinds=diagnosis.kinds))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        method: str = "auto",
+        *,
+        score: str = "negative_entropy",
+        calibrate: bool = True,
+        confidence: float = 0.95,
+        n_bootstrap: int = 200,
+        min_ess_fraction: float = 0.1,
+        seed: int | None = None,
+    ) -> None:
+        self.method = method
+        self.score = score
+        self.calibrate = calibrate
+        self.confidence = confidence
+        self.n_bootstrap = n_bootstrap
+        self.min_ess_fraction = min_ess_fraction
+        self.seed = seed
+
+    # -------------------------------------------------------------------------------- fit
+    def _check_settings(self) -> None:
+        check_option(self.method, "method", ("auto",) + ACCURACY_METHODS)
+        check_option(self.score, "score", _SCORES)
+        if not isinstance(self.calibrate, (bool, np.bool_)):
+            raise TypeError(f"calibrate must be True or False; got {self.calibrate!r}.")
+        check_real(self.confidence, "confidence", low=0, high=1, low_open=True, high_open=True, example=0.95)
+        check_positive_int(self.n_bootstrap, "n_bootstrap", minimum=10)
+        check_real(self.min_ess_fraction, "min_ess_fraction", low=0, high=1, example=0.1)
+        check_seed(self.seed)
+
+    def fit(self, source_probs: Any, source_labels: Any) -> AccuracyEstimator:
+        """Learn how the model behaves on held-out labelled source rows.
+
+        Args:
+            source_probs: the model's probabilities on held-out source rows, `(n, k)` (a sigmoid's
+                `(n,)` or `(n, 1)` is read as P(class 1)).
+            source_labels: their labels: 0..k-1 (column indices) or k distinct values in column
+                order, or one-hot.
+
+        Returns:
+            self.
+
+        Raises:
+            ValueError / TypeError: bad settings, probabilities or labels (see
+                `check_probabilities`, `encode_labels`); labels and rows of different lengths; a
+                class without held-out rows (its recall is unknown).
+        """
+        self._check_settings()
+        probs = check_probabilities(source_probs, "source_probs", min_samples=2)
+        k = probs.shape[1]
+        _, (labels,) = encode_labels(source_labels, names=["source_labels"], n_outputs=k)
+        if labels.size != probs.shape[0]:
+            raise ValueError(
+                f"source_labels has {labels.size} labels but source_probs has {probs.shape[0]} rows: pass one "
+                "label per held-out source row."
+            )
+        counts = np.bincount(labels, minlength=k)
+        if np.any(counts == 0):
+            raise ValueError(
+                f"source_labels has no row of class(es) {np.flatnonzero(counts == 0).tolist()}: every class needs "
+                "held-out source rows (its recall is unknown otherwise). Hold out a stratified source split."
+            )
+        self.n_classes_ = k
+        self.labels_ = labels
+        self.probs_ = probs
+        self.correct_ = (probs.argmax(axis=1) == labels).astype(np.float64)
+        self.source_accuracy_ = float(self.correct_.mean())
+        self.source_priors_ = counts / counts.sum()
+        self.recalls_ = np.bincount(labels, weights=self.correct_, minlength=k) / counts
+        self.temperature_ = _fit_temperature(probs, labels) if self.calibrate else 1.0
+        self.confidence_ = _scale(probs, self.temperature_).max(axis=1)
+        self.scores_ = _score(_scale(probs, self.temperature_), self.score)
+        self.threshold_ = _atc_threshold(self.scores_, self.source_accuracy_)
+        self.bcts_ = fit_bcts(probs, labels)
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "threshold_"):
+            raise RuntimeError("This AccuracyEstimator is not fitted yet: call fit(source_probs, source_labels) first.")
+
+    # -------------------------------------------------------------------------------- estimates
+    def _label_shift_priors(self, target_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        calibrated = apply_bcts(target_probs, *self.bcts_)
+        q = _em_batch(calibrated, np.ones((1, len(calibrated))), self.source_priors_, self.source_priors_)[0]
+        return q, calibrated
+
+    def _point_estimates(
+        self, target_probs: np.ndarray, weights: np.ndarray | None
+    ) -> tuple[dict[str, float], dict[str, Any]]:
+        t_scaled = _scale(target_probs, self.temperature_)
+        q, calibrated = self._label_shift_priors(target_probs)
+        est = {
+            "source": self.source_accuracy_,
+            "atc": float(np.mean(_score(t_scaled, self.score) > self.threshold_)),
+            "doc": float(self.source_accuracy_ - (self.confidence_.mean() - t_scaled.max(axis=1).mean())),
+            "label_shift": float(q @ self.recalls_),
+        }
+        if weights is not None:
+            est["importance"] = float(np.sum(weights * self.correct_) / np.sum(weights))
+        est = {k: float(np.clip(v, 0.0, 1.0)) for k, v in est.items()}
+        return est, {"target_scores": _score(t_scaled, self.score), "target_conf": t_scaled.max(axis=1),
+                     "calibrated": calibrated, "priors": q}
+
+    def _bootstrap(
+        self, method: str, extras: dict[str, Any], weights: np.ndarray | None, rng: np.random.Generator
+    ) -> np.ndarray:
+        """`n_bootstrap` resampled values of `method`'s estimate (source and target rows resampled)."""
+        b_total, n = int(self.n_bootstrap), self.correct_.size
+        out = np.empty(b_total)
+        m = extras["target_scores"].size
+        sorted_target = np.sort(extras["target_scores"])
+        per = max(1, min(b_total, _BOOTSTRAP_BUDGET // max(n, m * self.n_classes_)))
+        for start in range(0, b_total, per):
+            b = min(per, b_total - start)
+            idx = rng.integers(0, n, size=(b, n))
+            correct = self.correct_[idx]
+            acc = correct.mean(axis=1)
+            if method == "source":
+                out[start:start + b] = acc
+            elif method == "importance":
+                w = weights[idx]
+                out[start:start + b] = np.sum(w * correct, axis=1) / np.sum(w, axis=1)
+            elif method == "atc":
+                thresholds = _row_quantiles(np.sort(self.scores_[idx], axis=1), 1.0 - acc)
+                # Target rows resampled: the count above a fixed threshold is Binomial(m, share).
+                share = (m - np.searchsorted(sorted_target, thresholds, side="right")) / m
+                out[start:start + b] = rng.binomial(m, share) / m
+            elif method == "doc":
+                conf_s = self.confidence_[idx].mean(axis=1)
+                t_idx = rng.integers(0, m, size=(b, m))
+                conf_t = extras["target_conf"][t_idx].mean(axis=1)
+                out[start:start + b] = acc - (conf_s - conf_t)
+            else:  # label_shift: recalls and source priors from the source resample, EM per target resample
+                labels = self.labels_[idx]
+                k = self.n_classes_
+                counts = np.stack([np.bincount(labels[i], minlength=k) for i in range(b)]).astype(float)
+                hits = np.stack([np.bincount(labels[i], weights=correct[i], minlength=k) for i in range(b)])
+                recalls = np.where(counts > 0, hits / np.maximum(counts, 1), self.recalls_)
+                t_weights = rng.multinomial(m, np.full(m, 1.0 / m), size=b).astype(float)
+                q = _em_batch(extras["calibrated"], t_weights, self.source_priors_, extras["priors"])
+                out[start:start + b] = np.sum(q * recalls, axis=1)
+        return np.clip(out, 0.0, 1.0)
+
+    def _choose(self, situation: str, weights: np.ndarray | None, ess: float | None) -> tuple[str, str]:
+        if self.method != "auto":
+            return self.method, f"method={self.method!r} was asked for"
+        usable = weights is not None and ess is not None and ess >= self.min_ess_fraction * weights.size
+        if situation == "none":
+            return "source", "no shift was diagnosed: the held-out source accuracy carries over"
+        if situation == "label":
+            return "label_shift", "label shift alone was diagnosed: expected accuracy under the estimated target priors"
+        if situation in ("covariate", "covariate+label"):
+            if usable:
+                return "importance", f"{situation} shift: source accuracy weighted by the density ratio (ESS {ess:.0f})"
+            why = "no importance weights were given" if weights is None else (
+                f"the importance weights' effective sample size ({ess:.0f} of {weights.size}) is below "
+                f"min_ess_fraction={self.min_ess_fraction:g} of the rows")
+            return "atc", f"{situation} shift, but {why}: average thresholded confidence"
+        if situation == "concept":
+            return "atc", ("concept shift (p(y|x) changed): no label-free estimate is consistent; average "
+                           "thresholded confidence, with the interval over the confidence-based estimators")
+        return "atc", "the kind of shift is unknown (no kinds given): average thresholded confidence"
+
+    def estimate(
+        self,
+        target_probs: Any,
+        *,
+        kinds: Sequence[str] | None = None,
+        source_weights: Any = None,
+    ) -> AccuracyEstimate:
+        """Estimate the model's accuracy on the target rows whose probabilities are given.
+
+        Args:
+            target_probs: the same model's probabilities on unlabelled target rows, `(m, k)`.
+            kinds: the kinds of shift found (e.g. `diagnose(...).kinds`; () = no shift found); None:
+                unknown. Decides `method="auto"` and which estimators the interval covers.
+            source_weights: density-ratio weights `p_target(x) / p_source(x)` of the held-out source
+                rows, in `fit`'s order (e.g. `DensityRatioEstimator().fit(x_val, x_target).weights(x_val)`);
+                needed by "importance".
+
+        Returns:
+            An `AccuracyEstimate`.
+
+        Raises:
+            RuntimeError: not fitted.
+            ValueError / TypeError: bad probabilities (another number of classes), unknown kinds,
+                weights that are negative, non-finite, all zero, or of the wrong length;
+                `method="importance"` without weights.
+        """
+        self._check_fitted()
+        self._check_settings()
+        probs = check_probabilities(target_probs, "target_probs", n_classes=self.n_classes_)
+        kinds = _check_kinds(kinds)
+        weights = None
+        ess = None
+        if source_weights is not None:
+            weights = check_array(source_weights, "source_weights", dtype=np.float64).reshape(-1)
+            if weights.size != self.correct_.size:
+                raise ValueError(
+                    f"source_weights has {weights.size} values but fit saw {self.correct_.size} held-out source rows: "
+                    "pass one weight per held-out source row, in fit's order."
+                )
+            if np.any(weights < 0) or not np.any(weights > 0):
+                raise ValueError("source_weights must be >= 0 and not all zero (density ratios of the source rows).")
+            ess = effective_sample_size(weights)
+        if self.method == "importance" and weights is None:
+            raise ValueError(
+                "method='importance' needs source_weights: pass the density-ratio weights of the held-out source rows "
+                "(DensityRatioEstimator().fit(x_source_val, x_target).weights(x_source_val))."
+            )
+        situation = _situation(kinds)
+        method, reason = self._choose(situation, weights, ess)
+        estimates, extras = self._point_estimates(probs, weights)
+        rng = np.random.default_rng(self.seed)
+        boot = self._bootstrap(method, extras, weights, rng)
+        tail = (1.0 - float(self.confidence)) / 2.0
+        s_lo, s_hi = (float(v) for v in np.quantile(boot, [tail, 1.0 - tail]))
+        plausible = tuple(m for m in _PLAUSIBLE[situation] if m in estimates and m != method)
+        if situation == "covariate" or situation == "covariate+label":
+            if weights is not None and method != "importance":  # weights too few to trust: not plausible
+                plausible = tuple(m for m in plausible if m != "importance")
+        values = [estimates[method], s_lo, s_hi] + [estimates[m] for m in plausible]
+        return AccuracyEstimate(
+            accuracy=estimates[method],
+            lower=float(min(values)),
+            upper=float(max(values)),
+            method=method,
+            situation=situation,
+            assumption=_ASSUMPTIONS[method],
+            confidence=float(self.confidence),
+            sampling_lower=s_lo,
+            sampling_upper=s_hi,
+            estimates=estimates,
+            plausible=plausible,
+            source_accuracy=self.source_accuracy_,
+            n_source=int(self.correct_.size),
+            n_target=int(len(probs)),
+            effective_sample_size=None if ess is None else float(ess),
+            reason=reason,
+        )
+
+
+def estimate_accuracy(
+    source_probs: Any,
+    source_labels: Any,
+    target_probs: Any,
+    *,
+    kinds: Sequence[str] | None = None,
+    source_weights: Any = None,
+    method: str = "auto",
+    confidence: float = 0.95,
+    n_bootstrap: int = 200,
+    seed: int | None = None,
+) -> AccuracyEstimate:
+    """One-call form of `AccuracyEstimator(...).fit(source_probs, source_labels).estimate(target_probs, ...)`.
+
+    Example:
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> y = rng.integers(0, 2, 400)
+        >>> p1 = np.clip(0.5 + (2 * y - 1) * rng.uniform(0.1, 0.5, 400), 0, 1)
+        >>> est = estimate_accuracy(p1, y, p1, kinds=(), seed=0)
+        >>> est.method, round(est.accuracy, 3)
+        ('source', 1.0)
+    """
+    return AccuracyEstimator(
+        method, confidence=confidence, n_bootstrap=n_bootstrap, seed=seed
+    ).fit(source_probs, source_labels).estimate(target_probs, kinds=kinds, source_weights=source_weights)

@@ -1,0 +1,194 @@
+"""Target accuracy without target labels (shiftkit.shift.accuracy), tested against known truths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from shiftkit.shift.accuracy import AccuracyEstimator, estimate_accuracy
+
+MEANS = np.array([[0.0, 0.0], [1.5, 0.0], [0.0, 4.0]])  # classes 0 and 1 overlap, 2 is easy
+
+
+def _posterior(x: np.ndarray, priors: np.ndarray) -> np.ndarray:
+    """Bayes posterior of the three Gaussian classes (unit covariance) under `priors`."""
+    logit = -0.5 * ((x[:, None, :] - MEANS[None]) ** 2).sum(axis=2) + np.log(priors)
+    logit -= logit.max(axis=1, keepdims=True)
+    p = np.exp(logit)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def _draw(rng: np.random.Generator, n: int, priors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y = rng.choice(3, size=n, p=priors)
+    return MEANS[y] + rng.normal(size=(n, 2)), y
+
+
+SOURCE_PRIORS = np.full(3, 1 / 3)
+
+
+def _label_shift_draw(seed: int, target_priors=(0.48, 0.48, 0.04), n_val=600, n_target=3000):
+    rng = np.random.default_rng(seed)
+    xs, ys = _draw(rng, n_val, SOURCE_PRIORS)
+    xt, yt = _draw(rng, n_target, np.asarray(target_priors))
+    ps, pt = _posterior(xs, SOURCE_PRIORS), _posterior(xt, SOURCE_PRIORS)  # the source model
+    return ps, ys, pt, float(np.mean(pt.argmax(axis=1) == yt))
+
+
+@pytest.mark.slow
+def test_label_shift_estimate_is_close_and_its_interval_covers():
+    """Under label shift the label-shift estimator tracks the true target accuracy (20 seeded draws).
+
+    The target holds mostly the two overlapping classes: accuracy drops by about 0.07 from the source.
+    """
+    errors, covered, naive = [], 0, []
+    for seed in range(20):
+        ps, ys, pt, truth = _label_shift_draw(seed)
+        est = AccuracyEstimator(n_bootstrap=100, seed=seed).fit(ps, ys).estimate(pt, kinds=("label",))
+        assert est.method == "label_shift" and est.situation == "label"
+        errors.append(abs(est.accuracy - truth))
+        naive.append(abs(est.source_accuracy - truth))
+        covered += est.lower <= truth <= est.upper
+    assert np.mean(errors) < 0.4 * np.mean(naive), (np.mean(errors), np.mean(naive))
+    assert covered >= 17, covered  # nominal 0.95 plus the plausible estimators: >= 85% of 20
+
+
+def _covariate_draw(seed: int, n_val=800, n_target=2000, shift=1.0):
+    """1-D covariate shift: x ~ N(0, 1) -> N(shift, 1), p(y=1|x) = sigmoid(3 x), model thresholds at 0.5."""
+    rng = np.random.default_rng(seed)
+
+    def sample(n, mu):
+        x = rng.normal(mu, 1.0, n)
+        y = (rng.uniform(size=n) < 1 / (1 + np.exp(-3 * x))).astype(int)
+        p1 = 1 / (1 + np.exp(-2.0 * (x - 0.5)))  # a miscalibrated, mis-thresholded model
+        return x, y, np.stack([1 - p1, p1], axis=1)
+
+    xs, ys, ps = sample(n_val, 0.0)
+    xt, yt, pt = sample(n_target, shift)
+    weights = norm.pdf(xs, shift, 1) / norm.pdf(xs, 0, 1)  # the exact density ratio
+    return ps, ys, pt, weights, float(np.mean(pt.argmax(axis=1) == yt))
+
+
+def test_importance_estimate_under_covariate_shift():
+    errors, naive, covered = [], [], 0
+    for seed in range(20):
+        ps, ys, pt, w, truth = _covariate_draw(seed)
+        est = AccuracyEstimator(n_bootstrap=100, seed=seed).fit(ps, ys).estimate(
+            pt, kinds=("covariate",), source_weights=w
+        )
+        assert est.method == "importance" and est.effective_sample_size is not None
+        errors.append(abs(est.accuracy - truth))
+        naive.append(abs(est.source_accuracy - truth))
+        covered += est.lower <= truth <= est.upper
+    assert np.mean(errors) < 0.4 * np.mean(naive), (np.mean(errors), np.mean(naive))
+    assert covered >= 17, covered
+
+
+def test_auto_falls_back_to_atc_when_the_weights_collapse():
+    ps, ys, pt, _, _ = _covariate_draw(0)
+    w = np.zeros(len(ys))
+    w[:5] = 1.0  # ESS 5 of 800
+    est = AccuracyEstimator(seed=0).fit(ps, ys).estimate(pt, kinds=("covariate",), source_weights=w)
+    assert est.method == "atc" and "effective sample size" in est.reason
+    assert "importance" not in est.plausible
+
+
+def test_atc_matches_a_direct_computation_and_is_exact_without_shift():
+    ps, ys, pt, _ = _label_shift_draw(3, target_priors=(1 / 3, 1 / 3, 1 / 3))
+    est = AccuracyEstimator("atc", calibrate=False, score="max_confidence", seed=0).fit(ps, ys)
+    acc = np.mean(ps.argmax(1) == ys)
+    t = np.quantile(ps.max(1), 1 - acc)
+    assert est.threshold_ == pytest.approx(t)
+    assert np.mean(ps.max(1) > t) == pytest.approx(acc, abs=2 / len(ys))  # the definition of the threshold
+    res = est.estimate(pt)
+    assert res.estimates["atc"] == pytest.approx(np.mean(pt.max(1) > t))
+    # no shift: every estimator is near the truth
+    truth = None
+    rng = np.random.default_rng(3)
+    xt, yt = _draw(rng, 20000, SOURCE_PRIORS)
+    truth = np.mean(_posterior(xt, SOURCE_PRIORS).argmax(1) == yt)
+    for name in ("source", "atc", "doc", "label_shift"):
+        assert res.estimates[name] == pytest.approx(truth, abs=0.05), name
+
+
+@pytest.mark.slow
+def test_source_interval_is_calibrated_over_seeded_nulls():
+    """No shift, method 'source': the bootstrap interval of the hold-out accuracy covers the truth ~95%."""
+    truth_rng = np.random.default_rng(999)
+    xt, yt = _draw(truth_rng, 200_000, SOURCE_PRIORS)
+    truth = np.mean(_posterior(xt, SOURCE_PRIORS).argmax(1) == yt)
+    covered = 0
+    trials = 100
+    for seed in range(trials):
+        rng = np.random.default_rng(seed)
+        xs, ys = _draw(rng, 300, SOURCE_PRIORS)
+        ps = _posterior(xs, SOURCE_PRIORS)
+        est = AccuracyEstimator("source", n_bootstrap=200, seed=seed).fit(ps, ys).estimate(ps[:50])
+        covered += est.sampling_lower <= truth <= est.sampling_upper
+    # nominal 0.95; percentile bootstrap of a proportion at n=300: within 3 s.e. of 0.95
+    assert covered >= trials * (0.95 - 3 * np.sqrt(0.95 * 0.05 / trials)), covered
+
+
+def test_situations_and_choices():
+    ps, ys, pt, w, _ = _covariate_draw(1)
+    est = AccuracyEstimator(seed=0).fit(ps, ys)
+    assert est.estimate(pt, kinds=()).method == "source"
+    assert est.estimate(pt, kinds=("imbalance",)).situation == "none"
+    assert est.estimate(pt).method == "atc" and est.estimate(pt).situation == "unknown"
+    assert est.estimate(pt, kinds=("covariate",)).method == "atc"  # no weights
+    both = est.estimate(pt, kinds=("covariate", "label"), source_weights=w)
+    assert both.method == "importance" and both.situation == "covariate+label"
+    concept = est.estimate(pt, kinds=("covariate", "concept"))
+    assert concept.situation == "concept" and set(concept.plausible) <= {"doc"}
+    d = both.to_dict()
+    assert d["method"] == "importance" and isinstance(d["estimates"], dict)
+    assert "estimated target accuracy" in str(both)
+    # reproducible
+    a = AccuracyEstimator(seed=5).fit(ps, ys).estimate(pt, kinds=("label",))
+    b = AccuracyEstimator(seed=5).fit(ps, ys).estimate(pt, kinds=("label",))
+    assert a == b
+
+
+def test_binary_sigmoid_column_and_string_labels():
+    ps, ys, pt, _, _ = _covariate_draw(2)
+    names = np.array(["neg", "pos"])[ys]
+    one = estimate_accuracy(ps[:, 1], names, pt[:, 1:], kinds=(), seed=0)
+    two = estimate_accuracy(ps, ys, pt, kinds=(), seed=0)
+    assert one.accuracy == pytest.approx(two.accuracy)
+
+
+def test_row_quantiles_match_numpy():
+    from shiftkit.shift.accuracy import _row_quantiles
+
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.normal(size=(7, 33)), axis=1)
+    q = rng.uniform(size=7)
+    assert np.allclose(_row_quantiles(rows, q), [np.quantile(r, qi) for r, qi in zip(rows, q)])
+
+
+def test_bad_input():
+    ps, ys, pt, w, _ = _label_shift_draw(0, n_val=60, n_target=40)[:3] + (None, None)
+    est = AccuracyEstimator(seed=0)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        est.estimate(pt)
+    with pytest.raises(ValueError, match="one label per"):
+        AccuracyEstimator().fit(ps, ys[:-1])
+    with pytest.raises(ValueError, match="no row of class"):
+        AccuracyEstimator().fit(ps[ys != 2], np.where(ys[ys != 2] == 1, 1, 0))
+    with pytest.raises(ValueError, match="Unknown method"):
+        AccuracyEstimator("magic").fit(ps, ys)
+    with pytest.raises(ValueError, match="confidence"):
+        AccuracyEstimator(confidence=1.5).fit(ps, ys)
+    fitted = AccuracyEstimator(seed=0).fit(ps, ys)
+    with pytest.raises(ValueError, match="columns"):
+        fitted.estimate(pt[:, :2] / pt[:, :2].sum(1, keepdims=True))
+    with pytest.raises(ValueError, match="unknown kind"):
+        fitted.estimate(pt, kinds=("covariat",))
+    with pytest.raises(ValueError, match="one weight per"):
+        fitted.estimate(pt, source_weights=np.ones(3))
+    with pytest.raises(ValueError, match=">= 0"):
+        fitted.estimate(pt, source_weights=-np.ones(len(ys)))
+    with pytest.raises(ValueError, match="NaN|finite"):
+        fitted.estimate(np.full_like(pt, np.nan))
+    with pytest.raises(ValueError, match="needs source_weights"):
+        AccuracyEstimator("importance").fit(ps, ys).estimate(pt)
