@@ -39,6 +39,9 @@ __all__ = [
     "median_bandwidth",
     "data_scale",
     "gaussian_kernel_block",
+    "squared_distance_block",
+    "kernel_from_sqdist",
+    "median_from_sqdist",
     "mmd2_from_kernels",
     "mmd2_tensor",
     "linear_mmd2_terms",
@@ -118,6 +121,92 @@ def data_scale(*arrays: np.ndarray) -> float:
     return math.ldexp(1.0, exponent - 1)
 
 
+def squared_distance_block(
+    rows: np.ndarray,
+    cols: Sequence[np.ndarray],
+    rows_sqnorm: np.ndarray,
+    cols_sqnorm: Sequence[np.ndarray],
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Squared Euclidean distances from `rows` to the rows of `concat(cols)`, in numpy, in place.
+
+    Args:
+        rows: float64 array `(r, d)`.
+        cols: float64 arrays `(n_i, d)`; the block's columns are their rows, in order (never
+            concatenated or copied).
+        rows_sqnorm: `(r,)` squared norms of `rows`.
+        cols_sqnorm: `(n_i,)` squared norms of each part of `cols`.
+        out: optional float64 buffer with at least `r` rows and `sum(n_i)` columns, reused.
+
+    Returns:
+        The `(r, sum(n_i))` block, clipped at 0 against round-off (a view of `out` when given).
+    """
+    r = len(rows)
+    n_cols = sum(len(c) for c in cols)
+    buf = np.empty((r, n_cols)) if out is None else out[:r, :n_cols]
+    offset = 0
+    for part, sq in zip(cols, cols_sqnorm):
+        view = buf[:, offset : offset + len(part)]
+        np.matmul(rows, part.T, out=view)
+        view *= -2.0
+        view += sq[None, :]
+        offset += len(part)
+    buf += rows_sqnorm[:, None]
+    np.maximum(buf, 0.0, out=buf)
+    return buf
+
+
+#: Kernels of the measuring path (`kernel_from_sqdist`): name -> k(distance^2; bandwidth).
+KERNELS = ("gaussian", "laplace")
+
+
+def kernel_from_sqdist(
+    d2: np.ndarray,
+    bandwidth: np.ndarray,
+    kind: str = "gaussian",
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Kernel values from squared distances, summed over one or more bandwidths (numpy).
+
+    "gaussian": `exp(-d2 / (2 h^2))` (the kernel of `gaussian_kernel`); "laplace": the exponential
+    (Laplace) kernel of the Euclidean distance, `exp(-sqrt(d2) / h)`. Both are characteristic and
+    equal 1 at distance 0.
+
+    Args:
+        d2: float64 squared distances (any shape).
+        bandwidth: 1-D array of positive bandwidths (kernels summed).
+        kind: "gaussian" or "laplace".
+        out: optional float64 buffer of `d2`'s shape; may be `d2` itself (computed in place, when
+            a single bandwidth is given).
+
+    Returns:
+        The kernel values (`out` when given).
+    """
+    bw = np.asarray(bandwidth, dtype=np.float64).reshape(-1)
+    if out is None:
+        out = np.empty_like(d2)
+    # A bandwidth far off the data's scale gives inf / NaN here; callers check their statistic.
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        if kind == "laplace":
+            src = np.sqrt(d2, out=out)
+            coefficients = -1.0 / bw
+        else:
+            src = d2
+            coefficients = -1.0 / (2.0 * bw**2)
+        if bw.size == 1:
+            np.multiply(src, coefficients[0], out=out)
+            return np.exp(out, out=out)
+        if src is out or out is d2:  # keep the distances while the kernels are summed
+            src = src.copy()
+        np.multiply(src, coefficients[0], out=out)
+        np.exp(out, out=out)
+        term = np.empty_like(src)
+        for c in coefficients[1:]:
+            np.multiply(src, c, out=term)
+            out += np.exp(term, out=term)
+    return out
+
+
 def gaussian_kernel_block(
     rows: np.ndarray,
     cols: Sequence[np.ndarray],
@@ -133,7 +222,7 @@ def gaussian_kernel_block(
     round-off), written so that a block costs only its own memory: the columns are given as
     parts (source, target) that are never concatenated or copied, their squared norms are
     computed once by the caller, and the block is built in one `(r, N)` buffer (two more with
-    several bandwidths).
+    several bandwidths). `squared_distance_block` followed by `kernel_from_sqdist`.
 
     Args:
         rows: float64 array `(r, d)`.
@@ -146,32 +235,55 @@ def gaussian_kernel_block(
     Returns:
         The `(r, sum(n_i))` kernel block (a view of `out` when given).
     """
-    r = len(rows)
-    n_cols = sum(len(c) for c in cols)
-    buf = np.empty((r, n_cols)) if out is None else out[:r, :n_cols]
-    offset = 0
-    for part, sq in zip(cols, cols_sqnorm):
-        view = buf[:, offset : offset + len(part)]
-        np.matmul(rows, part.T, out=view)
-        view *= -2.0
-        view += sq[None, :]
-        offset += len(part)
-    buf += rows_sqnorm[:, None]
-    np.maximum(buf, 0.0, out=buf)  # squared distances, clipped against round-off
-    bw = np.asarray(bandwidth, dtype=np.float64).reshape(-1)
-    # A bandwidth far off the data's scale gives inf / NaN here; callers check their statistic.
-    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
-        coefficients = -1.0 / (2.0 * bw**2)
-        if bw.size == 1:
-            buf *= coefficients[0]
-            return np.exp(buf, out=buf)
-        total = np.exp(buf * coefficients[0])
-        term = np.empty_like(buf)
-        for c in coefficients[1:]:
-            np.multiply(buf, c, out=term)
-            total += np.exp(term, out=term)
-    buf[...] = total
-    return buf
+    buf = squared_distance_block(rows, cols, rows_sqnorm, cols_sqnorm, out=out)
+    return kernel_from_sqdist(buf, bandwidth, "gaussian", out=buf)
+
+
+def median_from_sqdist(
+    d2: np.ndarray, *, max_samples: int = 2000, seed: int | None = 0, quantiles: Sequence[float] = ()
+) -> tuple[float, tuple[float, ...]]:
+    """`median_heuristic` read off a full pooled squared-distance matrix (no second distance pass).
+
+    The same definition and the same seeded subsample as `median_heuristic(x, y,
+    max_samples=max_samples, seed=seed)` on the pooled sample whose `(N, N)` squared distances are
+    `d2`: the median Euclidean distance over the pairs i < j of the subsample (all N points when
+    N <= max_samples); the mean positive distance when that median is 0; 1.0 when all coincide.
+    Equal to `median_heuristic` up to floating-point round-off of the distances.
+
+    Args:
+        d2: `(N, N)` symmetric squared distances of the pooled sample.
+        max_samples: the most points used (seeded uniform subsample above it).
+        seed: seed of the subsample.
+        quantiles: further quantiles (in [0, 1]) of the same pairwise distances to return.
+
+    Returns:
+        `(median, (quantile values...))`, in the units of the distances.
+    """
+    total = len(d2)
+    if total > max_samples:
+        idx = np.random.default_rng(seed).choice(total, size=max_samples, replace=False)
+        idx.sort()
+    else:
+        idx = np.arange(total)
+    big_m = len(idx)
+    if big_m < 2:
+        return 1.0, tuple(1.0 for _ in quantiles)
+    dist2 = np.empty(big_m * (big_m - 1) // 2)
+    filled = 0
+    full = big_m == total
+    for r in range(big_m - 1):
+        seg = d2[r, r + 1 :] if full else d2[idx[r], idx[r + 1 :]]
+        dist2[filled : filled + len(seg)] = seg
+        filled += len(seg)
+    lo, hi = (dist2.size - 1) // 2, dist2.size // 2
+    qpos = [min(dist2.size - 1, max(0, int(round(q * (dist2.size - 1))))) for q in quantiles]
+    dist2.partition(sorted({lo, hi, *qpos}))
+    med = 0.5 * (math.sqrt(dist2[lo]) + math.sqrt(dist2[hi]))
+    extra = tuple(math.sqrt(dist2[p]) for p in qpos)
+    if med > 0:
+        return med, extra
+    positive = dist2[dist2 > 0]
+    return (float(np.sqrt(positive).mean()) if positive.size else 1.0), extra
 
 
 def _as_2d(a: Any) -> np.ndarray:

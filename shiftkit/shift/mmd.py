@@ -63,6 +63,9 @@ __all__ = [
     "permutations_for",
     "critical_value",
     "normalized_mmd2",
+    "mmd_agg_test",
+    "MMDAggregate",
+    "DEFAULT_AGG_FACTORS",
 ]
 
 #: Default working-memory budget (bytes) of `mmd2` and `mmd_test`: 1 GiB.
@@ -353,6 +356,49 @@ def normalized_mmd2(
 
 
 @dataclasses.dataclass(frozen=True)
+class MMDAggregate:
+    """The per-kernel evidence of an aggregated MMD test (`mmd_agg_test`).
+
+    Attributes:
+        kernels: the kernel of each candidate ("gaussian" or "laplace").
+        bandwidths: the bandwidth of each candidate (data units).
+        factors: each bandwidth as a multiple of the median heuristic (None where given absolutely).
+        statistics: the unbiased MMD^2 of the observed split under each kernel.
+        p_values: each kernel's own (uncorrected) permutation p-value,
+            (1 + #{null_k >= statistic_k}) / (1 + n_permutations).
+        min_p_value: the smallest of `p_values`: the aggregated test's statistic.
+        selected: the index of the kernel with the smallest p-value (on ties, the one whose
+            statistic is the most null standard deviations out).
+        adjusted_level: the multiplicity-corrected per-kernel level at `alpha`: the test rejects iff
+            `min_p_value < adjusted_level` (the (k + 1)-th smallest permuted minimum p-value, with
+            k = floor(alpha (1 + n_permutations)) - 1; 0 when the test cannot reject).
+        null_min_p: the minimum p-value of each permutation (each permuted split's p-values ranked
+            among all 1 + n_permutations splits), the permutation null of `min_p_value`.
+    """
+
+    kernels: tuple[str, ...]
+    bandwidths: tuple[float, ...]
+    factors: tuple[float, ...] | None
+    statistics: tuple[float, ...]
+    p_values: tuple[float, ...]
+    min_p_value: float
+    selected: int
+    adjusted_level: float
+    null_min_p: np.ndarray = dataclasses.field(repr=False, compare=False)
+
+    def to_dict(self, *, include_null: bool = False) -> dict[str, Any]:
+        """Plain JSON-ready dict (`null_min_p` only with `include_null=True`)."""
+        out = dataclass_to_dict(self, exclude=("null_min_p",))
+        if include_null:
+            out["null_min_p"] = jsonable(self.null_min_p)
+        out["correction"] = (
+            "min-p over kernels calibrated on the same permutations (exact level; "
+            "reject iff min_p_value < adjusted_level)"
+        )
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
 class MMDTestResult:
     """Outcome of an MMD two-sample test. Direction: a larger statistic / smaller p-value means shift.
 
@@ -377,6 +423,11 @@ class MMDTestResult:
         z_score: (statistic - mean(null)) / std(null): how many null standard deviations out.
         space: "input" or "feature" (or a user label).
         computation: how the kernel was computed (full matrix or row blocks) and the memory used.
+        aggregate: for an aggregated test (`mmd_agg_test`, `bandwidth="agg"`) the per-kernel
+            statistics and p-values (`MMDAggregate`); None for a single kernel. Then `p_value` is
+            the multiplicity-corrected p-value, and `statistic`, `bandwidth`, `null`, `threshold`,
+            `normalized` and `z_score` are those of the kernel with the smallest p-value (still
+            `statistic > threshold` <=> `is_shift`).
     """
 
     statistic: float
@@ -394,6 +445,7 @@ class MMDTestResult:
     z_score: float
     space: str = "input"
     computation: str = ""
+    aggregate: MMDAggregate | None = dataclasses.field(default=None, compare=False)
 
     def at_level(self, level: float) -> "MMDTestResult":
         """The same test decided at another level (for a multiple-testing correction).
@@ -408,6 +460,14 @@ class MMDTestResult:
             A new `MMDTestResult`.
         """
         level = check_alpha(level, "level")
+        if self.aggregate is not None:
+            adjusted, threshold = _aggregate_threshold(
+                self.aggregate.null_min_p, self.null, self.n_permutations, level
+            )
+            aggregate = dataclasses.replace(self.aggregate, adjusted_level=adjusted)
+            return dataclasses.replace(
+                self, alpha=level, threshold=threshold, is_shift=bool(self.p_value <= level), aggregate=aggregate
+            )
         if self.method == "permutation":
             threshold = critical_value(self.null, level)
         elif math.isfinite(self.z_score) and self.z_score != 0:
@@ -421,9 +481,11 @@ class MMDTestResult:
 
     def to_dict(self, *, include_null: bool = True) -> dict[str, Any]:
         """Plain JSON-ready dict (`null` as a list unless `include_null=False`)."""
-        out = dataclass_to_dict(self, exclude=("null",))
+        out = dataclass_to_dict(self, exclude=("null", "aggregate"))
         if include_null:
             out["null"] = jsonable(self.null)
+        if self.aggregate is not None:
+            out["aggregate"] = self.aggregate.to_dict(include_null=include_null)
         out["direction"] = "p_value: lower means shift; statistic: higher means shift"
         return out
 
@@ -440,77 +502,166 @@ def _split_statistics(
     return mean_xx + mean_yy - 2.0 * akb / (n * m), mean_xx, mean_yy
 
 
-def _indicator_batch(n: int, big_n: int, count: int, first: int, rng: np.random.Generator) -> np.ndarray:
-    """Indicator matrix (N, count): column j marks the n points assigned to x by one permutation.
+def _draw_splits(n: int, big_n: int, first: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Indicator rows (count, N), row j = split `first + j`: 1.0 at the n points assigned to x.
 
-    Column 0 of the first batch is the observed split (the first n points). Filled column by column,
-    so no (count, N) array of permutation indices is ever held.
+    Split 0 is the observed one (the first n points); every other split takes the first n entries of
+    one `rng.permutation(N)` (the same stream as before the batched rewrite, so p-values for a given
+    seed are unchanged). The only per-permutation Python step is that draw; the rows are filled in
+    one scatter.
     """
-    a = np.zeros((big_n, count), dtype=np.float64)
+    idx = np.empty((count, n), dtype=np.intp)
     for j in range(count):
-        rows = np.arange(n) if first + j == 0 else rng.permutation(big_n)[:n]
-        a[rows, j] = 1.0
-    return a
+        idx[j] = np.arange(n) if first + j == 0 else rng.permutation(big_n)[:n]
+    at = np.zeros((count, big_n))
+    np.put_along_axis(at, idx, 1.0, axis=1)
+    return at
 
 
-def _permutation_test(
-    z: _Pooled, n: int, bw: np.ndarray, n_permutations: int, seed: int | None, budget: int
-) -> tuple[float, np.ndarray, float, str]:
+def _n_buffers(specs: Sequence[tuple[str, np.ndarray]]) -> int:
+    """(N, N)-sized (or (rows, N)-sized) buffers the kernel evaluation holds: distances in place
+    (one kernel, one bandwidth); distances + kernel (several kernels); + a term (summed bandwidths)."""
+    if len(specs) == 1 and specs[0][1].size == 1:
+        return 1
+    return 2 if all(b.size == 1 for _, b in specs) else 3
+
+
+def _permutation_statistics(
+    z: _Pooled,
+    n: int,
+    specs: Sequence[tuple[str, np.ndarray]],
+    n_permutations: int,
+    seed: int | None,
+    budget: int,
+    *,
+    median_seed: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, np.ndarray]], str]:
+    """Unbiased MMD^2 of the observed split and `n_permutations` permutations, for several kernels.
+
+    Every kernel sees the same permutations. With the indicator rows A' (P x N) of the splits, the
+    products A' K give, per split, a'Ka (row-wise dot with A'), 1'Ka = a's (row sums; K symmetric)
+    and, with one extra row of ones, 1'K1; a'd comes from the diagonal. The squared distances are
+    computed once and shared by the kernels; when the (N, N) matrices fit in half the budget they
+    are held whole (one matrix product per kernel and permutation batch), otherwise they are
+    computed in row blocks, each block used for every kernel and dropped.
+
+    Args:
+        z: the pooled sample (x first, n rows, then y).
+        n: the size of x.
+        specs: (kernel kind, bandwidths) per kernel; bandwidths in data units, or multiples of the
+            median heuristic when `median_seed` is given.
+        n_permutations: P.
+        seed: permutation seed.
+        budget: bytes.
+        median_seed: when not None, the bandwidths of `specs` are multiplied by the median
+            heuristic (seeded subsample `median_seed`), read off the full distance matrix when it
+            is held (`kernels.median_from_sqdist`), else from `kernels.median_heuristic`.
+
+    Returns:
+        `(stats (len(specs), P + 1), within (len(specs),), resolved specs, computation)`; column 0
+        of `stats` is the observed split; `within` the mean within-domain kernel value there.
+    """
     big_n, m = z.n, z.n - n
-    rng = np.random.default_rng(seed)
-    n_cols = n_permutations + 1  # column 0 is the observed split
+    n_specs = len(specs)
+    n_buf = _n_buffers(specs)
     full_bytes = 8 * big_n * big_n
-    keep_full = full_bytes <= budget // 2
-    a_budget = budget // 2 if not keep_full else max(budget - full_bytes, budget // 4)
-    # A batch holds the indicator matrix and, with the full kernel, its product K @ A: 2 x (N, batch)
-    # floats; in row blocks the product is only (rows, batch).
-    per_column = (16 if keep_full else 8) * big_n
-    perm_batch = int(max(1, min(n_cols, a_budget // per_column)))
-    rows = _rows_per_block(big_n, z.n_features, bw.size, budget // 2)
+    keep_full = n_buf * full_bytes <= budget // 2
+    a_budget = budget // 2 if not keep_full else max(budget - n_buf * full_bytes, budget // 4)
+    n_splits = n_permutations + 1  # split 0 is the observed one
+    # A batch holds the indicator rows, their indices and, with the full kernel, A'K: about
+    # 2.5 x (batch, N) floats; in row blocks the product is only (rows, batch).
+    per_column = (20 if keep_full else 12) * big_n
+    perm_batch = int(max(1, min(n_splits, a_budget // per_column)))
+    rows = _rows_per_block(big_n, z.n_features, 1 if n_buf == 1 else 2, budget // 2)
+    batches = [(first, min(perm_batch, n_splits - first)) for first in range(0, n_splits, perm_batch)]
 
-    aka = np.empty(n_cols)
-    a_s = np.empty(n_cols)
-    a_d = np.empty(n_cols)
-    s = np.empty(big_n)
-    d = np.empty(big_n)
-    k_full = np.empty((big_n, big_n)) if keep_full else None
+    aka = np.empty((n_specs, n_splits + 1))  # the last column: the row of ones (1'K1, trace)
+    a_s = np.empty((n_specs, n_splits + 1))
+    a_d = np.empty((n_specs, n_splits + 1))
+
+    def batch_rows(first: int, count: int, rng: np.random.Generator) -> tuple[np.ndarray, slice]:
+        at = _draw_splits(n, big_n, first, count, rng)
+        if first == 0:  # one more row: ones, for 1'K1 and the trace
+            at = np.concatenate([at, np.ones((1, big_n))])
+        return at, slice(first, first + count)
+
+    def store(k: int, at: np.ndarray, cols: slice, vals: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        count = cols.stop - cols.start
+        for target, v in zip((aka, a_s, a_d), vals):
+            target[k, cols] = v[:count]
+            if len(v) > count:
+                target[k, -1] = v[count]
+
     if keep_full:
-        for start, block in _kernel_blocks(z, z, bw, rows):
-            k_full[start : start + len(block)] = block
-        s[:] = k_full.sum(axis=1)
-        d[:] = np.diagonal(k_full)
+        dist = np.empty((big_n, big_n))
+        for part, sq, off in zip(z.parts, z.sqnorms, z.offsets):
+            kernels.squared_distance_block(part, z.parts, sq, z.sqnorms, out=dist[off : off + len(part)])
+        if median_seed is not None:
+            med, _ = kernels.median_from_sqdist(dist, seed=median_seed)
+            specs = [(kind, bw * med) for kind, bw in specs]
+        kbuf = dist if n_buf == 1 else np.empty_like(dist)
+        cached = None
+        for k, (kind, bw) in enumerate(specs):
+            kmat = kernels.kernel_from_sqdist(dist, bw, kind, out=kbuf)
+            diag = np.diagonal(kmat).copy()
+            rng = np.random.default_rng(seed)  # the same permutations for every kernel
+            for first, count in batches:
+                if cached is not None:
+                    at, cols = cached
+                else:
+                    at, cols = batch_rows(first, count, rng)
+                    if len(batches) == 1:
+                        cached = (at, cols)
+                akt = at @ kmat  # (A'K) = (KA)': K is symmetric
+                store(k, at, cols, (np.einsum("pi,pi->p", at, akt), akt.sum(axis=1), at @ diag))
+                del akt
+        del dist, kbuf
+    else:
+        if median_seed is not None:
+            med = kernels.median_heuristic(
+                *z.parts, seed=median_seed, memory_budget=max(budget // 2, 1 << 20)
+            )
+            specs = [(kind, bw * med) for kind, bw in specs]
+        rng = np.random.default_rng(seed)
+        dbuf = np.empty((min(rows, big_n), big_n))
+        kbuf = dbuf if n_buf == 1 else np.empty_like(dbuf)
+        for first, count in batches:
+            at, cols = batch_rows(first, count, rng)
+            acc = np.zeros((n_specs, 3, len(at)))
+            for start in range(0, big_n, rows):
+                stop = min(big_n, start + rows)
+                r, r_sq = z.rows(start, stop)
+                block = kernels.squared_distance_block(r, z.parts, r_sq, z.sqnorms, out=dbuf)
+                a_rows = at[:, start:stop]
+                for k, (kind, bw) in enumerate(specs):
+                    kb = kernels.kernel_from_sqdist(block, bw, kind, out=kbuf[: stop - start])
+                    prod = kb @ at.T  # rows of K A
+                    acc[k, 0] += np.einsum("pi,ip->p", a_rows, prod)
+                    acc[k, 1] += prod.sum(axis=0)
+                    acc[k, 2] += a_rows @ np.diagonal(kb, offset=start)
+            for k in range(n_specs):
+                store(k, at, cols, (acc[k, 0], acc[k, 1], acc[k, 2]))
+        del dbuf, kbuf
 
-    n_batches = 0
-    for first in range(0, n_cols, perm_batch):
-        count = min(perm_batch, n_cols - first)
-        a = _indicator_batch(n, big_n, count, first, rng)
-        cols = slice(first, first + count)
-        if keep_full:
-            aka[cols] = np.einsum("ip,ip->p", a, k_full @ a)
-        else:
-            acc = np.zeros(count)
-            for start, block in _kernel_blocks(z, z, bw, rows):
-                stop = start + len(block)
-                acc += np.einsum("ip,ip->p", a[start:stop], block @ a)
-                if n_batches == 0:
-                    s[start:stop] = block.sum(axis=1)
-                    d[start:stop] = np.diagonal(block, offset=start)
-            aka[cols] = acc
-        a_s[cols] = a.T @ s
-        a_d[cols] = a.T @ d
-        n_batches += 1
-
-    stats_, mean_xx, mean_yy = _split_statistics(aka, a_s, a_d, s.sum(), d.sum(), n, m)
-    within = 0.5 * (mean_xx[0] + mean_yy[0])
+    stats_ = np.empty((n_specs, n_splits))
+    within = np.empty(n_specs)
+    for k in range(n_specs):
+        values, mean_xx, mean_yy = _split_statistics(
+            aka[k, :-1], a_s[k, :-1], a_d[k, :-1], aka[k, -1], a_d[k, -1], n, m
+        )
+        stats_[k] = values
+        within[k] = 0.5 * (mean_xx[0] + mean_yy[0])
+    n_batches = len(batches)
     mib = 1 / (1 << 20)
+    what = "kernel matrix" if n_specs == 1 else f"{n_specs} kernel matrices (one distance matrix)"
     if keep_full:
         how = (
-            f"full {big_n}x{big_n} kernel matrix ({full_bytes * mib:.0f} MiB) computed once; "
+            f"full {big_n}x{big_n} {what} ({n_buf * full_bytes * mib:.0f} MiB) computed once; "
             f"permutations as matrix products in {n_batches} batch(es)"
         )
     else:
         how = (
-            f"kernel matrix ({full_bytes * mib:.0f} MiB) exceeds memory_budget "
+            f"{what} ({n_buf * full_bytes * mib:.0f} MiB) exceeds half the memory_budget "
             f"({budget * mib:.0f} MiB): computed in row blocks of {rows} rows"
             + (
                 ", each block used for all permutations at once"
@@ -518,7 +669,7 @@ def _permutation_test(
                 else f", recomputed for each of {n_batches} permutation batches"
             )
         )
-    return float(stats_[0]), stats_[1:], float(within), how
+    return stats_, within, list(specs), how
 
 
 def _linear_test(x: np.ndarray, y: np.ndarray, bw: np.ndarray) -> tuple[float, float, float, float]:
@@ -539,6 +690,32 @@ def _subsample(arr: np.ndarray, max_samples: int | None, rng: np.random.Generato
     if max_samples is None or len(arr) <= max_samples:
         return arr
     return arr[np.sort(rng.choice(len(arr), size=max_samples, replace=False))]
+
+
+def _prepared_pair(
+    x: Any, y: Any, features: Callable[[Any], Any] | None, check_input: bool, max_samples: Any, seed: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validated 2-D float64 samples (features applied, seeded subsampling to `max_samples`)."""
+    if max_samples is not None:
+        max_samples = check_positive_int(max_samples, "max_samples", minimum=2)
+    if features is not None:
+        if not callable(features):
+            raise TypeError(
+                "features must be a callable mapping inputs to features, e.g. "
+                f"shiftkit.shift.feature_space(model); got {type(features).__name__}."
+            )
+        if check_input:
+            x = check_array(x, "x_source")
+            y = check_array(y, "x_target")
+        x, y = features(x), features(y)
+        x, y = check_pair(x, y, ("features(x_source)", "features(x_target)"))
+    elif check_input:
+        x, y = check_pair(x, y, ("x_source", "x_target"))
+    else:  # validated by the caller
+        x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+        y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+    rng = np.random.default_rng(seed)
+    return _subsample(x, max_samples, rng), _subsample(y, max_samples, rng)
 
 
 def mmd_test(
@@ -603,32 +780,29 @@ def mmd_test(
         _check_attainable(alpha, n_permutations)
     seed = check_seed(seed)
     budget = check_positive_int(memory_budget, "memory_budget")
-    if max_samples is not None:
-        max_samples = check_positive_int(max_samples, "max_samples", minimum=2)
-    check_bandwidth(bandwidth)
-    if features is not None:
-        if not callable(features):
-            raise TypeError(
-                "features must be a callable mapping inputs to features, e.g. "
-                f"shiftkit.shift.feature_space(model); got {type(features).__name__}."
+    if isinstance(bandwidth, str) and bandwidth == "agg":
+        if method != "permutation":
+            raise ValueError(
+                "bandwidth='agg' (the aggregated test over several bandwidths) needs "
+                f"method='permutation'; got method={method!r}. Pass a bandwidth (or None) with "
+                "method='linear'."
             )
-        if check_input:
-            x = check_array(x, "x_source")
-            y = check_array(y, "x_target")
-        x, y = features(x), features(y)
-        x, y = check_pair(x, y, ("features(x_source)", "features(x_target)"))
-    elif check_input:
-        x, y = check_pair(x, y, ("x_source", "x_target"))
-    else:  # validated by the caller
-        x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-        y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
-    rng = np.random.default_rng(seed)
-    x = _subsample(x, max_samples, rng)
-    y = _subsample(y, max_samples, rng)
+        return mmd_agg_test(
+            x, y, n_permutations=n_permutations, alpha=alpha, seed=seed, features=features,
+            max_samples=max_samples, memory_budget=budget, space=space, check_input=check_input,
+        )
+    check_bandwidth(bandwidth)
+    x, y = _prepared_pair(x, y, features, check_input, max_samples, seed)
     n, m = len(x), len(y)
     x, y, scale = _rescale(x, y)
-    bw = _resolve_bandwidth(x, y, bandwidth, seed, scale=scale, budget=budget)
     space = space or ("feature" if features is not None else "input")
+    if method == "permutation" and bandwidth is None:
+        # The median heuristic is read off the pooled distance matrix the test computes anyway.
+        return _permutation_result(
+            x, y, [("gaussian", np.ones(1))], n_permutations, alpha, seed, budget, scale, space,
+            median_seed=0 if seed is None else seed,
+        )
+    bw = _resolve_bandwidth(x, y, bandwidth, seed, scale=scale, budget=budget)
 
     if method == "linear":
         stat, p_value, se, _ = _linear_test(x, y, bw)
@@ -657,14 +831,36 @@ def mmd_test(
             computation=f"linear-time MMD^2 on {half} pairs, O(n) memory, normal approximation",
         )
 
+    return _permutation_result(x, y, [("gaussian", bw)], n_permutations, alpha, seed, budget, scale, space)
+
+
+def _permutation_result(
+    x: np.ndarray,
+    y: np.ndarray,
+    specs: list[tuple[str, np.ndarray]],
+    n_permutations: int,
+    alpha: float,
+    seed: int | None,
+    budget: int,
+    scale: float,
+    space: str,
+    *,
+    median_seed: int | None = None,
+) -> MMDTestResult:
+    """The permutation test with one kernel (`specs` of length 1) as an `MMDTestResult`."""
+    n, m = len(x), len(y)
     if n + m > _LARGE_PERMUTATION_N:
         warnings.warn(
             f"mmd_test: {n + m} pooled samples make the permutation test slow (time grows as "
             "N^2 x n_permutations). Pass max_samples=... or method='linear' for large samples.",
-            stacklevel=2,
+            stacklevel=3,
         )
-    stat, null, within, how = _permutation_test(_Pooled(x, y), n, bw, n_permutations, seed, budget)
-    _check_finite_statistic(np.append(null, stat), bw, scale)
+    all_stats, within, specs, how = _permutation_statistics(
+        _Pooled(x, y), n, specs, n_permutations, seed, budget, median_seed=median_seed
+    )
+    bw = specs[0][1]
+    stat, null, within = float(all_stats[0, 0]), all_stats[0, 1:], float(within[0])
+    _check_finite_statistic(all_stats[0], bw, scale)
     p_value = (1.0 + np.count_nonzero(null >= stat)) / (1.0 + n_permutations)
     std = float(null.std())
     return MMDTestResult(
@@ -683,4 +879,200 @@ def mmd_test(
         z_score=(stat - float(null.mean())) / std if std > 0 else float("nan"),
         space=space,
         computation=how,
+    )
+
+
+#: Default bandwidths of the aggregated test, as multiples of the median heuristic (see
+#: benchmarks/mmd_bandwidth_choice.md for how they were chosen).
+DEFAULT_AGG_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+_AGG_KERNELS = ("gaussian", "laplace")
+
+
+def _rank_counts(stats_: np.ndarray) -> np.ndarray:
+    """counts[k, j] = #{i : stats[k, i] >= stats[k, j]} over all splits i (observed included)."""
+    counts = np.empty(stats_.shape, dtype=np.int64)
+    total = stats_.shape[1]
+    for k, row in enumerate(stats_):
+        counts[k] = total - np.searchsorted(np.sort(row), row, side="left")
+    return counts
+
+
+def _aggregate_threshold(
+    null_min_p: np.ndarray, null_selected: np.ndarray, n_permutations: int, level: float
+) -> tuple[float, float]:
+    """(adjusted per-kernel level, critical value of the selected kernel's statistic) at `level`.
+
+    The aggregated test rejects iff #{permuted min-p <= observed min-p} <= k (its p-value
+    (1 + that count) / (1 + P) <= level), i.e. iff the observed min-p is below the (k + 1)-th
+    smallest permuted min-p, v. With min-p = c / (1 + P) for the selected kernel,
+    c = 1 + #{null >= statistic}, that is iff at most c_v - 2 permuted statistics reach the
+    observed one: the statistic exceeds the (c_v - 1)-th largest of that kernel's null.
+    """
+    k = _max_rejectable_count(level, n_permutations)
+    if k < 0:
+        return 0.0, float("inf")
+    v = float(np.partition(null_min_p, k)[k])
+    t = int(round(v * (1 + n_permutations))) - 2
+    if t < 0:
+        return v, float("inf")
+    null_selected = np.asarray(null_selected, dtype=np.float64)
+    return v, float(np.partition(null_selected, null_selected.size - 1 - t)[null_selected.size - 1 - t])
+
+
+def _check_agg_kernels(kernel: Any) -> tuple[str, ...]:
+    names = [kernel] if isinstance(kernel, str) else kernel
+    if isinstance(kernel, str) and kernel == "both":
+        names = list(_AGG_KERNELS)
+    try:
+        names = [str(k) if isinstance(k, str) else k for k in names]
+    except TypeError:
+        names = [kernel]
+    if not names or any(not isinstance(k, str) or k not in _AGG_KERNELS for k in names):
+        raise ValueError(
+            f"kernel must be 'gaussian', 'laplace', 'both' or a list of those; got {kernel!r}."
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def _check_factors(values: Any, name: str) -> np.ndarray:
+    try:
+        arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a list of positive numbers; got {values!r}.") from None
+    if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"{name} must be a non-empty list of positive, finite numbers; got {values!r}.")
+    return arr
+
+
+def mmd_agg_test(
+    x: Any,
+    y: Any,
+    *,
+    n_permutations: int = 1000,
+    alpha: float = 0.05,
+    factors: Sequence[float] | None = None,
+    bandwidths: Sequence[float] | None = None,
+    kernel: str | Sequence[str] = "gaussian",
+    seed: int | None = None,
+    features: Callable[[Any], Any] | None = None,
+    max_samples: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    space: str | None = None,
+    check_input: bool = True,
+) -> MMDTestResult:
+    """Aggregated MMD test: several kernels (bandwidths) tested together, with an exact correction.
+
+    An MMDAgg-style test (Schrab et al. 2023, JMLR; this implementation is shiftkit's own): the
+    unbiased MMD^2 is computed for every candidate kernel on the SAME permutations (one distance
+    matrix, one matrix product per kernel). Each split's per-kernel p-value is its rank among
+    all 1 + P splits; the aggregated statistic is the smallest per-kernel p-value, and it is
+    calibrated against the same splits' smallest p-values (a min-p / Westfall-Young correction).
+    The 1 + P splits are exchangeable under H0 and the statistic treats them symmetrically, so the
+    corrected p-value (1 + #{permuted min-p <= observed min-p}) / (1 + P) is exact: the test's
+    level is at most `alpha` for any sample size and any number of kernels. A shift visible only
+    at a scale far from the median distance is then detected without giving up the level.
+
+    Args:
+        x: source sample `(n, ...)`; y: target sample `(m, ...)`, same per-sample shape.
+        n_permutations: permutations (shared by every kernel).
+        alpha: level of the test.
+        factors: bandwidths as multiples of the median heuristic (pooled sample, seeded
+            subsample as in `mmd_test`); default `DEFAULT_AGG_FACTORS` = (1/4, 1/2, 1, 2, 4).
+        bandwidths: absolute bandwidths instead of `factors` (not both).
+        kernel: "gaussian" (exp(-d^2 / (2 h^2))), "laplace" (exp(-d / h), Euclidean d), "both"
+            or a list: every kernel is paired with every bandwidth.
+        seed: seed of the permutations, subsampling and the median's subsample.
+        features, max_samples, memory_budget, space, check_input: as in `mmd_test`.
+
+    Returns:
+        An `MMDTestResult` whose `aggregate` holds each kernel's statistic and p-value; `p_value`
+        is the corrected p-value, the other fields describe the kernel with the smallest p-value.
+
+    Raises:
+        ValueError / TypeError: as `mmd_test`; factors or bandwidths not positive, both given, an
+            unknown kernel.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> res = mmd_agg_test(rng.normal(size=(100, 2)), rng.normal(1, size=(100, 2)), seed=0)
+        >>> res.is_shift, len(res.aggregate.p_values)
+        (True, 5)
+    """
+    n_permutations = check_positive_int(n_permutations, "n_permutations")
+    alpha = check_alpha(alpha)
+    _check_attainable(alpha, n_permutations)
+    seed = check_seed(seed)
+    budget = check_positive_int(memory_budget, "memory_budget")
+    kinds = _check_agg_kernels(kernel)
+    if factors is not None and bandwidths is not None:
+        raise ValueError(
+            "Pass factors (multiples of the median heuristic) or bandwidths (absolute), not both."
+        )
+    relative = bandwidths is None
+    values = _check_factors(DEFAULT_AGG_FACTORS if factors is None and relative else
+                            (factors if relative else bandwidths), "factors" if relative else "bandwidths")
+    x, y = _prepared_pair(x, y, features, check_input, max_samples, seed)
+    n, m = len(x), len(y)
+    x, y, scale = _rescale(x, y)
+    space = space or ("feature" if features is not None else "input")
+    specs = [(kind, np.array([v if relative else v / scale])) for kind in kinds for v in values]
+    if not relative:
+        _resolve_bandwidth(x, y, values, seed, scale=scale, budget=budget)  # finiteness check
+    if n + m > _LARGE_PERMUTATION_N:
+        warnings.warn(
+            f"mmd_agg_test: {n + m} pooled samples make the permutation test slow (time grows as "
+            "N^2 x n_permutations x kernels). Pass max_samples=... for large samples.",
+            stacklevel=2,
+        )
+    all_stats, within, specs, how = _permutation_statistics(
+        _Pooled(x, y), n, specs, n_permutations, seed, budget,
+        median_seed=(0 if seed is None else seed) if relative else None,
+    )
+    for (_, bw), row in zip(specs, all_stats):
+        _check_finite_statistic(row, bw, scale)
+    counts = _rank_counts(all_stats)
+    cmin = counts.min(axis=0)
+    total = 1.0 + n_permutations
+    p_value = (1.0 + np.count_nonzero(cmin[1:] <= cmin[0])) / total
+    per_kernel = counts[:, 0] / total
+    # The kernel with the smallest p-value; among ties, the one furthest out in its null (z-score).
+    nulls = all_stats[:, 1:]
+    sd = nulls.std(axis=1)
+    z = np.where(sd > 0, (all_stats[:, 0] - nulls.mean(axis=1)) / np.where(sd > 0, sd, 1.0), -np.inf)
+    tied = np.flatnonzero(counts[:, 0] == counts[:, 0].min())
+    sel = int(tied[np.argmax(z[tied])])
+    null_min_p = cmin[1:] / total
+    stat, null = float(all_stats[sel, 0]), all_stats[sel, 1:]
+    adjusted, threshold = _aggregate_threshold(null_min_p, null, n_permutations, alpha)
+    std = float(null.std())
+    aggregate = MMDAggregate(
+        kernels=tuple(kind for kind, _ in specs),
+        bandwidths=tuple(float(bw[0]) * scale for _, bw in specs),
+        factors=tuple(float(v) for _ in kinds for v in values) if relative else None,
+        statistics=tuple(float(v) for v in all_stats[:, 0]),
+        p_values=tuple(float(v) for v in per_kernel),
+        min_p_value=float(per_kernel[sel]),
+        selected=sel,
+        adjusted_level=adjusted,
+        null_min_p=null_min_p,
+    )
+    return MMDTestResult(
+        statistic=stat,
+        p_value=float(p_value),
+        threshold=threshold,
+        is_shift=bool(p_value <= alpha),
+        alpha=alpha,
+        bandwidth=float(specs[sel][1][0]) * scale,
+        null=null,
+        n_source=n,
+        n_target=m,
+        method="permutation",
+        n_permutations=n_permutations,
+        normalized=stat / within[sel] if within[sel] > 0 else float("nan"),
+        z_score=(stat - float(null.mean())) / std if std > 0 else float("nan"),
+        space=space,
+        computation=f"aggregated over {len(specs)} kernels ({', '.join(kinds)}; min-p corrected on "
+        f"shared permutations): {how}",
+        aggregate=aggregate,
     )
