@@ -1,0 +1,80 @@
+"""Run alibi-detect's MMDDrift and KSDrift on the softmax draws saved by `bench_power.py` (helper).
+
+alibi-detect 0.13 pins numpy < 2 and tensorflow < 2.19, so it lives in its own virtualenv
+(`benchmarks/.venv-alibi`) and `bench_power.py` starts this file with that venv's python:
+
+    benchmarks/.venv-alibi/bin/python benchmarks/_alibi_power_runner.py --data DRAWS.npz --out OUT.json
+
+`DRAWS.npz` holds, per cell, arrays "SHIFT|N|ps" and "SHIFT|N|pt" of shape (trials, N, K): the
+source classifier's softmax on each trial's source and target sample. Both detectors are used as
+their documentation shows, with their defaults apart from the level and the permutations:
+`MMDDrift(ps, backend="tensorflow", p_val=alpha, n_permutations=P).predict(pt)` (GaussianRBF kernel,
+bandwidth by its median heuristic on the reference) and `KSDrift(ps, p_val=alpha).predict(pt)`
+(feature-wise KS, Bonferroni). numpy and tensorflow are seeded per trial (alibi's permutations).
+
+Writes OUT.json: {"p_values": {"SHIFT|N|alibi_mmd": [...], "SHIFT|N|alibi_ks": [...]}, "info": {...}}.
+KSDrift's dataset-level decision is `is_drift` (min p <= alpha / K); its p-value here is the
+Bonferroni-corrected minimum min(1, K min_j p_j), so that "p <= alpha" reproduces the decision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--n-permutations", type=int, default=100)
+    args = parser.parse_args()
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import alibi_detect
+    import numpy as np
+    import tensorflow as tf
+    from alibi_detect.cd import KSDrift, MMDDrift
+
+    data = np.load(args.data)
+    cells = sorted({k.rsplit("|", 1)[0] for k in data.files})
+    out: dict[str, list[float]] = {}
+    seconds = {"alibi_mmd": 0.0, "alibi_ks": 0.0}
+    disagreements = 0
+    for cell in cells:
+        ps_all, pt_all = data[cell + "|ps"], data[cell + "|pt"]
+        mmd_p, ks_p = [], []
+        for trial in range(len(ps_all)):
+            ps, pt = ps_all[trial], pt_all[trial]
+            np.random.seed(trial)
+            tf.random.set_seed(trial)
+            t0 = time.perf_counter()
+            res = MMDDrift(ps, backend="tensorflow", p_val=args.alpha, n_permutations=args.n_permutations).predict(pt)
+            seconds["alibi_mmd"] += time.perf_counter() - t0
+            mmd_p.append(float(res["data"]["p_val"]))
+            t0 = time.perf_counter()
+            ks = KSDrift(ps, p_val=args.alpha).predict(pt)
+            seconds["alibi_ks"] += time.perf_counter() - t0
+            pk = np.asarray(ks["data"]["p_val"], dtype=np.float64)
+            p_corr = float(min(1.0, len(pk) * pk.min()))
+            disagreements += int((p_corr <= args.alpha) != bool(ks["data"]["is_drift"]))
+            ks_p.append(p_corr)
+        out[cell + "|alibi_mmd"] = mmd_p
+        out[cell + "|alibi_ks"] = ks_p
+    info = {
+        "versions": {"alibi-detect": alibi_detect.__version__, "tensorflow": tf.__version__,
+                     "numpy": np.__version__, "python": platform.python_version()},
+        "n_permutations": args.n_permutations,
+        "seconds": seconds,
+        "ks_decision_disagreements": disagreements,
+    }
+    with open(args.out, "w") as fh:
+        json.dump({"p_values": out, "info": info}, fh)
+
+
+if __name__ == "__main__":
+    main()
