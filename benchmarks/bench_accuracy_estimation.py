@@ -1,0 +1,206 @@
+"""Target accuracy estimated without labels vs the true target accuracy (issue 13).
+
+For each scenario and seed: the user's model is trained on 80 % of the source (the scenarios and
+models of `bench_adapt.py uda`, `_uda.py`), the other 20 % is the labelled source hold-out; the target
+half of the data is split 50/50 and the first half is the unlabelled target whose accuracy is estimated
+(its labels are used only to score). Then, all on the same arrays:
+
+* `diagnose(x_val, x_target, y_val, model=...)` gives the kinds of shift (the pipeline a user runs);
+* `DensityRatioEstimator(seed).fit(x_val, x_target).weights_` gives the held-out rows' importance weights
+  (cross-fitted, inputs flattened);
+* `AccuracyEstimator(seed).fit(p_val, y_val).estimate(p_target, kinds=..., source_weights=...)`: every
+  estimator's point estimate and the one "auto" picks, with its interval;
+* plain ATC for reference: `AccuracyEstimator("atc", calibrate=False, score="max_confidence")`
+  (Garg et al.'s ATC-MC on the raw softmax).
+
+Printed (and written to RESULTS_accuracy.json; `--results` adds a section to RESULTS.md): the mean
+absolute error of each estimator per scenario and overall, the picked estimator's MAE relative to the
+naive source accuracy's and to plain ATC's, and the coverage of the picked interval (and of its bootstrap
+part alone).
+
+Scenarios: the seven of `_uda.py` (three digits corruptions, a GRU with a sensor moved, hospitals
+covariate, hospitals covariate + label, clean digits) and two label-shift-only ones (`digits-label`:
+clean digits, the target's class proportions skewed by resampling; `hospitals-label`: a random
+hospital split, the target resampled to 70 % malignant).
+
+    python benchmarks/bench_accuracy_estimation.py --seeds 300 301 302 --results
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import _defaults_scenarios as ds  # noqa: E402
+import _uda  # noqa: E402
+
+SEEDS = (300, 301, 302, 303, 304)  # used by no other benchmark
+ESTIMATORS = ("source", "atc_plain", "atc", "doc", "label_shift", "importance", "picked")
+RESULTS_JSON = HERE / "RESULTS_accuracy.json"
+
+
+def _digits_label(seed: int) -> ds.Data:
+    """Clean digits; the target keeps a seeded, skewed share of each class (label shift alone)."""
+    data = _uda._clean_digits(seed)
+    rng = np.random.default_rng([seed, 11])
+    keep_share = rng.permutation(np.linspace(1.0, 0.1, 10))
+    rows = [r for k in range(10) for r in rng.permutation(np.flatnonzero(data.y_test == k))[
+        : max(2, int(round(keep_share[k] * np.sum(data.y_test == k))))]]
+    rows = np.sort(np.asarray(rows))
+    return dataclasses.replace(data, x_test=data.x_test[rows], y_test=data.y_test[rows])
+
+
+def scenarios(fast: bool = False) -> list[ds.Scenario]:
+    base = _uda.scenarios(fast)
+    by_name = {s.name: s for s in base}
+    return base + [
+        dataclasses.replace(by_name["digits-none"], name="digits-label",
+                            description="clean digits; the target keeps 10-100 % of each class (label shift)",
+                            make_data=_digits_label),
+        dataclasses.replace(by_name["hospitals-prior"], name="hospitals-label",
+                            description="random hospital split (`hospitals_covariate(strength=0)`), the target "
+                                        "resampled to 70 % malignant (label shift)",
+                            make_data=_uda._hospitals_prior(0.0, 0.7)),
+    ]
+
+
+def _flat(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x, np.float64).reshape(len(x), -1)
+
+
+def run_cell(scenario: ds.Scenario, seed: int) -> dict[str, Any]:
+    import keras
+
+    from shiftkit import diagnose
+    from shiftkit._keras import to_probabilities
+    from shiftkit.shift.accuracy import AccuracyEstimator
+    from shiftkit.shift.density_ratio import DensityRatioEstimator
+
+    t0 = time.perf_counter()
+    data = scenario.make_data(seed)
+    rng = np.random.default_rng([seed, 7])
+    xs, ys, xv, yv = _uda._split(data.x_source, data.y_source, 0.2, rng)
+    xt, yt, _, _ = _uda._split(np.concatenate([data.x_labeled, data.x_test]),
+                               np.concatenate([data.y_labeled, data.y_test]), 0.5, rng)
+    source = ds.train_source(scenario, dataclasses.replace(data, x_source=xs, y_source=ys), seed)
+    p_val = to_probabilities(source, np.asarray(source.predict(xv, batch_size=256, verbose=0)))
+    p_t = to_probabilities(source, np.asarray(source.predict(xt, batch_size=256, verbose=0)))
+    truth = float(np.mean(p_t.argmax(axis=1) == np.asarray(yt).reshape(-1)))
+    diag = diagnose(xv, xt, yv, model=source, seed=seed, second_opinion=False)
+    ratio = DensityRatioEstimator(seed=seed).fit(_flat(xv), _flat(xt))
+    est = AccuracyEstimator(seed=seed).fit(p_val, yv)
+    picked = est.estimate(p_t, kinds=diag.kinds, source_weights=ratio.weights_)
+    plain = AccuracyEstimator("atc", calibrate=False, score="max_confidence", seed=seed).fit(p_val, yv).estimate(p_t)
+    estimates = dict(picked.estimates)
+    estimates["atc_plain"] = plain.accuracy
+    estimates["picked"] = picked.accuracy
+    keras.backend.clear_session()
+    return {
+        "scenario": scenario.name, "seed": seed, "truth": truth, "estimates": estimates,
+        "method": picked.method, "kinds": list(diag.kinds), "interval": [picked.lower, picked.upper],
+        "sampling_interval": [picked.sampling_lower, picked.sampling_upper], "plausible": list(picked.plausible),
+        "ess_fraction": (picked.effective_sample_size or 0.0) / picked.n_source, "n_val": len(yv), "n_target": len(yt),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def summarize(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    names = list(dict.fromkeys(c["scenario"] for c in cells))
+    per: dict[str, dict[str, float]] = {}
+    for name in names:
+        rows = [c for c in cells if c["scenario"] == name]
+        per[name] = {e: float(np.mean([abs(c["estimates"][e] - c["truth"]) for c in rows if e in c["estimates"]]))
+                     if any(e in c["estimates"] for c in rows) else float("nan") for e in ESTIMATORS}
+        per[name]["truth"] = float(np.mean([c["truth"] for c in rows]))
+        per[name]["coverage"] = float(np.mean([c["interval"][0] <= c["truth"] <= c["interval"][1] for c in rows]))
+        per[name]["methods"] = sorted({c["method"] for c in rows})
+        per[name]["kinds"] = sorted({"+".join(c["kinds"]) or "none" for c in rows})
+    overall = {e: float(np.nanmean([per[n][e] for n in names])) for e in ESTIMATORS}
+    cover = float(np.mean([c["interval"][0] <= c["truth"] <= c["interval"][1] for c in cells]))
+    cover_s = float(np.mean([c["sampling_interval"][0] <= c["truth"] <= c["sampling_interval"][1] for c in cells]))
+    width = float(np.mean([c["interval"][1] - c["interval"][0] for c in cells]))
+    return {"per_scenario": per, "overall": overall, "coverage": cover, "coverage_sampling_only": cover_s,
+            "mean_width": width, "n_cells": len(cells)}
+
+
+def report(summary: dict[str, Any], seeds: list[int]) -> str:
+    per, ov = summary["per_scenario"], summary["overall"]
+    head = "| scenario | true acc | kinds found | picked | " + " | ".join(ESTIMATORS) + " | picked covers |"
+    lines = [
+        "## Target accuracy without labels (bench_accuracy_estimation.py)", "",
+        f"- Command: `python benchmarks/bench_accuracy_estimation.py --seeds {' '.join(map(str, seeds))} --results`; "
+        f"{platform.machine()}, {summary['n_cells']} cells.",
+        "- Mean absolute error |estimate - true target accuracy| per scenario (mean over seeds); `atc_plain` is ATC-MC "
+        "on the raw softmax, `atc` shiftkit's ATC-NE after temperature scaling, `picked` what `AccuracyEstimator` "
+        "chooses from `diagnose`'s kinds (and the importance weights' ESS).", "",
+        head, "|" + "---|" * (len(ESTIMATORS) + 5),
+    ]
+    for name, row in per.items():
+        lines.append(f"| {name} | {row['truth']:.3f} | {', '.join(row['kinds'])} | {', '.join(row['methods'])} | "
+                     + " | ".join("-" if np.isnan(row[e]) else f"{row[e]:.3f}" for e in ESTIMATORS)
+                     + f" | {row['coverage']:.2f} |")
+    lines.append("| **mean over scenarios** | | | | " + " | ".join(f"**{ov[e]:.3f}**" for e in ESTIMATORS) + " | |")
+    ratio_naive = ov["picked"] / ov["source"]
+    ratio_atc = ov["picked"] / ov["atc_plain"]
+    lines += [
+        "",
+        f"- Picked estimator's MAE / naive (source accuracy) MAE: {ratio_naive:.2f} (target <= 0.40: "
+        f"{'PASS' if ratio_naive <= 0.4 else 'FAIL'}); / plain ATC's: {ratio_atc:.2f} (target < 1: "
+        f"{'PASS' if ratio_atc < 1 else 'FAIL'}).",
+        f"- Coverage of the picked interval: {summary['coverage']:.2f} of {summary['n_cells']} runs (target >= 0.85: "
+        f"{'PASS' if summary['coverage'] >= 0.85 else 'FAIL'}); the bootstrap part alone: "
+        f"{summary['coverage_sampling_only']:.2f}; mean width {summary['mean_width']:.3f}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    parser.add_argument("--scenarios", nargs="+", default=None)
+    parser.add_argument("--fast", action="store_true", help="smoke run: tiny source training")
+    parser.add_argument("--json", type=Path, default=RESULTS_JSON)
+    parser.add_argument("--cells", type=Path, default=None, help="summarise cells from this JSON, run nothing")
+    parser.add_argument("--results", action="store_true", help="write the section into benchmarks/RESULTS.md")
+    args = parser.parse_args(argv)
+
+    if args.cells:
+        cells = json.loads(args.cells.read_text())["cells"]
+    else:
+        chosen = [s for s in scenarios(args.fast) if args.scenarios is None or s.name in args.scenarios]
+        cells = []
+        for sc in chosen:
+            for seed in args.seeds:
+                cell = run_cell(sc, seed)
+                cells.append(cell)
+                e = cell["estimates"]
+                print(f"{sc.name:26s} seed {seed}: true {cell['truth']:.3f}  picked {e['picked']:.3f} "
+                      f"[{cell['interval'][0]:.3f}, {cell['interval'][1]:.3f}] ({cell['method']}; kinds "
+                      f"{cell['kinds']})  source {e['source']:.3f}  atc_plain {e['atc_plain']:.3f}  "
+                      f"({cell['seconds']:.0f} s)", flush=True)
+    summary = summarize(cells)
+    text = report(summary, args.seeds)
+    print(text)
+    if not args.cells:
+        args.json.write_text(json.dumps({"cells": cells, "summary": summary}, indent=1))
+    if args.results:
+        from _results import write_section
+
+        write_section(HERE / "RESULTS.md", "## Target accuracy without labels (bench_accuracy_estimation.py)", text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
