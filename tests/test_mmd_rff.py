@@ -236,6 +236,8 @@ def test_embedding_errors():
         a.merge(RFFEmbedding(16, bandwidth=2.0).partial_fit(rng.normal(size=(10, 2))))
     with pytest.raises(ValueError, match="different random features"):
         a.mmd2(RFFEmbedding(16, bandwidth=1.0, seed=1).partial_fit(rng.normal(size=(10, 2))))
+    with pytest.raises(ValueError, match="different random features"):  # an empty part is checked too
+        RFFEmbedding(16, bandwidth=2.0).merge(a)
     with pytest.raises(ValueError, match="3 features per row"):
         a.partial_fit(rng.normal(size=(5, 3)))
     with pytest.raises(ValueError, match="empty"):

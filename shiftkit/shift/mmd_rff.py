@@ -625,7 +625,10 @@ class RFFEmbedding:
     def _check_compatible(self, other: "RFFEmbedding") -> None:
         if not isinstance(other, RFFEmbedding):
             raise TypeError(f"Expected an RFFEmbedding, got {type(other).__name__}.")
-        if self._config() != other._config() and None not in (self.n_inputs_, other.n_inputs_):
+        mine, theirs = self._config(), other._config()
+        if None in (self.n_inputs_, other.n_inputs_):  # not fitted yet: the input dimension is open
+            mine, theirs = mine[1:], theirs[1:]
+        if mine != theirs:
             raise ValueError(
                 "The embeddings use different random features (input dimension, n_features, bandwidth, "
                 f"seed, center): {self._config()[:4]} vs {other._config()[:4]}. Build every part with the "
