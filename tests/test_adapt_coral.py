@@ -62,10 +62,16 @@ def _relative_gap(fs, ft):
     return float(np.linalg.norm(cs - ct) / np.sqrt(np.linalg.norm(cs) * np.linalg.norm(ct)))
 
 
-def _numpy_coral(fs, ft):
+def _numpy_coral(fs, ft, centred=True, relative=False):
+    """Reference CORAL term: the paper's by default; CORALAdapter's default with centred=False, relative=True."""
     fs, ft = np.asarray(fs, np.float64).reshape(len(fs), -1), np.asarray(ft, np.float64).reshape(len(ft), -1)
     d = fs.shape[1]
-    return float(np.sum((np.cov(fs, rowvar=False) - np.cov(ft, rowvar=False)) ** 2) / (4 * d * d))
+    if centred:
+        cs, ct = np.cov(fs, rowvar=False).reshape(d, d), np.cov(ft, rowvar=False).reshape(d, d)
+    else:
+        cs, ct = fs.T @ fs / len(fs), ft.T @ ft / len(ft)
+    gap = np.sum((cs - ct) ** 2)
+    return float(gap / (np.sum(cs ** 2) + np.sum(ct ** 2)) if relative else gap / (4 * d * d))
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +137,33 @@ def test_coral_loss_matches_numpy_reference():
     assert float(half) == pytest.approx(_numpy_coral(fs.astype("float16"), ft.astype("float16")), rel=1e-4)
 
 
+def test_default_term_sees_means_and_is_scale_free():
+    """CORALAdapter's default term (uncentred, relative): a mean shift counts; scaling the features does not."""
+    rng = np.random.default_rng(3)
+    fs = rng.normal(size=(40, 5))
+    ft = rng.normal(size=(30, 5)) @ rng.normal(size=(5, 5)) + 0.5
+    for centred, relative in ((True, False), (False, True), (True, True), (False, False)):
+        got = float(coral_loss(fs, ft, centred=centred, relative=relative))
+        assert got == pytest.approx(_numpy_coral(fs, ft, centred, relative), rel=1e-5), (centred, relative)
+    # a pure mean shift: the covariances (the paper's term) do not see it, the uncentred moments do
+    a = rng.normal(size=(50, 3))
+    assert float(coral_loss(a, a + 1.0)) == pytest.approx(0.0, abs=1e-6)
+    assert float(coral_loss(a, a + 1.0, centred=False, relative=True)) > 0.1
+    # relative: the same value for features scaled by 10 or 0.1, in [0, 1]; the paper's term scales by 10^4
+    rel = float(coral_loss(fs, ft, centred=False, relative=True))
+    assert 0.0 < rel <= 1.0
+    for c in (10.0, 0.1):
+        assert float(coral_loss(c * fs, c * ft, centred=False, relative=True)) == pytest.approx(rel, rel=1e-4)
+    assert float(coral_loss(10 * fs, 10 * ft)) == pytest.approx(1e4 * float(coral_loss(fs, ft)), rel=1e-4)
+    # ... so its gradient has no component along the scaling direction (shrinking the features cannot lower it)
+    vs, vt = tf.Variable(fs.astype("float32")), tf.Variable(ft.astype("float32"))
+    with tf.GradientTape() as tape:
+        loss = coral_loss(vs, vt, centred=False, relative=True)
+    gs, gt = tape.gradient(loss, [vs, vt])
+    radial = float(np.sum(gs.numpy() * fs) + np.sum(gt.numpy() * ft))
+    assert abs(radial) < 1e-4 * (np.linalg.norm(gs.numpy()) * np.linalg.norm(fs) + 1e-12)
+
+
 def test_coral_loss_gradient_reaches_both_domains():
     rng = np.random.default_rng(2)
     fs = tf.Variable(rng.normal(size=(16, 4)).astype("float32"))
@@ -152,7 +185,8 @@ def test_zero_weight_at_a_negligible_rate_is_the_source_model(setting):
     np.testing.assert_allclose(a.predict(s["xt_test"]), s["src"].predict(s["xt_test"], verbose=0), atol=1e-6)
     # one step on the whole batch: the logged CORAL is the pre-update term on the source model's features
     feats = keras.Model(s["src"].inputs, s["src"].get_layer("h2").output)
-    expected = _numpy_coral(feats.predict(xs, verbose=0), feats.predict(xt, verbose=0))
+    fs, ft = feats.predict(xs, verbose=0), feats.predict(xt, verbose=0)
+    expected = _numpy_coral(fs, ft, centred=False, relative=True)  # the default term
     hist = a.history_.history
     assert hist["coral"][0] == pytest.approx(expected, rel=1e-4)
     assert hist["loss"][0] == pytest.approx(hist["task_loss"][0], rel=1e-6)  # weight 0: the task loss alone
@@ -163,6 +197,11 @@ def test_zero_weight_at_a_negligible_rate_is_the_source_model(setting):
     hb = b.history_.history
     assert hb["task_loss"][0] == pytest.approx(hist["task_loss"][0], rel=1e-5)
     assert hb["loss"][0] == pytest.approx(hb["task_loss"][0] + 2.0 * expected, rel=1e-4)
+    # the paper's term on request
+    c = CORALAdapter(s["src"], coral_weight=0.0, centred=True, relative=False).fit(
+        xs, ys, xt, epochs=1, batch_size=64, learning_rate=1e-12, verbose=0, seed=0
+    )
+    assert c.history_.history["coral"][0] == pytest.approx(_numpy_coral(fs, ft), rel=1e-4)
 
 
 @pytest.mark.slow
@@ -204,7 +243,12 @@ def test_save_load_round_trip(results, setting, tmp_path):
     path = a.save(tmp_path / "coral.keras")
     b = load_adapter(path)
     assert isinstance(b, CORALAdapter)
-    assert b.coral_weight == 1.0 and b.learning_rate == 1e-3
+    assert b.coral_weight == 1.0 and b.learning_rate == 1e-3 and b.get_config() == a.get_config()
+    assert not b.centred and b.relative
+    # a file saved before these settings existed was trained with the paper's term: restored as such
+    old = CORALAdapter(setting["src"])
+    old._restore({"feature_layer": None, "coral_weight": 1.0, "learning_rate": 1e-3})
+    assert old.centred and not old.relative
     x = setting["xt_test"]
     np.testing.assert_array_equal(a.predict(x), b.predict(x))
     np.testing.assert_array_equal(a.features(x), b.features(x))
@@ -263,8 +307,11 @@ def test_registry_and_config(setting):
     s = setting
     data = registry.fit_data(CORALAdapter, source_train=(s["xs"], s["ys"]), target_unlabeled=s["xt"])
     assert set(data) == {"x_source", "y_source", "x_target"}
-    a = CORALAdapter(s["src"], coral_weight=0.5, learning_rate=3e-4)
-    assert a.get_config() == {"feature_layer": None, "coral_weight": 0.5, "learning_rate": 3e-4}
+    assert CORALAdapter.default_config() == {"feature_layer": None, "coral_weight": 1.0, "learning_rate": 1e-3,
+                                             "centred": False, "relative": True}
+    a = CORALAdapter(s["src"], coral_weight=0.5, learning_rate=3e-4, centred=True, relative=False)
+    assert a.get_config() == {"feature_layer": None, "coral_weight": 0.5, "learning_rate": 3e-4, "centred": True,
+                              "relative": False}
     b = CORALAdapter.from_config(a.get_config(), s["src"])
     assert b.get_config() == a.get_config()
 
@@ -284,6 +331,10 @@ def test_bad_input(setting):
         CORALAdapter(src, learning_rate=0)
     with pytest.raises(ValueError, match="must name a layer of the model.*nope"):
         CORALAdapter(src, feature_layer="nope")
+    with pytest.raises(TypeError, match="centred must be True or False"):
+        CORALAdapter(src, centred="no")
+    with pytest.raises(TypeError, match="relative must be True or False"):
+        CORALAdapter(src, relative=1)
     a = CORALAdapter(src)
     with pytest.raises(ValueError, match=r"missing: x_target \(target inputs\)\. Pass x_target=\.\.\."):
         a.fit(xs, ys, verbose=0)
