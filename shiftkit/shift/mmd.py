@@ -385,12 +385,14 @@ class MMDAggregate:
     selected: int
     adjusted_level: float
     null_min_p: np.ndarray = dataclasses.field(repr=False, compare=False)
+    null_statistics: np.ndarray = dataclasses.field(repr=False, compare=False, default=None)
 
     def to_dict(self, *, include_null: bool = False) -> dict[str, Any]:
         """Plain JSON-ready dict (`null_min_p` only with `include_null=True`)."""
-        out = dataclass_to_dict(self, exclude=("null_min_p",))
+        out = dataclass_to_dict(self, exclude=("null_min_p", "null_statistics"))
         if include_null:
             out["null_min_p"] = jsonable(self.null_min_p)
+            out["null_statistics"] = jsonable(self.null_statistics)
         out["correction"] = (
             "min-p over kernels calibrated on the same permutations (exact level; "
             "reject iff min_p_value < adjusted_level)"
@@ -461,8 +463,10 @@ class MMDTestResult:
         """
         level = check_alpha(level, "level")
         if self.aggregate is not None:
+            agg = self.aggregate
+            all_stats = np.concatenate([np.asarray(agg.statistics)[:, None], agg.null_statistics], axis=1)
             adjusted, threshold = _aggregate_threshold(
-                self.aggregate.null_min_p, self.null, self.n_permutations, level
+                all_stats, _rank_counts(all_stats), agg.selected, self.n_permutations, level
             )
             aggregate = dataclasses.replace(self.aggregate, adjusted_level=adjusted)
             return dataclasses.replace(
@@ -791,6 +795,11 @@ def mmd_test(
             x, y, n_permutations=n_permutations, alpha=alpha, seed=seed, features=features,
             max_samples=max_samples, memory_budget=budget, space=space, check_input=check_input,
         )
+    if isinstance(bandwidth, str):
+        raise TypeError(
+            "bandwidth must be None (median heuristic), 'agg' (the aggregated test over several "
+            f"bandwidths, see mmd_agg_test), a positive number or a list of them; got {bandwidth!r}."
+        )
     check_bandwidth(bandwidth)
     x, y = _prepared_pair(x, y, features, check_input, max_samples, seed)
     n, m = len(x), len(y)
@@ -898,26 +907,57 @@ def _rank_counts(stats_: np.ndarray) -> np.ndarray:
     return counts
 
 
+def _aggregate_rejects(counts: np.ndarray, n_permutations: int, k: int) -> bool:
+    cmin = counts.min(axis=0)
+    return int(np.count_nonzero(cmin[1:] <= cmin[0])) <= k
+
+
 def _aggregate_threshold(
-    null_min_p: np.ndarray, null_selected: np.ndarray, n_permutations: int, level: float
+    stats_: np.ndarray, counts: np.ndarray, selected: int, n_permutations: int, level: float
 ) -> tuple[float, float]:
     """(adjusted per-kernel level, critical value of the selected kernel's statistic) at `level`.
 
-    The aggregated test rejects iff #{permuted min-p <= observed min-p} <= k (its p-value
-    (1 + that count) / (1 + P) <= level), i.e. iff the observed min-p is below the (k + 1)-th
-    smallest permuted min-p, v. With min-p = c / (1 + P) for the selected kernel,
-    c = 1 + #{null >= statistic}, that is iff at most c_v - 2 permuted statistics reach the
-    observed one: the statistic exceeds the (c_v - 1)-th largest of that kernel's null.
+    The aggregated test rejects iff #{permuted min-p <= observed min-p} <= k, k =
+    `_max_rejectable_count(level, P)` (its p-value (1 + that count) / (1 + P) <= level); that is
+    iff the observed min-p is below the (k + 1)-th smallest permuted min-p: the adjusted level.
+
+    The critical value: the decision only grows with the selected kernel's observed statistic s
+    (a larger s ranks the observed split higher and every permuted split no higher), and changes
+    only when s crosses one of that kernel's permuted statistics. So the threshold is the
+    smallest permuted statistic u such that every s > u rejects (the other kernels' statistics
+    held), found by bisection over the sorted permuted statistics; +inf when no s rejects, -inf when
+    every s does (another kernel alone rejects). With one
+    kernel it is `critical_value(null, level)`.
     """
     k = _max_rejectable_count(level, n_permutations)
     if k < 0:
         return 0.0, float("inf")
-    v = float(np.partition(null_min_p, k)[k])
-    t = int(round(v * (1 + n_permutations))) - 2
-    if t < 0:
-        return v, float("inf")
-    null_selected = np.asarray(null_selected, dtype=np.float64)
-    return v, float(np.partition(null_selected, null_selected.size - 1 - t)[null_selected.size - 1 - t])
+    cmin = counts.min(axis=0)
+    adjusted = float(np.partition(cmin[1:], k)[k]) / (1.0 + n_permutations)
+    null = stats_[selected, 1:]
+    above_null = counts[selected, 1:] - (stats_[selected, 0] >= null)  # ranks among the permuted splits
+    desc = np.sort(null)[::-1]
+
+    def rejects_above(r: int) -> bool:
+        """Decision with the observed statistic just above desc[r] (r = P: below every one)."""
+        u = desc[r] if r < len(desc) else -np.inf
+        trial = counts.copy()
+        trial[selected, 0] = 1 + int(np.count_nonzero(null > u))
+        trial[selected, 1:] = above_null + (null <= u)
+        return _aggregate_rejects(trial, n_permutations, k)
+
+    if not rejects_above(0):
+        return adjusted, float("inf")
+    lo, hi = 0, len(desc)  # rejects_above(lo) is True; find the largest such r
+    if rejects_above(hi):
+        return adjusted, float("-inf")
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if rejects_above(mid):
+            lo = mid
+        else:
+            hi = mid
+    return adjusted, float(desc[lo])
 
 
 def _check_agg_kernels(kernel: Any) -> tuple[str, ...]:
@@ -1044,7 +1084,7 @@ def mmd_agg_test(
     sel = int(tied[np.argmax(z[tied])])
     null_min_p = cmin[1:] / total
     stat, null = float(all_stats[sel, 0]), all_stats[sel, 1:]
-    adjusted, threshold = _aggregate_threshold(null_min_p, null, n_permutations, alpha)
+    adjusted, threshold = _aggregate_threshold(all_stats, counts, sel, n_permutations, alpha)
     std = float(null.std())
     aggregate = MMDAggregate(
         kernels=tuple(kind for kind, _ in specs),
@@ -1056,6 +1096,7 @@ def mmd_agg_test(
         selected=sel,
         adjusted_level=adjusted,
         null_min_p=null_min_p,
+        null_statistics=all_stats[:, 1:],
     )
     return MMDTestResult(
         statistic=stat,
