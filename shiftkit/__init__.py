@@ -65,6 +65,7 @@ from shiftkit.shift import (  # noqa: E402
     mmd_test,
     shift_report,
 )
+from shiftkit.shift import MMDAggregate, mmd_agg_test  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -112,5 +113,7 @@ __all__ = [
     "label_shift_test",
     "mmd2",
     "mmd_test",
+    "MMDAggregate",
+    "mmd_agg_test",
     "shift_report",
 ]

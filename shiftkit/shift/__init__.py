@@ -19,6 +19,7 @@ from shiftkit.shift.labels import (
     label_shift_test,
 )
 from shiftkit.shift.mmd import DEFAULT_MEMORY_BUDGET, MMDTestResult, mmd2, mmd_test
+from shiftkit.shift.mmd import MMDAggregate, mmd_agg_test
 from shiftkit.shift.univariate import FeatureDriftResult, FeatureTest, feature_drift
 from shiftkit.shift.report import (
     REPORT_SCHEMA_VERSION,
@@ -67,4 +68,6 @@ __all__ = [
     "median_heuristic",
     "mmd2",
     "mmd_test",
+    "MMDAggregate",
+    "mmd_agg_test",
 ]
