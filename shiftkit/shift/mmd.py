@@ -12,12 +12,22 @@ How the permutation test is computed (the speed and memory design):
         a'Kb = a's - a'Ka,   b'Kb = 1'K1 - 2 a's + a'Ka,
 
     so every permutation needs only the product K a. Stacking the observed split and all permutations
-    as columns of A (N x P), one matrix product K @ A gives every statistic at once. K is computed
-    exactly once, in row blocks (`kernels.gaussian_kernel_block`: the kernel of
-    `kernels.gaussian_kernel`, evaluated in place in numpy); when the full N x N matrix would exceed
-    `memory_budget` it is never held whole: each row block is multiplied into A and dropped. Only
-    when A itself would not fit are permutations taken in batches, and then kernel blocks are
-    recomputed once per batch (the result's `computation` says which path ran).
+    as rows of A' (P x N), one matrix product A' K gives every statistic at once: a'Ka is the row-wise
+    dot product with A', a's = 1'Ka its row sum (K is symmetric), and one more row of ones gives
+    1'K1; a'd comes from the diagonal. The pooled squared-distance matrix is computed exactly once
+    (`kernels.squared_distance_block`, in numpy, from one matrix product and the row norms), the
+    median-heuristic bandwidth is read off it (`kernels.median_from_sqdist`: the same seeded
+    subsample of pairs as `kernels.median_heuristic`, no second pass over the data), and the kernel
+    is taken from it in place (`kernels.kernel_from_sqdist`). When the N x N matrix would exceed
+    half of `memory_budget` it is never held whole: each row block is multiplied into A and
+    dropped (the median then comes from `kernels.median_heuristic` first). Only when A itself would
+    not fit are permutations taken in batches, and then kernel blocks are recomputed once per batch
+    (the result's `computation` says which path ran). The permutations are drawn as before this
+    design (`rng.permutation(N)` per permutation, seeded), so p-values for a given seed are unchanged.
+
+    The aggregated test (`mmd_agg_test`, `mmd_test(bandwidth="agg")`) runs several kernels on the
+    same distance matrix and the same permutations (one A'K product per kernel) and corrects for
+    their number with a min-p statistic calibrated on those permutations (exact level).
 
 Memory: the source and target samples are never concatenated or copied (unless they must be
 rescaled, below); the squared norms of their rows are computed once, and a row block costs
@@ -745,7 +755,10 @@ def mmd_test(
             least `1 / alpha - 1`, or the test could never reject (a ValueError says so).
         alpha: level of the test; `is_shift` is `p_value <= alpha`.
         bandwidth: Gaussian kernel bandwidth(s); `None` uses the median heuristic on the pooled
-            sample, fixed once before permuting.
+            sample, fixed once before permuting (read off the test's own distance matrix when it
+            fits in memory); a list sums those kernels; "agg" runs the aggregated test over
+            several bandwidths with an exact multiplicity correction (`mmd_agg_test` with its
+            defaults; the result's `aggregate` lists each bandwidth's statistic and p-value).
         seed: seed of the permutations (and of any subsampling) for reproducible p-values.
         features: optional callable mapping a batch of inputs to features, e.g.
             `feature_space(model)`, so the test runs in a model's feature space.
