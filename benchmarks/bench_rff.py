@@ -27,6 +27,7 @@ Usage:
     python benchmarks/bench_rff.py --section features --draws 100
     python benchmarks/bench_rff.py --section large --large-draws 3
     python benchmarks/bench_rff.py --quick                        # smoke run: small sizes, seconds
+    python benchmarks/bench_rff.py --section table                # the table of RESULTS_rff.json
 Prints a markdown table; the JSON goes to benchmarks/RESULTS_rff.json (`--out`).
 """
 
@@ -215,7 +216,8 @@ def markdown(results: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--section", choices=["features", "large", "all"], default="all")
+    ap.add_argument("--section", choices=["features", "large", "all", "table"], default="all",
+                    help="'table': print the markdown table of the JSON on disk, run nothing")
     ap.add_argument("--draws", type=int, default=100, help="draws per shift kind in 'features'")
     ap.add_argument("--large-n", type=int, default=1_000_000)
     ap.add_argument("--large-draws", type=int, default=3)
@@ -237,12 +239,16 @@ def main() -> None:
         print(f"Section large: n = m = {args.large_n:,}")
         results["large"] = section_large(args.large_n, 32, 1000, args.large_draws, args.shift, args.subsample,
                                          args.exact_permutations, args.skip_exact)
-    table = markdown(results)
-    results["markdown"] = table
-    if args.out and not args.quick:
+    if args.section == "table":  # the table of the sections on disk
+        results = json.loads(args.out.read_text())
+    elif args.out and not args.quick:  # keep the other section's figures on disk
         previous = json.loads(args.out.read_text()) if args.out.exists() else {}
-        previous.update({k: v for k, v in results.items()})
-        args.out.write_text(json.dumps(previous, indent=2) + "\n")
+        previous.update(results)
+        results = previous
+    table = markdown(results)
+    if args.section != "table" and args.out and not args.quick:
+        results["markdown"] = table
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
         print(f"wrote {args.out}")
     print()
     print(table)

@@ -32,7 +32,13 @@ The permutation null (exact level):
     any block size. Blocks cost almost no power while there are many of them: a mean difference
     delta inflates the block-permutation null by about ||delta||^2 / (number of blocks). The
     default block size keeps about `DEFAULT_MAX_UNITS` units; `block_size=1` is the classical
-    row permutation test.
+    row permutation test. The frequencies do not depend on the data and the blocks do not depend
+    on the data's values, so neither touches the level. The median-heuristic bandwidth is fixed
+    before permuting; up to `BANDWIDTH_SAMPLES` pooled rows it uses them all (invariant under
+    permutations: exact), beyond that a seeded subsample whose indices are uniform and independent
+    of the data (exact over the draw of that subsample, as in `mmd_test`; for one fixed seed the
+    bandwidth is a median of 2000 fixed positions, which favours no split by more than a
+    negligible amount). A given `bandwidth` keeps the level exact for every seed.
 
 Cost: the feature map is N x d x D multiply-adds plus 2 N D cos/sin (float32, in chunks of
 `chunk_size` rows, memory chunk_size x 2D); the permutations are units x 2D x n_permutations
