@@ -47,8 +47,9 @@ import _defaults_scenarios as ds  # noqa: E402
 import _uda  # noqa: E402
 
 SEEDS = (300, 301, 302, 303, 304)  # used by no other benchmark
-ESTIMATORS = ("source", "atc_plain", "atc", "doc", "label_shift", "importance", "picked")
+ESTIMATORS = ("source", "atc_plain", "atc", "doc", "label_shift", "importance", "importance_features", "picked")
 RESULTS_JSON = HERE / "RESULTS_accuracy.json"
+CELLS_DIR = HERE / "acc_cells"  # per-cell arrays for trying estimators offline (gitignored)
 
 
 def _digits_label(seed: int) -> ds.Data:
@@ -87,6 +88,7 @@ def run_cell(scenario: ds.Scenario, seed: int) -> dict[str, Any]:
     from shiftkit._keras import to_probabilities
     from shiftkit.shift.accuracy import AccuracyEstimator
     from shiftkit.shift.density_ratio import DensityRatioEstimator
+    from shiftkit.shift.features import feature_space
 
     t0 = time.perf_counter()
     data = scenario.make_data(seed)
@@ -106,6 +108,15 @@ def run_cell(scenario: ds.Scenario, seed: int) -> dict[str, Any]:
     estimates = dict(picked.estimates)
     estimates["atc_plain"] = plain.accuracy
     estimates["picked"] = picked.accuracy
+    feats = feature_space(source)
+    f_val, f_t = _flat(feats(xv)), _flat(feats(xt))
+    f_ratio = DensityRatioEstimator(seed=seed).fit(f_val, f_t)
+    estimates["importance_features"] = float(np.sum(f_ratio.weights_ * est.correct_) / np.sum(f_ratio.weights_))
+    CELLS_DIR.mkdir(exist_ok=True)
+    np.savez_compressed(CELLS_DIR / f"{scenario.name}-{seed}.npz", p_val=p_val, y_val=np.asarray(yv).reshape(-1),
+                        p_t=p_t, y_t=np.asarray(yt).reshape(-1), f_val=f_val.astype(np.float32),
+                        f_t=f_t.astype(np.float32), w_input=ratio.weights_, w_features=f_ratio.weights_,
+                        kinds=np.array(list(diag.kinds) or [""]))
     keras.backend.clear_session()
     return {
         "scenario": scenario.name, "seed": seed, "truth": truth, "estimates": estimates,

@@ -25,7 +25,9 @@ Estimators (each is exact under its assumption and in expectation; none is under
 `method="auto"` picks the estimator whose assumption matches the diagnosed kind of shift (`kinds`, e.g.
 `Diagnosis.kinds`): no shift -> "source"; label shift alone -> "label_shift"; covariate shift (with or
 without label shift) -> "importance" when weights are given and keep an effective sample size of at
-least `min_ess_fraction` of the rows, else "atc"; kinds unknown (None) or concept shift -> "atc".
+least `min_ess_fraction` of the rows, else the fallback "doc"; kinds unknown (None) or concept shift -> "doc".
+The fallback and the ESS bar were chosen on a benchmark suite (benchmarks/accuracy_choice.md): no
+estimator is consistent there, DoC erred least; ATC is far off where the model turns underconfident.
 
 The interval has two parts, because sampling error alone is not what makes these estimates wrong:
 1. a percentile bootstrap of the chosen estimator (source rows and target rows resampled, every fitted
@@ -85,15 +87,21 @@ _ASSUMPTIONS = {
     "importance": "covariate shift with overlapping support: p(y|x) unchanged, every target input "
     "has source inputs like it (the weights' effective sample size says how well)",
 }
+#: The estimator of "auto" where none is consistent under the diagnosed shift (covariate shift without
+#: usable importance weights, concept shift, unknown kinds); see benchmarks/accuracy_choice.md.
+FALLBACK = "doc"
+#: Default `min_ess_fraction` (benchmarks/accuracy_choice.md).
+MIN_ESS_FRACTION = 0.3
+_NAMES = {"atc": "average thresholded confidence", "doc": "difference of confidences"}
 # Estimators consistent (or not ruled out) under each diagnosed situation: the interval covers their
 # point estimates. "unknown": no diagnosis given.
 _PLAUSIBLE = {
     "none": ("source", "atc", "doc", "label_shift", "importance"),
     "label": ("label_shift", "importance"),
-    "covariate": ("importance", "atc", "doc"),
-    "covariate+label": ("importance", "atc", "doc", "label_shift"),
+    "covariate": ("importance", "atc", "doc", "source"),
+    "covariate+label": ("importance", "atc", "doc", "label_shift", "source"),
     "concept": ("atc", "doc"),
-    "unknown": ("atc", "doc", "label_shift", "importance"),
+    "unknown": ("atc", "doc", "label_shift", "importance", "source"),
 }
 # EM of the bootstrap: warm-started at the point estimate, so few iterations suffice.
 _EM_TOL = 1e-6
@@ -269,7 +277,8 @@ class AccuracyEstimator:
         confidence: nominal level of the bootstrap interval (default 0.95).
         n_bootstrap: bootstrap resamples (default 200).
         min_ess_fraction: "auto" uses importance weights only when their effective sample size is at
-            least this share of the source rows (default 0.1, as `ImportanceWeightingAdapter`).
+            least this share of the source rows (default 0.3: weights that keep fewer rows gave
+            estimates worse than the fallback on the benchmark, benchmarks/accuracy_choice.md).
         seed: seed of the bootstrap.
 
     Attributes (after `fit`):
@@ -293,7 +302,7 @@ class AccuracyEstimator:
         calibrate: bool = True,
         confidence: float = 0.95,
         n_bootstrap: int = 200,
-        min_ess_fraction: float = 0.1,
+        min_ess_fraction: float = MIN_ESS_FRACTION,
         seed: int | None = None,
     ) -> None:
         self.method = method
@@ -442,11 +451,11 @@ class AccuracyEstimator:
             why = "no importance weights were given" if weights is None else (
                 f"the importance weights' effective sample size ({ess:.0f} of {weights.size}) is below "
                 f"min_ess_fraction={self.min_ess_fraction:g} of the rows")
-            return "atc", f"{situation} shift, but {why}: average thresholded confidence"
+            return FALLBACK, f"{situation} shift, but {why}: {_NAMES[FALLBACK]}"
         if situation == "concept":
-            return "atc", ("concept shift (p(y|x) changed): no label-free estimate is consistent; average "
-                           "thresholded confidence, with the interval over the confidence-based estimators")
-        return "atc", "the kind of shift is unknown (no kinds given): average thresholded confidence"
+            return FALLBACK, ("concept shift (p(y|x) changed): no label-free estimate is consistent; "
+                              f"{_NAMES[FALLBACK]}, with the interval over the confidence-based estimators")
+        return FALLBACK, f"the kind of shift is unknown (no kinds given): {_NAMES[FALLBACK]}"
 
     def estimate(
         self,
