@@ -24,7 +24,7 @@ The permutation null (exact level):
     The statistic is a function of the sums of phi over the rows assigned to x. The rows of each
     sample are first put in a seeded random order and cut into *blocks* of `block_size`
     consecutive rows (rows left over, fewer than one block per sample, are single-row units);
-    only the D x 2 block sums are kept. A permutation reassigns whole blocks between x and y
+    only the block sums (units x 2D) are kept. A permutation reassigns whole blocks between x and y
     (and leftover rows among leftover rows), so a permuted statistic costs (number of units) x 2D
     operations instead of N x 2D. Under H0 the pooled rows are i.i.d., so their distribution is
     invariant under these block permutations (a subgroup of all permutations); with the observed
@@ -82,7 +82,10 @@ __all__ = [
     "DEFAULT_MAX_UNITS",
 ]
 
-#: Default number of random frequencies (each gives a cos and a sin feature).
+#: Default number of random frequencies (each gives a cos and a sin feature). Chosen on
+#: benchmarks/bench_rff.py (section features): from D = 128 the power matched the exact test's
+#: within noise on mean and variance shifts, confirmed on correlation and heavy-tail shifts;
+#: 256 leaves a margin (kernel error about 0.044) at about 8 s of CPU for 2 x 10^6 rows, d = 32.
 DEFAULT_N_FEATURES = 256
 #: Default chunk of rows mapped to features at once.
 DEFAULT_CHUNK_SIZE = 16_384
