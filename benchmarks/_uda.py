@@ -227,6 +227,52 @@ def run_cell(scenario: ds.Scenario, seed: int, *, fast: bool, peers: bool, tmp: 
     }
 
 
+def run_cell_methods(scenario: ds.Scenario, seed: int, methods: list[str], *, fast: bool) -> dict[str, Any]:
+    """Only source only and the named label-free adapters (defaults) on one cell, with `run_cell`'s arrays.
+
+    The same splits, source model and `fit` call (`seed=seed`, verbose 0) as `run_cell`'s candidates,
+    without the selection, FineTune, target only and the peers: for rerunning the rows of adapters
+    whose defaults changed (`--methods`).
+    """
+    import keras
+
+    from shiftkit.adapt import get_adapter
+    from shiftkit.adapt.selection import SOURCE_ONLY
+
+    t0 = time.perf_counter()
+    data = scenario.make_data(seed)
+    rng = np.random.default_rng([seed, 7])
+    xs, ys, xv, yv = _split(data.x_source, data.y_source, 0.2, rng)
+    xu, yu, xtest, ytest = _split(data.x_test, data.y_test, 0.5, rng)
+    source = ds.train_source(scenario, dataclasses.replace(data, x_source=xs, y_source=ys), seed)
+    acc: dict[str, float] = {SOURCE_ONLY: ds.accuracy(source, xtest, ytest)}
+    seconds: dict[str, float] = {}
+    for name in methods:
+        start = time.perf_counter()
+        adapter = get_adapter(name)(source).fit(x_source=xs, y_source=ys, x_target=xu, verbose=0, seed=seed,
+                                                **({"epochs": 2} if fast else {}))
+        seconds[name] = time.perf_counter() - start
+        acc[name] = ds.accuracy(adapter.model_, xtest, ytest)
+    keras.backend.clear_session()
+    return {"scenario": scenario.name, "seed": seed, "accuracy": acc, "seconds": seconds, "methods": list(methods),
+            "cell_seconds": time.perf_counter() - t0}
+
+
+def methods_lines(cells: list[dict[str, Any]]) -> list[str]:
+    """Per scenario: mean ± std of source only and each method, and each method's gain over source only."""
+    by: dict[str, list[dict[str, Any]]] = {}
+    for c in cells:
+        by.setdefault(c["scenario"], []).append(c)
+    lines = ["| scenario | seeds | method | mean ± std | gain over source only |", "|---|---|---|---|---|"]
+    for name, cs in by.items():
+        src = float(np.mean([c["accuracy"]["source_only"] for c in cs]))
+        for m in cs[0]["accuracy"]:
+            vals = [c["accuracy"][m] for c in cs]
+            lines.append(f"| {name} | {len(cs)} | {m} | {np.mean(vals):.3f} ± {np.std(vals):.3f} | "
+                         f"{np.mean(vals) - src:+.3f} |")
+    return lines
+
+
 # ------------------------------------------------------------------------------------------- timing
 def time_trainers(scenario: ds.Scenario, seed: int, epochs: int, rounds: int) -> list[dict[str, Any]]:
     """Per-epoch wall time of each label-free adapter's training vs a plain `model.fit` on the same source data.
@@ -436,6 +482,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--json", type=Path, default=HERE / "RESULTS_uda.json")
     p.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     p.add_argument("--no-results", action="store_true")
+    p.add_argument("--methods", nargs="+",
+                   help="only source only and these label-free adapters (registry names, defaults): no selection, "
+                        "FineTune, target only or peers; the table goes to stdout and --json, never to RESULTS.md")
     p.add_argument("--timing", action="store_true", help="only the per-epoch timing of each trainer (digits-blur)")
     p.add_argument("--timing-epochs", type=int, default=8)
     p.add_argument("--timing-rounds", type=int, default=3)
@@ -455,6 +504,25 @@ def main(argv: list[str]) -> int:
                 "(an adapter step also runs 64 target images).", "", *lines, ""]))
         return 0
     scen = [s for s in scenarios(args.fast) if not args.scenarios or s.name in args.scenarios]
+    if args.methods:
+        from shiftkit.adapt import adapter_names
+
+        unknown = [m for m in args.methods if m not in adapter_names()]
+        if unknown:
+            p.error(f"--methods: unknown adapter(s) {unknown}; registered: {adapter_names()}")
+        if args.json.resolve() == (HERE / "RESULTS_uda.json").resolve():
+            p.error("--methods writes its own cells: pass --json PATH (not the full suite's RESULTS_uda.json)")
+        cells = []
+        t0 = time.perf_counter()
+        for s in scen:
+            for seed in args.seeds:
+                cell = run_cell_methods(s, seed, args.methods, fast=args.fast)
+                cells.append(cell)
+                print(f"[{time.perf_counter() - t0:7.0f}s] {s.name} seed {seed}: "
+                      + " ".join(f"{k}={v:.3f}" for k, v in cell["accuracy"].items()), flush=True)
+                args.json.write_text(json.dumps({"fast": args.fast, "methods": args.methods, "cells": cells}, indent=1))
+        print("\n".join(methods_lines(cells)))
+        return 0
     peers = not args.no_peers and PEER_PYTHON.exists()
     cells = []
     if args.json.exists() and not args.no_results:  # resume: keep cells already measured with these settings
