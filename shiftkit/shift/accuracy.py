@@ -380,6 +380,16 @@ class AccuracyEstimator:
         q = _em_batch(calibrated, np.ones((1, len(calibrated))), self.source_priors_, self.source_priors_)[0]
         return q, calibrated
 
+    def target_priors(self, target_probs: Any) -> np.ndarray:
+        """Target class proportions estimated by EM after the calibration fitted in `fit` (label shift).
+
+        The same estimate as `estimate_target_priors(source_probs, source_labels, target_probs)`
+        (method "em"), without refitting the calibration on every call (a monitor calls it per window).
+        """
+        self._check_fitted()
+        probs = check_probabilities(target_probs, "target_probs", n_classes=self.n_classes_)
+        return self._label_shift_priors(probs)[0]
+
     def _point_estimates(
         self, target_probs: np.ndarray, weights: np.ndarray | None
     ) -> tuple[dict[str, float], dict[str, Any]]:

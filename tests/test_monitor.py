@@ -1,0 +1,118 @@
+"""StreamMonitor: the sequential alarm's false-alarm rate, detection, change point, statistics, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shiftkit.check import Reference
+from shiftkit.monitor import StreamMonitor
+from shiftkit.shift.mmd import mmd2
+
+
+def _reference(seed: int, n: int = 400, d: int = 4) -> Reference:
+    rng = np.random.default_rng([seed, 0])
+    return Reference.from_data(rng.normal(size=(n, d)), max_samples=n, seed=seed)
+
+
+@pytest.mark.slow
+def test_false_alarms_over_seeded_null_runs_stay_at_alpha():
+    """100 unshifted runs of `horizon` windows (10 references x 10 runs): any-alarm rate <= alpha + 3 s.e."""
+    alpha, horizon, runs = 0.1, 10, 0
+    alarms = 0
+    for ref_seed in range(10):
+        mon = StreamMonitor(_reference(ref_seed), window=50, horizon=horizon, alpha=alpha, n_null_windows=200,
+                            seed=ref_seed)
+        for run in range(10):
+            rng = np.random.default_rng([ref_seed, 1, run])
+            fresh = StreamMonitor.__new__(StreamMonitor)
+            fresh.__dict__.update(mon.__dict__)
+            fresh._cusum = {s: 0.0 for s in mon.statistics_}
+            fresh._last_zero = {s: -1 for s in mon.statistics_}
+            fresh._buffer_x, fresh._buffer_y, fresh._buffered, fresh._rows_seen = [], [], 0, 0
+            fresh.results_, fresh.alarm_window_, fresh.change_point_, fresh.alarm_statistic_ = [], None, None, None
+            fresh.update(rng.normal(size=(50 * horizon, 4)))
+            alarms += fresh.alarm_window_ is not None
+            runs += 1
+    assert alarms / runs <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / runs), alarms
+
+
+def test_detects_an_abrupt_shift_and_locates_the_change():
+    mon = StreamMonitor(_reference(1), window=50, horizon=20, alpha=0.05, n_null_windows=200, seed=1)
+    rng = np.random.default_rng(5)
+    before = mon.update(rng.normal(size=(50 * 6, 4)))
+    assert len(before) == 6 and not any(r.alarm for r in before)
+    after = mon.update(rng.normal(0.6, size=(50 * 6, 4)))
+    assert mon.alarm_window_ is not None and 6 <= mon.alarm_window_ <= 8
+    assert abs(mon.change_point_ - 6) <= 1  # the CUSUM estimate: last zero of the alarming CUSUM, + 1
+    last = after[-1]
+    assert last.alarm and last.alarm_statistic == "input" and last.score > last.threshold
+    assert last.start == 50 * 11 and last.stop == 50 * 12 and last.in_horizon
+    assert mon.summary()["change_point"] == mon.change_point_ and "false alarm" in mon.summary()["false_alarm_bound"]
+    assert isinstance(last.to_dict()["statistics"]["input"], float)
+
+
+def test_rows_are_buffered_across_batches():
+    mon = StreamMonitor(_reference(2), window=50, horizon=5, n_null_windows=60, seed=2)
+    rng = np.random.default_rng(0)
+    assert mon.update(rng.normal(size=(30, 4))) == []
+    out = mon.update(rng.normal(size=(80, 4)))
+    assert [r.window for r in out] == [0, 1] and out[1].stop == 100
+
+
+def test_window_statistic_is_the_unbiased_mmd2_with_the_snapshots_bandwidth():
+    ref = _reference(3)
+    mon = StreamMonitor(ref, window=50, horizon=5, n_null_windows=60, seed=3)
+    x = np.random.default_rng(9).normal(0.3, size=(50, 4))
+    res = mon.update(x)[0]
+    expected = mmd2(ref.standardize(ref.x)[mon._ref_rows], ref.standardize(x), bandwidth=ref.bandwidth)
+    assert res.statistics["input"] == pytest.approx(expected, rel=1e-6, abs=1e-9)
+    z = (res.statistics["input"] - mon.null_mean_["input"]) / mon.null_std_["input"]
+    assert res.z["input"] == pytest.approx(z)
+    assert res.cusum["input"] == pytest.approx(max(0.0, z - mon.drift))
+
+
+def test_with_a_model_every_statistic_runs_and_labels_and_accuracy_are_estimated():
+    import keras
+
+    rng = np.random.default_rng(0)
+    means = np.array([[0.0, 0.0, 0.0], [3.0, 0.0, 0.0], [0.0, 3.0, 0.0]])
+    y = rng.integers(0, 3, 800)
+    x = (means[y] + rng.normal(size=(800, 3))).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(3, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=40, verbose=0)
+    ref = Reference.from_data(x, y, model=model, max_samples=800, seed=0)
+    mon = StreamMonitor(ref, model=model, window=100, horizon=5, n_null_windows=60, seed=0)
+    assert mon.statistics_ == ("input", "feature", "bbsd", "labels")
+    yt = rng.choice(3, 100, p=[0.8, 0.1, 0.1])
+    res = mon.update((means[yt] + rng.normal(size=(100, 3))).astype("float32"))[0]
+    assert set(res.statistics) == {"input", "feature", "bbsd", "labels"}
+    assert res.label_source == "estimated" and res.label_proportions[0] > 0.5
+    assert res.accuracy is not None and res.accuracy_interval[0] <= res.accuracy <= res.accuracy_interval[1]
+    labeled = StreamMonitor(ref, model=model, window=100, horizon=5, n_null_windows=60, labeled=True, seed=0)
+    res = labeled.update(x[:100], y[:100])[0]
+    assert res.label_source == "labels"
+    with pytest.raises(ValueError, match="labels of every batch"):
+        labeled.update(x[:10])
+
+
+def test_bad_arguments():
+    ref = _reference(4, n=200)
+    with pytest.raises(TypeError, match="Reference"):
+        StreamMonitor(np.zeros((10, 4)))
+    with pytest.raises(ValueError, match="too large"):
+        StreamMonitor(ref, window=100)
+    with pytest.raises(ValueError, match="cannot run"):
+        StreamMonitor(ref, window=20, statistics=("feature",))
+    with pytest.raises(ValueError, match="labeled=True needs"):
+        StreamMonitor(ref, window=20, labeled=True)
+    with pytest.raises(ValueError, match="alpha"):
+        StreamMonitor(ref, window=20, alpha=1.5)
+    mon = StreamMonitor(ref, window=20, horizon=3, n_null_windows=60, seed=0)
+    with pytest.raises(ValueError, match="per-sample shape"):
+        mon.update(np.zeros((20, 5)))
+    with pytest.raises(ValueError, match="NaN|finite"):
+        mon.update(np.full((20, 4), np.nan))
