@@ -245,12 +245,14 @@ st.caption(domains.description + (f"  Known truth: {domains.shift_kind} shift." 
 
 # ------------------------------------------------------------------------------------ 1. verdict
 st.subheader("1. Verdict")
-for col, card in zip(st.columns(4), dash.verdict_cards(report)):
+cards = dash.verdict_cards(report)
+for col, card in zip(st.columns(len(cards)), cards):
     col.metric(card.label, card.value, card.delta, delta_color="off", help=card.help, border=True)
 # st.warning / st.success: st.error is kept for problems with the inputs.
 (st.warning if report.is_shift else st.success)(f"**Verdict: {dash.verdict_headline(report)}.** {report.verdict}")
 if model is None:
-    st.caption("No model: only the input-space test runs. Choose a model to test the feature space and adapt.")
+    st.caption("No model: only the input-space test runs. Choose a model to test the feature space and its softmax "
+               "outputs (BBSD), and to adapt.")
 
 # ------------------------------------------------------------------------------------ 2. null distribution
 st.subheader("2. Permutation test")

@@ -15,7 +15,11 @@ Criteria (each can fail the check):
       the reference proportions and the target's (true, or estimated with calibrated EM) is above
       the tolerance. The total variation alone is no test: with 60 target rows and no shift its
       sampling noise passed 0.1 in 38% of draws;
-    * class imbalance (when `max_imbalance_ratio` is given): the target's max/min class ratio above it.
+    * class imbalance (when `max_imbalance_ratio` is given): the target's max/min class ratio above it;
+    * black-box shift detection (when `bbsd=True`, CLI `--bbsd`; needs a classifier as the model):
+      KS tests on each of the model's softmax outputs, reference (the snapshot's stored
+      probabilities) vs target, Bonferroni over the outputs (`shiftkit.shift.bbsd`): fails when
+      its corrected p-value is at or below its level. It also joins the report's Holm family.
 
 `Reference` (saved by `shiftkit snapshot`) holds what a later check needs, so CI needs neither the
 whole source set nor its labels: a seeded subsample of at most `max_samples` rows
@@ -27,7 +31,7 @@ and the library version. A check against a snapshot computes exactly what a chec
 reference computes, because the full-reference check draws the same subsample.
 
 Levels: each of the k tests that run (input MMD; feature MMD with a model; the label test with
-labels, or a model and reference labels) is decided at alpha / k (Bonferroni), so a target without
+labels, or a model and reference labels; BBSD when asked for) is decided at alpha / k (Bonferroni), so a target without
 shift fails with probability at most alpha (`max_imbalance_ratio` gates the target's own class
 balance; it is no shift test), with enough permutations for its level (`permutations_for`). Data
 too small for any split to reach the level raise a ValueError that says so, rather than pass.
@@ -65,6 +69,7 @@ from shiftkit._version import __version__
 from shiftkit.analysis import Analysis, Measurement, SourceSummary, Subsampling, analyze
 from shiftkit.data import subsample_rows
 from shiftkit.files import check_array_file
+from shiftkit.shift.bbsd import bbsd_from_probabilities, check_classifier
 from shiftkit.shift.features import FeatureSpace, predict_proba
 from shiftkit.shift.kernels import median_heuristic
 from shiftkit.shift.labels import LabelShiftTestResult, class_imbalance, estimate_target_priors, label_shift_test
@@ -580,6 +585,7 @@ def check_shift(
     diagnose_shift: bool = True,
     feature_names: Any = None,
     class_names: Any = None,
+    bbsd: bool = False,
 ) -> CheckResult:
     """Gate a target data set against a reference: pass, or fail with the criteria that failed.
 
@@ -603,6 +609,9 @@ def check_shift(
         seed: seed of every random step.
         diagnose_shift: also name the kind of shift and the adapter that fits (`diagnose`).
         feature_names: column names, for the per-feature table. class_names: class names.
+        bbsd: add the black-box shift detection criterion (KS tests on the model's softmax
+            outputs, Bonferroni over them; one more test in the alpha / k split). Needs `model`
+            (a classifier) and, with a snapshot, one made with that model.
 
     Returns:
         A `CheckResult`.
@@ -619,19 +628,42 @@ def check_shift(
     if max_imbalance_ratio is not None:
         max_imbalance_ratio = check_real(max_imbalance_ratio, "max_imbalance_ratio", low=1.0, allow_inf=True,
                                          example=3)
+    if bbsd:
+        if model is None:
+            raise ValueError("The BBSD criterion (bbsd=True, --bbsd) tests the model's softmax outputs: pass the "
+                             "model (--model).")
+        check_classifier(model)
     if not isinstance(reference, Reference):
         reference = Reference.from_data(reference, y_reference, model=model, layer=layer,
                                         max_samples=max_samples, seed=seed, feature_names=feature_names,
                                         class_names=class_names)
+    elif bbsd and reference.probs is None:
+        raise ValueError("The BBSD criterion needs the reference's softmax, but the snapshot holds none: re-create "
+                         "it with `shiftkit snapshot --model` (the same model), or leave --bbsd out.")
     xt = check_array(x_target, "x_target")
+    analysis_perm = n_permutations
+    if bbsd:  # one more test in the split: every permutation test must reach alpha / (k + 1)
+        analysis_perm = permutations_for(alpha / (_n_measured_tests(reference, y_target, model) + 1), n_permutations)
     analysis = analyze(reference, xt, y_target=y_target, model=model, layer=layer, alpha=alpha,
-                       n_permutations=n_permutations, seed=seed, max_samples=max_samples,
+                       n_permutations=analysis_perm, seed=seed, max_samples=max_samples,
                        diagnose_shift=diagnose_shift, diagnosis_permutations=min(n_permutations, 500))
+    if bbsd:
+        # the target rows `Reference.measure` tested (seed + 1), against the reference's stored softmax
+        rows = subsample_rows(len(xt), max_samples, None if seed is None else seed + 1)
+        result = bbsd_from_probabilities(reference.probs, predict_proba(model, xt[rows]), alpha=alpha)
+        analysis = dataclasses.replace(analysis, report=dataclasses.replace(analysis.report, bbsd=result))
     yt = None
     if max_imbalance_ratio is not None and analysis.label_test is None:
         yt = reference.target_codes(y_target, len(xt), model)
     criteria = _criteria(analysis, yt, max_label_shift, max_imbalance_ratio)
     return CheckResult(criteria=tuple(criteria), analysis=analysis)
+
+
+def _n_measured_tests(reference: Reference, y_target: Any, model: Any) -> int:
+    """The number of tests `Reference.measure` runs (the same rule as there)."""
+    label_test_runs = reference.label_counts is not None and (
+        y_target is not None or (model is not None and reference.probs is not None and reference.y is not None))
+    return (1 if model is None else 2) + int(label_test_runs)
 
 
 def _criteria(
@@ -640,7 +672,7 @@ def _criteria(
     """The check's gates over an analysis of the reference (its tests decided at alpha / k)."""
     report = analysis.report
     alpha = report.alpha
-    n_tests = len(report.tests) + int(analysis.label_test is not None)
+    n_tests = len(report.tests) + int(analysis.label_test is not None) + int(report.bbsd is not None)
     test_alpha = alpha / n_tests
     bonferroni = "" if n_tests == 1 else f", Bonferroni: alpha={alpha:g} split over {n_tests} tests"
     direction = f"fail when p_value <= {test_alpha:g}{bonferroni}"
@@ -657,6 +689,15 @@ def _criteria(
             "feature-space MMD", test.p_value, test_alpha, not test.is_shift, direction,
             f"MMD^2 {test.statistic:.4g} in {report.layer} (normalized {test.normalized:.3g}); "
             f"{n_perm} permutations.",
+        ))
+    if report.bbsd is not None:
+        b = report.bbsd.at_level(test_alpha)
+        shifted = list(b.shifted_outputs)
+        criteria.append(Criterion(
+            "BBSD (softmax)", b.p_value, test_alpha, not b.is_shift, direction,
+            f"{b.description}: largest KS statistic {b.statistic:.3g} (p-values corrected over the outputs); "
+            + (f"outputs with p <= {b.threshold:.3g}: {shifted}; " if shifted else "")
+            + f"{b.n_source} reference vs {b.n_target} target rows.",
         ))
     names = analysis.class_names
     labels, label_test = report.labels, analysis.label_test

@@ -3,7 +3,7 @@
     shiftkit --version
     shiftkit demo     [--scenario NAME] [--no-model] [--n-permutations N] [--alpha A] [--seed S] [--json PATH|-]
     shiftkit check    --reference REF --target TGT [--model M.keras] [--layer NAME] [--label-column y]
-                      [--alpha 0.01] [--max-label-shift 0.1] [--max-imbalance-ratio R] [--n-permutations N]
+                      [--alpha 0.01] [--max-label-shift 0.1] [--max-imbalance-ratio R] [--bbsd] [--n-permutations N]
                       [--max-samples N] [--seed S] [--drop-na] [--json PATH|-] [--html PATH]
     shiftkit snapshot --reference REF [--model M.keras] [--layer NAME] [--label-column y] [--max-samples N]
                       [--seed S] [--drop-na] --out ref.npz
@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="largest tolerated total variation between class proportions (default: %(default)s)")
     check.add_argument("--max-imbalance-ratio", type=float, default=None, metavar="R",
                        help="largest tolerated max/min class ratio in the target (default: no gate)")
+    check.add_argument("--bbsd", action="store_true",
+                       help="also gate on black-box shift detection: KS tests on the model's softmax outputs, "
+                            "Bonferroni over them, one more test in the alpha split (needs --model)")
     check.add_argument("--html", metavar="PATH", help="write a self-contained HTML report")
     check.add_argument("--no-diagnosis", action="store_true", help="skip naming the kind of shift (faster)")
 
@@ -332,7 +335,7 @@ def _run_check(args: argparse.Namespace) -> int:
     common = dict(
         model=model, layer=args.layer, alpha=args.alpha, max_label_shift=args.max_label_shift,
         max_imbalance_ratio=args.max_imbalance_ratio, n_permutations=args.n_permutations,
-        max_samples=args.max_samples, seed=args.seed, diagnose_shift=not args.no_diagnosis,
+        max_samples=args.max_samples, seed=args.seed, diagnose_shift=not args.no_diagnosis, bbsd=args.bbsd,
     )
     if _is_snapshot(args.reference):
         check_array_file(args.reference, max_bytes, role="reference snapshot")

@@ -197,8 +197,9 @@ def test_verdict_cards_and_tables():
     rep = shift_report(d.x_source, d.x_target, d.y_source, d.y_target, n_permutations=100, seed=0)
     cards = dash.verdict_cards(rep)
     assert [c.label for c in cards] == ["Input-space MMD²", "Feature-space MMD²", "Label-shift distance",
-                                        "Imbalance ratio"]
+                                        "Imbalance ratio", "BBSD (softmax)"]
     assert cards[1].value == "—" and "choose a model" in cards[1].help
+    assert cards[4].value == "—" and "classifier" in cards[4].help
     assert cards[2].value == f"{rep.labels.distance.total_variation:.3f}"
     assert "threshold" in cards[0].help.lower()
     assert dash.verdict_headline(rep).endswith("at alpha=0.05")
@@ -306,6 +307,8 @@ def test_default_run_shows_the_verdict():
     assert [m.label for m in at.metric][:4] == ["Input-space MMD²", "Feature-space MMD²", "Label-shift distance",
                                                 "Imbalance ratio"]
     assert at.metric[1].value != "—"  # the default model gives the feature-space test
+    bbsd = next(m for m in at.metric if m.label == "BBSD (softmax)")  # and black-box shift detection
+    assert bbsd.value != "—" and "p = " in bbsd.delta
     assert len(at.dataframe) >= 3  # labels, imbalance, per-feature drift
     assert at.button(key="run_adaptation").disabled is False
     at.checkbox(key="tsne").check().run()

@@ -225,3 +225,62 @@ def test_a_snapshot_that_would_decompress_past_the_limit_is_refused_before_readi
     monkeypatch.setenv("SHIFTKIT_MAX_GIB", "0.01")
     with pytest.raises(ValueError, match="reference snapshot"):
         Reference.load(path)
+
+
+# ------------------------------------------------------------------ issue 12: the BBSD criterion
+def _trained_mlp(x, y, seed=0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Normalization(),
+                              keras.layers.Dense(8, activation="relu"), keras.layers.Dense(2, activation="softmax")])
+    model.layers[0].adapt(x)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=20, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def label_shift_model():
+    s = load_scenario("hospitals_label_shift", seed=0)
+    return s, _trained_mlp(s.x_source[:150], s.y_source[:150])
+
+
+def test_bbsd_criterion_joins_the_split_and_fails_on_label_shift(label_shift_model, tmp_path):
+    from shiftkit.shift.bbsd import bbsd_from_probabilities
+
+    s, model = label_shift_model
+    ref = Reference.from_data(s.x_source[150:], s.y_source[150:], model=model, seed=0)
+    res = check_shift(Reference.load(ref.save(tmp_path / "r.npz")), s.x_target, model=model, seed=0,
+                      n_permutations=200, diagnose_shift=False, bbsd=True)
+    names = [c.name for c in res.criteria]
+    assert names == ["input-space MMD", "feature-space MMD", "BBSD (softmax)", "label shift"]
+    crit = res.criteria[2]
+    # 4 tests: every criterion is decided at alpha / 4, and every permutation test can reach it
+    assert all(c.threshold == pytest.approx(0.01 / 4) for c in res.criteria if c.name != "label shift")
+    assert "split over 4 tests" in crit.direction
+    assert res.report.input_test.n_permutations >= permutations_for(0.01 / 4, 200)
+    direct = bbsd_from_probabilities(ref.probs, model.predict(s.x_target, verbose=0), alpha=0.01)
+    assert crit.value == pytest.approx(direct.p_value, rel=1e-5)
+    assert not crit.passed and "BBSD (softmax)" in [c.name for c in res.failed]
+    assert res.report.bbsd is not None and "bbsd" in res.report.adjusted_p_values
+    assert res.to_dict()["report"]["bbsd"]["test"] == "ks"
+    # without the flag: no BBSD criterion and the split is unchanged
+    plain = check_shift(ref, s.x_target, model=model, seed=0, n_permutations=200, diagnose_shift=False)
+    assert "BBSD (softmax)" not in [c.name for c in plain.criteria] and plain.report.bbsd is None
+
+
+def test_bbsd_criterion_passes_without_shift(label_shift_model):
+    s, model = label_shift_model
+    rest = s.x_source[150:]
+    res = check_shift(rest[::2], rest[1::2], model=model, seed=0, n_permutations=200, diagnose_shift=False, bbsd=True)
+    assert next(c for c in res.criteria if c.name == "BBSD (softmax)").passed
+
+
+def test_bbsd_criterion_errors(label_shift_model, tmp_path):
+    s, model = label_shift_model
+    with pytest.raises(ValueError, match="pass the model"):
+        check_shift(s.x_source, s.x_target, bbsd=True)
+    no_probs = Reference.from_data(s.x_source, s.y_source, seed=0)
+    with pytest.raises(ValueError, match="snapshot holds none"):
+        check_shift(no_probs, s.x_target, model=model, bbsd=True)

@@ -36,7 +36,7 @@ def test_demo_with_model_json_to_stdout_only(capsys):
 def test_demo_json_file(tmp_path, capsys):
     path = tmp_path / "r.json"
     assert main(["demo", "--no-model", "--n-permutations", "50", "--json", str(path)]) == 0
-    assert json.loads(path.read_text())["schema_version"] == "2.0"
+    assert json.loads(path.read_text())["schema_version"] == "2.1"
 
 
 @pytest.mark.parametrize(
@@ -420,3 +420,21 @@ def test_adapt_bad_input_exits_2_with_a_message(adapt_files, capsys):
     assert "--val-size" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         _adapt(adapt_files, "--adapter", "magic", "--out", str(adapt_files / "x.keras"))
+
+
+# ------------------------------------------------------------------ issue 12: check --bbsd
+def test_check_bbsd_flag_adds_the_criterion(adapt_files, tmp_path, capsys):
+    files = adapt_files
+    base = ["check", "--reference", str(files / "src.npz"), "--target", str(files / "tgt.npz"), *FAST]
+    out = tmp_path / "bbsd.json"
+    code = main([*base, "--model", str(files / "model.keras"), "--bbsd", "--json", str(out)])
+    data = json.loads(out.read_text())
+    names = [c["name"] for c in data["criteria"]]
+    assert "BBSD (softmax)" in names and code == (1 if data["failed_criteria"] else 0)
+    bbsd = next(c for c in data["criteria"] if c["name"] == "BBSD (softmax)")
+    assert bbsd["threshold"] == pytest.approx(0.01 / 4)  # input, feature, label (model + labels), BBSD
+    assert data["report"]["bbsd"]["test"] == "ks"
+    # exit codes unchanged: --bbsd without a model is a usage error (2) with a message
+    capsys.readouterr()
+    assert main([*base, "--bbsd"]) == 2
+    assert "--model" in capsys.readouterr().err

@@ -208,8 +208,12 @@ def test_covariate_test_with_a_model_can_reject_at_a_small_alpha():
     d = diagnose(xs, xs + 2.0, ys, model=_mlp(), alpha=0.01, n_permutations=500, second_opinion=False, seed=0)
     ev = d.evidence_for("covariate")
     assert ev.detected and "covariate" in d.kinds
-    assert "1199 permutations" in ev.detail  # permutations_for(0.01 / 6, 500)
-    assert ev.n_permutations == 1199
+    # inputs, features and BBSD on the softmax: three tests at alpha / 3 / 3 each
+    assert "1799 permutations" in ev.detail and "BBSD" in ev.test  # permutations_for(0.01 / 9, 500)
+    assert ev.n_permutations == 1799
+    two = diagnose(xs, xs + 2.0, ys, model=_mlp(), alpha=0.01, n_permutations=500, second_opinion=False, seed=0,
+                   bbsd=False)
+    assert two.evidence_for("covariate").n_permutations == 1199 and "BBSD" not in two.evidence_for("covariate").test
 
 
 def test_a_test_that_cannot_reach_its_level_says_so():
@@ -257,3 +261,28 @@ def test_near_constant_pixels_do_not_dominate_the_covariate_test():
     assert "covariate" not in d.kinds
     d = diagnose(images(120, 0.0), images(120, 0.0) * 1.6, n_permutations=100, second_opinion=False, seed=0)
     assert "covariate" in d.kinds  # a real change of the images is still found
+
+
+# ------------------------------------------------------------------ issue 12: BBSD in the covariate family
+def test_bbsd_in_the_covariate_family_is_bonferroni_corrected():
+    """With a classifier, the covariate p-value is 3 x the smallest of input MMD, feature MMD and BBSD."""
+    from shiftkit.shift.bbsd import bbsd_from_probabilities
+    from shiftkit.shift.features import predict_proba
+
+    rng = np.random.default_rng(5)
+    xs, xt = rng.normal(size=(80, 5)), rng.normal(size=(70, 5))
+    xt[:, 0] += 0.4
+    model = _mlp()
+    d = diagnose(xs, xt, model=model, n_permutations=300, second_opinion=False, seed=0)
+    ev = d.evidence_for("covariate")
+    bb = bbsd_from_probabilities(predict_proba(model, xs), predict_proba(model, xt))
+    assert f"p={bb.p_value:.3g}" in ev.detail and "BBSD largest KS D" in ev.detail
+    assert ev.p_value <= min(1.0, 3 * bb.p_value) + 1e-12  # Bonferroni: 3 x the smallest of the three
+    assert ev.detected == (ev.p_value <= 0.05 / 3)
+    # a model that is not a classifier keeps the two MMD tests
+    import keras
+
+    inp = keras.Input((5,))
+    regressor = keras.Model(inp, keras.layers.Dense(3, activation="relu")(inp))
+    ev2 = diagnose(xs, xt, model=regressor, n_permutations=300, second_opinion=False, seed=0).evidence_for("covariate")
+    assert "BBSD" not in ev2.test

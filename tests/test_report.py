@@ -48,7 +48,7 @@ def test_report_on_covariate_scenario_with_labels():
     text = str(rep)
     assert "input space" in text and "YES" in text and "Shift detected" in text
     d = json.loads(rep.to_json())
-    assert d["schema_version"] == "2.0" and d["is_shift"] is True
+    assert d["schema_version"] == "2.1" and d["is_shift"] is True
     assert len(d["input_test"]["null"]) == 300
 
 
@@ -209,7 +209,10 @@ def test_shift_report_raises_permutations_for_the_holm_share(small_model):
     rng = np.random.default_rng(0)
     xs, xt = rng.normal(size=(40, 5)), rng.normal(size=(30, 5))
     rep = shift_report(xs, xt, model=small_model, n_permutations=20, alpha=0.05, seed=0)
-    assert rep.input_test.n_permutations == rep.feature_test.n_permutations == 79
+    # input MMD, feature MMD and BBSD (a classifier): the smallest Holm share is alpha / 3
+    assert rep.input_test.n_permutations == rep.feature_test.n_permutations == 119
+    two = shift_report(xs, xt, model=small_model, n_permutations=20, alpha=0.05, seed=0, bbsd=None)
+    assert two.input_test.n_permutations == 79 and two.bbsd is None
     alone = shift_report(xs, xt, n_permutations=20, alpha=0.05, seed=0)
     assert alone.input_test.n_permutations == 39  # one test: enough to reject at alpha with 2 resolution
     assert "Holm" in alone.verdict
@@ -321,3 +324,66 @@ def test_label_summary_keeps_the_class_values_in_every_part():
     assert direct.to_dict() == lab.to_dict()
     unknown = label_summary(np.array([0, 1, 1]), None, 3, classes=("a", "b"))  # classes padded to n_classes
     assert unknown.target_from == "unknown" and unknown.classes == ("a", "b", 2) and unknown.ratios is None
+
+
+# ------------------------------------------------------------------ issue 12: BBSD in the report
+def _fake_bbsd(p_value, alpha=0.05):
+    from shiftkit.shift.bbsd import BBSDResult
+
+    return BBSDResult(is_shift=p_value <= alpha, p_value=p_value, threshold=alpha / 3, alpha=alpha, test="ks",
+                      statistics=(0.3, 0.2, 0.1), p_values=(p_value / 3, 0.5, 0.9), outputs=(0, 1, 2), n_outputs=3,
+                      n_source=30, n_target=30, correction="bonferroni")
+
+
+def test_bbsd_joins_the_holm_family(two_results):
+    """Three tests: the smallest p is decided at alpha/3, the next at alpha/2, the last at alpha."""
+    rep = ShiftReport(input_test=_fake(two_results, 0.04, "input"), feature_test=_fake(two_results, 0.5, "feature"),
+                      labels=None, alpha=0.05, n_source=30, n_target=30, bbsd=_fake_bbsd(0.01))
+    assert len(rep.family) == 3 and rep.tests == (rep.input_test, rep.feature_test)
+    assert rep.bbsd.alpha == pytest.approx(0.05 / 3) and rep.bbsd.is_shift  # 0.01 <= alpha/3
+    assert rep.input_test.alpha == pytest.approx(0.025) and not rep.input_test.is_shift  # 0.04 > alpha/2: stop
+    assert rep.is_shift and "softmax outputs (BBSD)" in rep.verdict and "input and" not in rep.verdict
+    assert rep.adjusted_p_values == {"input": pytest.approx(0.08), "feature": pytest.approx(0.5),
+                                     "bbsd": pytest.approx(0.03)}
+    assert "Holm correction over 3 tests" in rep.verdict and "bbsd (softmax)" in str(rep)
+    d = rep.to_dict(include_null=False)
+    assert d["bbsd"]["p_value"] == 0.01 and d["bbsd"]["alpha"] == pytest.approx(0.05 / 3)
+
+
+def test_bbsd_alone_does_not_reject_above_its_holm_level(two_results):
+    rep = ShiftReport(input_test=_fake(two_results, 0.5, "input"), feature_test=_fake(two_results, 0.6, "feature"),
+                      labels=None, alpha=0.05, n_source=30, n_target=30, bbsd=_fake_bbsd(0.03))
+    assert not rep.is_shift and not rep.bbsd.is_shift and rep.bbsd.alpha == pytest.approx(0.05 / 3)
+
+
+def test_shift_report_runs_bbsd_with_a_classifier(small_model):
+    import keras
+
+    rng = np.random.default_rng(3)
+    xs, xt = rng.normal(size=(60, 5)), rng.normal(size=(50, 5))
+    rep = shift_report(xs, xt, model=small_model, n_permutations=200, seed=0)
+    assert rep.bbsd is not None and rep.bbsd.test == "ks" and rep.bbsd.n_outputs == 3
+    assert (rep.bbsd.n_source, rep.bbsd.n_target) == (60, 50)
+    assert set(rep.adjusted_p_values) == {"input", "feature", "bbsd"}
+    assert json.loads(rep.to_json())["bbsd"]["correction"] == "bonferroni"
+    mmd = shift_report(xs, xt, model=small_model, n_permutations=200, seed=0, bbsd="mmd")
+    assert mmd.bbsd.test == "mmd" and mmd.bbsd.mmd.n_permutations >= 119
+    assert shift_report(xs, xt, n_permutations=200, seed=0).bbsd is None  # no model
+    # a model that is not a classifier: skipped by "auto", refused when asked for
+    inp = keras.Input((5,))
+    regressor = keras.Model(inp, keras.layers.Dense(2, activation="relu")(inp))
+    assert shift_report(xs, xt, model=regressor, n_permutations=200, seed=0).bbsd is None
+    with pytest.raises(ValueError, match="not a classifier"):
+        shift_report(xs, xt, model=regressor, n_permutations=200, seed=0, bbsd="ks")
+    with pytest.raises(ValueError, match="bbsd must be"):
+        shift_report(xs, xt, model=small_model, bbsd="chi2")
+
+
+def test_compare_sets_bbsd_before_and_after(small_model):
+    rng = np.random.default_rng(4)
+    xs, xt = rng.normal(size=(40, 5)), rng.normal(0.5, size=(40, 5))
+    a = shift_report(xs, xt, model=small_model, n_permutations=200, seed=0)
+    b = shift_report(xs, xt, model=small_model, n_permutations=200, seed=1)
+    rows = {r.figure: r for r in compare(a, b).rows}
+    assert rows["BBSD p-value"].before == pytest.approx(a.bbsd.p_value) and rows["BBSD p-value"].better == "higher"
+    assert rows["BBSD statistic"].comparable

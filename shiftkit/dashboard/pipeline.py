@@ -311,8 +311,30 @@ def _mmd_card(test: Any, title: str, alpha: float) -> Card:
     )
 
 
+def _bbsd_card(report: Any) -> Card:
+    title = "BBSD (softmax)"
+    b = getattr(report, "bbsd", None)
+    if b is None:
+        return Card(title, "—", None, "Not measured: choose a classifier (default or uploaded) to test its softmax "
+                                      "outputs (black-box shift detection).")
+    decision = "shift" if b.is_shift else "no shift"
+    adjusted = report.adjusted_p_values.get("bbsd")
+    return Card(
+        title,
+        f"{b.statistic:.3g}",
+        f"p = {_fmt_p(b.p_value)} · {decision}",
+        f"{b.description}; the value is the largest KS statistic (0 = same distribution, 1 = disjoint), "
+        f"higher means more shift. p is corrected over the outputs; shift when p <= {b.alpha:g}"
+        + ("" if b.alpha == report.alpha else f" (its Holm level within the family-wise alpha = {report.alpha:g}"
+           + ("" if adjusted is None else f"; Holm-adjusted p = {_fmt_p(adjusted)}") + ")")
+        + (f". Outputs shifted on their own: {list(b.shifted_outputs)}" if b.shifted_outputs else "")
+        + f". n = {b.n_source} vs {b.n_target}.",
+    )
+
+
 def verdict_cards(report: Any) -> list[Card]:
-    """The four cards at the top of the page, from one `ShiftReport`."""
+    """The cards at the top of the page, from one `ShiftReport`: the two MMD tests, the label-shift
+    distance, the imbalance ratio and black-box shift detection (BBSD)."""
     cards = [
         _mmd_card(report.input_test, "Input-space MMD²", report.alpha),
         _mmd_card(report.feature_test, "Feature-space MMD²", report.alpha),
@@ -348,6 +370,7 @@ def verdict_cards(report: Any) -> list[Card]:
             f"Source normalized entropy {src.normalized_entropy:.3f}"
             + ("" if tgt is None else f", target {tgt.normalized_entropy:.3f}") + ".",
         ))
+    cards.append(_bbsd_card(report))
     return cards
 
 

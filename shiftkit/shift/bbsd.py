@@ -54,6 +54,8 @@ __all__ = [
     "bbsd_test",
     "bbsd_from_probabilities",
     "model_probabilities",
+    "is_classifier",
+    "check_classifier",
     "BBSD_TESTS",
 ]
 
@@ -150,7 +152,7 @@ class BBSDResult:
                 f"(alpha {self.alpha:g}) -> {verdict}; n = {self.n_source} vs {self.n_target}")
 
 
-def _check_classifier(model: Any, name: str = "model") -> Any:
+def check_classifier(model: Any, name: str = "model") -> Any:
     """`model` as a Keras classifier with one `(n, K)` output; a clear error otherwise."""
     model = require_model(model, name)
     if len(model.outputs) != 1:
@@ -178,6 +180,16 @@ def _check_classifier(model: Any, name: str = "model") -> Any:
     return model
 
 
+def is_classifier(model: Any) -> bool:
+    """True when `model` is a Keras model BBSD can read as a classifier (one `(batch, K)` output of
+    softmax / sigmoid probabilities or logits; not a single softmax unit)."""
+    try:
+        check_classifier(model)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def model_probabilities(model: Any, x: Any, *, name: str = "x", batch_size: int = 256) -> np.ndarray:
     """A classifier's class probabilities `(n, K)` on `x`, validated at the boundary and batched.
 
@@ -194,7 +206,7 @@ def model_probabilities(model: Any, x: Any, *, name: str = "x", batch_size: int 
         TypeError / ValueError: not a classifier, NaN/inf or empty input, a per-sample shape the
             model does not take, or a model whose outputs are not finite.
     """
-    model = _check_classifier(model)
+    model = check_classifier(model)
     arr = check_model_input(model, x, name)
     batch_size = check_positive_int(batch_size, "batch_size")
     probs = to_probabilities(model, predict(model, arr, batch_size=batch_size))
@@ -306,7 +318,7 @@ class BBSDDetector:
         batch_size: int = 256,
         seed: int | None = None,
     ):
-        self.model = _check_classifier(model)
+        self.model = check_classifier(model)
         self.alpha = check_alpha(alpha)
         self.test = check_option(test, "test", BBSD_TESTS)
         self.n_permutations = check_positive_int(n_permutations, "n_permutations")

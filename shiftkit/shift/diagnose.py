@@ -17,8 +17,10 @@
   whether p(x) moved beyond that).
 - **covariate** shift (p(x) moves beyond what a label shift explains). An MMD permutation test on
   inputs standardised by `shiftkit.shift.scaling.standardize` (fitted on the pooled sample, so
-  the permutation test stays exact; near-constant features cannot dominate: see that module), and
-  in the model's feature space when a model is given (Bonferroni over the two). A label shift
+  the permutation test stays exact; near-constant features cannot dominate: see that module), and,
+  when a model is given, in the model's feature space and on its softmax outputs (black-box shift
+  detection: KS per output, Bonferroni over the outputs, `shiftkit.shift.bbsd`; skipped for a model
+  that is not a classifier or with `bbsd=False`), Bonferroni over the two or three tests. A label shift
   moves p(x) too, so when a label shift is found the source is first subsampled per class,
   without replacement, to the target's class proportions ("label-matched"); a shift that survives
   that is not explained by the labels. Target classes absent from the source cannot be matched:
@@ -79,6 +81,7 @@ from shiftkit._validation import (
     check_seed,
     encode_labels,
 )
+from shiftkit.shift.bbsd import bbsd_from_probabilities, is_classifier
 from shiftkit.shift.classifier import ClassifierTestResult, classifier_test
 from shiftkit.shift.features import check_model_input, feature_space, predict_proba
 from shiftkit.shift.labels import estimate_target_priors, label_shift_test
@@ -329,6 +332,7 @@ def diagnose(
     classes: Sequence[Any] | None = None,
     seed: int | None = None,
     check_input: bool = True,
+    bbsd: bool = True,
 ) -> Diagnosis:
     """Name the kinds of shift between source and target, with evidence, and recommend an adapter.
 
@@ -355,6 +359,9 @@ def diagnose(
         seed: seed of every random step.
         check_input: validate the arrays (the default). False skips that for callers that have
             validated them already (`shiftkit.analyze`; scikit-learn's `check_input` convention).
+        bbsd: with a classifier as `model`, add black-box shift detection (KS tests on its softmax
+            outputs, on the label-matched rows) to the covariate test's Bonferroni family (inputs,
+            features, softmax: alpha / 9 each at the default alpha split).
 
     Returns:
         A `Diagnosis`.
@@ -480,12 +487,15 @@ def diagnose(
         else:
             matched = (" on all rows: label-matching was impossible (no class with rows in both domains to match "
                        f"on; class(es) {[class_values[k] for k in absent]} absent from the source)")
-    n_tests = 2 if model is not None else 1
+    use_bbsd = bool(bbsd) and model is not None and is_classifier(model)
+    n_tests = (2 if model is not None else 1) + int(use_bbsd)
     test_level = level / n_tests
     cov_perm = permutations_for(test_level, n_permutations)
     test_name = "MMD permutation test (standardised inputs)"
     if model is not None:
         test_name = "MMD permutation tests (inputs and model features, Bonferroni)"
+    if use_bbsd:
+        test_name = "MMD permutation tests (inputs, model features) and BBSD (KS on the softmax), Bonferroni"
     min_p = _min_split_p(len(src_rows), len(tgt_rows))
     if min_p > test_level:
         evidence["covariate"] = _not_testable("covariate", test_name, level, (
@@ -502,8 +512,15 @@ def diagnose(
         if model is not None:
             mmd_feat = mmd_test(xs_cov, xt_cov, features=feature_space(model), n_permutations=cov_perm, seed=seed,
                                 check_input=False)
-            p_cov = min(1.0, n_tests * min(mmd_in.p_value, mmd_feat.p_value))
+            p_each = [mmd_in.p_value, mmd_feat.p_value]
             feat = f"; feature-space MMD^2 {mmd_feat.statistic:.4g} (p={mmd_feat.p_value:.3g})"
+            if use_bbsd:
+                bb = bbsd_from_probabilities(predict_proba(model, xs_cov), predict_proba(model, xt_cov),
+                                             alpha=test_level)
+                p_each.append(bb.p_value)
+                feat += (f"; BBSD largest KS D {bb.statistic:.3g} over {len(bb.outputs)} softmax output(s) "
+                         f"(p={bb.p_value:.3g}, Bonferroni over the outputs)")
+            p_cov = min(1.0, n_tests * min(p_each))
         each = " per test" if n_tests > 1 else ""
         evidence["covariate"] = Evidence(
             "covariate", bool(p_cov <= level), True, test_name, mmd_in.statistic, float(p_cov), level,

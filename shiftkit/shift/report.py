@@ -1,7 +1,8 @@
 """ShiftReport: every shift figure of a source/target pair in one object, and before/after comparison.
 
 `shift_report` runs, once, everything shiftkit measures about a pair of domains: the input-space
-MMD test, the feature-space MMD test when a model is given, and the label picture (distributions,
+MMD test, the feature-space MMD test and black-box shift detection (BBSD: KS tests on the model's
+softmax outputs, `shiftkit.shift.bbsd`) when a classifier is given, and the label picture (distributions,
 ratios target/source, distance, class imbalance; from true target labels when given, else from
 target priors estimated with the model). `shiftkit.analyze` puts it in an `Analysis` (with the
 per-feature drift and the diagnosis), which every front end (Python API, CLI, dashboard, HTML
@@ -16,9 +17,13 @@ Choices written down:
       that a near-constant border pixel does not dominate. Pass images with their image shape
       (a flattened image is read as a table). `standardize=False` uses raw inputs.
     * The verdict is a family-wise decision at `alpha`: Holm's step-down correction over the tests
-      that ran (input space, and feature space with a model). Each test runs with enough
+      that ran (input space; feature space and BBSD with a model). Each test runs with enough
       permutations to reach its smallest Holm level, alpha / (number of tests), and is stored
       decided at its Holm level, so a test's own `is_shift` and `threshold` agree with the verdict.
+    * BBSD (Rabanser et al. 2019 found it the most powerful detector across sample sizes) runs
+      by default when the model is a classifier (`bbsd="auto"`): its KS p-value, already
+      Bonferroni-corrected over the softmax outputs, enters Holm's family as one test. It uses every
+      row (KS costs O(n log n)); the MMD tests use at most `max_samples` rows per domain.
     * Labels may hold any values (1..K, years, strings, bools); source and target are encoded
       together (`shiftkit._validation.encode_labels`; with a model, labels 0..K-1 index its
       outputs) and the original values are kept for display (`LabelShiftSummary.classes`).
@@ -43,6 +48,8 @@ from shiftkit._keras import n_classes as n_classes_of
 from shiftkit._json import dataclass_to_dict
 from shiftkit._validation import check_alpha, check_array, check_positive_int, check_seed, encode_labels
 from shiftkit._version import __version__
+from shiftkit.data import subsample_rows
+from shiftkit.shift.bbsd import BBSD_TESTS, BBSDResult, bbsd_from_probabilities, check_classifier, is_classifier
 from shiftkit.shift.features import FeatureSpace, predict_proba
 from shiftkit.shift.labels import (
     ClassImbalance,
@@ -70,7 +77,8 @@ __all__ = [
 ]
 
 #: Version of the JSON layout of `ShiftReport.to_dict()`; bumped on any incompatible change.
-REPORT_SCHEMA_VERSION = "2.0"  # 2.0: is_shift is Holm-corrected; correction, adjusted_p_values, scaling, classes added
+REPORT_SCHEMA_VERSION = "2.1"  # 2.0: is_shift is Holm-corrected; correction, adjusted_p_values, scaling, classes added
+# 2.1: "bbsd" (black-box shift detection on the model's softmax) added; it joins the Holm family
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -152,6 +160,8 @@ class ShiftReport:
     Attributes:
         input_test: the MMD test in input space (decided at its Holm level).
         feature_test: the MMD test in the model's feature space (None without a model).
+        bbsd: black-box shift detection on the model's softmax (`BBSDResult`, decided at its
+            Holm level; None without a classifier or with `bbsd=None`).
         labels: the label picture (None without source labels).
         alpha: the family-wise level of the verdict.
         n_source, n_target: sample sizes given.
@@ -174,56 +184,69 @@ class ShiftReport:
     version: str = __version__
     correction: str = "holm"
     scaling: str = ""
+    bbsd: BBSDResult | None = None
 
     def __post_init__(self) -> None:
         if self.correction != "holm":
             raise ValueError(f"correction must be 'holm'; got {self.correction!r}.")
-        tests = self.tests
-        share = self.alpha / len(tests)
-        for t in tests:
+        family = self.family
+        share = self.alpha / len(family)
+        permuted = list(self.tests) + ([] if self.bbsd is None or self.bbsd.mmd is None else [self.bbsd.mmd])
+        for t in permuted:
             if t.method == "permutation" and 1.0 / (1.0 + t.n_permutations) > share:
                 needed = permutations_for(share, t.n_permutations)
                 raise ValueError(
                     f"The {t.space}-space test ran with n_permutations={t.n_permutations}, so its "
                     f"smallest p-value 1 / (1 + n_permutations) = {1 / (1 + t.n_permutations):.4g} is "
-                    f"above its Holm share alpha/{len(tests)} = {share:g}: the report could never say "
+                    f"above its Holm share alpha/{len(family)} = {share:g}: the report could never say "
                     f"'shift'. Run the tests with n_permutations >= {needed} "
                     "(shiftkit.shift.mmd.permutations_for(alpha / n_tests, n_permutations))."
                 )
-        levels, adjusted = _holm([t.p_value for t in tests], self.alpha)
-        decided = [t.at_level(level) for t, level in zip(tests, levels)]
+        levels, adjusted = _holm([t.p_value for t in family], self.alpha)
+        decided = [t.at_level(level) for t, level in zip(family, levels)]
         object.__setattr__(self, "input_test", decided[0])
         if self.feature_test is not None:
             object.__setattr__(self, "feature_test", decided[1])
+        if self.bbsd is not None:
+            object.__setattr__(self, "bbsd", decided[-1])
         object.__setattr__(self, "_adjusted", tuple(adjusted))
 
     @property
     def tests(self) -> tuple[MMDTestResult, ...]:
-        """The tests that ran, input space first."""
+        """The MMD tests that ran, input space first (`family` adds BBSD)."""
         return tuple(t for t in (self.input_test, self.feature_test) if t is not None)
 
     @property
+    def family(self) -> tuple[MMDTestResult | BBSDResult, ...]:
+        """Every test of the verdict's Holm family: the MMD tests, then BBSD when it ran."""
+        return self.tests + (() if self.bbsd is None else (self.bbsd,))
+
+    @property
     def adjusted_p_values(self) -> dict[str, float]:
-        """Holm-adjusted p-value of each test, by space: the verdict is `min(...) <= alpha`."""
-        return {t.space: float(p) for t, p in zip(self.tests, self._adjusted)}
+        """Holm-adjusted p-value of each test, by space ("input", "feature", "bbsd"): the verdict is
+        `min(...) <= alpha`."""
+        return {t.space: float(p) for t, p in zip(self.family, self._adjusted)}
 
     @property
     def is_shift(self) -> bool:
         """True when Holm's procedure over the tests that ran rejects at family-wise `alpha`."""
-        return any(t.is_shift for t in self.tests)
+        return any(t.is_shift for t in self.family)
 
     def _correction_text(self) -> str:
-        n = len(self.tests)
+        n = len(self.family)
         return f"Holm correction over {n} test{'s' if n > 1 else ''}"
 
     @property
     def verdict(self) -> str:
         """One sentence of what the tests say, computed once and reused by every view."""
         where = [t.space for t in self.tests if t.is_shift]
-        if where:
+        places = [f"{' and '.join(where)} space"] if where else []
+        if self.bbsd is not None and self.bbsd.is_shift:
+            places.append("the model's softmax outputs (BBSD)")
+        if places:
             return (
                 f"Shift detected at family-wise alpha={self.alpha:g} ({self._correction_text()}) in "
-                f"{' and '.join(where)} space: the target data do not look like the source data; "
+                f"{' and in '.join(places)}: the target data do not look like the source data; "
                 "expect the source model's accuracy to differ."
             )
         return (
@@ -252,6 +275,7 @@ class ShiftReport:
             "feature_test": None
             if self.feature_test is None
             else self.feature_test.to_dict(include_null=include_null),
+            "bbsd": None if self.bbsd is None else self.bbsd.to_dict(),
             "labels": None if self.labels is None else self.labels.to_dict(),
         }
 
@@ -278,8 +302,20 @@ class ShiftReport:
                 f"{test.z_score:>10.2f}{test.p_value:>10.4f}{adjusted[test.space]:>10.4f}"
                 f"{test.alpha:>9.4g}{test.threshold:>12.5f}  {'YES' if test.is_shift else 'no'}"
             )
+        if self.bbsd is not None:
+            b = self.bbsd
+            lines.append(
+                f"{'bbsd (softmax)':<16}{b.statistic:>12.5f}{'-':>12}{'-':>10}{b.p_value:>10.4f}"
+                f"{adjusted['bbsd']:>10.4f}{b.alpha:>9.4g}{'-':>12}  {'YES' if b.is_shift else 'no'}"
+            )
         if self.scaling:
             lines.append(f"input space: {self.scaling}")
+        if self.bbsd is not None:
+            shifted = list(self.bbsd.shifted_outputs)
+            lines.append(f"bbsd: {self.bbsd.description} (statistic: the largest KS D)"
+                         if self.bbsd.test == "ks" else f"bbsd: {self.bbsd.description} (statistic: MMD^2)")
+            if shifted:
+                lines.append(f"bbsd: outputs with p <= {self.bbsd.threshold:.3g}: {shifted}")
         if self.labels is not None:
             lab = self.labels
             width = max([8] + [len(lab.class_name(k)) + 2 for k in range(lab.n_classes)])
@@ -377,6 +413,7 @@ def shift_report(
     prior_method: str = "em",
     max_samples: int | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    bbsd: str | None = "auto",
 ) -> ShiftReport:
     """Measure the shift between a source and a target domain.
 
@@ -398,8 +435,13 @@ def shift_report(
         standardize: standardise inputs (`shiftkit.shift.scaling.Standardizer`, fitted on the
             pooled sample) before input-space MMD.
         prior_method: "em" (calibrated EM) or "bbse" for estimated target priors.
-        max_samples: subsample each domain to at most this many samples for the MMD tests.
+        max_samples: subsample each domain to at most this many samples for the MMD tests
+            (BBSD's KS tests use every row; its "mmd" variant the same subsample size).
         memory_budget: bytes the kernel computations may use.
+        bbsd: black-box shift detection on the model's softmax (`shiftkit.shift.bbsd`), one more
+            test in the verdict's Holm family: "auto" (default) runs the KS variant when `model`
+            is a classifier (one output of probabilities or logits) and skips it otherwise; "ks"
+            or "mmd" run that variant and refuse a model that is not a classifier; None: off.
 
     Returns:
         A `ShiftReport`.
@@ -424,11 +466,19 @@ def shift_report(
             f"x_source and x_target must have the same feature shape: x_source has {xs.shape[1:]} "
             f"per sample, x_target has {xt.shape[1:]}. Select the same columns in both, in the same order."
         )
+    if bbsd is not None and bbsd != "auto" and bbsd not in BBSD_TESTS:
+        raise ValueError(f"bbsd must be 'auto', 'ks', 'mmd' or None; got {bbsd!r}.")
     fs = None
+    bbsd_kind = None
     if model is not None:
         fs = FeatureSpace(model, layer)
         fs.check_input(xs, "x_source")
         fs.check_input(xt, "x_target")
+        if bbsd == "auto":
+            bbsd_kind = "ks" if is_classifier(model) else None
+        elif bbsd is not None:
+            check_classifier(model)  # an explicit variant refuses a model that is not a classifier
+            bbsd_kind = bbsd
     if y_target is not None and y_source is None:
         raise ValueError("y_target was given without y_source; pass the source labels too to compare them.")
     encoding = ys = yt = None
@@ -446,7 +496,7 @@ def shift_report(
                     f"{name} has {len(codes)} labels but {sample} has {len(x)} samples; pass one label per sample."
                 )
 
-    n_tests = 1 if fs is None else 2
+    n_tests = (1 if fs is None else 2) + int(bbsd_kind is not None)
     mmd_kwargs = dict(
         # Each test must be able to reject at its smallest Holm level, alpha / n_tests.
         n_permutations=permutations_for(alpha / n_tests, n_permutations),
@@ -467,13 +517,23 @@ def shift_report(
     if fs is not None:
         feature_test = mmd_test(xs, xt, features=fs, space="feature", check_input=False, **mmd_kwargs)
 
+    probs: tuple[np.ndarray, np.ndarray] | None = None
+    bbsd_result = None
+    if bbsd_kind is not None:
+        probs = predict_proba(model, xs), predict_proba(model, xt)
+        ps_b, pt_b = probs
+        if bbsd_kind == "mmd" and max_samples is not None:
+            ps_b = ps_b[subsample_rows(len(ps_b), max_samples, seed)]
+            pt_b = pt_b[subsample_rows(len(pt_b), max_samples, None if seed is None else seed + 1)]
+        bbsd_result = bbsd_from_probabilities(ps_b, pt_b, alpha=alpha, test=bbsd_kind, seed=seed,
+                                              n_permutations=mmd_kwargs["n_permutations"])
+
     summary = None
     if ys is not None:
         n_classes = encoding.n_classes
         estimate = None
         if yt is None and model is not None:
-            ps = predict_proba(model, xs)
-            pt = predict_proba(model, xt)
+            ps, pt = probs if probs is not None else (predict_proba(model, xs), predict_proba(model, xt))
             n_classes = max(n_classes, ps.shape[1])
             estimate = estimate_target_priors(ps, ys, pt, method=prior_method)
         summary = label_summary(ys, yt, n_classes, estimate, encoding.classes)
@@ -489,6 +549,7 @@ def shift_report(
         seed=seed,
         standardized=bool(standardize),
         scaling=scaling,
+        bbsd=bbsd_result,
     )
 
 
@@ -595,6 +656,16 @@ def compare(before: ShiftReport, after: ShiftReport) -> ShiftComparison:
         rows.append(_row(f"{space} MMD^2 normalized", get(tb, "normalized"), get(ta, "normalized"), "lower"))
         rows.append(_row(f"{space} MMD z-score", get(tb, "z_score"), get(ta, "z_score"), "lower"))
         rows.append(_row(f"{space} MMD p-value", get(tb, "p_value"), get(ta, "p_value"), "higher"))
+    bb, ba = before.bbsd, after.bbsd
+    if bb is not None or ba is not None:
+
+        def bget(t: BBSDResult | None, attr: str) -> float | None:
+            return None if t is None else getattr(t, attr)
+
+        # The KS statistic is scale-free (comparable across models); MMD^2 on two models' softmax is not.
+        same_scale = all(t is None or t.test == "ks" for t in (bb, ba))
+        rows.append(_row("BBSD statistic", bget(bb, "statistic"), bget(ba, "statistic"), "lower", comparable=same_scale))
+        rows.append(_row("BBSD p-value", bget(bb, "p_value"), bget(ba, "p_value"), "higher"))
     lb, la = before.labels, after.labels
     if lb is not None or la is not None:
 
