@@ -114,9 +114,10 @@ def test_null_statistics_are_real_permutations(rng):
 
 def test_seeded_reproducible_and_blocked_path_identical(rng):
     x, y = rng.normal(size=(120, 4)), rng.normal(0.1, size=(100, 4))
-    a = mmd_test(x, y, n_permutations=300, seed=11)
-    b = mmd_test(x, y, n_permutations=300, seed=11)
-    c = mmd_test(x, y, n_permutations=300, seed=11, memory_budget=60_000)
+    # The single-kernel path (bandwidth=None); the aggregated default: tests/test_mmd_agg.py.
+    a = mmd_test(x, y, n_permutations=300, seed=11, bandwidth=None)
+    b = mmd_test(x, y, n_permutations=300, seed=11, bandwidth=None)
+    c = mmd_test(x, y, n_permutations=300, seed=11, memory_budget=60_000, bandwidth=None)
     assert a.p_value == b.p_value and np.array_equal(a.null, b.null)
     assert "full" in a.computation and "row blocks" in c.computation
     assert c.p_value == a.p_value
@@ -278,7 +279,10 @@ def test_threshold_is_the_exact_critical_value(alpha):
 @pytest.mark.parametrize("alpha, n_permutations", [(0.05, 19), (0.05, 99), (0.1, 29), (0.01, 199), (0.3, 50), (0.07, 100)])
 def test_threshold_is_order_statistic(alpha, n_permutations):
     rng = np.random.default_rng(n_permutations)
-    res = mmd_test(rng.normal(size=(15, 3)), rng.normal(size=(14, 3)), n_permutations=n_permutations, alpha=alpha, seed=1)
+    res = mmd_test(
+        rng.normal(size=(15, 3)), rng.normal(size=(14, 3)), n_permutations=n_permutations, alpha=alpha, seed=1,
+        bandwidth=None,  # one kernel: the plain order statistic (aggregated: tests/test_mmd_agg.py)
+    )
     k = int(np.floor(alpha * (1 + n_permutations) + 1e-9)) - 1
     assert res.threshold == np.sort(res.null)[::-1][k]
     # The threshold itself is not beyond it: a statistic equal to it has k + 1 null values >= it.

@@ -111,7 +111,7 @@ def test_detects_a_small_scale_shift_the_median_bandwidth_misses():
         rng = np.random.default_rng([3, t])
         x, y = rng.uniform(size=(200, 1)), _perturbed_uniform(rng, 200)
         agg_hits += mmd_agg_test(x, y, n_permutations=199, seed=t).is_shift
-        median_hits += mmd_test(x, y, n_permutations=199, seed=t).is_shift
+        median_hits += mmd_test(x, y, n_permutations=199, seed=t, bandwidth=None).is_shift
     assert agg_hits / draws >= 0.85, agg_hits
     assert median_hits / draws <= 0.6, median_hits
     assert agg_hits - median_hits >= 6
@@ -125,6 +125,20 @@ def test_bandwidth_agg_in_mmd_test_is_the_aggregated_test():
     assert isinstance(a, MMDTestResult) and a.aggregate is not None
     assert a.p_value == b.p_value and a.aggregate.p_values == b.aggregate.p_values
     assert a.is_shift and "aggregated over 5 kernels" in a.computation
+
+
+def test_default_is_aggregated_for_permutations_and_median_for_linear():
+    """The default bandwidth ("auto", benchmarks/mmd_bandwidth_choice.md): the aggregated test for
+    the permutation test; the linear-time test keeps the single median-heuristic kernel."""
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=(60, 3)), rng.normal(0.3, size=(60, 3))
+    default = mmd_test(x, y, n_permutations=99, seed=1)
+    assert default.aggregate is not None and default.p_value == mmd_agg_test(x, y, n_permutations=99, seed=1).p_value
+    median = mmd_test(x, y, n_permutations=99, seed=1, bandwidth="median")
+    assert median.aggregate is None
+    assert median.p_value == mmd_test(x, y, n_permutations=99, seed=1, bandwidth=None).p_value
+    lin = mmd_test(x, y, method="linear")
+    assert lin.aggregate is None and lin.bandwidth == pytest.approx(kernels.median_heuristic(x, y, seed=0), rel=1e-12)
 
 
 @pytest.mark.parametrize("shift", [0.0, 0.25, 1.0])
@@ -244,7 +258,7 @@ def test_bad_bandwidth_strings_in_mmd_test():
     with pytest.raises(ValueError, match="method='permutation'"):
         mmd_test(x, y, bandwidth="agg", method="linear")
     with pytest.raises(TypeError, match="'agg'"):
-        mmd_test(x, y, bandwidth="median")
+        mmd_test(x, y, bandwidth="medium")
 
 
 def test_median_heuristic_read_off_the_test_s_distance_matrix(monkeypatch):
@@ -259,10 +273,12 @@ def test_median_heuristic_read_off_the_test_s_distance_matrix(monkeypatch):
         raise AssertionError("second pass over the data for the median heuristic")
 
     monkeypatch.setattr(mmd_module.kernels, "median_heuristic", refuse)
-    res = mmd_test(x, y, n_permutations=19, seed=7)
+    res = mmd_test(x, y, n_permutations=19, seed=7, bandwidth="median")
     assert res.bandwidth == pytest.approx(want, rel=1e-12)
+    agg = mmd_test(x, y, n_permutations=19, seed=7)  # the default: aggregated, same median
+    assert agg.aggregate.bandwidths[2] == pytest.approx(want, rel=1e-12)
     monkeypatch.undo()
-    blocked = mmd_test(x, y, n_permutations=19, seed=7, memory_budget=8 << 20)  # row blocks: median_heuristic
+    blocked = mmd_test(x, y, n_permutations=19, seed=7, memory_budget=8 << 20, bandwidth=None)  # row blocks: median_heuristic
     assert "row blocks" in blocked.computation and blocked.bandwidth == pytest.approx(want, rel=1e-12)
     assert blocked.p_value == res.p_value
 

@@ -738,7 +738,7 @@ def mmd_test(
     *,
     n_permutations: int = 1000,
     alpha: float = 0.05,
-    bandwidth: float | Sequence[float] | None = None,
+    bandwidth: float | Sequence[float] | str | None = "auto",
     seed: int | None = None,
     features: Callable[[Any], Any] | None = None,
     method: str = "permutation",
@@ -754,11 +754,15 @@ def mmd_test(
         n_permutations: permutations of the pooled sample forming the null distribution; at
             least `1 / alpha - 1`, or the test could never reject (a ValueError says so).
         alpha: level of the test; `is_shift` is `p_value <= alpha`.
-        bandwidth: Gaussian kernel bandwidth(s); `None` uses the median heuristic on the pooled
-            sample, fixed once before permuting (read off the test's own distance matrix when it
-            fits in memory); a list sums those kernels; "agg" runs the aggregated test over
-            several bandwidths with an exact multiplicity correction (`mmd_agg_test` with its
-            defaults; the result's `aggregate` lists each bandwidth's statistic and p-value).
+        bandwidth: "auto" (the default): "agg" for `method="permutation"`, the median heuristic
+            for `method="linear"` (chosen by measured power over several shift kinds and sample
+            sizes, see benchmarks/mmd_bandwidth_choice.md). "agg" runs the aggregated test over
+            several bandwidths (the pooled median times 1/4 ... 4) with an exact multiplicity
+            correction (`mmd_agg_test` with its defaults; the result's `aggregate` lists each
+            bandwidth's statistic and p-value). `None` or "median": one Gaussian kernel with the
+            median heuristic on the pooled sample, fixed once before permuting (read off the
+            test's own distance matrix when it fits in memory). A number: that bandwidth; a list
+            sums those kernels.
         seed: seed of the permutations (and of any subsampling) for reproducible p-values.
         features: optional callable mapping a batch of inputs to features, e.g.
             `feature_space(model)`, so the test runs in a model's feature space.
@@ -797,6 +801,12 @@ def mmd_test(
         _check_attainable(alpha, n_permutations)
     seed = check_seed(seed)
     budget = check_positive_int(memory_budget, "memory_budget")
+    if isinstance(bandwidth, str) and bandwidth == "auto":
+        # The default, chosen by measured power (benchmarks/mmd_bandwidth_choice.md): the
+        # aggregated test for permutation tests, the median heuristic for the linear-time test.
+        bandwidth = "agg" if method == "permutation" else None
+    elif isinstance(bandwidth, str) and bandwidth == "median":
+        bandwidth = None
     if isinstance(bandwidth, str) and bandwidth == "agg":
         if method != "permutation":
             raise ValueError(
@@ -810,8 +820,9 @@ def mmd_test(
         )
     if isinstance(bandwidth, str):
         raise TypeError(
-            "bandwidth must be None (median heuristic), 'agg' (the aggregated test over several "
-            f"bandwidths, see mmd_agg_test), a positive number or a list of them; got {bandwidth!r}."
+            "bandwidth must be 'auto' (the default), 'agg' (the aggregated test over several "
+            "bandwidths, see mmd_agg_test), None or 'median' (the median heuristic), a positive "
+            f"number or a list of them; got {bandwidth!r}."
         )
     check_bandwidth(bandwidth)
     x, y = _prepared_pair(x, y, features, check_input, max_samples, seed)
