@@ -44,7 +44,8 @@ Detectors (all at `--alpha`, default 0.05):
       Add more in `OPTIONAL_DETECTORS`.
     * Peers, in their own virtualenv (alibi-detect 0.13 pins numpy < 2 and tensorflow < 2.19):
       `alibi_mmd` (MMDDrift, tensorflow backend, its default kernel and bandwidth,
-      `--alibi-permutations`, default 100 = its default) and `alibi_ks` (KSDrift, Bonferroni) on
+      `--alibi-permutations`, default 100 = its default; at n <= `--alibi-max-n`, default 500, as
+      its TensorFlow permutations take about 6.5 s per test at n = 1000) and `alibi_ks` (KSDrift, Bonferroni) on
       the SAME softmax arrays at the same alpha: saved to a temporary .npz, run by
       `_alibi_power_runner.py` in `benchmarks/.venv-alibi` while shiftkit's detectors run.
 
@@ -57,8 +58,14 @@ Setting up the alibi-detect virtualenv (once; `.venv*/` is gitignored):
     python -m venv benchmarks/.venv-alibi
     benchmarks/.venv-alibi/bin/pip install "alibi-detect[tensorflow]==0.13.0"
 
+The committed RESULTS_power.json / power_vs_n.png are from `--shifts none noise-0.2 label-0.3` (all five
+sizes, 50 trials, alibi MMDDrift up to n = 500): 30.7 min on the 2 shared cores while other jobs
+kept the load near 12 (the domain classifier took 700 s of it, alibi's MMDDrift 1648 s in parallel).
+All seven shifts need about 2.3x that.
+
 Usage:
     nice -n 5 python benchmarks/bench_power.py                 # full run (see the timing it prints)
+    python benchmarks/bench_power.py --replot benchmarks/RESULTS_power.json   # redraw the plot only
     python benchmarks/bench_power.py --quick                   # smoke run: 3 trials, n 10 and 50
     python benchmarks/bench_power.py --shifts none noise-0.2 --sizes 50 --trials 20 --no-alibi
 """
@@ -79,6 +86,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# One thread per process: shiftkit's detectors and the alibi-detect runner run side by side (one core each
+# on 2 cores), and OpenMP's spinning threads on an oversubscribed machine made the gradient-boosting domain
+# classifier 20-90x slower (8.8 s instead of 0.1 s per test at n = 10 when the machine was loaded).
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 import numpy as np
 
@@ -320,8 +332,9 @@ def _start_alibi(args: argparse.Namespace, npz: Path, out: Path) -> subprocess.P
         print(f"[alibi] {python} not found: peers skipped (see the module docstring to set it up)", file=sys.stderr)
         return None
     cmd = [str(python), str(ALIBI_RUNNER), "--data", str(npz), "--out", str(out), "--alpha", str(args.alpha),
-           "--n-permutations", str(args.alibi_permutations)]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+           "--n-permutations", str(args.alibi_permutations), "--mmd-max-n", str(args.alibi_max_n)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="", TF_NUM_INTRAOP_THREADS="1",
+               TF_NUM_INTEROP_THREADS="1")
     print("[alibi] started in the background: " + " ".join(cmd), file=sys.stderr)
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=open(str(out) + ".log", "w"))
 
@@ -381,7 +394,11 @@ def plot(results: dict, detectors: list[str], sizes: list[int], shifts: list[str
     for ax in axes.ravel()[len(shifts):]:
         ax.axis("off")
     handles, labels = axes.ravel()[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower right", fontsize=8, ncol=2 if len(detectors) > 6 else 1)
+    spare = axes.ravel()[len(shifts):]
+    if len(spare):  # the legend in the first unused panel
+        spare[0].legend(handles, labels, loc="center", fontsize=8)
+    else:
+        fig.legend(handles, labels, loc="lower center", fontsize=8, ncol=4, bbox_to_anchor=(0.5, -0.02))
     fig.suptitle(f"Power vs n on digits (alpha={alpha:g}, {trials} trials per point)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -398,12 +415,23 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument("--n-permutations", type=int, default=200)
     parser.add_argument("--alibi-permutations", type=int, default=100)
+    parser.add_argument("--alibi-max-n", type=int, default=500,
+                        help="largest n at which MMDDrift runs (KSDrift runs at every n); MMDDrift's permutations "
+                             "regather the 2n x 2n kernel matrix: about 6.5 s per test at n = 1000 with 100 "
+                             "permutations on the benchmark machine, 50 trials x 7 shifts = 38 min")
     parser.add_argument("--alibi-python", default=str(DEFAULT_ALIBI_PYTHON))
     parser.add_argument("--no-alibi", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=str(HERE / "RESULTS_power.json"))
     parser.add_argument("--png", default=str(HERE / "power_vs_n.png"))
+    parser.add_argument("--replot", metavar="JSON", help="only redraw --png from a results JSON written before")
     args = parser.parse_args()
+    if args.replot:
+        saved = json.loads(Path(args.replot).read_text())
+        st = saved["settings"]
+        plot(saved["results"], list(saved["detectors"]), st["sizes"], st["shifts"], st["alpha"], st["trials"],
+             Path(args.png))
+        return
     if args.quick:
         args.trials, args.sizes, args.shifts = 3, [10, 50], ["none", "noise-0.2"]
         if args.json == str(HERE / "RESULTS_power.json"):
@@ -465,6 +493,8 @@ def main() -> None:
                     cell.setdefault(k, []).append(v)
             for k, v in cell.items():
                 pvals.setdefault(shift, {}).setdefault(k, {})[str(n)] = v
+            partial = Path(args.json).with_suffix(".partial.json")
+            partial.write_text(json.dumps({"alpha": args.alpha, "p_values": pvals}, default=float))
             rates = {k: np.mean(np.asarray(v) <= args.alpha) for k, v in cell.items()}
             print(f"{shift:>12} n={n:<5} " + " ".join(f"{k}={r:.2f}" for k, r in rates.items())
                   + f"  ({time.perf_counter() - t_cell:.1f} s)", file=sys.stderr)
@@ -525,8 +555,10 @@ def main() -> None:
         "type_i_pooled_over_sizes": pooled,
         "seconds": {"total": elapsed, **{f"shiftkit_{k}": v for k, v in timings.items()}},
         "table_markdown": table,
+        "p_values": pvals,  # per shift, detector, n: one p-value per trial (the report's: 0 = reject, 1 = not)
     }
     Path(args.json).write_text(json.dumps(payload, indent=1, allow_nan=False, default=float) + "\n")
+    Path(args.json).with_suffix(".partial.json").unlink(missing_ok=True)
     plot(results, detectors, args.sizes, args.shifts, args.alpha, args.trials, Path(args.png))
     print(table)
     print()
