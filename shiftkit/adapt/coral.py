@@ -33,8 +33,10 @@ and the uncentred term with the paper's scale 0.467; the relative uncentred term
 (MMDAdapter 0.811). On the GRU it is 0.794 vs the paper's 0.815 (source only 0.693). Confirmed on
 other digits corruptions (+0.05, +0.02 over source only) and no shift (+0.002); it fails, as MMD does,
 where the class proportions differ between the domains (hospitals split by tumour size: 0.695 vs
-source only 0.948; the paper's term 0.864). The paper puts its term on the last layer (the logits); shiftkit aligns the same feature space the other
-adapters use and measure shift in (by default the input of the source model's head layer), so
+source only 0.948; the paper's term 0.864).
+
+The paper puts its term on the last layer (the logits); shiftkit aligns the same feature space the
+other adapters use and measure shift in (by default the input of the source model's head layer), so
 before/after feature figures of all adapters are comparable. `centred=True, relative=False` is the
 paper's term exactly.
 
