@@ -193,6 +193,15 @@ def _tests_section(report: Any) -> str:
          "permutations", "n source", "n target", "bandwidth"],
         rows,
     )
+    bbsd = getattr(report, "bbsd", None)
+    if bbsd is not None:  # black-box shift detection: KS (or MMD) on the model's softmax
+        table += (
+            "<p class='note'>Black-box shift detection on the model's softmax: "
+            f"{_e(bbsd.description)}; decided at its level in the verdict's family.</p>"
+            + _table(["test", "statistic", "p-value", "level", "decision", "outputs tested"],
+                     [["BBSD (softmax)", bbsd.statistic, bbsd.p_value, bbsd.alpha,
+                       "SHIFT" if bbsd.is_shift else "no shift", len(bbsd.outputs)]])
+        )
     where = "" if report.layer is None else f" Feature space: layer {_e(report.layer)}."
     how = getattr(report, "scaling", None)
     std = (f" Input space standardised: {_e(how)}." if how else

@@ -251,3 +251,14 @@ def test_dollar_signs_in_names_do_not_break_figures_or_the_html_report(scenario,
     assert _shown(fig.axes[0].title) == TEX
     for fig in (plots.label_distributions(rep.labels, classes), plots.feature_drift_bars(drift)):
         _check_png_figure(fig)
+
+
+def test_html_report_shows_bbsd_when_the_report_has_it(small_model):
+    rng = np.random.default_rng(0)
+    xs, xt = rng.normal(size=(60, 5)).astype("float32"), rng.normal(0.8, size=(60, 5)).astype("float32")
+    rep = shift_report(xs, xt, model=small_model, n_permutations=50, seed=0)
+    assert rep.bbsd is not None
+    text = " ".join(_parse(render_html(rep)).text)
+    assert "BBSD (softmax)" in text and f"{rep.bbsd.p_value:.4g}" in text
+    plain = " ".join(_parse(render_html(shift_report(xs, xt, n_permutations=50, seed=0))).text)
+    assert "BBSD" not in plain
