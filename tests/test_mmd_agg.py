@@ -294,3 +294,17 @@ def test_median_from_sqdist_matches_median_heuristic_with_quantiles():
     assert med == pytest.approx(kernels.median_heuristic(z), rel=1e-12)
     assert q10 == pytest.approx(np.quantile(dist, 0.1, method="nearest"), rel=1e-12)
     assert q90 == pytest.approx(np.quantile(dist, 0.9, method="nearest"), rel=1e-12)
+
+
+def test_pooled_squared_distances_is_the_block_computation():
+    """The full path's one-product distance matrix equals the row-block computation (round-off)."""
+    rng = np.random.default_rng(13)
+    a, b = rng.normal(size=(30, 5)), rng.normal(2.0, size=(20, 5))
+    sq = [np.einsum("ij,ij->i", p, p) for p in (a, b)]
+    got = kernels.pooled_squared_distances([a, b], sq)
+    z = np.concatenate([a, b])
+    want = ((z[:, None, :] - z[None, :, :]) ** 2).sum(-1)
+    np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11)
+    block = kernels.squared_distance_block(z, [a, b], np.concatenate(sq), sq)
+    np.testing.assert_allclose(got, block, rtol=1e-11, atol=1e-11)
+    assert np.all(got >= 0)

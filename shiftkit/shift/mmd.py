@@ -15,7 +15,8 @@ How the permutation test is computed (the speed and memory design):
     as rows of A' (P x N), one matrix product A' K gives every statistic at once: a'Ka is the row-wise
     dot product with A', a's = 1'Ka its row sum (K is symmetric), and one more row of ones gives
     1'K1; a'd comes from the diagonal. The pooled squared-distance matrix is computed exactly once
-    (`kernels.squared_distance_block`, in numpy, from one matrix product and the row norms), the
+    (`kernels.pooled_squared_distances`: one matrix product of rows augmented with their squared
+    norms, written straight into the N x N buffer; `kernels.squared_distance_block` otherwise), the
     median-heuristic bandwidth is read off it (`kernels.median_from_sqdist`: the same seeded
     subsample of pairs as `kernels.median_heuristic`, no second pass over the data), and the kernel
     is taken from it in place (`kernels.kernel_from_sqdist`). When the N x N matrix would exceed
@@ -608,8 +609,11 @@ def _permutation_statistics(
 
     if keep_full:
         dist = np.empty((big_n, big_n))
-        for part, sq, off in zip(z.parts, z.sqnorms, z.offsets):
-            kernels.squared_distance_block(part, z.parts, sq, z.sqnorms, out=dist[off : off + len(part)])
+        if 16 * big_n * (z.n_features + 2) <= budget // 4:  # augmented copies: one product, no passes
+            kernels.pooled_squared_distances(z.parts, z.sqnorms, out=dist)
+        else:
+            for part, sq, off in zip(z.parts, z.sqnorms, z.offsets):
+                kernels.squared_distance_block(part, z.parts, sq, z.sqnorms, out=dist[off : off + len(part)])
         if median_seed is not None:
             med, _ = kernels.median_from_sqdist(dist, seed=median_seed)
             specs = [(kind, bw * med) for kind, bw in specs]
