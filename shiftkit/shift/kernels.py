@@ -4,8 +4,12 @@ The same functions serve two uses (DESIGN.md, "one kernel, two uses"): the shift
 them on numpy data to *measure* MMD, and the MMD adapter calls them on batches of features inside a
 training step to *minimise* it. The kernel functions therefore take and return backend tensors and
 are differentiable; nothing here validates user input (the public functions in `mmd.py` do).
-Two numpy helpers serve the measuring path only: `gaussian_kernel_block`, the same kernel evaluated
-in place on row blocks (memory-bounded, tested equal to `gaussian_kernel`), and `data_scale`.
+Numpy helpers serve the measuring path only: `gaussian_kernel_block`, the same kernel evaluated
+in place on row blocks (memory-bounded, tested equal to `gaussian_kernel`), built from
+`squared_distance_block` and `kernel_from_sqdist` (Gaussian or Laplace, from squared distances, so
+several kernels share one distance matrix); `pooled_squared_distances` (the whole pooled matrix as
+one product of norm-augmented rows); `median_from_sqdist` (the median heuristic read off a distance
+matrix already computed); and `data_scale`.
 
 Kernel:
     k(a, b) = sum_j exp(-||a - b||^2 / (2 * bandwidth_j^2))
