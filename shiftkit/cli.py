@@ -158,6 +158,30 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--alpha", type=float, default=0.05, help="level of the tests (default: %(default)s)")
     rep.add_argument("--html", metavar="PATH", help="write a self-contained HTML report")
 
+    mon = command(
+        "monitor", "watch a stream of production data window by window; exit 1 when the alarm fires",
+        "Cut the target rows (in file order; a folder: its files in name order) into windows and measure each "
+        "against a reference snapshot (input MMD, and with --model feature MMD, BBSD and predicted-class "
+        "proportions); a CUSUM alarm calibrated so that P(any false alarm within --horizon windows) <= --alpha "
+        "(approximately: see shiftkit.monitor). One JSON line per window. Exit 0: no alarm; 1: alarm; 2: bad input.",
+        ("--reference", "SNAPSHOT.npz", "a snapshot made by `shiftkit snapshot` (with --model for the model's statistics)"),
+        ("--target", "DATA", "a CSV/Parquet/NPZ/NPY file of rows in time order, or a folder of such batch files"),
+    )
+    mon.add_argument("--model", metavar="MODEL.keras", help="the snapshot's Keras model (loaded with safe_mode=True)")
+    mon.add_argument("--layer", help="feature layer, as for the snapshot (default: the input of the output head)")
+    mon.add_argument("--label-column", metavar="NAME", help="label column of CSV/Parquet batches")
+    mon.add_argument("--labeled", action="store_true",
+                     help="the batches carry true labels: the label statistic uses them (else the predicted classes)")
+    mon.add_argument("--window", type=int, default=500, help="rows per window (default: %(default)s)")
+    mon.add_argument("--alpha", type=float, default=0.05,
+                     help="probability of any false alarm within --horizon windows (default: %(default)s)")
+    mon.add_argument("--horizon", type=int, default=100, help="windows the false-alarm bound covers (default: %(default)s)")
+    mon.add_argument("--drop-na", action="store_true", help="drop rows with missing values (reported)")
+    mon.add_argument("--seed", type=int, default=0, help="seed of the calibration (default: %(default)s)")
+    mon.add_argument("--jsonl", metavar="PATH", help="write one JSON line per window to PATH ('-': stdout)")
+    mon.add_argument("--html", metavar="PATH", help="write a self-contained HTML report with the time series")
+    _max_gib_option(mon)
+
     adapt = command(
         "adapt", "adapt a model to the target with any registered adapter, or choose one ('auto')",
         "Fit an adapter (shiftkit.adapt registry; 'auto': shiftkit.select_adapter, which diagnoses the shift, "
@@ -200,7 +224,7 @@ class OutputPathError(ValueError):
 
 def _check_output_path(path: str | None, flag: str) -> None:
     """Raise `OutputPathError` unless `path` can be created or overwritten as a file."""
-    if path is None or (path == "-" and flag == "--json"):
+    if path is None or (path == "-" and flag in ("--json", "--jsonl")):
         return
     full = os.path.abspath(path)
     folder = os.path.dirname(full)
@@ -217,12 +241,12 @@ def _check_output_path(path: str | None, flag: str) -> None:
 def _check_output_paths(args: argparse.Namespace) -> None:
     """Every output path of the command, checked before the (possibly long) work starts."""
     paths = [(getattr(args, "json", None), "--json"), (getattr(args, "html", None), "--html"),
-             (getattr(args, "out", None), "--out")]
+             (getattr(args, "out", None), "--out"), (getattr(args, "jsonl", None), "--jsonl")]
     for path, flag in paths:
         _check_output_path(path, flag)
-    named = [os.path.abspath(p) for p, f in paths if p is not None and not (p == "-" and f == "--json")]
+    named = [os.path.abspath(p) for p, f in paths if p is not None and not (p == "-" and f in ("--json", "--jsonl"))]
     if len(set(named)) < len(named):
-        raise OutputPathError("--json, --html and --out must name different files.")
+        raise OutputPathError("--json, --jsonl, --html and --out must name different files.")
 
 
 def _write_text(path: str, text: str, flag: str) -> None:
@@ -432,6 +456,74 @@ def _run_adapt(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _batch_paths(target: str) -> list[str]:
+    """The target file, or the data files of a target folder in name order."""
+    if os.path.isdir(target):
+        paths = sorted(os.path.join(target, f) for f in os.listdir(target)
+                       if os.path.splitext(f)[1].lower() in (".csv", ".parquet", ".npz", ".npy"))
+        if not paths:
+            raise ValueError(f"The folder {target!r} holds no .csv, .parquet, .npz or .npy files to monitor.")
+        return paths
+    return [target]
+
+
+def _run_monitor(args: argparse.Namespace) -> int:
+    from shiftkit.html_report import render_monitor_html
+    from shiftkit.monitor import StreamMonitor
+
+    max_bytes = _max_bytes(args)
+    if not _is_snapshot(args.reference):
+        raise ValueError(f"--reference {args.reference!r} is not a shiftkit snapshot: make one with `shiftkit snapshot "
+                         "--reference REF --out ref.npz [--model MODEL.keras]`.")
+    check_array_file(args.reference, max_bytes, role="reference snapshot")
+    reference = check.Reference.load(args.reference)
+    model = _load_model(args)
+    _progress("calibrating the alarm on the snapshot")
+    monitor = StreamMonitor(reference, model=model, layer=args.layer, window=args.window, alpha=args.alpha,
+                            horizon=args.horizon, labeled=args.labeled, seed=args.seed)
+    lines = []
+    sink = None
+    if args.jsonl and args.jsonl != "-":
+        sink = open(args.jsonl, "w", encoding="utf-8")  # noqa: SIM115 - closed below, also on errors
+    try:
+        for path in _batch_paths(args.target):
+            name, data = read_path(path, "target batch", max_bytes=max_bytes)
+            batch = load_single(data, name, label_column=args.label_column, drop_na=args.drop_na,
+                                feature_names=reference.feature_names, class_names=reference.class_names,
+                                role="target batch", max_bytes=max_bytes)
+            _note_dropped(f"target batch {name}", batch.dropped)
+            if args.labeled and batch.y is None:
+                raise ValueError(f"--labeled: the batch {name!r} has no labels (give --label-column, or a 'y' array).")
+            for res in monitor.update(batch.x, batch.y if args.labeled else None):
+                line = json.dumps(jsonable(res.to_dict()), allow_nan=False)
+                lines.append(line)
+                if sink is not None:
+                    sink.write(line + "\n")
+                elif args.jsonl == "-":
+                    print(line)
+                if res.alarm and res.alarm_window == res.window:
+                    _progress(f"ALARM at window {res.window} ({res.alarm_statistic}); change point: window "
+                              f"{res.change_point}")
+    finally:
+        if sink is not None:
+            sink.close()
+    summary = monitor.summary()
+    if not monitor.results_:
+        raise ValueError(f"The target holds fewer rows than one window ({args.window}): nothing was monitored. Lower "
+                         "--window or give more rows.")
+    if args.html:
+        _write_text(args.html, render_monitor_html(monitor), "--html")
+    fired = summary["alarm_window"] is not None
+    text = (f"shiftkit monitor: {summary['windows']} windows of {args.window} rows ({summary['rows']} rows; a last partial "
+            f"window waits): " + (f"ALARM at window {summary['alarm_window']} ({summary['alarm_statistic']}), estimated "
+                                  f"change point window {summary['change_point']}" if fired else "no alarm")
+            + f". {summary['false_alarm_bound']}.")
+    print(text, file=sys.stderr if args.jsonl == "-" else sys.stdout)
+    if args.jsonl and args.jsonl != "-":
+        print(f"JSON lines written to {args.jsonl}", file=sys.stderr)
+    return EXIT_SHIFT if fired else EXIT_OK
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 600 else text[:597] + "..."
@@ -449,7 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     commands = {"demo": _run_demo, "check": _run_check, "snapshot": _run_snapshot, "report": _run_report,
-                "adapt": _run_adapt}
+                "adapt": _run_adapt, "monitor": _run_monitor}
     if args.command not in commands:  # pragma: no cover - argparse guards this
         parser.error(f"unknown command {args.command!r}")
     prefix = f"shiftkit {args.command}: error:"

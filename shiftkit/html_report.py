@@ -38,7 +38,7 @@ from shiftkit.plots import (
 )
 from shiftkit.shift.report import ShiftReport
 
-__all__ = ["bundle_json", "class_display_names", "evidence_found", "render_html", "report_bundle"]
+__all__ = ["bundle_json", "class_display_names", "evidence_found", "render_html", "render_monitor_html", "report_bundle"]
 
 #: The id of each part's JSON block in the page (`render_html(data=...)`).
 _BLOCK_IDS = {
@@ -379,3 +379,51 @@ def render_html(
         + "\n".join(body)
         + "</body></html>\n"
     )
+
+
+def render_monitor_html(monitor: Any, *, title: str = "shiftkit stream monitor") -> str:
+    """One self-contained HTML page for a `shiftkit.monitor.StreamMonitor` run.
+
+    Args:
+        monitor: the monitor after its `update` calls.
+        title: page title (escaped).
+
+    Returns:
+        The page: the verdict (alarm window, change point, the false-alarm bound), the time series
+        figure (`plots.monitor_timeline`), a table of every window and the run's JSON.
+    """
+    from shiftkit.plots import monitor_timeline
+
+    summary = monitor.summary()
+    results = monitor.results_
+    fired = summary["alarm_window"] is not None
+    headline = (f"ALARM at window {summary['alarm_window']} ({_e(summary['alarm_statistic'])}); estimated change "
+                f"point: window {summary['change_point']}") if fired else "No alarm"
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    names = list(monitor.statistics_)
+    rows = [[r.window, f"{r.start}-{r.stop}"] + [r.statistics[n] for n in names] + [r.score, "ALARM" if r.alarm else "",
+            "-" if r.accuracy is None else f"{r.accuracy:.3f} [{r.accuracy_interval[0]:.3f}, {r.accuracy_interval[1]:.3f}]"]
+            for r in results]
+    body = [
+        f"<h1>{_e(title)}</h1>",
+        f"<p class='meta'>{stamp} · {summary['windows']} windows of {summary['window']} rows · statistics "
+        f"{_e(', '.join(names))}</p>",
+        f"<div class='verdict {'shift' if fired else 'noshift'}'>{headline}</div>",
+        f"<p class='note'>{_e(summary['false_alarm_bound'])}. CUSUM drift {summary['drift']:g} null s.d., "
+        f"threshold {summary['threshold']:.4g}.</p>",
+    ]
+    if results:
+        body.append(_img(monitor_timeline(results, summary["threshold"], alarm_window=summary["alarm_window"],
+                                          change_point=summary["change_point"]), "statistics and CUSUM over windows"))
+    body.append("<h2>Windows</h2>" + _table(["window", "rows"] + names + ["CUSUM max", "alarm", "estimated accuracy"],
+                                              rows))
+    data = {"summary": summary, "windows": [r.to_dict() for r in results]}
+    body.append(_json_block("shiftkit-monitor", data))
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
+        + "\n".join(body)
+        + "</body></html>\n"
+    )
+

@@ -22,7 +22,10 @@ the threshold `h`. `h` is calibrated by simulation so that the probability of *a
 `horizon` windows of unshifted data is at most `alpha` (all statistics together): the snapshot's
 rows are split (seeded) in two halves, one the statistics compare against, the other a pool from which
 `n_null_windows` null windows are drawn (rows without replacement within a window); the null statistics
-of many simulated runs of `horizon` windows are resampled from those windows. Beyond `horizon` windows
+of many simulated runs of `horizon` windows are resampled from those windows, widened for what a finite
+pool cannot show (fresh windows vary more than windows of one pool; the pool's mean is an estimate whose
+error every window shares): the bound is approximate, and the closer the larger the snapshot is
+compared with the window (`benchmarks/bench_monitor.py` measures it). Beyond `horizon` windows
 the stated false-alarm bound no longer holds (`WindowResult.in_horizon` is False; re-baseline).
 The change point is the CUSUM's estimate: the window after the last time the alarming statistic's
 CUSUM was zero.
@@ -40,6 +43,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -325,12 +329,21 @@ class StreamMonitor:
         self.null_std_ = dict(zip(self.statistics_, np.where(std > 0, std, 1.0)))
         z = (null - null.mean(axis=0)) / np.where(std > 0, std, 1.0)
         self._null_z = z
-        # Simulated unshifted runs: windows resampled from the null windows, CUSUM per statistic.
+        # Simulated unshifted runs: windows resampled from the null windows, CUSUM per statistic. The null
+        # windows come from a finite pool, so (1) they vary less than fresh windows (finite-population
+        # correction: variance x (1 - window / pool)) and (2) their mean, the standardisation's centre, is
+        # itself an estimate whose error (about sqrt(window / pool) null s.d.) every later window shares and
+        # the CUSUM accumulates. Each simulated run gets both: z scaled up by the FPC and one offset per
+        # statistic drawn with that error (a predictive calibration of a CUSUM with estimated parameters).
+        frac = self.window / len(self._pool_rows)
+        self.pool_fraction_ = frac
         draws = rng.integers(0, len(z), size=(N_SIMULATIONS, self.horizon))
+        offsets = rng.normal(0.0, math.sqrt(frac), size=(N_SIMULATIONS, z.shape[1]))
+        inflate = 1.0 / math.sqrt(1.0 - frac)
         s = np.zeros((N_SIMULATIONS, z.shape[1]))
         run_max = np.zeros(N_SIMULATIONS)
         for t in range(self.horizon):
-            s = np.maximum(0.0, s + z[draws[:, t]] - self.drift)
+            s = np.maximum(0.0, s + inflate * z[draws[:, t]] + offsets - self.drift)
             run_max = np.maximum(run_max, s.max(axis=1))
         self.threshold_ = float(np.quantile(run_max, 1.0 - self.alpha, method="higher"))
         # Smallest threshold that a window could pass: guard against a degenerate (all-zero) null.

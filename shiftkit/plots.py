@@ -35,6 +35,7 @@ __all__ = [
     "comparison_bars",
     "embedding_scatter",
     "feature_drift_bars",
+    "monitor_timeline",
     "label_distributions",
     "label_ratios",
     "new_figure",
@@ -313,3 +314,38 @@ def comparison_bars(comparison: Any) -> Figure:
     ax.tick_params(axis="y", labelsize=8)
     ax.set_title("before vs after adaptation", fontsize=10)
     return fig
+
+
+def monitor_timeline(results: Sequence[Any], threshold: float, *, alarm_window: int | None = None,
+                     change_point: int | None = None) -> Figure:
+    """A stream monitor's run: each statistic's standardised value and its CUSUM over the windows.
+
+    Args:
+        results: `shiftkit.monitor.WindowResult`s in window order.
+        threshold: the alarm's calibrated threshold (drawn on the CUSUM panel).
+        alarm_window: the window where the alarm fired (a red line), if it did.
+        change_point: the estimated first shifted window (a dashed line), if any.
+
+    Returns:
+        A figure with two panels: z per window, and CUSUM per window with the threshold.
+    """
+    fig, (ax_z, ax_c) = new_figure(2, width=6.0, height=3.4)
+    windows = [r.window for r in results]
+    names = list(results[0].z) if results else []
+    for name in names:
+        ax_z.plot(windows, [r.z[name] for r in results], marker=".", label=name)
+        ax_c.plot(windows, [r.cusum[name] for r in results], marker=".", label=name)
+    ax_c.axhline(threshold, color="black", linewidth=1, label=f"threshold {threshold:.3g}")
+    for ax in (ax_z, ax_c):
+        if alarm_window is not None:
+            ax.axvline(alarm_window, color=TARGET_COLOR, linewidth=1.5, label=f"alarm (window {alarm_window})")
+        if change_point is not None:
+            ax.axvline(change_point, color="grey", linestyle="--", label=f"change point (window {change_point})")
+        ax.set_xlabel("window")
+    ax_z.set_ylabel("z (null s.d. from the null mean)")
+    ax_z.set_title("each statistic, standardised")
+    ax_c.set_ylabel("CUSUM")
+    ax_c.set_title("CUSUM and the alarm threshold")
+    ax_c.legend(fontsize=7)
+    return fig
+

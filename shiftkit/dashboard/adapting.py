@@ -77,13 +77,15 @@ _RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 #: (`AdaptConfig.settings` takes any constructor keyword); an entry only gives it a widget.
 SETTING_WIDGETS: dict[str, dict[str, Any]] = {
     "learning_rate": {"label": "Learning rate", "choices": _RATES,
-                      "help": "Adam learning rate (of the head first, for an adapter that trains in stages)."},
+                      "help": "Optimizer learning rate: Adam for most adapters, SGD with momentum for DANN (its default "
+                              "0.01); for an adapter that trains in stages, the head's rate first."},
     "fine_tune_learning_rate": {"label": "Fine-tune learning rate", "choices": _RATES,
                                 "help": "Adam learning rate of the unfrozen source layers (stage 2)."},
     "mmd_weight": {"label": "MMD weight", "low": 0.0, "high": 100.0, "step": 0.5,
                    "help": "Weight of the MMD² alignment term beside the source task loss."},
     "coral_weight": {"label": "CORAL weight", "low": 0.0, "high": 100.0, "step": 0.5,
-                     "help": "Weight of the CORAL (feature covariance) term beside the source task loss."},
+                     "help": "Weight of the CORAL term beside the source task loss: the scale-free gap of the "
+                             "source and target feature second moments (means and covariances)."},
     "tent": {"label": "TENT: also train the BatchNorm scales and offsets",
              "help": "Minimise the target predictions' entropy w.r.t. the BatchNorm scales and offsets, "
                      "after AdaBN's statistics."},

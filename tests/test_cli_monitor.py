@@ -1,0 +1,73 @@
+"""`shiftkit monitor`: windows of a stream against a snapshot, JSON lines, HTML, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from shiftkit.cli import main
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("monitor")
+    rng = np.random.default_rng(0)
+    ref = tmp / "ref.npz"
+    np.savez(ref, x=rng.normal(size=(600, 4)))
+    snap = tmp / "snap.npz"
+    assert main(["snapshot", "--reference", str(ref), "--out", str(snap), "--max-samples", "600"]) == 0
+    return snap
+
+
+def test_stream_with_a_shift_alarms_and_writes_jsonl_and_html(snapshot, tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    stream = np.concatenate([rng.normal(size=(300, 4)), rng.normal(0.8, size=(300, 4))])
+    data = tmp_path / "stream.npz"
+    np.savez(data, x=stream)
+    lines, page = tmp_path / "w.jsonl", tmp_path / "m.html"
+    code = main(["monitor", "--reference", str(snapshot), "--target", str(data), "--window", "50", "--horizon", "20",
+                 "--jsonl", str(lines), "--html", str(page)])
+    out = capsys.readouterr().out
+    assert code == 1 and "ALARM at window" in out
+    rows = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert len(rows) == 12 and rows[0]["window"] == 0 and not rows[0]["alarm"]
+    first = next(r["window"] for r in rows if r["alarm"])
+    assert 6 <= first <= 8 and rows[-1]["change_point"] in (5, 6, 7)
+    html = page.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "ALARM at window" in html and "data:image/png;base64," in html
+
+
+def test_unshifted_folder_of_batches_passes(snapshot, tmp_path, capsys):
+    folder = tmp_path / "batches"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(3):  # 3 x 70 rows: 4 windows of 50, 10 rows left waiting
+        np.savez(folder / f"b{i}.npz", x=rng.normal(size=(70, 4)))
+    code = main(["monitor", "--reference", str(snapshot), "--target", str(folder), "--window", "50", "--horizon", "10",
+                 "--jsonl", "-"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert len([line for line in captured.out.splitlines() if line.startswith("{")]) == 4
+    assert "no alarm" in captured.err
+
+
+def test_bad_inputs_exit_2(snapshot, tmp_path, capsys):
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, x=np.zeros((100, 4)))
+    assert main(["monitor", "--reference", str(plain), "--target", str(plain)]) == 2
+    assert "not a shiftkit snapshot" in capsys.readouterr().err
+    assert main(["monitor", "--reference", str(snapshot), "--target", str(plain), "--window", "500"]) == 2
+    assert "too large" in capsys.readouterr().err
+    small = tmp_path / "small.npz"
+    np.savez(small, x=np.zeros((10, 4)))
+    assert main(["monitor", "--reference", str(snapshot), "--target", str(small), "--window", "50"]) == 2
+    assert "fewer rows than one window" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["monitor", "--reference", str(snapshot), "--target", str(empty), "--window", "50"]) == 2
+    assert "no .csv" in capsys.readouterr().err
+    wide = tmp_path / "wide.npz"
+    np.savez(wide, x=np.zeros((100, 5)))
+    assert main(["monitor", "--reference", str(snapshot), "--target", str(wide), "--window", "50"]) == 2
