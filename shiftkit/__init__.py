@@ -66,6 +66,18 @@ from shiftkit.shift import (  # noqa: E402
     shift_report,
 )
 from shiftkit.shift import MMDAggregate, mmd_agg_test  # noqa: E402
+from shiftkit.shift import (  # noqa: E402
+    AccuracyEstimate,
+    AccuracyEstimator,
+    BBSDDetector,
+    BBSDResult,
+    RFFEmbedding,
+    RFFTestResult,
+    bbsd_test,
+    estimate_accuracy,
+    rff_mmd_test,
+)
+from shiftkit.monitor import StreamMonitor, WindowResult  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -115,5 +127,16 @@ __all__ = [
     "mmd_test",
     "MMDAggregate",
     "mmd_agg_test",
+    "AccuracyEstimate",
+    "AccuracyEstimator",
+    "BBSDDetector",
+    "BBSDResult",
+    "RFFEmbedding",
+    "RFFTestResult",
+    "StreamMonitor",
+    "WindowResult",
+    "bbsd_test",
+    "estimate_accuracy",
+    "rff_mmd_test",
     "shift_report",
 ]

@@ -117,6 +117,9 @@ def _draw_null(ax: Any, test: Any) -> None:
     if math.isfinite(test.threshold):
         ax.axvline(test.threshold, color=_THRESHOLD_COLOR, linestyle="--", linewidth=1.5,
                    label=f"threshold (critical value at alpha) = {test.threshold:.4g}")
+    elif test.threshold < 0:  # aggregated test: another bandwidth rejects whatever this kernel's value
+        ax.plot([], [], color=_THRESHOLD_COLOR, linestyle="--",
+                label="threshold: none (another bandwidth of the aggregated test rejects)")
     else:  # too few permutations for alpha: no statistic could reject
         ax.plot([], [], color=_THRESHOLD_COLOR, linestyle="--", label="threshold: none (cannot reject at alpha)")
     ax.axvline(test.statistic, color=_OBSERVED_COLOR, linewidth=2.0, label=f"observed MMD^2 = {test.statistic:.4g}")

@@ -53,8 +53,18 @@ def _check_png_figure(fig):
 def test_null_distribution_draws_observed_and_threshold(report):
     fig = plots.null_distribution(report.input_test)
     ax = fig.axes[0]
-    xs = sorted(float(line.get_xdata()[0]) for line in ax.get_lines())
-    assert xs == sorted([report.input_test.threshold, report.input_test.statistic])
+    xs = sorted(float(line.get_xdata()[0]) for line in ax.get_lines() if len(line.get_xdata()))
+    t = report.input_test
+    # the threshold line where it is finite (the aggregated default may reject through another bandwidth: -inf)
+    assert xs == sorted([t.threshold, t.statistic] if np.isfinite(t.threshold) else [t.statistic])
+    labels = ax.get_legend_handles_labels()[1]
+    assert any("threshold" in label for label in labels)
+
+    single = mmd_test(np.zeros((30, 2)) + np.arange(30)[:, None] / 30, np.ones((30, 2)), bandwidth=None,
+                      n_permutations=99, seed=0)
+    ax = plots.null_distribution(single).axes[0]
+    xs = sorted(float(line.get_xdata()[0]) for line in ax.get_lines() if len(line.get_xdata()))
+    assert xs == sorted([single.threshold, single.statistic])
     assert "p = " in ax.get_title()
     _check_png_figure(fig)
 

@@ -20,6 +20,9 @@ from shiftkit.shift.labels import (
 )
 from shiftkit.shift.mmd import DEFAULT_MEMORY_BUDGET, MMDTestResult, mmd2, mmd_test
 from shiftkit.shift.mmd import MMDAggregate, mmd_agg_test
+from shiftkit.shift.accuracy import AccuracyEstimate, AccuracyEstimator, estimate_accuracy
+from shiftkit.shift.bbsd import BBSDDetector, BBSDResult, bbsd_from_probabilities, bbsd_test
+from shiftkit.shift.mmd_rff import EmbeddingTestResult, RFFEmbedding, RFFTestResult, rff_mmd_test
 from shiftkit.shift.univariate import FeatureDriftResult, FeatureTest, feature_drift
 from shiftkit.shift.report import (
     REPORT_SCHEMA_VERSION,
@@ -70,4 +73,15 @@ __all__ = [
     "mmd_test",
     "MMDAggregate",
     "mmd_agg_test",
+    "AccuracyEstimate",
+    "AccuracyEstimator",
+    "estimate_accuracy",
+    "BBSDDetector",
+    "BBSDResult",
+    "bbsd_from_probabilities",
+    "bbsd_test",
+    "EmbeddingTestResult",
+    "RFFEmbedding",
+    "RFFTestResult",
+    "rff_mmd_test",
 ]
