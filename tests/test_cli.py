@@ -36,7 +36,7 @@ def test_demo_with_model_json_to_stdout_only(capsys):
 def test_demo_json_file(tmp_path, capsys):
     path = tmp_path / "r.json"
     assert main(["demo", "--no-model", "--n-permutations", "50", "--json", str(path)]) == 0
-    assert json.loads(path.read_text())["schema_version"] == "2.1"
+    assert json.loads(path.read_text())["schema_version"] == "2.2"
 
 
 @pytest.mark.parametrize(

@@ -48,7 +48,7 @@ def test_report_on_covariate_scenario_with_labels():
     text = str(rep)
     assert "input space" in text and "YES" in text and "Shift detected" in text
     d = json.loads(rep.to_json())
-    assert d["schema_version"] == "2.1" and d["is_shift"] is True
+    assert d["schema_version"] == "2.2" and d["is_shift"] is True
     assert len(d["input_test"]["null"]) == 300
 
 

@@ -77,8 +77,10 @@ __all__ = [
 ]
 
 #: Version of the JSON layout of `ShiftReport.to_dict()`; bumped on any incompatible change.
-REPORT_SCHEMA_VERSION = "2.1"  # 2.0: is_shift is Holm-corrected; correction, adjusted_p_values, scaling, classes added
+REPORT_SCHEMA_VERSION = "2.2"  # 2.0: is_shift is Holm-corrected; correction, adjusted_p_values, scaling, classes added
 # 2.1: "bbsd" (black-box shift detection on the model's softmax) added; it joins the Holm family
+# 2.2: each MMD test carries "aggregate" (the default aggregated test: every bandwidth's statistic and p-value,
+#      the min-p correction; null for a single kernel)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
