@@ -86,7 +86,6 @@ def run_cell(scenario: ds.Scenario, seed: int) -> dict[str, Any]:
 
     from shiftkit import diagnose
     from shiftkit._keras import to_probabilities
-    from shiftkit.shift.accuracy import AccuracyEstimator
     from shiftkit.shift.density_ratio import DensityRatioEstimator
     from shiftkit.shift.features import feature_space
 
@@ -99,32 +98,56 @@ def run_cell(scenario: ds.Scenario, seed: int) -> dict[str, Any]:
     source = ds.train_source(scenario, dataclasses.replace(data, x_source=xs, y_source=ys), seed)
     p_val = to_probabilities(source, np.asarray(source.predict(xv, batch_size=256, verbose=0)))
     p_t = to_probabilities(source, np.asarray(source.predict(xt, batch_size=256, verbose=0)))
-    truth = float(np.mean(p_t.argmax(axis=1) == np.asarray(yt).reshape(-1)))
     diag = diagnose(xv, xt, yv, model=source, seed=seed, second_opinion=False)
     ratio = DensityRatioEstimator(seed=seed).fit(_flat(xv), _flat(xt))
-    est = AccuracyEstimator(seed=seed).fit(p_val, yv)
-    picked = est.estimate(p_t, kinds=diag.kinds, source_weights=ratio.weights_)
-    plain = AccuracyEstimator("atc", calibrate=False, score="max_confidence", seed=seed).fit(p_val, yv).estimate(p_t)
-    estimates = dict(picked.estimates)
-    estimates["atc_plain"] = plain.accuracy
-    estimates["picked"] = picked.accuracy
     feats = feature_space(source)
     f_val, f_t = _flat(feats(xv)), _flat(feats(xt))
     f_ratio = DensityRatioEstimator(seed=seed).fit(f_val, f_t)
-    estimates["importance_features"] = float(np.sum(f_ratio.weights_ * est.correct_) / np.sum(f_ratio.weights_))
+    arrays = dict(p_val=p_val, y_val=np.asarray(yv).reshape(-1), p_t=p_t, y_t=np.asarray(yt).reshape(-1),
+                  w_input=ratio.weights_, w_features=f_ratio.weights_, kinds=np.array(list(diag.kinds) or [""]))
     CELLS_DIR.mkdir(exist_ok=True)
-    np.savez_compressed(CELLS_DIR / f"{scenario.name}-{seed}.npz", p_val=p_val, y_val=np.asarray(yv).reshape(-1),
-                        p_t=p_t, y_t=np.asarray(yt).reshape(-1), f_val=f_val.astype(np.float32),
-                        f_t=f_t.astype(np.float32), w_input=ratio.weights_, w_features=f_ratio.weights_,
-                        kinds=np.array(list(diag.kinds) or [""]))
+    np.savez_compressed(CELLS_DIR / f"{scenario.name}-{seed}.npz", f_val=f_val.astype(np.float32),
+                        f_t=f_t.astype(np.float32), **arrays)
     keras.backend.clear_session()
+    return estimate_cell(scenario.name, seed, arrays, time.perf_counter() - t0)
+
+
+def estimate_cell(name: str, seed: int, a: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """Every estimate of one cell from its arrays (the model's probabilities, labels, kinds, weights)."""
+    from shiftkit.shift.accuracy import AccuracyEstimator
+
+    kinds = tuple(str(k) for k in a["kinds"] if str(k))
+    truth = float(np.mean(a["p_t"].argmax(axis=1) == a["y_t"]))
+    est = AccuracyEstimator(seed=seed).fit(a["p_val"], a["y_val"])
+    picked = est.estimate(a["p_t"], kinds=kinds, source_weights=a["w_input"])
+    plain = AccuracyEstimator("atc", calibrate=False, score="max_confidence", seed=seed).fit(
+        a["p_val"], a["y_val"]).estimate(a["p_t"])
+    estimates = dict(picked.estimates)
+    estimates["atc_plain"] = plain.accuracy
+    estimates["picked"] = picked.accuracy
+    wf = np.asarray(a["w_features"])
+    estimates["importance_features"] = float(np.sum(wf * est.correct_) / np.sum(wf))
     return {
-        "scenario": scenario.name, "seed": seed, "truth": truth, "estimates": estimates,
-        "method": picked.method, "kinds": list(diag.kinds), "interval": [picked.lower, picked.upper],
+        "scenario": name, "seed": seed, "truth": truth, "estimates": estimates,
+        "method": picked.method, "kinds": list(kinds), "interval": [picked.lower, picked.upper],
         "sampling_interval": [picked.sampling_lower, picked.sampling_upper], "plausible": list(picked.plausible),
-        "ess_fraction": (picked.effective_sample_size or 0.0) / picked.n_source, "n_val": len(yv), "n_target": len(yt),
-        "seconds": time.perf_counter() - t0,
+        "ess_fraction": (picked.effective_sample_size or 0.0) / picked.n_source, "n_val": int(len(a["y_val"])),
+        "n_target": int(len(a["y_t"])), "seconds": seconds,
     }
+
+
+def from_cells(names: list[str], seeds: list[int]) -> list[dict[str, Any]]:
+    """Re-estimate saved cells (benchmarks/acc_cells/, written by a full run) without retraining."""
+    cells = []
+    for name in names:
+        for seed in seeds:
+            path = CELLS_DIR / f"{name}-{seed}.npz"
+            if path.exists():
+                with np.load(path, allow_pickle=False) as d:
+                    cells.append(estimate_cell(name, seed, {k: d[k] for k in d.files}, float("nan")))
+    if not cells:
+        sys.exit(f"no saved cells in {CELLS_DIR}: run the benchmark once without --from-cells")
+    return cells
 
 
 def summarize(cells: list[dict[str, Any]]) -> dict[str, Any]:
@@ -148,7 +171,7 @@ def summarize(cells: list[dict[str, Any]]) -> dict[str, Any]:
 
 def report(summary: dict[str, Any], seeds: list[int]) -> str:
     per, ov = summary["per_scenario"], summary["overall"]
-    head = "| scenario | true acc | kinds found | picked | " + " | ".join(ESTIMATORS) + " | picked covers |"
+    head = "| scenario | true acc | kinds found | estimator chosen | " + " | ".join(ESTIMATORS) + " | picked covers |"
     lines = [
         "## Target accuracy without labels (bench_accuracy_estimation.py)", "",
         f"- Command: `python benchmarks/bench_accuracy_estimation.py --seeds {' '.join(map(str, seeds))} --results`; "
@@ -184,11 +207,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast", action="store_true", help="smoke run: tiny source training")
     parser.add_argument("--json", type=Path, default=RESULTS_JSON)
     parser.add_argument("--cells", type=Path, default=None, help="summarise cells from this JSON, run nothing")
+    parser.add_argument("--from-cells", action="store_true",
+                        help="re-estimate the arrays saved in benchmarks/acc_cells/ by an earlier full run (no training)")
     parser.add_argument("--results", action="store_true", help="write the section into benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
 
     if args.cells:
         cells = json.loads(args.cells.read_text())["cells"]
+    elif args.from_cells:
+        cells = from_cells([s.name for s in scenarios(args.fast) if args.scenarios is None or s.name in args.scenarios],
+                           args.seeds)
     else:
         chosen = [s for s in scenarios(args.fast) if args.scenarios is None or s.name in args.scenarios]
         cells = []
@@ -204,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(cells)
     text = report(summary, args.seeds)
     print(text)
+    if args.from_cells:
+        text = text.replace("--results`", "--results` (estimates recomputed with `--from-cells` from the saved "
+                            "arrays of that run)", 1)
     if not args.cells:
         args.json.write_text(json.dumps({"cells": cells, "summary": summary}, indent=1))
     if args.results:
