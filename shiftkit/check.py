@@ -586,6 +586,7 @@ def check_shift(
     feature_names: Any = None,
     class_names: Any = None,
     bbsd: bool = False,
+    min_estimated_accuracy: float | None = None,
 ) -> CheckResult:
     """Gate a target data set against a reference: pass, or fail with the criteria that failed.
 
@@ -612,6 +613,10 @@ def check_shift(
         bbsd: add the black-box shift detection criterion (KS tests on the model's softmax
             outputs, Bonferroni over them; one more test in the alpha / k split). Needs `model`
             (a classifier) and, with a snapshot, one made with that model.
+        min_estimated_accuracy: fail when the model's accuracy on the target is below this: measured
+            with `y_target`, else estimated without labels (`AccuracyEstimator`, fitted on the
+            reference's stored probabilities and labels, the estimator chosen from the diagnosed kind
+            of shift; its interval is in the detail). Needs `model` and labelled reference rows.
 
     Returns:
         A `CheckResult`.
@@ -631,6 +636,13 @@ def check_shift(
     if bbsd:
         if model is None:
             raise ValueError("The BBSD criterion (bbsd=True, --bbsd) tests the model's softmax outputs: pass the "
+                             "model (--model).")
+        check_classifier(model)
+    if min_estimated_accuracy is not None:
+        min_estimated_accuracy = check_real(min_estimated_accuracy, "min_estimated_accuracy", low=0.0, high=1.0,
+                                            example=0.8)
+        if model is None:
+            raise ValueError("The accuracy criterion (min_estimated_accuracy, --min-estimated-accuracy) needs the "
                              "model (--model).")
         check_classifier(model)
     if not isinstance(reference, Reference):
@@ -656,7 +668,37 @@ def check_shift(
     if max_imbalance_ratio is not None and analysis.label_test is None:
         yt = reference.target_codes(y_target, len(xt), model)
     criteria = _criteria(analysis, yt, max_label_shift, max_imbalance_ratio)
+    if min_estimated_accuracy is not None:
+        criteria.append(_accuracy_criterion(reference, xt, y_target, model, analysis, min_estimated_accuracy,
+                                            max_samples, seed))
     return CheckResult(criteria=tuple(criteria), analysis=analysis)
+
+
+def _accuracy_criterion(reference: Reference, xt: np.ndarray, y_target: Any, model: Any, analysis: Analysis,
+                        minimum: float, max_samples: int, seed: int | None) -> Criterion:
+    """The model's target accuracy (measured with target labels, else estimated) against `minimum`."""
+    from shiftkit.shift.accuracy import AccuracyEstimator
+
+    rows = subsample_rows(len(xt), max_samples, None if seed is None else seed + 1)
+    probs = predict_proba(model, xt[rows])
+    direction = "fail when accuracy < threshold"
+    if y_target is not None:
+        yt = reference.target_codes(y_target, len(xt), model)[rows]
+        acc = float(np.mean(probs.argmax(axis=1) == yt))
+        return Criterion("target accuracy", acc, minimum, acc >= minimum, direction,
+                         f"measured on the target's labels ({len(rows)} rows).")
+    if reference.probs is None or reference.y is None:
+        raise ValueError("The accuracy criterion estimates the target accuracy from the reference's labelled "
+                         "probabilities: re-create the snapshot with --model and --label-column, or give the target's "
+                         "labels.")
+    kinds = None if analysis.diagnosis is None else analysis.diagnosis.kinds
+    est = AccuracyEstimator(seed=seed).fit(reference.probs, reference.y).estimate(probs, kinds=kinds)
+    return Criterion(
+        "estimated accuracy", est.accuracy, minimum, est.accuracy >= minimum, direction,
+        f"estimated without target labels by {est.method} ({est.reason}); interval [{est.lower:.3f}, "
+        f"{est.upper:.3f}] (bootstrap widened to the plausible estimators {list(est.plausible)}); reference "
+        f"accuracy {est.source_accuracy:.3f}. An estimate, not a measurement: see shiftkit.shift.accuracy.",
+    )
 
 
 def _n_measured_tests(reference: Reference, y_target: Any, model: Any) -> int:

@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--bbsd", action="store_true",
                        help="also gate on black-box shift detection: KS tests on the model's softmax outputs, "
                             "Bonferroni over them, one more test in the alpha split (needs --model)")
+    check.add_argument("--min-estimated-accuracy", type=float, default=None, metavar="A",
+                       help="fail when the model's target accuracy is below A: measured with target labels, else "
+                            "estimated without them (needs --model and a labelled reference)")
     check.add_argument("--html", metavar="PATH", help="write a self-contained HTML report")
     check.add_argument("--no-diagnosis", action="store_true", help="skip naming the kind of shift (faster)")
 
@@ -360,6 +363,7 @@ def _run_check(args: argparse.Namespace) -> int:
         model=model, layer=args.layer, alpha=args.alpha, max_label_shift=args.max_label_shift,
         max_imbalance_ratio=args.max_imbalance_ratio, n_permutations=args.n_permutations,
         max_samples=args.max_samples, seed=args.seed, diagnose_shift=not args.no_diagnosis, bbsd=args.bbsd,
+        min_estimated_accuracy=args.min_estimated_accuracy,
     )
     if _is_snapshot(args.reference):
         check_array_file(args.reference, max_bytes, role="reference snapshot")

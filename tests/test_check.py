@@ -284,3 +284,44 @@ def test_bbsd_criterion_errors(label_shift_model, tmp_path):
     no_probs = Reference.from_data(s.x_source, s.y_source, seed=0)
     with pytest.raises(ValueError, match="snapshot holds none"):
         check_shift(no_probs, s.x_target, model=model, bbsd=True)
+
+
+# ------------------------------------------------------------------ issue 13: accuracy criterion
+def _trained_classifier():
+    import keras
+
+    rng = np.random.default_rng(0)
+    means = np.array([[0.0, 0.0, 0.0], [3.0, 0.0, 0.0], [0.0, 3.0, 0.0]])
+    y = rng.integers(0, 3, 900)
+    x = (means[y] + rng.normal(size=(900, 3))).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(3, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=30, verbose=0)
+    return model, means, x, y
+
+
+@pytest.mark.slow
+def test_accuracy_criterion_measured_with_labels_and_estimated_without():
+    model, means, x, y = _trained_classifier()
+    rng = np.random.default_rng(1)
+    yt = rng.choice(3, 600, p=[0.1, 0.45, 0.45])
+    xt = (means[yt] + rng.normal(size=(600, 3))).astype("float32")
+    truth = float(np.mean(model.predict(xt, verbose=0).argmax(1) == yt))
+    ref = Reference.from_data(x, y, model=model, max_samples=900, seed=0)
+    measured = check_shift(ref, xt, yt, model=model, n_permutations=200, min_estimated_accuracy=0.5,
+                           diagnose_shift=False)
+    crit = next(c for c in measured.criteria if c.name == "target accuracy")
+    assert crit.value == pytest.approx(truth) and crit.passed
+    estimated = check_shift(ref, xt, model=model, n_permutations=200, min_estimated_accuracy=0.99)
+    crit = next(c for c in estimated.criteria if c.name == "estimated accuracy")
+    assert abs(crit.value - truth) < 0.08 and not crit.passed and not estimated.passed
+    assert "interval" in crit.detail
+    with pytest.raises(ValueError, match="needs the model"):
+        check_shift(ref, xt, min_estimated_accuracy=0.5)
+    with pytest.raises(ValueError, match="min_estimated_accuracy"):
+        check_shift(ref, xt, model=model, min_estimated_accuracy=1.5)
+    unlabelled = Reference.from_data(x, model=model, max_samples=900, seed=0)
+    with pytest.raises(ValueError, match="labelled"):
+        check_shift(unlabelled, xt, model=model, n_permutations=200, min_estimated_accuracy=0.5, diagnose_shift=False)
