@@ -22,6 +22,7 @@ with st.spinner("Loading shiftkit and TensorFlow (first run only)..."):
     from shiftkit import dashboard as dash
     from shiftkit import plots
     from shiftkit.dashboard import cached
+    from shiftkit.dashboard import monitoring
     from shiftkit.datasets import CORRUPTIONS, SCENARIOS
 
 MODEL_MODES = {
@@ -373,6 +374,44 @@ elif adaptation is not None:
     st.image(cached.png(("comparison",) + adapt_key, lambda: plots.comparison_bars(rep.comparison)))
 elif st.session_state.get("adapt_request") is not None and why_not is None:
     st.info("Settings changed since the last adaptation: click **Run adaptation** to adapt with these.")
+
+# ------------------------------------------------------------------------------------ monitor
+st.subheader("Monitor: the target as a stream")
+st.caption("The target rows, in their order, cut into windows and measured against the source rows the model did "
+           "not train on (all source rows without a model): input MMD, and with a model feature MMD, BBSD and the "
+           "predicted-class proportions. A CUSUM alarm whose false-alarm probability over the horizon is about "
+           "alpha; the estimated change point is where the alarming statistic's CUSUM last left zero. The same as "
+           "`shiftkit monitor` on a snapshot.")
+cap = monitoring.max_window(len(domains.x_source), model, ctx["eval_idx"])
+if cap < monitoring.MIN_WINDOW:
+    st.info(f"The reference has too few rows for windows of {monitoring.MIN_WINDOW} (it needs 4 x window rows): "
+            "upload more source data.")
+else:
+    m1, m2 = st.columns(2)
+    window = int(m1.slider("Rows per window", monitoring.MIN_WINDOW, cap, min(cap, 50), key="monitor_window"))
+    horizon = int(m2.select_slider("Horizon (windows the alarm's level covers)", options=[10, 20, 50, 100], value=20,
+                                   key="monitor_horizon"))
+    monitor_key = (ctx["data_key"], ctx["model_key"], window, float(alpha), horizon, seed)
+    st.button("Run the monitor", key="run_monitor",
+              on_click=lambda k=monitor_key: st.session_state.__setitem__("monitor_request", k))
+    if st.session_state.get("monitor_request") == monitor_key:
+        try:
+            with st.spinner("Calibrating the alarm and measuring each window..."):
+                mon = cached.monitor(*monitor_key, domains, model, ctx["eval_idx"])
+        except Exception as exc:  # noqa: BLE001 - a message; the rest of the page stays
+            st.error(f"**The monitor could not run.** {dash.user_message(exc)}")
+        else:
+            summ = mon.summary()
+            if summ["alarm_window"] is not None:
+                st.warning(f"**Alarm at window {summ['alarm_window']}** ({summ['alarm_statistic']}); estimated change "
+                           f"point: window {summ['change_point']}.")
+            else:
+                st.success(f"**No alarm** over {summ['windows']} windows of {window} rows.")
+            st.image(cached.png(("monitor",) + monitor_key, lambda: plots.monitor_timeline(
+                mon.results_, summ["threshold"], alarm_window=summ["alarm_window"],
+                change_point=summ["change_point"])))
+            st.dataframe(monitoring.window_frame(mon), hide_index=True)
+            st.caption(summ["false_alarm_bound"] + ".")
 
 # ------------------------------------------------------------------------------------ 7. downloads
 st.subheader("7. Downloads")

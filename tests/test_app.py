@@ -490,3 +490,33 @@ def test_auto_adapter_in_the_app_shows_the_choice_and_its_scores():
     scores = [d.value for d in at.dataframe if "candidate" in d.value.columns]
     assert len(scores) == 1 and scores[0]["candidate"].iloc[0] == "source_only"
     assert int(scores[0]["chosen"].sum()) == 1
+
+
+def test_monitor_section_runs_on_the_target_stream():
+    """Issue 13: the monitor section runs StreamMonitor over the target rows and shows the alarm and windows."""
+    at = _app().run()
+    assert not at.exception, at.exception
+    assert at.slider(key="monitor_window").value >= 10
+    at.slider(key="monitor_window").set_value(10).run()
+    at.button(key="run_monitor").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    boxes = [b.value for b in list(at.warning) + list(at.success) if "larm" in b.value]
+    assert len(boxes) == 1, boxes  # "Alarm at window ..." or "No alarm over ..."
+    frames = [d.value for d in at.dataframe if "CUSUM max" in d.value.columns]
+    assert len(frames) == 1 and len(frames[0]) >= 1 and "input" in frames[0].columns
+
+
+def test_monitor_library_part():
+    from shiftkit.dashboard import monitoring
+    from shiftkit.files import scenario_domains
+
+    d = scenario_domains("hospitals_covariate", 0)
+    assert monitoring.max_window(len(d.x_source), None, np.arange(5)) == len(d.x_source) // 4
+    assert monitoring.max_window(len(d.x_source), object(), np.arange(40)) == 10
+    mon = monitoring.monitor_target(d, None, np.arange(0), window=20, alpha=0.05, horizon=10, seed=0)
+    assert len(mon.results_) == len(d.x_target) // 20 and mon.alarm_window_ is not None  # a real covariate shift
+    frame = monitoring.window_frame(mon)
+    assert list(frame.columns[:3]) == ["window", "rows", "input"] and len(frame) == len(mon.results_)
+    with pytest.raises(ValueError, match="too large"):
+        monitoring.monitor_target(d, None, np.arange(0), window=len(d.x_source), alpha=0.05, horizon=10, seed=0)

@@ -30,6 +30,7 @@ __all__ = [
     "digest",
     "embedding",
     "model_features",
+    "monitor",
     "png",
     "scenario_domains",
     "source_split",
@@ -123,3 +124,12 @@ def adaptation(
 def png(key: tuple, _make_figure: Callable[[], Any]) -> bytes:
     """PNG bytes of the figure `_make_figure()` builds; `key` says which figure of which results."""
     return to_png(_make_figure())
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def monitor(data_key: str, model_key: str, window: int, alpha: float, horizon: int, seed: int, _domains: Any,
+            _model: Any, _eval_idx: np.ndarray) -> Any:
+    from shiftkit.dashboard.monitoring import monitor_target
+
+    return monitor_target(_domains, _model, _eval_idx, window=window, alpha=alpha, horizon=horizon, seed=seed)
+
