@@ -480,6 +480,8 @@ class Criterion:
         passed: whether the target is within the limit.
         direction: how to read it, e.g. "fail when p_value <= alpha".
         detail: one sentence for people.
+        warned: within the limit but beyond `warn_threshold` (a config's `[warn]` table).
+        warn_threshold: the warning threshold (None: no warning level).
     """
 
     name: str
@@ -488,9 +490,16 @@ class Criterion:
     passed: bool
     direction: str
     detail: str
+    warned: bool = False
+    warn_threshold: float | None = None
+
+    @property
+    def status(self) -> str:
+        """"fail" (beyond the threshold), "warn" (within it, beyond the warning threshold) or "pass"."""
+        return "fail" if not self.passed else ("warn" if self.warned else "pass")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclass_to_dict(self)
+        return {**dataclass_to_dict(self), "status": self.status}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -500,10 +509,12 @@ class CheckResult:
     Attributes:
         criteria: every gate, in a fixed order.
         analysis: the `shiftkit.Analysis` of reference vs target the criteria read.
+        fail_on: "fail" (only failed criteria fail the check) or "warn" (warnings too).
     """
 
     criteria: tuple[Criterion, ...]
     analysis: Analysis
+    fail_on: str = "fail"
 
     @property
     def report(self) -> ShiftReport:
@@ -522,18 +533,26 @@ class CheckResult:
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.criteria)
+        return not self.failed
 
     @property
     def failed(self) -> list[Criterion]:
-        return [c for c in self.criteria if not c.passed]
+        """The criteria that fail the check (with `fail_on="warn"`, the warned ones too)."""
+        bad = ("fail", "warn") if self.fail_on == "warn" else ("fail",)
+        return [c for c in self.criteria if c.status in bad]
+
+    @property
+    def warnings(self) -> list[Criterion]:
+        return [c for c in self.criteria if c.status == "warn"]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": REPORT_SCHEMA_VERSION,
             "shiftkit_version": __version__,
             "passed": self.passed,
+            "fail_on": self.fail_on,
             "failed_criteria": [c.name for c in self.failed],
+            "warned_criteria": [c.name for c in self.warnings],
             "criteria": [c.to_dict() for c in self.criteria],
             "report": self.report.to_dict(include_null=True),
             "diagnosis": jsonable(self.diagnosis),
@@ -552,11 +571,14 @@ class CheckResult:
         head = "PASS: the target is within what the model was validated on." if self.passed else (
             "FAIL: shift beyond the thresholds: " + ", ".join(c.name for c in self.failed) + "."
         )
+        if self.passed and self.warnings:
+            head = "PASS with warnings: " + ", ".join(c.name for c in self.warnings) + "."
         lines = [head, ""]
         for c in self.criteria:
             value = "-" if c.value is None else f"{c.value:.4g}"
-            lines.append(f"  [{'ok' if c.passed else 'FAIL'}] {c.name:<22} {value:>10}  ({c.direction}; "
-                         f"threshold {c.threshold:g}) {c.detail}")
+            warn = "" if c.warn_threshold is None else f", warn at {c.warn_threshold:g}"
+            lines.append(f"  [{ {'pass': 'ok', 'warn': 'WARN', 'fail': 'FAIL'}[c.status]}] {c.name:<22} {value:>10}  "
+                         f"({c.direction}; threshold {c.threshold:g}{warn}) {c.detail}")
         if self.diagnosis is not None:
             lines.append("")
             kinds = ", ".join(self.diagnosis.kinds) or "none"
@@ -587,6 +609,9 @@ def check_shift(
     class_names: Any = None,
     bbsd: bool = False,
     min_estimated_accuracy: float | None = None,
+    max_drifted_share: float | None = None,
+    warn: dict[str, float] | None = None,
+    fail_on: str = "fail",
 ) -> CheckResult:
     """Gate a target data set against a reference: pass, or fail with the criteria that failed.
 
@@ -617,6 +642,14 @@ def check_shift(
             with `y_target`, else estimated without labels (`AccuracyEstimator`, fitted on the
             reference's stored probabilities and labels, the estimator chosen from the diagnosed kind
             of shift; its interval is in the detail). Needs `model` and labelled reference rows.
+        max_drifted_share: fail when more than this share of the features drifted by their own
+            tests (`feature_drift`, Benjamini-Hochberg at alpha; tabular data only: no criterion for
+            images or sequences).
+        warn: warning thresholds by name (`shiftkit.check_config.WARN_KEYS`): a criterion within its
+            limit but beyond its warning threshold is "warn".
+        fail_on: "fail" (default) or "warn": warnings fail the check too.
+        A `shiftkit.check_config.CheckConfig` (a TOML file, presets) holds these settings:
+        `check_shift(ref, x, **config.check_kwargs())`.
 
     Returns:
         A `CheckResult`.
@@ -627,6 +660,10 @@ def check_shift(
     """
     alpha = check_alpha(alpha)
     seed = check_seed(seed)
+    if fail_on not in ("fail", "warn"):
+        raise ValueError(f"fail_on must be 'fail' or 'warn'; got {fail_on!r}.")
+    if max_drifted_share is not None:
+        max_drifted_share = check_real(max_drifted_share, "max_drifted_share", low=0.0, high=1.0, example=0.3)
     n_permutations = check_positive_int(n_permutations, "n_permutations")
     max_samples = check_positive_int(max_samples, "max_samples", minimum=2)
     max_label_shift = check_real(max_label_shift, "max_label_shift", low=0.0, high=1.0, example=0.1)
@@ -668,10 +705,42 @@ def check_shift(
     if max_imbalance_ratio is not None and analysis.label_test is None:
         yt = reference.target_codes(y_target, len(xt), model)
     criteria = _criteria(analysis, yt, max_label_shift, max_imbalance_ratio)
+    warn = dict(warn or {})
+    unknown = sorted(set(warn) - {key for key, _ in _WARN_RULES.values()})
+    if unknown:
+        raise ValueError(f"warn has unknown key(s) {unknown}; known: {sorted({k for k, _ in _WARN_RULES.values()})}.")
     if min_estimated_accuracy is not None:
         criteria.append(_accuracy_criterion(reference, xt, y_target, model, analysis, min_estimated_accuracy,
                                             max_samples, seed))
-    return CheckResult(criteria=tuple(criteria), analysis=analysis)
+    if (max_drifted_share is not None or "drifted_share" in warn) and analysis.drift is not None:
+        drift = analysis.drift
+        share = drift.n_shifted / max(1, len(drift.tests))
+        limit = 1.0 if max_drifted_share is None else float(max_drifted_share)
+        criteria.append(Criterion(
+            "drifted features", share, limit, share <= limit, "fail when the share of drifted features > threshold",
+            f"{drift.n_shifted} of {len(drift.tests)} features drifted by their own tests ({drift.correction} at "
+            f"{drift.alpha:g})" + (f": {drift.shifted_features[:10]}" if drift.n_shifted else "") + ".",
+        ))
+    criteria = [_with_warning(c, warn) for c in criteria]
+    return CheckResult(criteria=tuple(criteria), analysis=analysis, fail_on=fail_on)
+
+
+#: Which warning threshold applies to which criterion, and on which side the value warns.
+_WARN_RULES = {
+    "input-space MMD": ("p_value", "below"), "feature-space MMD": ("p_value", "below"),
+    "BBSD (softmax)": ("p_value", "below"), "label shift": ("label_shift", "above"),
+    "class imbalance": ("imbalance_ratio", "above"), "drifted features": ("drifted_share", "above"),
+    "target accuracy": ("estimated_accuracy", "below"), "estimated accuracy": ("estimated_accuracy", "below"),
+}
+
+
+def _with_warning(c: Criterion, warn: dict[str, float]) -> Criterion:
+    key, side = _WARN_RULES.get(c.name, (None, None))
+    if key is None or key not in warn or c.value is None:
+        return c
+    limit = float(warn[key])
+    beyond = c.value <= limit if side == "below" else c.value > limit
+    return dataclasses.replace(c, warned=bool(c.passed and beyond), warn_threshold=limit)
 
 
 def _accuracy_criterion(reference: Reference, xt: np.ndarray, y_target: Any, model: Any, analysis: Analysis,

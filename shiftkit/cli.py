@@ -45,6 +45,7 @@ from shiftkit._validation import check_real
 from shiftkit._version import __version__
 from shiftkit.adapt import adapter_names, fit_data, get_adapter
 from shiftkit.analysis import analyze
+from shiftkit.check_config import PRESETS, CheckConfig
 from shiftkit.dashboard.pipeline import train_default_model
 from shiftkit.data import source_holdout
 from shiftkit.datasets import SCENARIOS, load_scenario
@@ -92,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed of the scenario, model and permutations (default: %(default)s)")
     demo.add_argument("--json", metavar="PATH", help="also write the JSON report to PATH ('-' for stdout only)")
 
-    def data_options(p: argparse.ArgumentParser, *, gate: bool = False) -> None:
+    def data_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", metavar="MODEL.keras", help="a Keras model (loaded with safe_mode=True)")
         p.add_argument("--layer", help="feature layer of the model (default: the input of its output head)")
         p.add_argument("--label-column", metavar="NAME", help="label column of CSV files")
@@ -102,8 +103,6 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--max-samples", type=int, default=2000,
                        help="subsample each domain to at most N rows, seeded (default: %(default)s)")
         _max_gib_option(p)
-        if gate:
-            p.add_argument("--alpha", type=float, default=0.01, help="level of the MMD tests (default: %(default)s)")
         p.add_argument("--json", metavar="PATH", help="write the JSON report to PATH ('-': stdout, nothing else there)")
 
     def command(name: str, help: str, description: str, *files: tuple[str, str, str]) -> argparse.ArgumentParser:
@@ -120,14 +119,25 @@ def build_parser() -> argparse.ArgumentParser:
         ("--reference", "REF", "reference data (CSV/NPZ/NPY) or a snapshot .npz"),
         ("--target", "TGT", "target data (CSV/NPZ/NPY)"),
     )
-    data_options(check, gate=True)
-    check.add_argument("--max-label-shift", type=float, default=0.1,
-                       help="largest tolerated total variation between class proportions (default: %(default)s)")
+    data_options(check)
+    # Defaults of None: "not given", so that --config and --preset apply; shiftkit's defaults are CheckConfig's.
+    check.add_argument("--alpha", type=float, default=None,
+                       help="family-wise level of the check's tests (default: 0.01, or the config's)")
+    check.add_argument("--max-label-shift", type=float, default=None,
+                       help="largest tolerated total variation between class proportions (default: 0.1)")
     check.add_argument("--max-imbalance-ratio", type=float, default=None, metavar="R",
                        help="largest tolerated max/min class ratio in the target (default: no gate)")
-    check.add_argument("--bbsd", action="store_true",
+    check.add_argument("--max-drifted-share", type=float, default=None, metavar="S",
+                       help="largest tolerated share of features drifted by their own tests (tabular; default: no gate)")
+    check.add_argument("--bbsd", action="store_const", const=True, default=None,
                        help="also gate on black-box shift detection: KS tests on the model's softmax outputs, "
                             "Bonferroni over them, one more test in the alpha split (needs --model)")
+    check.add_argument("--config", metavar="CHECK.toml",
+                       help="criteria and thresholds (pass / warn / fail) from a TOML file; flags given here override it")
+    check.add_argument("--preset", choices=sorted(PRESETS),
+                       help="start from a preset (the config's own preset otherwise); see shiftkit.check_config")
+    check.add_argument("--fail-on", choices=("fail", "warn"), default=None,
+                       help="'warn': warnings fail the check too (default: fail, or the config's)")
     check.add_argument("--min-estimated-accuracy", type=float, default=None, metavar="A",
                        help="fail when the model's target accuracy is below A: measured with target labels, else "
                             "estimated without them (needs --model and a labelled reference)")
@@ -359,11 +369,19 @@ def _run_check(args: argparse.Namespace) -> int:
     max_bytes = _max_bytes(args)
     model = _load_model(args)
     _progress("loading data")
+    config = CheckConfig.load(args.config) if args.config else CheckConfig()
+    if args.preset:
+        base = {k: v for k, v in config.to_dict().items() if k not in ("preset", "version")}
+        defaults = CheckConfig().to_dict()
+        changed = {k: v for k, v in base.items() if v != defaults[k]}  # the file's own values over the preset
+        config = CheckConfig.from_dict({"preset": args.preset, **changed})
+    config = config.with_overrides(alpha=args.alpha, max_label_shift=args.max_label_shift,
+                                   max_imbalance_ratio=args.max_imbalance_ratio, bbsd=args.bbsd,
+                                   min_estimated_accuracy=args.min_estimated_accuracy,
+                                   max_drifted_share=args.max_drifted_share, fail_on=args.fail_on)
     common = dict(
-        model=model, layer=args.layer, alpha=args.alpha, max_label_shift=args.max_label_shift,
-        max_imbalance_ratio=args.max_imbalance_ratio, n_permutations=args.n_permutations,
-        max_samples=args.max_samples, seed=args.seed, diagnose_shift=not args.no_diagnosis, bbsd=args.bbsd,
-        min_estimated_accuracy=args.min_estimated_accuracy,
+        model=model, layer=args.layer, n_permutations=args.n_permutations, max_samples=args.max_samples,
+        seed=args.seed, diagnose_shift=not args.no_diagnosis, **config.check_kwargs(),
     )
     if _is_snapshot(args.reference):
         check_array_file(args.reference, max_bytes, role="reference snapshot")

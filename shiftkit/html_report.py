@@ -132,12 +132,17 @@ def bundle_json(report: Any, drift: Any = None, adaptation: Any = None, *, inden
 
 def _check_section(check: Any) -> str:
     """The gate: every criterion with its value, threshold and direction."""
-    rows = [[c.name, c.value, c.threshold, c.direction, "pass" if c.passed else "FAIL", c.detail] for c in check.criteria]
+    status = {"pass": "pass", "warn": "WARN", "fail": "FAIL"}
+    rows = [[c.name, c.value, c.threshold, getattr(c, "warn_threshold", None), c.direction,
+             status[getattr(c, "status", "pass" if c.passed else "fail")], c.detail] for c in check.criteria]
+    warned = list(getattr(check, "warnings", []))
     head = "PASS" if check.passed else "FAIL: " + ", ".join(c.name for c in check.failed)
+    if check.passed and warned:
+        head = "PASS with warnings: " + ", ".join(c.name for c in warned)
     kind = "noshift" if check.passed else "shift"
     return (
         f"<h2>Pre-deployment check</h2><div class='verdict {kind}'><b>{_e(head)}</b></div>"
-        + _table(["criterion", "value", "threshold", "direction", "result", "detail"], rows, left=1)
+        + _table(["criterion", "value", "threshold", "warn at", "direction", "result", "detail"], rows, left=1)
     )
 
 
