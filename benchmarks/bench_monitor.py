@@ -128,13 +128,7 @@ def run(args) -> dict[str, Any]:
         calib_s.append(time.perf_counter() - t0)
 
         def fresh():
-            m = StreamMonitor.__new__(StreamMonitor)
-            m.__dict__.update({k: v for k, v in proto.__dict__.items()})
-            m._cusum = {s: 0.0 for s in proto.statistics_}
-            m._last_zero = {s: -1 for s in proto.statistics_}
-            m._buffer_x, m._buffer_y, m._buffered, m._rows_seen = [], [], 0, 0
-            m.results_, m.alarm_window_, m.change_point_, m.alarm_statistic_ = [], None, None, None
-            return m
+            return proto.reset()  # the same calibration, a new stream
 
         for run_i in range(args.null_runs):
             mon = fresh()

@@ -183,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     mon.add_argument("--model", metavar="MODEL.keras", help="the snapshot's Keras model (loaded with safe_mode=True)")
     mon.add_argument("--layer", help="feature layer, as for the snapshot (default: the input of the output head)")
     mon.add_argument("--label-column", metavar="NAME", help="label column of CSV/Parquet batches")
+    mon.add_argument("--time-column", metavar="NAME",
+                     help="time column of CSV/Parquet batches: rows are put in time order within each file, and each "
+                          "window reports its time span (windows stay --window rows long)")
     mon.add_argument("--labeled", action="store_true",
                      help="the batches carry true labels: the label statistic uses them (else the predicted classes)")
     mon.add_argument("--window", type=int, default=500, help="rows per window (default: %(default)s)")
@@ -512,11 +515,11 @@ def _run_monitor(args: argparse.Namespace) -> int:
             name, data = read_path(path, "target batch", max_bytes=max_bytes)
             batch = load_single(data, name, label_column=args.label_column, drop_na=args.drop_na,
                                 feature_names=reference.feature_names, class_names=reference.class_names,
-                                role="target batch", max_bytes=max_bytes)
+                                role="target batch", max_bytes=max_bytes, time_column=args.time_column)
             _note_dropped(f"target batch {name}", batch.dropped)
             if args.labeled and batch.y is None:
                 raise ValueError(f"--labeled: the batch {name!r} has no labels (give --label-column, or a 'y' array).")
-            for res in monitor.update(batch.x, batch.y if args.labeled else None):
+            for res in monitor.update(batch.x, batch.y if args.labeled else None, times=batch.times):
                 line = json.dumps(jsonable(res.to_dict()), allow_nan=False)
                 lines.append(line)
                 if sink is not None:

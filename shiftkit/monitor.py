@@ -43,6 +43,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -99,6 +100,7 @@ class WindowResult:
         accuracy: the estimated accuracy (None when the snapshot has no probabilities and labels).
         accuracy_interval: `(lower, upper)` of that estimate.
         accuracy_method: the estimator used.
+        time_start, time_end: the first and last time of the window's rows (`update(..., times=)`).
     """
 
     window: int
@@ -119,6 +121,8 @@ class WindowResult:
     accuracy: float | None = None
     accuracy_interval: tuple[float, float] | None = None
     accuracy_method: str | None = None
+    time_start: Any = None
+    time_end: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -137,6 +141,11 @@ def _within_term(ref: np.ndarray, gamma: float) -> float:
     k = rbf_kernel(ref, ref, gamma=gamma)
     n = len(ref)
     return float((k.sum() - np.trace(k)) / (n * (n - 1)))
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value (for JSON); other values as they are."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _tv(p: np.ndarray, q: np.ndarray) -> float:
@@ -240,8 +249,13 @@ class StreamMonitor:
         with _one_blas_thread():
             self._prepare()
             self._calibrate()
+        self.reset()
+
+    def reset(self) -> StreamMonitor:
+        """Forget the stream (windows, CUSUMs, alarm, buffered rows); keep the calibration. Returns self."""
         self._buffer_x: list[np.ndarray] = []
         self._buffer_y: list[np.ndarray] = []
+        self._buffer_t: list[np.ndarray] = []
         self._buffered = 0
         self._rows_seen = 0
         self._cusum = {s: 0.0 for s in self.statistics_}
@@ -250,6 +264,7 @@ class StreamMonitor:
         self.alarm_window_: int | None = None
         self.change_point_: int | None = None
         self.alarm_statistic_: str | None = None
+        return self
 
     # ------------------------------------------------------------------------------ preparation
     def _prepare(self) -> None:
@@ -350,13 +365,14 @@ class StreamMonitor:
         self.threshold_ = max(self.threshold_, 1e-9)
 
     # ------------------------------------------------------------------------------ streaming
-    def update(self, x: Any, y: Any = None) -> list[WindowResult]:
+    def update(self, x: Any, y: Any = None, *, times: Any = None) -> list[WindowResult]:
         """Add rows (in time order); returns the results of the windows they completed (maybe none).
 
         Args:
             x: a batch of inputs `(n, ...)` with the reference's per-sample shape.
             y: optional labels of those rows (any class values the reference knows); give them for
                 every batch or for none.
+            times: optional time of each row (numbers or text), reported as each window's span.
 
         Returns:
             One `WindowResult` per window completed by this batch (rows left over wait for the next).
@@ -367,6 +383,13 @@ class StreamMonitor:
                 f"x has per-sample shape {x.shape[1:]}, but the reference has {self.reference.x.shape[1:]}: select the "
                 "same columns, in the same order, as the reference."
             )
+        if times is not None:
+            times = np.asarray(times)
+            if times.shape != (len(x),):
+                raise ValueError(f"times has shape {times.shape}; pass one time per row of x ({len(x)},).")
+            self._buffer_t.append(times)
+        elif self._buffer_t:
+            raise ValueError("times were given for earlier batches but not for this one: give them for every batch or none.")
         self._buffer_x.append(x)
         if self.labeled:
             if y is None:
@@ -377,9 +400,15 @@ class StreamMonitor:
         while self._buffered >= self.window:
             xs = np.concatenate(self._buffer_x)
             ys = np.concatenate(self._buffer_y) if self._buffer_y else None
-            out.append(self._process(xs[: self.window], None if ys is None else ys[: self.window]))
+            ts = np.concatenate(self._buffer_t) if self._buffer_t else None
+            result = self._process(xs[: self.window], None if ys is None else ys[: self.window])
+            if ts is not None:
+                result = dataclasses.replace(result, time_start=_plain(ts[0]), time_end=_plain(ts[self.window - 1]))
+                self.results_[-1] = result
+            out.append(result)
             self._buffer_x = [xs[self.window:]]
             self._buffer_y = [ys[self.window:]] if ys is not None else []
+            self._buffer_t = [ts[self.window:]] if ts is not None else []
             self._buffered -= self.window
         return out
 

@@ -71,3 +71,25 @@ def test_bad_inputs_exit_2(snapshot, tmp_path, capsys):
     wide = tmp_path / "wide.npz"
     np.savez(wide, x=np.zeros((100, 5)))
     assert main(["monitor", "--reference", str(snapshot), "--target", str(wide), "--window", "50"]) == 2
+
+
+def test_time_column_orders_rows_and_labels_windows(tmp_path, capsys):
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    ref = tmp_path / "ref.csv"
+    pd.DataFrame(rng.normal(size=(400, 2)), columns=["a", "b"]).to_csv(ref, index=False)
+    snap = tmp_path / "snap.npz"
+    assert main(["snapshot", "--reference", str(ref), "--out", str(snap), "--max-samples", "400"]) == 0
+    times = pd.date_range("2026-01-01", periods=100, freq="h")
+    frame = pd.DataFrame(rng.normal(size=(100, 2)), columns=["a", "b"]).assign(ts=times.astype(str))
+    data = tmp_path / "stream.csv"
+    frame.sample(frac=1.0, random_state=0).to_csv(data, index=False)  # shuffled rows: --time-column sorts them
+    lines = tmp_path / "w.jsonl"
+    assert main(["monitor", "--reference", str(snap), "--target", str(data), "--window", "50", "--horizon", "5",
+                 "--time-column", "ts", "--jsonl", str(lines)]) in (0, 1)
+    rows = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert rows[0]["time_start"].startswith("2026-01-01T00:00:00") and rows[1]["time_end"].startswith("2026-01-05T03")
+    assert main(["monitor", "--reference", str(snap), "--target", str(data), "--window", "50",
+                 "--time-column", "when"]) == 2
+    assert "no time column 'when'" in capsys.readouterr().err

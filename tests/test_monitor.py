@@ -25,12 +25,7 @@ def test_false_alarms_over_seeded_null_runs_stay_at_alpha():
                             seed=ref_seed)
         for run in range(10):
             rng = np.random.default_rng([ref_seed, 1, run])
-            fresh = StreamMonitor.__new__(StreamMonitor)
-            fresh.__dict__.update(mon.__dict__)
-            fresh._cusum = {s: 0.0 for s in mon.statistics_}
-            fresh._last_zero = {s: -1 for s in mon.statistics_}
-            fresh._buffer_x, fresh._buffer_y, fresh._buffered, fresh._rows_seen = [], [], 0, 0
-            fresh.results_, fresh.alarm_window_, fresh.change_point_, fresh.alarm_statistic_ = [], None, None, None
+            fresh = mon.reset()  # the same calibration, a new stream
             fresh.update(rng.normal(size=(50 * horizon, 4)))
             alarms += fresh.alarm_window_ is not None
             runs += 1
@@ -116,3 +111,19 @@ def test_bad_arguments():
         mon.update(np.zeros((20, 5)))
     with pytest.raises(ValueError, match="NaN|finite"):
         mon.update(np.full((20, 4), np.nan))
+
+
+def test_times_label_the_windows_and_reset_forgets_the_stream():
+    mon = StreamMonitor(_reference(5), window=50, horizon=5, n_null_windows=60, seed=5)
+    rng = np.random.default_rng(0)
+    out = mon.update(rng.normal(size=(120, 4)), times=np.arange(120) * 10)
+    assert [(r.time_start, r.time_end) for r in out] == [(0, 490), (500, 990)]
+    assert mon.results_[-1].time_end == 990
+    with pytest.raises(ValueError, match="every batch or none"):
+        mon.update(rng.normal(size=(10, 4)))
+    with pytest.raises(ValueError, match="one time per row"):
+        mon.update(rng.normal(size=(10, 4)), times=np.arange(3))
+    mon.reset()
+    assert mon.results_ == [] and mon.alarm_window_ is None
+    assert mon.update(rng.normal(size=(50, 4)))[0].window == 0
+

@@ -315,6 +315,7 @@ class DataFile:
         x: inputs, float32. y: class codes 0..K-1 or None. feature_names: column names (tables).
         class_names: the original label value of each code, as text (None without labels).
         dropped: rows dropped (drop_na). y_values: the labels as they were in the file.
+        times: the time column's values, in row order (`load_single(time_column=...)`), else None.
     """
 
     x: np.ndarray
@@ -323,6 +324,7 @@ class DataFile:
     class_names: tuple[str, ...] | None
     dropped: int = 0
     y_values: np.ndarray | None = None
+    times: np.ndarray | None = None
 
     def for_model(self, n_outputs: int) -> "DataFile":
         """The same file with labels coded as a model's output indices (see `Domains.for_model`)."""
@@ -370,6 +372,7 @@ def load_single(
     class_names: Sequence[str] | None = None,
     role: str = "target file",
     max_bytes: int | None = None,
+    time_column: str | None = None,
 ) -> "DataFile":
     """Read one data file (alone, or to be compared with a known reference such as a snapshot).
 
@@ -382,11 +385,16 @@ def load_single(
         class_names: the reference's classes: labels are mapped to their codes by name.
         role: what the file is, for messages.
         max_bytes: limit on what an array or Parquet file may take once decompressed (`max_bytes_limit`).
+        time_column: a table's time column (numbers, or dates/times pandas can parse): the rows are
+            put in time order (stable) and the column is not a feature (`DataFile.times`).
 
     Returns:
         A `DataFile`; without `class_names`, labels are encoded to codes 0..K-1 (sorted values).
     """
     ext = extension(filename)
+    if time_column is not None and ext not in _TABLE:
+        raise InputError(f"time_column (--time-column) needs a CSV or Parquet {role}; {filename!r} is {ext or 'untyped'}: "
+                         "put its rows in time order instead.")
     if ext in _ARRAYS:
         x, values, dropped = load_arrays(data, filename, role=role, drop_na=drop_na, max_bytes=max_bytes)
         names = tuple(f"x{j}" for j in range(x.shape[1])) if x.ndim == 2 else None
@@ -396,6 +404,9 @@ def load_single(
         dropped = 0
         if drop_na:
             frame, dropped = drop_missing(frame)
+        times = None
+        if time_column is not None:
+            frame, times = _in_time_order(frame, str(time_column), filename, role)
         label = None if label_column in (None, "", NO_LABEL) else str(label_column)
         labels = frame.pop(label) if label is not None and label in frame.columns else None
         if feature_names is not None:
@@ -420,17 +431,45 @@ def load_single(
                 values = column_values(labels)
             else:
                 y, _, classes = encode_label_columns(labels, None, filename, filename, label)
-                return DataFile(x, y, names, classes, dropped, column_values(labels))
+                return DataFile(x, y, names, classes, dropped, column_values(labels), times)
     else:
         raise InputError(f"Unsupported file type {ext or '(none)'!r} for the {role} {filename!r}: use .csv, .parquet, .npz or .npy.")
+    if ext in _ARRAYS:
+        times = None
     if values is None:
-        return DataFile(x, None, names, None if not class_names else tuple(str(c) for c in class_names), dropped)
+        return DataFile(x, None, names, None if not class_names else tuple(str(c) for c in class_names), dropped,
+                        times=times)
     if class_names:
         y = _codes_for_reference(values, class_names, filename, role)
-        return DataFile(x, y, names, tuple(str(c) for c in class_names), dropped, values)
+        return DataFile(x, y, names, tuple(str(c) for c in class_names), dropped, values, times)
     enc, (y,) = encode_or_explain((values,), (f"the array 'y' of the {role} {filename!r}",),
                                    where="Cannot read the class labels: ")
-    return DataFile(x, y, names, enc.names, dropped, values)
+    return DataFile(x, y, names, enc.names, dropped, values, times)
+
+
+def _in_time_order(frame: Any, column: str, filename: str, role: str) -> tuple[Any, np.ndarray]:
+    """The table sorted by its time column (stable), without it; and the sorted times (text for dates)."""
+    import pandas as pd
+
+    if column not in frame.columns:
+        raise InputError(f"The {role} {filename!r} has no time column {column!r}; its columns: "
+                         f"{listed([str(c) for c in frame.columns])}.")
+    raw = frame.pop(column)
+    if raw.isna().any():
+        raise InputError(f"The time column {column!r} of the {role} {filename!r} has missing values.")
+    if pd.api.types.is_numeric_dtype(raw):
+        key = raw.to_numpy()
+        shown = key
+    else:
+        try:
+            key = pd.to_datetime(raw, utc=True)
+        except (ValueError, TypeError):
+            raise InputError(f"The time column {column!r} of the {role} {filename!r} holds values that are neither "
+                             f"numbers nor dates (e.g. {str(raw.iloc[0])[:40]!r}).") from None
+        shown = key.dt.strftime("%Y-%m-%dT%H:%M:%S%z").to_numpy()
+        key = key.to_numpy()
+    order = np.argsort(key, kind="stable")
+    return frame.iloc[order].reset_index(drop=True), np.asarray(shown)[order]
 
 
 def load_domains_path(
