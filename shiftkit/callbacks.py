@@ -12,7 +12,7 @@ Two figures are logged, both with the library's Gaussian kernel (`shiftkit.shift
   features change, so epoch-to-epoch differences are differences of the features alone. Its
   limit: a network that shrinks all features lowers it without aligning anything (every kernel
   value tends to 1).
-* `shift_mmd2_normalized`: `shiftkit.mmd_test(f(x_source), f(x_target)).normalized` (computed by
+* `shift_mmd2_normalized`: `shiftkit.mmd_test(f(x_source), f(x_target), bandwidth=None).normalized` (computed by
   `shiftkit.shift.mmd.normalized_mmd2`, without the permutations): MMD^2 with the
   median-heuristic bandwidth of *that epoch's* features, divided by the mean within-domain kernel
   value. The median bandwidth scales with the features, so this figure does not change when the
@@ -74,7 +74,7 @@ class ShiftMonitor(keras.callbacks.Callback):
 
     * `"<name>_mmd2"`: unbiased MMD^2 with the bandwidth fixed at the start of training
       (`bandwidth_`); equals `shiftkit.mmd2(fs, ft, bandwidth=monitor.bandwidth_)`.
-    * `"<name>_mmd2_normalized"`: `shiftkit.mmd_test(fs, ft, seed=seed).normalized`, scale-free.
+    * `"<name>_mmd2_normalized"`: `shiftkit.mmd_test(fs, ft, seed=seed, bandwidth=None).normalized`, scale-free.
 
     On the other epochs both keys hold NaN, so every history list keeps one entry per epoch
     (`pandas.DataFrame(history.history)` works, and FineTuneAdapter's two-stage history stays
