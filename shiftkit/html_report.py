@@ -103,6 +103,17 @@ def _img(fig: Any, alt: str) -> str:
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
 
 
+def _page(title: str, body: Sequence[str]) -> str:
+    """A self-contained HTML page: the shared head and style, then the body's parts."""
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
+        + "\n".join(body)
+        + "</body></html>\n"
+    )
+
+
 def _json_block(element_id: str, data: Any) -> str:
     text = json.dumps(data, allow_nan=False, separators=(",", ":"))
     # Inside <script>, "</script>" or "<!--" in a string would end the block: escape < > & as JSON
@@ -377,13 +388,7 @@ def render_html(
         "<h2>Data</h2><details><summary>The same data as the JSON report (click to expand)</summary>"
         f"<pre>{_e(json.dumps(summary, indent=1, allow_nan=False))}</pre></details>"
     )
-    return (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
-        + "\n".join(body)
-        + "</body></html>\n"
-    )
+    return _page(title, body)
 
 
 def render_monitor_html(monitor: Any, *, title: str = "shiftkit stream monitor") -> str:
@@ -424,11 +429,5 @@ def render_monitor_html(monitor: Any, *, title: str = "shiftkit stream monitor")
                                               rows))
     data = {"summary": summary, "windows": [r.to_dict() for r in results]}
     body.append(_json_block("shiftkit-monitor", data))
-    return (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
-        + "\n".join(body)
-        + "</body></html>\n"
-    )
+    return _page(title, body)
 

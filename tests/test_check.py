@@ -287,24 +287,9 @@ def test_bbsd_criterion_errors(label_shift_model, tmp_path):
 
 
 # ------------------------------------------------------------------ issue 13: accuracy criterion
-def _trained_classifier():
-    import keras
-
-    rng = np.random.default_rng(0)
-    means = np.array([[0.0, 0.0, 0.0], [3.0, 0.0, 0.0], [0.0, 3.0, 0.0]])
-    y = rng.integers(0, 3, 900)
-    x = (means[y] + rng.normal(size=(900, 3))).astype("float32")
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(8, activation="relu"),
-                              keras.layers.Dense(3, activation="softmax")])
-    model.compile("adam", "sparse_categorical_crossentropy")
-    model.fit(x, y, epochs=30, verbose=0)
-    return model, means, x, y
-
-
 @pytest.mark.slow
-def test_accuracy_criterion_measured_with_labels_and_estimated_without():
-    model, means, x, y = _trained_classifier()
+def test_accuracy_criterion_measured_with_labels_and_estimated_without(gaussian_classifier):
+    model, means, x, y = gaussian_classifier
     rng = np.random.default_rng(1)
     yt = rng.choice(3, 600, p=[0.1, 0.45, 0.45])
     xt = (means[yt] + rng.normal(size=(600, 3))).astype("float32")

@@ -67,19 +67,10 @@ def test_window_statistic_is_the_unbiased_mmd2_with_the_snapshots_bandwidth():
     assert res.cusum["input"] == pytest.approx(max(0.0, z - mon.drift))
 
 
-def test_with_a_model_every_statistic_runs_and_labels_and_accuracy_are_estimated():
-    import keras
-
-    rng = np.random.default_rng(0)
-    means = np.array([[0.0, 0.0, 0.0], [3.0, 0.0, 0.0], [0.0, 3.0, 0.0]])
-    y = rng.integers(0, 3, 800)
-    x = (means[y] + rng.normal(size=(800, 3))).astype("float32")
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(8, activation="relu"),
-                              keras.layers.Dense(3, activation="softmax")])
-    model.compile("adam", "sparse_categorical_crossentropy")
-    model.fit(x, y, epochs=40, verbose=0)
-    ref = Reference.from_data(x, y, model=model, max_samples=800, seed=0)
+def test_with_a_model_every_statistic_runs_and_labels_and_accuracy_are_estimated(gaussian_classifier):
+    model, means, x, y = gaussian_classifier
+    rng = np.random.default_rng(1)
+    ref = Reference.from_data(x, y, model=model, max_samples=900, seed=0)
     mon = StreamMonitor(ref, model=model, window=100, horizon=5, n_null_windows=60, seed=0)
     assert mon.statistics_ == ("input", "feature", "bbsd", "labels")
     yt = rng.choice(3, 100, p=[0.8, 0.1, 0.1])
