@@ -208,12 +208,13 @@ def test_covariate_test_with_a_model_can_reject_at_a_small_alpha():
     d = diagnose(xs, xs + 2.0, ys, model=_mlp(), alpha=0.01, n_permutations=500, second_opinion=False, seed=0)
     ev = d.evidence_for("covariate")
     assert ev.detected and "covariate" in d.kinds
-    # inputs, features and BBSD on the softmax: three tests at alpha / 3 / 3 each
-    assert "1799 permutations" in ev.detail and "BBSD" in ev.test  # permutations_for(0.01 / 9, 500)
-    assert ev.n_permutations == 1799
-    two = diagnose(xs, xs + 2.0, ys, model=_mlp(), alpha=0.01, n_permutations=500, second_opinion=False, seed=0,
-                   bbsd=False)
-    assert two.evidence_for("covariate").n_permutations == 1199 and "BBSD" not in two.evidence_for("covariate").test
+    # inputs and features (the default: no BBSD): two tests at alpha / 3 / 2 each
+    assert ev.n_permutations == 1199 and "BBSD" not in ev.test  # permutations_for(0.01 / 6, 500)
+    # with BBSD on the softmax: three tests at alpha / 3 / 3 each
+    three = diagnose(xs, xs + 2.0, ys, model=_mlp(), alpha=0.01, n_permutations=500, second_opinion=False, seed=0,
+                     bbsd=True)
+    ev3 = three.evidence_for("covariate")
+    assert "1799 permutations" in ev3.detail and "BBSD" in ev3.test and ev3.n_permutations == 1799
 
 
 def test_a_test_that_cannot_reach_its_level_says_so():
@@ -273,7 +274,7 @@ def test_bbsd_in_the_covariate_family_is_bonferroni_corrected():
     xs, xt = rng.normal(size=(80, 5)), rng.normal(size=(70, 5))
     xt[:, 0] += 0.4
     model = _mlp()
-    d = diagnose(xs, xt, model=model, n_permutations=300, second_opinion=False, seed=0)
+    d = diagnose(xs, xt, model=model, n_permutations=300, second_opinion=False, seed=0, bbsd=True)
     ev = d.evidence_for("covariate")
     bb = bbsd_from_probabilities(predict_proba(model, xs), predict_proba(model, xt))
     assert f"p={bb.p_value:.3g}" in ev.detail and "BBSD largest KS D" in ev.detail
@@ -284,5 +285,9 @@ def test_bbsd_in_the_covariate_family_is_bonferroni_corrected():
 
     inp = keras.Input((5,))
     regressor = keras.Model(inp, keras.layers.Dense(3, activation="relu")(inp))
-    ev2 = diagnose(xs, xt, model=regressor, n_permutations=300, second_opinion=False, seed=0).evidence_for("covariate")
+    ev2 = diagnose(xs, xt, model=regressor, n_permutations=300, second_opinion=False, seed=0,
+                   bbsd=True).evidence_for("covariate")
     assert "BBSD" not in ev2.test
+    # and the default leaves BBSD out of the covariate family
+    assert "BBSD" not in diagnose(xs, xt, model=model, n_permutations=300, second_opinion=False,
+                                  seed=0).evidence_for("covariate").test
