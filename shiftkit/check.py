@@ -696,10 +696,11 @@ def check_shift(
     analysis = analyze(reference, xt, y_target=y_target, model=model, layer=layer, alpha=alpha,
                        n_permutations=analysis_perm, seed=seed, max_samples=max_samples,
                        diagnose_shift=diagnose_shift, diagnosis_permutations=min(n_permutations, 500))
+    # the model's softmax on the target rows `Reference.measure` tested (seed + 1): BBSD and the accuracy criterion
+    rows = subsample_rows(len(xt), max_samples, None if seed is None else seed + 1)
+    target_probs = predict_proba(model, xt[rows]) if (bbsd or min_estimated_accuracy is not None) else None
     if bbsd:
-        # the target rows `Reference.measure` tested (seed + 1), against the reference's stored softmax
-        rows = subsample_rows(len(xt), max_samples, None if seed is None else seed + 1)
-        result = bbsd_from_probabilities(reference.probs, predict_proba(model, xt[rows]), alpha=alpha)
+        result = bbsd_from_probabilities(reference.probs, target_probs, alpha=alpha)
         analysis = dataclasses.replace(analysis, report=dataclasses.replace(analysis.report, bbsd=result))
     yt = None
     if max_imbalance_ratio is not None and analysis.label_test is None:
@@ -711,7 +712,7 @@ def check_shift(
         raise ValueError(f"warn has unknown key(s) {unknown}; known: {sorted({k for k, _ in _WARN_RULES.values()})}.")
     if min_estimated_accuracy is not None:
         criteria.append(_accuracy_criterion(reference, xt, y_target, model, analysis, min_estimated_accuracy,
-                                            max_samples, seed))
+                                            rows, target_probs, seed))
     if (max_drifted_share is not None or "drifted_share" in warn) and analysis.drift is not None:
         drift = analysis.drift
         share = drift.n_shifted / max(1, len(drift.tests))
@@ -744,12 +745,12 @@ def _with_warning(c: Criterion, warn: dict[str, float]) -> Criterion:
 
 
 def _accuracy_criterion(reference: Reference, xt: np.ndarray, y_target: Any, model: Any, analysis: Analysis,
-                        minimum: float, max_samples: int, seed: int | None) -> Criterion:
-    """The model's target accuracy (measured with target labels, else estimated) against `minimum`."""
-    from shiftkit.shift.accuracy import AccuracyEstimator
+                        minimum: float, rows: np.ndarray, probs: np.ndarray, seed: int | None) -> Criterion:
+    """The model's target accuracy (measured with target labels, else estimated) against `minimum`.
 
-    rows = subsample_rows(len(xt), max_samples, None if seed is None else seed + 1)
-    probs = predict_proba(model, xt[rows])
+    `rows` are the target rows the check measured and `probs` the model's softmax on them.
+    """
+    from shiftkit.shift.accuracy import AccuracyEstimator
     direction = "fail when accuracy < threshold"
     if y_target is not None:
         yt = reference.target_codes(y_target, len(xt), model)[rows]

@@ -133,8 +133,10 @@ class CheckConfig:
         return cls(**base, warn=warn, preset=preset)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> CheckConfig:
+    def load(cls, path: str | os.PathLike, *, preset: str | None = None) -> CheckConfig:
         """Read a TOML config file (`tomllib`; no code is executed).
+
+        `preset`, when given, replaces the file's own `preset` (the file's values still override it).
 
         Raises:
             ValueError: the file is not valid TOML, or its settings are not valid (the message says which).
@@ -145,6 +147,8 @@ class CheckConfig:
                 data = tomllib.load(fh)
             except tomllib.TOMLDecodeError as exc:
                 raise ValueError(f"The config {os.fspath(path)!r} is not valid TOML: {exc}.") from None
+        if preset is not None:
+            data["preset"] = preset
         return cls.from_dict(data, source=f"The config {os.fspath(path)!r}")
 
     def with_overrides(self, **values: Any) -> CheckConfig:

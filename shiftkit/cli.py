@@ -372,12 +372,9 @@ def _run_check(args: argparse.Namespace) -> int:
     max_bytes = _max_bytes(args)
     model = _load_model(args)
     _progress("loading data")
-    config = CheckConfig.load(args.config) if args.config else CheckConfig()
-    if args.preset:
-        base = {k: v for k, v in config.to_dict().items() if k not in ("preset", "version")}
-        defaults = CheckConfig().to_dict()
-        changed = {k: v for k, v in base.items() if v != defaults[k]}  # the file's own values over the preset
-        config = CheckConfig.from_dict({"preset": args.preset, **changed})
+    # --preset under the file's own values (a value the file states wins even when it equals shiftkit's default)
+    config = (CheckConfig.load(args.config, preset=args.preset) if args.config
+              else CheckConfig.from_dict({} if args.preset is None else {"preset": args.preset}))
     config = config.with_overrides(alpha=args.alpha, max_label_shift=args.max_label_shift,
                                    max_imbalance_ratio=args.max_imbalance_ratio, bbsd=args.bbsd,
                                    min_estimated_accuracy=args.min_estimated_accuracy,

@@ -109,3 +109,10 @@ def test_the_ci_example_config_loads():
     assert cfg.warn["estimated_accuracy"] == 0.9 and cfg.max_drifted_share == 0.3
     workflow = (Path(__file__).resolve().parents[1] / "examples" / "ci" / "shift-check.yml").read_text()
     assert "shiftkit check --reference models/ref.npz" in workflow and "--config examples/ci/check.toml" in workflow
+
+
+def test_a_preset_given_at_load_stays_under_the_files_values(tmp_path):
+    path = tmp_path / "check.toml"
+    path.write_text("alpha = 0.01\n")  # equal to shiftkit's default, but stated: it wins over the preset's 0.05
+    cfg = CheckConfig.load(path, preset="strict")
+    assert cfg.preset == "strict" and cfg.alpha == 0.01 and cfg.fail_on == "warn"

@@ -364,8 +364,9 @@ class AccuracyEstimator:
         self.source_priors_ = counts / counts.sum()
         self.recalls_ = np.bincount(labels, weights=self.correct_, minlength=k) / counts
         self.temperature_ = _fit_temperature(probs, labels) if self.calibrate else 1.0
-        self.confidence_ = _scale(probs, self.temperature_).max(axis=1)
-        self.scores_ = _score(_scale(probs, self.temperature_), self.score)
+        scaled = _scale(probs, self.temperature_)
+        self.confidence_ = scaled.max(axis=1)
+        self.scores_ = _score(scaled, self.score)
         self.threshold_ = _atc_threshold(self.scores_, self.source_accuracy_)
         self.bcts_ = fit_bcts(probs, labels)
         return self
@@ -394,17 +395,18 @@ class AccuracyEstimator:
         self, target_probs: np.ndarray, weights: np.ndarray | None
     ) -> tuple[dict[str, float], dict[str, Any]]:
         t_scaled = _scale(target_probs, self.temperature_)
+        t_scores = _score(t_scaled, self.score)
         q, calibrated = self._label_shift_priors(target_probs)
         est = {
             "source": self.source_accuracy_,
-            "atc": float(np.mean(_score(t_scaled, self.score) > self.threshold_)),
+            "atc": float(np.mean(t_scores > self.threshold_)),
             "doc": float(self.source_accuracy_ - (self.confidence_.mean() - t_scaled.max(axis=1).mean())),
             "label_shift": float(q @ self.recalls_),
         }
         if weights is not None:
             est["importance"] = float(np.sum(weights * self.correct_) / np.sum(weights))
         est = {k: float(np.clip(v, 0.0, 1.0)) for k, v in est.items()}
-        return est, {"target_scores": _score(t_scaled, self.score), "target_conf": t_scaled.max(axis=1),
+        return est, {"target_scores": t_scores, "target_conf": t_scaled.max(axis=1),
                      "calibrated": calibrated, "priors": q}
 
     def _bootstrap(
