@@ -988,6 +988,40 @@ def _aggregate_threshold(
     return adjusted, float(desc[lo])
 
 
+def _min_p_aggregate(
+    all_stats: np.ndarray, n_permutations: int, alpha: float
+) -> tuple[float, np.ndarray, int, np.ndarray, float, float]:
+    """The min-p aggregation of several kernels' statistics on the same splits (exact level).
+
+    Each split's per-kernel p-value is its rank among the 1 + P splits of that kernel; the
+    aggregated statistic is the smallest per-kernel p-value, calibrated against the permuted
+    splits' smallest p-values. Shared by `mmd_agg_test` (bandwidths) and
+    `shiftkit.shift.mmd_joint` (representations and bandwidths).
+
+    Args:
+        all_stats: `(kernels, 1 + P)` statistics; column 0 is the observed split.
+        n_permutations: P.
+        alpha: the level (for the adjusted level and the threshold).
+
+    Returns:
+        `(p_value, per-kernel p-values, selected kernel, permuted min-p (P,), adjusted per-kernel
+        level, critical value of the selected kernel's statistic)`. The selected kernel has the
+        smallest p-value; among ties, the one furthest out in its null (z-score).
+    """
+    counts = _rank_counts(all_stats)
+    cmin = counts.min(axis=0)
+    total = 1.0 + n_permutations
+    p_value = (1.0 + np.count_nonzero(cmin[1:] <= cmin[0])) / total
+    per_kernel = counts[:, 0] / total
+    nulls = all_stats[:, 1:]
+    sd = nulls.std(axis=1)
+    z = np.where(sd > 0, (all_stats[:, 0] - nulls.mean(axis=1)) / np.where(sd > 0, sd, 1.0), -np.inf)
+    tied = np.flatnonzero(counts[:, 0] == counts[:, 0].min())
+    sel = int(tied[np.argmax(z[tied])])
+    adjusted, threshold = _aggregate_threshold(all_stats, counts, sel, n_permutations, alpha)
+    return float(p_value), per_kernel, sel, cmin[1:] / total, adjusted, threshold
+
+
 def _check_agg_kernels(kernel: Any) -> tuple[str, ...]:
     names = [kernel] if isinstance(kernel, str) else kernel
     if isinstance(kernel, str) and kernel == "both":
@@ -1099,20 +1133,8 @@ def mmd_agg_test(
     )
     for (_, bw), row in zip(specs, all_stats):
         _check_finite_statistic(row, bw, scale)
-    counts = _rank_counts(all_stats)
-    cmin = counts.min(axis=0)
-    total = 1.0 + n_permutations
-    p_value = (1.0 + np.count_nonzero(cmin[1:] <= cmin[0])) / total
-    per_kernel = counts[:, 0] / total
-    # The kernel with the smallest p-value; among ties, the one furthest out in its null (z-score).
-    nulls = all_stats[:, 1:]
-    sd = nulls.std(axis=1)
-    z = np.where(sd > 0, (all_stats[:, 0] - nulls.mean(axis=1)) / np.where(sd > 0, sd, 1.0), -np.inf)
-    tied = np.flatnonzero(counts[:, 0] == counts[:, 0].min())
-    sel = int(tied[np.argmax(z[tied])])
-    null_min_p = cmin[1:] / total
+    p_value, per_kernel, sel, null_min_p, adjusted, threshold = _min_p_aggregate(all_stats, n_permutations, alpha)
     stat, null = float(all_stats[sel, 0]), all_stats[sel, 1:]
-    adjusted, threshold = _aggregate_threshold(all_stats, counts, sel, n_permutations, alpha)
     std = float(null.std())
     aggregate = MMDAggregate(
         kernels=tuple(kind for kind, _ in specs),
