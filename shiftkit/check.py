@@ -72,12 +72,22 @@ from shiftkit.files import check_array_file
 from shiftkit.shift.bbsd import bbsd_from_probabilities, check_classifier
 from shiftkit.shift.features import FeatureSpace, predict_proba
 from shiftkit.shift.kernels import median_heuristic
-from shiftkit.shift.labels import LabelShiftTestResult, class_imbalance, estimate_target_priors, label_shift_test
+from shiftkit.shift.labels import (
+    LabelShiftTestResult,
+    class_imbalance_from_counts,
+    estimate_target_priors,
+    label_shift_distance,
+    label_shift_test,
+    label_shift_test_from_counts,
+    ratios_from_proportions,
+)
 from shiftkit.shift.mmd import mmd_test, permutations_for
-from shiftkit.shift.report import REPORT_SCHEMA_VERSION, LabelShiftSummary, ShiftReport, label_summary
+from shiftkit.shift.report import REPORT_SCHEMA_VERSION, LabelShiftSummary, ShiftReport
 from shiftkit.shift.scaling import Standardizer
+from shiftkit.shift.streaming import StreamedTarget
 
-__all__ = ["Reference", "Criterion", "CheckResult", "check_shift", "SNAPSHOT_FORMAT"]
+__all__ = ["Reference", "Criterion", "CheckResult", "check_shift", "SNAPSHOT_FORMAT", "TargetRows",
+           "label_summary_from_counts"]
 
 #: Format version of snapshot files; bumped on any incompatible change.
 SNAPSHOT_FORMAT = 2
@@ -117,6 +127,75 @@ def _encode_reference_labels(
             f"{list(names)[:10]}. Pass codes with their class_names, or the labels without class_names."
         ) from None
     return enc, codes, names
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TargetRows:
+    """What a check reads of a target: the rows it measures and the class counts of every row.
+
+    Attributes:
+        x: the measured rows (`subsample_rows(n_rows, max_samples, seed + 1)` of the target).
+        y: their class codes (None without target labels).
+        counts: class counts of the whole target, per code (None without target labels).
+        n_rows: rows of the whole target.
+    """
+
+    x: np.ndarray
+    y: np.ndarray | None
+    counts: np.ndarray | None
+    n_rows: int
+
+
+def label_summary_from_counts(
+    source_counts: np.ndarray,
+    target_counts: np.ndarray | None,
+    n_classes: int,
+    estimate: Any = None,
+    classes: Sequence[Any] | None = (),
+) -> LabelShiftSummary:
+    """`shiftkit.shift.report.label_summary` from class counts instead of label arrays.
+
+    The summary depends on the labels only through their class counts, so this is the same
+    summary (its tests compare the two) without a label array of the whole data, which a streamed
+    target of 10^7 rows would need (1 GB and 10 s for `label_summary`).
+
+    Args:
+        source_counts: source class counts per code. target_counts: target class counts, or None
+            (the target side is `estimate`, if any).
+        n_classes: number of classes (counts are padded with zeros to it).
+        estimate: estimated target priors (`PriorEstimate`), used without target counts.
+        classes: the original class value of each code.
+
+    Returns:
+        A `LabelShiftSummary`.
+    """
+    classes = tuple(classes or ())
+    names = classes + tuple(range(len(classes), n_classes)) if len(classes) else ()
+
+    def padded(counts: np.ndarray) -> np.ndarray:
+        counts = np.asarray(counts, dtype=np.int64)
+        return np.pad(counts, (0, n_classes - len(counts)))
+
+    def imbalance(counts: np.ndarray) -> Any:
+        ci = class_imbalance_from_counts(counts)
+        return dataclasses.replace(ci, classes=names) if names else ci
+
+    ps = padded(source_counts)
+    p = ps.astype(np.float64) / int(ps.sum())
+    qt = None
+    if target_counts is not None:
+        qt = padded(target_counts)
+        q, target_from, estimate = qt.astype(np.float64) / int(qt.sum()), "labels", None
+    elif estimate is not None:
+        q, target_from = np.asarray(estimate.priors, dtype=np.float64), f"estimated ({estimate.method})"
+    else:
+        return LabelShiftSummary(p, None, "unknown", None, None, imbalance(ps), classes=names)
+    return LabelShiftSummary(
+        source_proportions=p, target_proportions=q, target_from=target_from,
+        ratios=ratios_from_proportions(p, q, classes=names or None), distance=label_shift_distance(p, q),
+        source_imbalance=imbalance(ps), target_imbalance=None if qt is None else imbalance(qt),
+        prior_estimate=estimate, classes=names,
+    )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -197,7 +276,20 @@ class Reference(SourceSummary):
             raise ValueError(f"reference y has {len(np.asarray(y))} labels but reference x has {len(x)} rows.")
         scaler = Standardizer().fit(x)
         rows = subsample_rows(len(x), max_samples, seed)
-        xs = x[rows]
+        labels = None
+        if y is not None:
+            def labels(n_outputs: int | None) -> tuple[Any, np.ndarray, np.ndarray, tuple[str, ...] | None]:
+                enc, codes, given = _encode_reference_labels(y, n_outputs, class_names)
+                return enc, codes[rows], np.bincount(codes, minlength=enc.n_classes), given
+        return cls._from_sample(x[rows], scaler, len(x), labels, model=model, layer=layer, seed=seed,
+                                feature_names=feature_names, class_names=class_names)
+
+    @classmethod
+    def _from_sample(cls, xs: np.ndarray, scaler: Standardizer, n_reference: int, labels: Any, *, model: Any,
+                     layer: str | int | None, seed: int | None, feature_names: Any, class_names: Any) -> "Reference":
+        """A `Reference` from its subsample `xs` (float64), the scaler fitted on the whole reference, and
+        `labels(n_outputs) -> (LabelEncoding, codes of xs, class counts, display names or None)` (None: no
+        labels). `from_data` and the streamed snapshot (`shiftkit.shift.streaming.scan_reference`) share it."""
         bw = median_heuristic(scaler.transform(xs), seed=seed)
         feats = probs = None
         fbw = None
@@ -210,17 +302,16 @@ class Reference(SourceSummary):
             probs = predict_proba(model, xs)
         counts = codes = classes = None
         names = None if class_names is None else tuple(str(n) for n in class_names)
-        if y is not None:
-            enc, codes, given = _encode_reference_labels(y, None if probs is None else probs.shape[1], class_names)
-            counts = np.bincount(codes, minlength=enc.n_classes)
+        if labels is not None:
+            enc, codes, counts, given = labels(None if probs is None else probs.shape[1])
             classes = enc.classes
             names = given if given is not None else enc.names
         return cls(
-            x=xs, y=None if codes is None else codes[rows], label_counts=counts, mean=scaler.mean_,
+            x=xs, y=codes, label_counts=counts, mean=scaler.mean_,
             scale=scaler.scale_, bandwidth=float(bw), features=feats,
             feature_bandwidth=None if fbw is None else float(fbw), probs=probs, layer=layer_name,
             feature_names=None if feature_names is None else tuple(str(n) for n in feature_names),
-            class_names=names, n_reference=len(x), seed=seed, classes=classes, scaling=scaler.how_,
+            class_names=names, n_reference=int(n_reference), seed=seed, classes=classes, scaling=scaler.how_,
         )
 
     @property
@@ -271,19 +362,19 @@ class Reference(SourceSummary):
         return encode_labels(y_target, names=["y_target"], n_outputs=n_out)[1][0]
 
     def _label_side(
-        self, yt: np.ndarray | None, xt: np.ndarray, model: Any, n_perm: int, seed: int | None
+        self, yt_counts: np.ndarray | None, xt: np.ndarray, model: Any, n_perm: int, seed: int | None
     ) -> tuple[LabelShiftSummary, LabelShiftTestResult]:
-        """Label summary and exact label-shift test: the whole reference's counts vs the target labels, or
-        without them EM-estimated priors and the test on the model's predicted classes (BBSD) on the subsamples."""
+        """Label summary and exact label-shift test: the whole reference's counts vs the whole target's
+        class counts, or without target labels EM-estimated priors and the test on the model's predicted
+        classes (BBSD) on the subsamples. Only counts are needed: no label array of the whole data."""
         n_classes = len(self.label_counts)
-        reference_labels = np.repeat(np.arange(n_classes), self.label_counts)
-        if yt is not None:
-            labels = label_summary(reference_labels, yt, n_classes, None, self.classes)
-            # the whole reference's counts against the target's labels (the test needs only counts)
-            return labels, label_shift_test(reference_labels, yt, n_classes=n_classes, n_permutations=n_perm, seed=seed)
+        if yt_counts is not None:
+            labels = label_summary_from_counts(self.label_counts, yt_counts, n_classes, None, self.classes)
+            test = label_shift_test_from_counts(self.label_counts, yt_counts, n_permutations=n_perm, seed=seed)
+            return labels, test
         pt = predict_proba(model, xt)
         est = estimate_target_priors(self.probs, self.y, pt, method="em")
-        labels = label_summary(reference_labels, None, max(n_classes, pt.shape[1]), est, self.classes)
+        labels = label_summary_from_counts(self.label_counts, None, max(n_classes, pt.shape[1]), est, self.classes)
         test = label_shift_test(np.asarray(self.probs).argmax(axis=1), pt.argmax(axis=1),
                                 n_classes=n_classes, n_permutations=n_perm, seed=seed)
         return labels, test
@@ -298,22 +389,35 @@ class Reference(SourceSummary):
         Raises ValueError for a model or layer other than the snapshot's, another per-sample
         shape, bad labels, or too few rows for any test to reach its level.
         """
+        self._check_target(x_target.shape[1:], model)
+        yt = self.target_codes(y_target, len(x_target), model)
+        rows = subsample_rows(len(x_target), max_samples, None if seed is None else seed + 1)
+        counts = None if yt is None else np.bincount(
+            yt, minlength=0 if self.label_counts is None else len(self.label_counts))
+        target = TargetRows(x_target[rows], None if yt is None else yt[rows], counts, len(x_target))
+        return self._measure_rows(target, model=model, layer=layer, alpha=alpha, n_permutations=n_permutations,
+                                  seed=seed, max_samples=max_samples)
+
+    def _check_target(self, shape: tuple[int, ...], model: Any) -> None:
+        """A target's per-sample shape and the model against what the snapshot holds."""
         if model is not None and self.features is None:
             raise ValueError(
                 "A model was given but the snapshot holds no features. Re-create the snapshot with the "
                 "same --model, or leave --model out."
             )
-        if x_target.shape[1:] != self.x.shape[1:]:
+        if tuple(shape) != self.x.shape[1:]:
             raise ValueError(
-                f"x_target has per-sample shape {x_target.shape[1:]}, but the reference has {self.x.shape[1:]}. "
+                f"x_target has per-sample shape {tuple(shape)}, but the reference has {self.x.shape[1:]}. "
                 "Select the same columns, in the same order, as the reference."
             )
-        yt = self.target_codes(y_target, len(x_target), model)
-        n_target = len(x_target)
-        rows = subsample_rows(n_target, max_samples, None if seed is None else seed + 1)
-        xt, yt_sub = x_target[rows], (None if yt is None else yt[rows])
+
+    def _measure_rows(self, target: "TargetRows", *, model: Any, layer: str | int | None, alpha: float,
+                      n_permutations: int, seed: int | None, max_samples: int) -> Measurement:
+        """`measure` on the target's measured rows and class counts (in memory, or streamed)."""
+        xt, yt_sub, yt_counts, n_target = target.x, target.y, target.counts, target.n_rows
+        has_labels = yt_counts is not None
         label_test_runs = self.label_counts is not None and (
-            yt is not None or (model is not None and self.probs is not None and self.y is not None)
+            has_labels or (model is not None and self.probs is not None and self.y is not None)
         )
         n_tests = (1 if model is None else 2) + int(label_test_runs)
         test_alpha = alpha / n_tests
@@ -347,13 +451,13 @@ class Reference(SourceSummary):
             layer_name = fs.layer_name
         labels = label_test = None
         if label_test_runs:
-            labels, label_test = self._label_side(yt, xt, model, n_perm, seed)
+            labels, label_test = self._label_side(yt_counts, xt, model, n_perm, seed)
         report = ShiftReport(input_test=input_test, feature_test=feature_test, labels=labels, alpha=alpha,
                              n_source=len(self.x), n_target=len(xt), layer=layer_name, seed=seed,
                              standardized=True, scaling=self.scaling)
         n_reference = self.n_reference or len(self.x)
         subsampled = () if (len(self.x), len(xt)) == (n_reference, n_target) else (
-            "mmd_tests", "feature_drift", "diagnosis") + (() if yt is not None or labels is None else ("label_proportions",))
+            "mmd_tests", "feature_drift", "diagnosis") + (() if has_labels or labels is None else ("label_proportions",))
         decode = None if self.y is None else self.encoding.decode
         return Measurement(
             report=report, x_source=self.x, x_target=xt,
@@ -362,7 +466,7 @@ class Reference(SourceSummary):
             diagnosis_rows=(np.arange(len(self.x)), np.arange(len(xt))),
             classes=self.classes,
             subsampling=Subsampling(max_samples, seed, n_reference, n_target, len(self.x), len(xt), subsampled,
-                                    ("label_proportions",) if yt is not None and labels is not None else ()),
+                                    ("label_proportions",) if has_labels and labels is not None else ()),
             label_test=label_test, feature_names=self.feature_names, class_names=self.class_names,
         )
 
@@ -689,30 +793,42 @@ def check_shift(
     elif bbsd and reference.probs is None:
         raise ValueError("The BBSD criterion needs the reference's softmax, but the snapshot holds none: re-create "
                          "it with `shiftkit snapshot --model` (the same model), or leave --bbsd out.")
-    xt = check_array(x_target, "x_target")
+    if isinstance(x_target, StreamedTarget):
+        target = _streamed_rows(reference, x_target, y_target, model, max_samples, seed)
+        source: SourceSummary = _StreamedSource(reference, target)
+        has_target_labels = target.counts is not None
+    else:
+        xt = check_array(x_target, "x_target")
+        source, target, has_target_labels = reference, None, y_target is not None
     analysis_perm = n_permutations
     if bbsd:  # one more test in the split: every permutation test must reach alpha / (k + 1)
-        analysis_perm = permutations_for(alpha / (_n_measured_tests(reference, y_target, model) + 1), n_permutations)
-    analysis = analyze(reference, xt, y_target=y_target, model=model, layer=layer, alpha=alpha,
-                       n_permutations=analysis_perm, seed=seed, max_samples=max_samples,
-                       diagnose_shift=diagnose_shift, diagnosis_permutations=min(n_permutations, 500))
-    # the model's softmax on the target rows `Reference.measure` tested (seed + 1): BBSD and the accuracy criterion
-    rows = subsample_rows(len(xt), max_samples, None if seed is None else seed + 1)
-    target_probs = predict_proba(model, xt[rows]) if (bbsd or min_estimated_accuracy is not None) else None
+        analysis_perm = permutations_for(alpha / (_n_measured_tests(reference, has_target_labels, model) + 1),
+                                         n_permutations)
+    analysis = analyze(source, xt if target is None else target.x, y_target=y_target if target is None else None,
+                       model=model, layer=layer, alpha=alpha, n_permutations=analysis_perm, seed=seed,
+                       max_samples=max_samples, diagnose_shift=diagnose_shift,
+                       diagnosis_permutations=min(n_permutations, 500))
+    if target is None:  # the target rows `Reference.measure` tested (seed + 1), their codes and every row's counts
+        rows = subsample_rows(len(xt), max_samples, None if seed is None else seed + 1)
+        codes = None
+        if y_target is not None and ((max_imbalance_ratio is not None and analysis.label_test is None)
+                                     or min_estimated_accuracy is not None):
+            codes = reference.target_codes(y_target, len(xt), model)
+        target = TargetRows(xt[rows], None if codes is None else codes[rows],
+                            None if codes is None else np.bincount(codes), len(xt))
+    # the model's softmax on the measured target rows: BBSD and the accuracy criterion
+    target_probs = predict_proba(model, target.x) if (bbsd or min_estimated_accuracy is not None) else None
     if bbsd:
         result = bbsd_from_probabilities(reference.probs, target_probs, alpha=alpha)
         analysis = dataclasses.replace(analysis, report=dataclasses.replace(analysis.report, bbsd=result))
-    yt = None
-    if max_imbalance_ratio is not None and analysis.label_test is None:
-        yt = reference.target_codes(y_target, len(xt), model)
-    criteria = _criteria(analysis, yt, max_label_shift, max_imbalance_ratio)
+    criteria = _criteria(analysis, target.counts, max_label_shift, max_imbalance_ratio)
     warn = dict(warn or {})
     unknown = sorted(set(warn) - {key for key, _ in _WARN_RULES.values()})
     if unknown:
         raise ValueError(f"warn has unknown key(s) {unknown}; known: {sorted({k for k, _ in _WARN_RULES.values()})}.")
     if min_estimated_accuracy is not None:
-        criteria.append(_accuracy_criterion(reference, xt, y_target, model, analysis, min_estimated_accuracy,
-                                            rows, target_probs, seed))
+        criteria.append(_accuracy_criterion(reference, target, model, analysis, min_estimated_accuracy,
+                                            target_probs, seed))
     if (max_drifted_share is not None or "drifted_share" in warn) and analysis.drift is not None:
         drift = analysis.drift
         share = drift.n_shifted / max(1, len(drift.tests))
@@ -744,19 +860,19 @@ def _with_warning(c: Criterion, warn: dict[str, float]) -> Criterion:
     return dataclasses.replace(c, warned=bool(c.passed and beyond), warn_threshold=limit)
 
 
-def _accuracy_criterion(reference: Reference, xt: np.ndarray, y_target: Any, model: Any, analysis: Analysis,
-                        minimum: float, rows: np.ndarray, probs: np.ndarray, seed: int | None) -> Criterion:
+def _accuracy_criterion(reference: Reference, target: TargetRows, model: Any, analysis: Analysis,
+                        minimum: float, probs: np.ndarray, seed: int | None) -> Criterion:
     """The model's target accuracy (measured with target labels, else estimated) against `minimum`.
 
-    `rows` are the target rows the check measured and `probs` the model's softmax on them.
+    `target.x` are the target rows the check measured (`target.y` their codes) and `probs` the
+    model's softmax on them.
     """
     from shiftkit.shift.accuracy import AccuracyEstimator
     direction = "fail when accuracy < threshold"
-    if y_target is not None:
-        yt = reference.target_codes(y_target, len(xt), model)[rows]
-        acc = float(np.mean(probs.argmax(axis=1) == yt))
+    if target.y is not None:
+        acc = float(np.mean(probs.argmax(axis=1) == target.y))
         return Criterion("target accuracy", acc, minimum, acc >= minimum, direction,
-                         f"measured on the target's labels ({len(rows)} rows).")
+                         f"measured on the target's labels ({len(target.y)} rows).")
     if reference.probs is None or reference.y is None:
         raise ValueError("The accuracy criterion estimates the target accuracy from the reference's labelled "
                          "probabilities: re-create the snapshot with --model and --label-column, or give the target's "
@@ -771,15 +887,48 @@ def _accuracy_criterion(reference: Reference, xt: np.ndarray, y_target: Any, mod
     )
 
 
-def _n_measured_tests(reference: Reference, y_target: Any, model: Any) -> int:
+def _n_measured_tests(reference: Reference, has_target_labels: bool, model: Any) -> int:
     """The number of tests `Reference.measure` runs (the same rule as there)."""
     label_test_runs = reference.label_counts is not None and (
-        y_target is not None or (model is not None and reference.probs is not None and reference.y is not None))
+        has_target_labels or (model is not None and reference.probs is not None and reference.y is not None))
     return (1 if model is None else 2) + int(label_test_runs)
 
 
+class _StreamedSource(SourceSummary):
+    """A reference whose `measure` reads a streamed target's rows and counts (not the array `analyze` passes,
+    which is the same measured rows)."""
+
+    def __init__(self, reference: Reference, target: TargetRows) -> None:
+        self.reference, self.target = reference, target
+
+    def measure(self, x_target: np.ndarray, y_target: Any, *, model: Any, layer: str | int | None, alpha: float,
+                n_permutations: int, seed: int | None, max_samples: int) -> Measurement:
+        return self.reference._measure_rows(self.target, model=model, layer=layer, alpha=alpha,
+                                            n_permutations=n_permutations, seed=seed, max_samples=max_samples)
+
+
+def _streamed_rows(reference: Reference, streamed: StreamedTarget, y_target: Any, model: Any, max_samples: int,
+                   seed: int | None) -> TargetRows:
+    """A streamed target as the rows a check measures, after checking it was scanned for this check."""
+    if y_target is not None:
+        raise ValueError("y_target was given with a streamed target: its labels come from its label column "
+                         "(scan_target(label_column=...)); leave y_target out.")
+    if (streamed.max_samples, streamed.seed) != (max_samples, seed):
+        raise ValueError(
+            f"The streamed target was sampled with max_samples={streamed.max_samples}, seed={streamed.seed}, but "
+            f"the check runs with max_samples={max_samples}, seed={seed}: scan it with the check's settings.")
+    if streamed.feature_names is not None and reference.feature_names is not None and \
+            tuple(streamed.feature_names) != tuple(reference.feature_names):
+        raise ValueError("The streamed target's columns are not the reference's: scan it against this reference.")
+    reference._check_target(streamed.x.shape[1:], model)
+    if streamed.label_counts is not None and reference.label_counts is not None and \
+            len(streamed.label_counts) != len(reference.label_counts):
+        raise ValueError("The streamed target's classes are not the reference's: scan it against this reference.")
+    return TargetRows(np.asarray(streamed.x, dtype=np.float64), streamed.y, streamed.label_counts, streamed.n_rows)
+
+
 def _criteria(
-    analysis: Analysis, yt: np.ndarray | None, max_label_shift: float, max_imbalance_ratio: float | None
+    analysis: Analysis, yt_counts: np.ndarray | None, max_label_shift: float, max_imbalance_ratio: float | None
 ) -> list[Criterion]:
     """The check's gates over an analysis of the reference (its tests decided at alpha / k)."""
     report = analysis.report
@@ -826,14 +975,15 @@ def _criteria(
             f"{_fmt_props(names, labels.target_proportions)} ({labels.target_from}); permutation chi-square "
             f"test on {tested_on}: p={label_test.p_value:.3g} ({label_test.n_permutations} permutations).",
         ))
-    if max_imbalance_ratio is None or (label_test is None and yt is None):
+    if max_imbalance_ratio is None or (label_test is None and yt_counts is None):
         return criteria
     if label_test is not None:
         q = labels.target_proportions
         ratio = float(q.max() / q.min()) if q.min() > 0 else float("inf")
         over = f"the reference's classes {list(names or ())[:20]}"
     else:
-        ratio, over = class_imbalance(yt).imbalance_ratio, "the target's classes"
+        present = np.asarray(yt_counts)[np.asarray(yt_counts) > 0]  # class_imbalance of the codes: the classes seen
+        ratio, over = class_imbalance_from_counts(present).imbalance_ratio, "the target's classes"
     criteria.append(Criterion("class imbalance", ratio, float(max_imbalance_ratio), ratio <= max_imbalance_ratio,
                               "fail when max/min class ratio > threshold",
                               f"target imbalance ratio {ratio:.3g} over {over}."))

@@ -58,7 +58,9 @@ from shiftkit.files import (
     model_n_classes,
     read_path,
 )
+from shiftkit.files.stream import DEFAULT_CHUNK_ROWS, is_streamable
 from shiftkit.shift.report import shift_report
+from shiftkit.shift.streaming import ENGINES, scan_pair, scan_reference, scan_target
 
 __all__ = ["main", "build_parser"]
 
@@ -143,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "estimated without them (needs --model and a labelled reference)")
     check.add_argument("--html", metavar="PATH", help="write a self-contained HTML report")
     check.add_argument("--no-diagnosis", action="store_true", help="skip naming the kind of shift (faster)")
+    _stream_options(check)
 
     snap = command(
         "snapshot", "save what a later check needs about the reference (no full data, no full labels)",
@@ -159,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     snap.add_argument("--max-samples", type=int, default=2000, help="rows kept in the snapshot (default: %(default)s)")
     snap.add_argument("--seed", type=int, default=0, help="subsampling seed (default: %(default)s)")
     _max_gib_option(snap)
+    _stream_options(snap)
 
     rep = command(
         "report", "the full shift report (HTML/JSON) without gating",
@@ -220,6 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--seed", type=int, default=0, help="seed of every random step (default: %(default)s)")
     adapt.add_argument("--json", metavar="PATH", help="write the JSON result to PATH ('-': stdout only)")
     return parser
+
+
+def _stream_options(p: argparse.ArgumentParser) -> None:
+    """--chunk-rows, --engine, --scheduler: CSV/Parquet files are streamed (shiftkit.shift.streaming)."""
+    p.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, metavar="N",
+                   help="CSV/Parquet files are read N rows at a time, never whole (default: %(default)s)")
+    p.add_argument("--engine", choices=ENGINES, default="local",
+                   help="'dask': read a Parquet dataset (a folder of .parquet files, or a glob) partition by partition "
+                        "on a Dask cluster (pip install 'shiftkit[dask]'; default: %(default)s)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="with --engine dask: the scheduler, e.g. tcp://host:8786 (default: a local cluster)")
 
 
 def _max_gib_option(p: argparse.ArgumentParser) -> None:
@@ -383,7 +398,31 @@ def _run_check(args: argparse.Namespace) -> int:
         model=model, layer=args.layer, n_permutations=args.n_permutations, max_samples=args.max_samples,
         seed=args.seed, diagnose_shift=not args.no_diagnosis, **config.check_kwargs(),
     )
-    if _is_snapshot(args.reference):
+    stream = dict(chunk_rows=args.chunk_rows, max_samples=args.max_samples, seed=args.seed, max_bytes=max_bytes)
+    dask = args.engine == "dask"
+    if args.scheduler and not dask:
+        raise ValueError("--scheduler is the Dask scheduler's address: give it with --engine dask.")
+    if _is_snapshot(args.reference) and (dask or is_streamable(args.target)):
+        check_array_file(args.reference, max_bytes, role="reference snapshot")
+        reference = check.Reference.load(args.reference)
+        _progress(f"reading the target in chunks of {args.chunk_rows} rows ({args.engine})")
+        target = scan_target(args.target, reference, label_column=args.label_column, model=model, drop_na=args.drop_na,
+                             engine=args.engine, scheduler=args.scheduler, **stream)
+        _note_dropped("target", target.dropped)
+        _progress("measuring shift against the snapshot")
+        result = check.check_shift(reference, target, **common)
+    elif dask:
+        raise ValueError("--engine dask checks a target against a snapshot: make one first with `shiftkit snapshot "
+                         "--reference REF --out ref.npz` (it takes --engine dask too), then pass --reference ref.npz.")
+    elif not _is_snapshot(args.reference) and is_streamable(args.reference) and is_streamable(args.target):
+        _progress(f"reading the reference and the target in chunks of {args.chunk_rows} rows")
+        reference, target, dropped = scan_pair(args.reference, args.target, label_column=args.label_column,
+                                               model=model, layer=args.layer, drop_na=args.drop_na, **stream)
+        _note_dropped("reference", dropped[0])
+        _note_dropped("target", dropped[1])
+        _progress("measuring shift")
+        result = check.check_shift(reference, target, **common)
+    elif _is_snapshot(args.reference):
         check_array_file(args.reference, max_bytes, role="reference snapshot")
         reference = check.Reference.load(args.reference)
         name, data = read_path(args.target, "target file", max_bytes=max_bytes)
@@ -405,15 +444,25 @@ def _run_check(args: argparse.Namespace) -> int:
 def _run_snapshot(args: argparse.Namespace) -> int:
     max_bytes = _max_bytes(args)
     model = _load_model(args)
-    name, data = read_path(args.reference, "reference file", max_bytes=max_bytes)
-    ref = load_single(data, name, label_column=args.label_column, drop_na=args.drop_na, role="reference file",
-                      max_bytes=max_bytes)
-    ref = _for_model(ref, model)
-    _note_dropped("reference", ref.dropped)
-    _progress("summarising the reference")
-    snapshot = check.Reference.from_data(ref.x, ref.y, model=model, layer=args.layer, max_samples=args.max_samples,
-                                         seed=args.seed, feature_names=ref.feature_names,
-                                         class_names=ref.class_names)
+    if args.scheduler and args.engine != "dask":
+        raise ValueError("--scheduler is the Dask scheduler's address: give it with --engine dask.")
+    if args.engine == "dask" or is_streamable(args.reference):
+        _progress(f"summarising the reference in chunks of {args.chunk_rows} rows ({args.engine})")
+        snapshot, dropped = scan_reference(args.reference, label_column=args.label_column, model=model,
+                                           layer=args.layer, drop_na=args.drop_na, max_samples=args.max_samples,
+                                           seed=args.seed, chunk_rows=args.chunk_rows, engine=args.engine,
+                                           scheduler=args.scheduler, max_bytes=max_bytes, with_dropped=True)
+        _note_dropped("reference", dropped)
+    else:
+        name, data = read_path(args.reference, "reference file", max_bytes=max_bytes)
+        ref = load_single(data, name, label_column=args.label_column, drop_na=args.drop_na, role="reference file",
+                          max_bytes=max_bytes)
+        ref = _for_model(ref, model)
+        _note_dropped("reference", ref.dropped)
+        _progress("summarising the reference")
+        snapshot = check.Reference.from_data(ref.x, ref.y, model=model, layer=args.layer,
+                                             max_samples=args.max_samples, seed=args.seed,
+                                             feature_names=ref.feature_names, class_names=ref.class_names)
     try:
         snapshot.save(args.out)
     except OSError as exc:

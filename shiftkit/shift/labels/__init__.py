@@ -22,7 +22,8 @@ Functions:
     label_shift_distance: total variation and Jensen-Shannon divergence between two proportion vectors.
     estimate_target_priors: target class proportions from a classifier's probabilities, by
         Black Box Shift Estimation ("bbse") or calibrated maximum-likelihood EM ("em").
-    label_shift_test: exact permutation test of "same class distribution" on the 2 x K table of
+    label_shift_test (label_shift_test_from_counts, class_imbalance_from_counts: the same from class
+        counts, for streamed or merged data): exact permutation test of "same class distribution" on the 2 x K table of
         two label samples (true labels, or a source classifier's predicted classes: BBSD).
 
 Modules:
@@ -39,12 +40,13 @@ from __future__ import annotations
 
 from shiftkit.shift.labels.distributions import (
     class_imbalance,
+    class_imbalance_from_counts,
     label_distribution,
     label_ratios,
     label_shift_distance,
     ratios_from_proportions,
 )
-from shiftkit.shift.labels.permutation import label_shift_test
+from shiftkit.shift.labels.permutation import label_shift_test, label_shift_test_from_counts
 from shiftkit.shift.labels.priors import (
     LOG_EPS,
     PRIOR_METHODS,
@@ -71,10 +73,12 @@ __all__ = [
     "label_ratios",
     "ratios_from_proportions",
     "class_imbalance",
+    "class_imbalance_from_counts",
     "label_shift_distance",
     "estimate_target_priors",
     "LabelShiftTestResult",
     "label_shift_test",
+    "label_shift_test_from_counts",
     "PRIOR_METHODS",
     "fit_bcts",
     "apply_bcts",

@@ -25,6 +25,7 @@ __all__ = [
     "label_ratios",
     "ratios_from_proportions",
     "class_imbalance",
+    "class_imbalance_from_counts",
     "label_shift_distance",
     "encode_class_labels",
     "code_proportions",
@@ -212,8 +213,28 @@ def class_imbalance(y: Any, n_classes: int | None = None) -> ClassImbalance:
         (3.0, (1,))
     """
     enc, (labels,), n = encode_class_labels([(y, "y")], n_classes)
-    counts = np.bincount(labels, minlength=n)
-    props = counts / labels.size
+    return class_imbalance_from_counts(np.bincount(labels, minlength=n), classes=enc.classes)
+
+
+def class_imbalance_from_counts(counts: Any, classes: Any = None) -> ClassImbalance:
+    """`class_imbalance` of a label array given by its class counts (streamed or merged data).
+
+    Args:
+        counts: the number of samples of each class code 0..K-1 (non-negative integers, total > 0).
+        classes: the class value of each code, for display (default 0..K-1).
+
+    Returns:
+        The `ClassImbalance` that `class_imbalance` returns for any array with these counts.
+
+    Raises:
+        ValueError: counts that are not non-negative integers, or all zero.
+    """
+    counts = np.asarray(counts)
+    if counts.ndim != 1 or counts.size == 0 or counts.dtype.kind not in "iu" or np.any(counts < 0) or counts.sum() == 0:
+        raise ValueError(f"counts must be non-negative integer class counts with a positive total; got {counts!r}.")
+    n = int(counts.size)
+    total = int(counts.sum())
+    props = counts / total
     ratio = float(counts.max() / counts.min()) if counts.min() > 0 else math.inf
     if n > 1:
         nz = props[props > 0]
@@ -229,9 +250,9 @@ def class_imbalance(y: Any, n_classes: int | None = None) -> ClassImbalance:
         imbalance_ratio=ratio,
         normalized_entropy=min(max(entropy, 0.0), 1.0),
         minority_classes=tuple(int(c) for c in minority),
-        n_samples=int(labels.size),
-        n_classes=int(n),
-        classes=class_tuple(enc.classes, n),
+        n_samples=total,
+        n_classes=n,
+        classes=class_tuple(classes, n),
     )
 
 

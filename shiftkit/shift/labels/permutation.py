@@ -13,6 +13,7 @@ from shiftkit.shift.labels.results import LabelShiftTestResult, class_tuple
 
 __all__ = [
     "label_shift_test",
+    "label_shift_test_from_counts",
 ]
 
 
@@ -73,9 +74,51 @@ def label_shift_test(
     n_permutations = check_positive_int(n_permutations, "n_permutations")
     seed = check_seed(seed)
     enc, (ls, lt), k = encode_class_labels([(y_source, "y_source"), (y_target, "y_target")], n_classes)
-    hs = np.bincount(ls, minlength=k)
-    ht = np.bincount(lt, minlength=k)
-    n, m = int(ls.size), int(lt.size)
+    return _count_test(np.bincount(ls, minlength=k), np.bincount(lt, minlength=k), n_permutations, seed,
+                       class_tuple(enc.classes, k))
+
+
+def label_shift_test_from_counts(
+    source_counts: Any,
+    target_counts: Any,
+    *,
+    n_permutations: int = 1000,
+    seed: int | None = None,
+    classes: Any = None,
+) -> LabelShiftTestResult:
+    """`label_shift_test` of two label samples given by their class counts (streamed or merged data).
+
+    The test needs only the 2 x K table, so this is the same test, with the same p-value for the
+    same seed, as `label_shift_test` on any label arrays with these counts.
+
+    Args:
+        source_counts, target_counts: samples per class code 0..K-1 (non-negative integers, the
+            same K, each with a positive total).
+        n_permutations: random splits forming the null distribution.
+        seed: seed of the splits.
+        classes: the class value of each code (default 0..K-1).
+
+    Returns:
+        A `LabelShiftTestResult`.
+
+    Raises:
+        ValueError: counts that are not non-negative integers of one length with positive totals.
+    """
+    n_permutations = check_positive_int(n_permutations, "n_permutations")
+    seed = check_seed(seed)
+    hs, ht = np.asarray(source_counts), np.asarray(target_counts)
+    for arr, name in ((hs, "source_counts"), (ht, "target_counts")):
+        if arr.ndim != 1 or arr.size == 0 or arr.dtype.kind not in "iu" or np.any(arr < 0) or arr.sum() == 0:
+            raise ValueError(f"{name} must be non-negative integer class counts with a positive total; got {arr!r}.")
+    if hs.size != ht.size:
+        raise ValueError(f"source_counts has {hs.size} classes but target_counts has {ht.size}; count the same classes.")
+    return _count_test(hs, ht, n_permutations, seed, class_tuple(classes, hs.size))
+
+
+def _count_test(hs: np.ndarray, ht: np.ndarray, n_permutations: int, seed: int | None,
+                classes: tuple[Any, ...]) -> LabelShiftTestResult:
+    """The permutation chi-square test of the 2 x K table `(hs, ht)` (see `label_shift_test`)."""
+    n, m = int(hs.sum()), int(ht.sum())
     min_p = max(math.exp(-_log_comb(n + m, n)), 1.0 / (1 + n_permutations))
     seen = (hs + ht) > 0
     if seen.sum() < 2:
@@ -98,5 +141,5 @@ def label_shift_test(
         source_counts=hs_ro,
         target_counts=ht_ro,
         min_p_value=float(min_p),
-        classes=class_tuple(enc.classes, k),
+        classes=classes,
     )
