@@ -156,7 +156,8 @@ class Analysis:
     """Everything shiftkit measured about a source/target pair, rendered by every front end.
 
     Attributes:
-        report: the `ShiftReport` (MMD tests with the Holm verdict, labels).
+        report: the `ShiftReport` (MMD tests with the Holm verdict, labels, the model's target
+            accuracy: with the diagnosis, its estimate is chosen for the diagnosed kinds of shift).
         drift: per-feature tests for tabular data (`FeatureDriftResult`; None for images or
             when not run).
         diagnosis: the kind of shift and the adapter that fits (`Diagnosis`; None when not run).
@@ -386,6 +387,8 @@ def analyze(
         diagnosis = diagnose(m.x_source[rs], m.x_target[rt], ys, yt, model=model, alpha=alpha,
                              n_permutations=diag_perm, seed=seed, classes=None if ys is None else m.classes,
                              check_input=False)  # validated once, above
+        # The report's accuracy estimate, re-chosen for the kinds of shift found (same probabilities, no new pass).
+        m = dataclasses.replace(m, report=m.report.with_accuracy_kinds(diagnosis.kinds))
     adaptation = None
     if adapter is not None:
         adaptation = adapter.shift_report(m.x_source, m.x_target, y_source, y_target, n_permutations=n_permutations,

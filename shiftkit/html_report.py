@@ -272,6 +272,33 @@ def _labels_section(report: Any, class_names: Sequence[str] | None) -> str:
     return "".join(parts)
 
 
+def _accuracy_section(report: Any) -> str:
+    """The model's target accuracy: measured on the target's labels, or estimated with its interval."""
+    acc = getattr(report, "accuracy", None)
+    if acc is None:
+        return ""
+    head = "<h2>Target accuracy</h2>"
+    if acc.measured:
+        return head + (f"<p>Measured target accuracy <b>{_num(acc.accuracy, 3)}</b> on the target's {acc.n_target} "
+                       f"labels (source accuracy {_num(acc.source_accuracy, 3)} on {acc.n_source} labelled source "
+                       "rows).</p>")
+    if acc.method == "unavailable":
+        return head + f"<p class='note'>Not estimated: {_e(acc.reason)}</p>"
+    rows = [["estimated target accuracy", acc.accuracy], ["interval", f"[{_num(acc.lower, 3)}, {_num(acc.upper, 3)}]"],
+            ["estimator", acc.method], ["source accuracy (the naive estimate)", acc.source_accuracy]]
+    est = acc.estimate
+    if est is not None:
+        rows += [[f"{m} (point estimate)", v] for m, v in est.estimates.items() if m != acc.method]
+    return head + "".join([
+        f"<p>Estimated without target labels: <b>{_num(acc.accuracy, 3)}</b> [{_num(acc.lower, 3)}, "
+        f"{_num(acc.upper, 3)}] by {_e(acc.method)}. {_e(acc.reason)}.</p>",
+        _table(["figure", "value"], rows),
+        "<p class='note'>An estimate, not a measurement: the interval is a bootstrap of the chosen estimator, "
+        "widened to the point estimates of the other estimators the diagnosed kind of shift does not rule out "
+        "(shiftkit.shift.accuracy).</p>",
+    ])
+
+
 def _drift_section(drift: Any) -> str:
     rows = [
         [t.feature, t.test, t.statistic, t.p_value, t.p_adjusted, "SHIFT" if t.is_shift else "no",
@@ -368,6 +395,7 @@ def render_html(
         body.append(_diagnosis_section(diagnosis))
     body.append(_tests_section(report))
     body.append(_labels_section(report, class_names))
+    body.append(_accuracy_section(report))
     if drift is not None:
         body.append(_drift_section(drift))
     for caption, fig in (figures or {}).items():

@@ -162,3 +162,21 @@ def test_analyze_validates_the_arrays_once(monkeypatch):
     ys, yt = rng.integers(0, 2, 120), rng.integers(0, 2, 100)
     analysis = shiftkit.analyze(xs, xt, y_source=ys, y_target=yt, n_permutations=99, seed=0)
     assert analysis.drift is not None and analysis.diagnosis is not None
+
+
+def test_the_accuracy_estimate_is_chosen_for_the_diagnosed_kinds(gaussian_classifier):
+    """Issue 13: analyze re-chooses the report's accuracy estimate for its diagnosis' kinds of shift."""
+    from shiftkit.shift.report import target_accuracy
+    from shiftkit.shift.features import predict_proba
+
+    model, means, _, _ = gaussian_classifier
+    rng = np.random.default_rng(3)
+    ys, yt = rng.integers(0, 3, 300), rng.choice(3, 300, p=[0.7, 0.15, 0.15])
+    xs = (means[ys] + rng.normal(size=(300, 3))).astype("float32")
+    xt = (means[yt] + rng.normal(size=(300, 3))).astype("float32")
+    a = analyze(xs, xt, y_source=ys, model=model, per_feature=False, **FAST)
+    expected = target_accuracy(predict_proba(model, xs), ys, predict_proba(model, xt), kinds=a.diagnosis.kinds, seed=0)
+    acc = a.report.accuracy
+    assert acc.estimate.situation == expected.estimate.situation and acc.method == expected.method
+    assert acc.accuracy == pytest.approx(expected.accuracy) and acc.upper == pytest.approx(expected.upper)
+    assert a.to_dict()["shift_report"]["target_accuracy"]["method"] == acc.method

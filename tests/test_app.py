@@ -197,9 +197,10 @@ def test_verdict_cards_and_tables():
     rep = shift_report(d.x_source, d.x_target, d.y_source, d.y_target, n_permutations=100, seed=0)
     cards = dash.verdict_cards(rep)
     assert [c.label for c in cards] == ["Input-space MMD²", "Feature-space MMD²", "Label-shift distance",
-                                        "Imbalance ratio", "BBSD (softmax)"]
+                                        "Imbalance ratio", "BBSD (softmax)", "Target accuracy"]
     assert cards[1].value == "—" and "choose a model" in cards[1].help
     assert cards[4].value == "—" and "classifier" in cards[4].help
+    assert cards[5].value == "—" and "classifier" in cards[5].help
     assert cards[2].value == f"{rep.labels.distance.total_variation:.3f}"
     assert "threshold" in cards[0].help.lower()
     assert dash.verdict_headline(rep).endswith("at alpha=0.05")
@@ -309,6 +310,8 @@ def test_default_run_shows_the_verdict():
     assert at.metric[1].value != "—"  # the default model gives the feature-space test
     bbsd = next(m for m in at.metric if m.label == "BBSD (softmax)")  # and black-box shift detection
     assert bbsd.value != "—" and "p = " in bbsd.delta
+    accuracy = next(m for m in at.metric if m.label == "Target accuracy")  # the target's labels are used
+    assert accuracy.value != "—" and accuracy.delta.startswith("measured")
     assert len(at.dataframe) >= 3  # labels, imbalance, per-feature drift
     assert at.button(key="run_adaptation").disabled is False
     at.checkbox(key="tsne").check().run()
@@ -356,6 +359,8 @@ def test_upload_through_the_app(tables):
     assert not at.error, [e.value for e in at.error]
     assert "Verdict:" in _verdict(at)
     assert any("estimated" in m.delta for m in at.metric if m.label == "Label-shift distance")
+    estimated = next(m for m in at.metric if m.label == "Estimated target accuracy")  # no target labels
+    assert 0 <= float(estimated.value) <= 1 and estimated.delta.startswith("[") and "·" in estimated.delta
     # Copy adaptation needs target labels, which this target lacks: unavailable in section 6, with the
     # reason, its button disabled; the page intact (run_adaptation's DashboardError: test_dashboard_registry).
     reasons = [w.value for w in at.warning if "unavailable on these data" in w.value]

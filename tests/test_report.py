@@ -8,7 +8,7 @@ import pytest
 from shiftkit.datasets import load_scenario
 from shiftkit.shift import compare, shift_report
 from shiftkit.shift.labels import label_distribution
-from shiftkit.shift.report import ShiftComparison, ShiftReport
+from shiftkit.shift.report import ShiftComparison, ShiftReport, TargetAccuracy
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_report_on_covariate_scenario_with_labels():
     text = str(rep)
     assert "input space" in text and "YES" in text and "Shift detected" in text
     d = json.loads(rep.to_json())
-    assert d["schema_version"] == "2.2" and d["is_shift"] is True
+    assert d["schema_version"] == "2.3" and d["is_shift"] is True
     assert len(d["input_test"]["null"]) == 300
 
 
@@ -107,6 +107,10 @@ def test_compare_before_after(trained_model):
     assert rows["feature MMD^2"].before is None and rows["feature MMD^2"].after is not None
     assert rows["feature MMD^2"].comparable is False and rows["feature MMD p-value"].comparable
     assert rows["label total variation"].change == pytest.approx(0.0)
+    # the target accuracy: only the report with a classifier has it (measured: target labels were given)
+    assert before.accuracy is None and after.accuracy.measured
+    assert rows["target accuracy (measured)"].after == pytest.approx(after.accuracy.accuracy)
+    assert rows["target accuracy (measured)"].before is None and rows["target accuracy (measured)"].better == "higher"
     frame = cmp.to_frame()
     assert list(frame.columns) == ["figure", "before", "after", "change", "better", "comparable"]
     assert "not comparable" in str(cmp)
@@ -387,3 +391,70 @@ def test_compare_sets_bbsd_before_and_after(small_model):
     rows = {r.figure: r for r in compare(a, b).rows}
     assert rows["BBSD p-value"].before == pytest.approx(a.bbsd.p_value) and rows["BBSD p-value"].better == "higher"
     assert rows["BBSD statistic"].comparable
+
+
+# ------------------------------------------------------------------------------ issue 13: target accuracy
+
+
+def test_measured_target_accuracy_is_the_models_accuracy_in_every_view(trained_model):
+    from shiftkit.html_report import render_html
+
+    s = load_scenario("hospitals_covariate", seed=0)
+    rep = shift_report(s.x_source, s.x_target, s.y_source, s.y_target, model=trained_model, n_permutations=100,
+                       seed=0, max_samples=200)
+    direct = float(np.mean(trained_model.predict(s.x_target, verbose=0).argmax(1) == s.y_target))
+    source = float(np.mean(trained_model.predict(s.x_source, verbose=0).argmax(1) == s.y_source))
+    acc = rep.accuracy
+    assert isinstance(acc, TargetAccuracy) and acc.measured and acc.method == "measured"
+    assert acc.accuracy == pytest.approx(direct) and acc.source_accuracy == pytest.approx(source)
+    assert acc.n_target == len(s.x_target) and acc.lower is None
+    d = json.loads(rep.to_json())["target_accuracy"]
+    assert d["title"] == "measured target accuracy" and d["accuracy"] == pytest.approx(direct)
+    assert f"measured target accuracy {direct:.3f}" in str(rep)
+    page = render_html(rep)
+    assert "<h2>Target accuracy</h2>" in page and f"<b>{direct:.3g}</b>" in page
+    # no classifier, or no source labels: no accuracy
+    assert shift_report(s.x_source, s.x_target, s.y_source, n_permutations=50, seed=0).accuracy is None
+    assert shift_report(s.x_source, s.x_target, s.y_source, s.y_target, model=trained_model, n_permutations=50,
+                        seed=0, max_samples=100, accuracy=False).accuracy is None
+
+
+def _label_shifted(means, seed, n=1500, priors=(0.8, 0.1, 0.1)):
+    rng = np.random.default_rng([seed, 9])
+    ys = rng.integers(0, 3, n)
+    yt = rng.choice(3, n, p=list(priors))
+    draw = lambda y: (means[y] + rng.normal(size=(len(y), 3))).astype("float32")  # noqa: E731
+    return draw(ys), draw(yt), ys, yt
+
+
+def test_estimated_target_accuracy_recovers_a_label_shift(gaussian_classifier):
+    """Label shift (class priors 1/3 each -> 0.8 / 0.1 / 0.1, towards the class the model gets wrong most)
+    without target labels: the label-shift estimate is within 0.03 of the true accuracy (measured errors
+    +0.015 and +0.023 on these two seeded draws of 1,500 + 1,500 rows), where the naive source accuracy is
+    more than 0.03 off."""
+    from shiftkit.html_report import render_html
+
+    model, means, _, _ = gaussian_classifier
+    for seed in (0, 1):
+        xs, xt, ys, yt = _label_shifted(means, seed)
+        rep = shift_report(xs, xt, ys, model=model, accuracy_kinds=("label",), seed=0, max_samples=200, bbsd=None,
+                           n_permutations=50)
+        true = float(np.mean(model.predict(xt, verbose=0).argmax(1) == yt))
+        acc = rep.accuracy
+        assert not acc.measured and acc.method == "label_shift" and acc.estimate.situation == "label"
+        assert abs(acc.accuracy - true) <= 0.03, (acc.accuracy, true)
+        assert abs(acc.source_accuracy - true) > 0.03  # the scenario needs the estimate
+    # Without kinds shift_report cannot choose (no diagnosis): the unknown-kind estimator, the wide interval;
+    # with_accuracy_kinds re-chooses from the same probabilities.
+    unknown = shift_report(xs, xt, ys, model=model, seed=0, max_samples=200, bbsd=None, n_permutations=50)
+    assert unknown.accuracy.estimate.situation == "unknown" and unknown.accuracy.method == "doc"
+    again = unknown.with_accuracy_kinds(("label",))
+    assert again.accuracy.accuracy == pytest.approx(acc.accuracy) and again.accuracy.method == "label_shift"
+    assert again.input_test.p_value == unknown.input_test.p_value and again.is_shift == unknown.is_shift
+    d = json.loads(again.to_json())["target_accuracy"]
+    assert d["title"] == "estimated target accuracy" and d["method"] == "label_shift"
+    assert d["lower"] == pytest.approx(again.accuracy.lower) and d["estimate"]["estimates"]["source"] is not None
+    text = str(again)
+    assert "estimated target accuracy" in text and "by label_shift" in text
+    page = render_html(again)
+    assert "Estimated without target labels" in page and "label_shift" in page

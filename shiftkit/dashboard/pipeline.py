@@ -332,9 +332,32 @@ def _bbsd_card(report: Any) -> Card:
     )
 
 
+def accuracy_card(report: Any) -> Card:
+    """The model's target accuracy (`ShiftReport.accuracy`): measured on the target's labels, else
+    "Estimated target accuracy" with its interval and estimator."""
+    acc = getattr(report, "accuracy", None)
+    if acc is None:
+        return Card("Target accuracy", "—", None, "Not measured: needs a classifier (default or uploaded) and "
+                                                  "source labels.")
+    if acc.measured:
+        return Card("Target accuracy", f"{acc.accuracy:.3f}", f"measured · source {acc.source_accuracy:.3f}",
+                    f"The model's accuracy on the target's {acc.n_target} labels; its accuracy on the "
+                    f"{acc.n_source} held-out source rows beside it.")
+    if acc.method == "unavailable":
+        return Card("Estimated target accuracy", "—", None, f"Not estimated: {acc.reason}")
+    return Card(
+        "Estimated target accuracy",
+        f"{acc.accuracy:.3f}",
+        f"[{acc.lower:.3f}, {acc.upper:.3f}] · {acc.method}",
+        f"Estimated without target labels by {acc.method}: {acc.reason}. The interval is a bootstrap of that "
+        "estimator widened to the other estimators the diagnosed kind of shift does not rule out. Source "
+        f"accuracy (the naive estimate) {acc.source_accuracy:.3f}. An estimate, not a measurement.",
+    )
+
+
 def verdict_cards(report: Any) -> list[Card]:
     """The cards at the top of the page, from one `ShiftReport`: the two MMD tests, the label-shift
-    distance, the imbalance ratio and black-box shift detection (BBSD)."""
+    distance, the imbalance ratio, black-box shift detection (BBSD) and the target accuracy."""
     cards = [
         _mmd_card(report.input_test, "Input-space MMD²", report.alpha),
         _mmd_card(report.feature_test, "Feature-space MMD²", report.alpha),
@@ -371,6 +394,7 @@ def verdict_cards(report: Any) -> list[Card]:
             + ("" if tgt is None else f", target {tgt.normalized_entropy:.3f}") + ".",
         ))
     cards.append(_bbsd_card(report))
+    cards.append(accuracy_card(report))
     return cards
 
 

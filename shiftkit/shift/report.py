@@ -30,6 +30,14 @@ Choices written down:
     * Estimated target priors use the model's probabilities on `x_source` with `y_source` as the
       held-out labelled source sample: pass validation data, not the model's training data, as the
       source here, or the estimate inherits the model's overconfidence on its training set.
+    * With a classifier and source labels the report holds the model's target accuracy
+      (`TargetAccuracy`): measured on the target's labels when they are given, else estimated
+      without them by `shiftkit.shift.accuracy.AccuracyEstimator` fitted on the model's
+      probabilities on `x_source` (the same held-out source rows as the priors), with its interval.
+      `shift_report` alone does not know the kind of shift, so its estimator is the one for an
+      unknown kind (difference of confidences, the interval over every estimator); `shiftkit.analyze`
+      re-chooses it for its diagnosis' kinds (`ShiftReport.with_accuracy_kinds`, from the same
+      probabilities), which picks the estimator whose assumption matches and narrows the interval.
     * Raw MMD^2 from two different feature spaces (before/after adaptation) are not on one scale:
       `compare` sets p-values, `normalized` MMD^2 (divided by the mean within-domain kernel value)
       and z-scores beside them and marks raw values as not comparable.
@@ -40,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -49,6 +58,7 @@ from shiftkit._json import dataclass_to_dict
 from shiftkit._validation import check_alpha, check_array, check_positive_int, check_seed, encode_labels
 from shiftkit._version import __version__
 from shiftkit.data import subsample_rows
+from shiftkit.shift.accuracy import AccuracyEstimate, AccuracyEstimator
 from shiftkit.shift.bbsd import BBSD_TESTS, BBSDResult, bbsd_from_probabilities, check_classifier, is_classifier
 from shiftkit.shift.features import FeatureSpace, predict_proba
 from shiftkit.shift.labels import (
@@ -68,6 +78,8 @@ from shiftkit.shift.scaling import Standardizer
 __all__ = [
     "LabelShiftSummary",
     "ShiftReport",
+    "TargetAccuracy",
+    "target_accuracy",
     "ShiftComparison",
     "ComparisonRow",
     "shift_report",
@@ -77,10 +89,12 @@ __all__ = [
 ]
 
 #: Version of the JSON layout of `ShiftReport.to_dict()`; bumped on any incompatible change.
-REPORT_SCHEMA_VERSION = "2.2"  # 2.0: is_shift is Holm-corrected; correction, adjusted_p_values, scaling, classes added
+REPORT_SCHEMA_VERSION = "2.3"  # 2.0: is_shift is Holm-corrected; correction, adjusted_p_values, scaling, classes added
 # 2.1: "bbsd" (black-box shift detection on the model's softmax) added; it joins the Holm family
 # 2.2: each MMD test carries "aggregate" (the default aggregated test: every bandwidth's statistic and p-value,
 #      the min-p correction; null for a single kernel)
+# 2.3: "target_accuracy" (the model's target accuracy: measured on the target's labels, else estimated without
+#      them with its interval and estimator; null without a classifier and source labels)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -122,6 +136,100 @@ class LabelShiftSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclass_to_dict(self)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TargetAccuracy:
+    """The model's accuracy on the target: measured on the target's labels, or estimated without them.
+
+    Attributes:
+        accuracy: the measured accuracy, or the estimate (NaN when no estimate could be made:
+            `reason` says why).
+        measured: True when measured on the target's labels.
+        source_accuracy: the model's accuracy on the labelled source rows given (with held-out
+            rows: the naive estimate of the target accuracy).
+        n_source, n_target: rows used.
+        method: "measured", the estimator chosen (`AccuracyEstimate.method`) or "unavailable".
+        lower, upper: the estimate's interval (None when measured or unavailable).
+        reason: why that estimator (its `AccuracyEstimate.reason`); why none, when unavailable.
+        estimate: the whole `AccuracyEstimate` when estimated (every estimator's point estimate,
+            the sampling interval, the plausible estimators), else None.
+    """
+
+    accuracy: float
+    measured: bool
+    source_accuracy: float
+    n_source: int
+    n_target: int
+    method: str = "measured"
+    lower: float | None = None
+    upper: float | None = None
+    reason: str = ""
+    estimate: AccuracyEstimate | None = None
+
+    def for_kinds(self, kinds: Sequence[str] | None) -> TargetAccuracy:
+        """The estimate again for the kinds of shift diagnosed (`Diagnosis.kinds`), from the same
+        probabilities (kept from `target_accuracy`); a measured or unavailable accuracy as it is."""
+        inputs = getattr(self, "_inputs", None)
+        if self.measured or self.estimate is None or inputs is None:
+            return self
+        return target_accuracy(*inputs[:3], kinds=kinds, seed=inputs[3])
+
+    @property
+    def title(self) -> str:
+        """"measured target accuracy" or "estimated target accuracy" (the label every view uses)."""
+        return "measured target accuracy" if self.measured else "estimated target accuracy"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclass_to_dict(self), "title": self.title}
+
+    def __str__(self) -> str:
+        if self.measured:
+            return (f"{self.title} {self.accuracy:.3f} (on the target's {self.n_target} labels; source accuracy "
+                    f"{self.source_accuracy:.3f})")
+        if self.method == "unavailable":
+            return f"target accuracy: not estimated ({self.reason})"
+        return (f"{self.title} {self.accuracy:.3f} [{self.lower:.3f}, {self.upper:.3f}] by {self.method} "
+                f"({self.reason}); source accuracy {self.source_accuracy:.3f}")
+
+
+def target_accuracy(
+    source_probs: np.ndarray,
+    y_source: np.ndarray,
+    target_probs: np.ndarray,
+    y_target: np.ndarray | None = None,
+    *,
+    kinds: Sequence[str] | None = None,
+    seed: int | None = None,
+) -> TargetAccuracy:
+    """A model's target accuracy: measured with target labels, else estimated (`AccuracyEstimator`).
+
+    Args:
+        source_probs: the model's probabilities on labelled (held-out) source rows, `(n, k)`.
+        y_source: their class codes 0..k-1 (column indices).
+        target_probs: the model's probabilities on the target rows, `(m, k)`.
+        y_target: the target's class codes, when known: the accuracy is then measured.
+        kinds: the diagnosed kinds of shift (`Diagnosis.kinds`; None: unknown), which choose the
+            estimator and the interval (`AccuracyEstimator.estimate`).
+        seed: seed of the estimate's bootstrap.
+
+    Returns:
+        A `TargetAccuracy` ("unavailable", with the reason, when a class has no source rows).
+    """
+    ys = np.asarray(y_source)
+    source_acc = float(np.mean(source_probs.argmax(axis=1) == ys))
+    if y_target is not None:
+        acc = float(np.mean(target_probs.argmax(axis=1) == np.asarray(y_target)))
+        return TargetAccuracy(acc, True, source_acc, len(ys), len(target_probs))
+    try:
+        est = AccuracyEstimator(seed=seed).fit(source_probs, ys).estimate(target_probs, kinds=kinds)
+    except ValueError as exc:  # e.g. a class without source rows: its recall is unknown
+        return TargetAccuracy(float("nan"), False, source_acc, len(ys), len(target_probs), method="unavailable",
+                              reason=" ".join(str(exc).split()))
+    out = TargetAccuracy(est.accuracy, False, source_acc, len(ys), len(target_probs), method=est.method,
+                         lower=est.lower, upper=est.upper, reason=est.reason, estimate=est)
+    object.__setattr__(out, "_inputs", (source_probs, ys, target_probs, seed))  # for `for_kinds`, not serialised
+    return out
 
 
 def _holm(p_values: list[float], alpha: float) -> tuple[list[float], list[float]]:
@@ -172,6 +280,8 @@ class ShiftReport:
         standardized: whether input-space MMD ran on standardised inputs.
         correction: the multiple-testing correction of the verdict ("holm").
         scaling: how the inputs were standardised (`Standardizer.how_`), "" when not.
+        accuracy: the model's target accuracy, measured or estimated (`TargetAccuracy`; None
+            without a classifier and source labels, or with `accuracy=False`).
     """
 
     input_test: MMDTestResult
@@ -187,6 +297,7 @@ class ShiftReport:
     correction: str = "holm"
     scaling: str = ""
     bbsd: BBSDResult | None = None
+    accuracy: TargetAccuracy | None = None
 
     def __post_init__(self) -> None:
         if self.correction != "holm":
@@ -212,6 +323,13 @@ class ShiftReport:
         if self.bbsd is not None:
             object.__setattr__(self, "bbsd", decided[-1])
         object.__setattr__(self, "_adjusted", tuple(adjusted))
+
+    def with_accuracy_kinds(self, kinds: Sequence[str] | None) -> ShiftReport:
+        """This report with its accuracy estimate chosen for the diagnosed kinds of shift
+        (`TargetAccuracy.for_kinds`); itself when there is no estimate."""
+        if self.accuracy is None or self.accuracy.measured:
+            return self
+        return dataclasses.replace(self, accuracy=self.accuracy.for_kinds(kinds))
 
     @property
     def tests(self) -> tuple[MMDTestResult, ...]:
@@ -279,6 +397,7 @@ class ShiftReport:
             else self.feature_test.to_dict(include_null=include_null),
             "bbsd": None if self.bbsd is None else self.bbsd.to_dict(),
             "labels": None if self.labels is None else self.labels.to_dict(),
+            "target_accuracy": None if self.accuracy is None else self.accuracy.to_dict(),
         }
 
     def to_json(self, *, indent: int | None = 2, include_null: bool = True) -> str:
@@ -350,6 +469,9 @@ class ShiftReport:
                     f"{side} imbalance ratio {imb.imbalance_ratio:.2f}, normalized entropy "
                     f"{imb.normalized_entropy:.3f}, minority classes {minority}"
                 )
+        if self.accuracy is not None:
+            lines.append("")
+            lines.append(str(self.accuracy))
         lines.append("")
         lines.append(self.verdict)
         return "\n".join(lines)
@@ -416,6 +538,8 @@ def shift_report(
     max_samples: int | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     bbsd: str | None = "auto",
+    accuracy: bool = True,
+    accuracy_kinds: Sequence[str] | None = None,
 ) -> ShiftReport:
     """Measure the shift between a source and a target domain.
 
@@ -444,6 +568,12 @@ def shift_report(
             test in the verdict's Holm family: "auto" (default) runs the KS variant when `model`
             is a classifier (one output of probabilities or logits) and skips it otherwise; "ks"
             or "mmd" run that variant and refuse a model that is not a classifier; None: off.
+        accuracy: report the model's target accuracy when `model` is a classifier and `y_source`
+            is given (`ShiftReport.accuracy`, every row): measured on `y_target`, else estimated
+            without target labels (`shiftkit.shift.accuracy.AccuracyEstimator`, seeded by `seed`).
+        accuracy_kinds: the kinds of shift diagnosed (`Diagnosis.kinds`), which choose the
+            accuracy estimator and its interval; None (default): unknown, as `shift_report` itself
+            does not diagnose (`shiftkit.analyze` uses its diagnosis', `ShiftReport.with_accuracy_kinds`).
 
     Returns:
         A `ShiftReport`.
@@ -531,14 +661,20 @@ def shift_report(
                                               n_permutations=mmd_kwargs["n_permutations"])
 
     summary = None
+    target_acc = None
     if ys is not None:
         n_classes = encoding.n_classes
         estimate = None
+        with_accuracy = bool(accuracy) and model is not None and is_classifier(model)
+        if model is not None and (yt is None or with_accuracy):
+            probs = probs if probs is not None else (predict_proba(model, xs), predict_proba(model, xt))
         if yt is None and model is not None:
-            ps, pt = probs if probs is not None else (predict_proba(model, xs), predict_proba(model, xt))
+            ps, pt = probs
             n_classes = max(n_classes, ps.shape[1])
             estimate = estimate_target_priors(ps, ys, pt, method=prior_method)
         summary = label_summary(ys, yt, n_classes, estimate, encoding.classes)
+        if with_accuracy:
+            target_acc = target_accuracy(probs[0], ys, probs[1], yt, kinds=accuracy_kinds, seed=seed)
 
     return ShiftReport(
         input_test=input_test,
@@ -552,6 +688,7 @@ def shift_report(
         standardized=bool(standardize),
         scaling=scaling,
         bbsd=bbsd_result,
+        accuracy=target_acc,
     )
 
 
@@ -679,4 +816,9 @@ def compare(before: ShiftReport, after: ShiftReport) -> ShiftComparison:
 
         rows.append(_row("label total variation", lget(lb, dist("total_variation")), lget(la, dist("total_variation")), "lower"))
         rows.append(_row("label Jensen-Shannon (bits)", lget(lb, dist("jensen_shannon")), lget(la, dist("jensen_shannon")), "lower"))
+    ab, aa = before.accuracy, after.accuracy
+    if ab is not None or aa is not None:
+        measured = all(a is None or a.measured for a in (ab, aa))
+        rows.append(_row(f"target accuracy ({'measured' if measured else 'estimated'})",
+                         None if ab is None else ab.accuracy, None if aa is None else aa.accuracy, "higher"))
     return ShiftComparison(rows=tuple(rows), before_shift=before.is_shift, after_shift=after.is_shift)
