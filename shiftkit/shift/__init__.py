@@ -23,6 +23,7 @@ from shiftkit.shift.mmd import MMDAggregate, mmd_agg_test
 from shiftkit.shift.accuracy import AccuracyEstimate, AccuracyEstimator, estimate_accuracy
 from shiftkit.shift.bbsd import BBSDDetector, BBSDResult, bbsd_from_probabilities, bbsd_test
 from shiftkit.shift.mmd_rff import EmbeddingTestResult, RFFEmbedding, RFFTestResult, rff_mmd_test
+from shiftkit.shift.mmd_joint import JointMMDDetector, JointMMDResult, mmd_joint_from_representations, mmd_joint_test
 from shiftkit.shift.univariate import FeatureDriftResult, FeatureTest, feature_drift
 from shiftkit.shift.report import (
     REPORT_SCHEMA_VERSION,
@@ -84,4 +85,8 @@ __all__ = [
     "RFFEmbedding",
     "RFFTestResult",
     "rff_mmd_test",
+    "JointMMDDetector",
+    "JointMMDResult",
+    "mmd_joint_from_representations",
+    "mmd_joint_test",
 ]
