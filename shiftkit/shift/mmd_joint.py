@@ -53,6 +53,7 @@ __all__ = [
     "mmd_joint_from_representations",
     "REPRESENTATIONS",
     "DEFAULT_JOINT_REPRESENTATIONS",
+    "DEFAULT_JOINT_FACTORS",
 ]
 
 #: The representations `mmd_joint_test` can compute from inputs and a model.
@@ -61,6 +62,16 @@ REPRESENTATIONS = ("input", "softmax", "features")
 #: The representations tested when a classifier is given (`representations="auto"`); without a
 #: model only "input" is. Chosen in benchmarks/joint_mmd_choice.md.
 DEFAULT_JOINT_REPRESENTATIONS = ("input", "softmax")
+
+#: Default bandwidth factors (multiples of the pooled median distance) per representation; a
+#: representation not named here gets `DEFAULT_AGG_FACTORS`. The softmax kernels at 1/2, 1, 2 x the
+#: median were chosen with the representations (benchmarks/joint_mmd_choice.md): they cost the input
+#: kernels less of the shared level than five softmax bandwidths, with the same power on label shifts.
+DEFAULT_JOINT_FACTORS: dict[str, tuple[float, ...]] = {
+    "input": tuple(DEFAULT_AGG_FACTORS),
+    "softmax": (0.5, 1.0, 2.0),
+    "features": tuple(DEFAULT_AGG_FACTORS),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,10 +195,14 @@ class JointMMDResult:
 # ------------------------------------------------------------------------------------------------
 
 
+def _default_factors(name: str) -> np.ndarray:
+    return np.asarray(DEFAULT_JOINT_FACTORS.get(name, DEFAULT_AGG_FACTORS), dtype=np.float64)
+
+
 def _check_factor_map(factors: Any, names: Sequence[str]) -> dict[str, np.ndarray]:
     """Bandwidth factors per representation: None (defaults), one list for all, or a mapping."""
     if factors is None:
-        return {r: np.asarray(DEFAULT_AGG_FACTORS, dtype=np.float64) for r in names}
+        return {r: _default_factors(r) for r in names}
     if isinstance(factors, Mapping):
         unknown = [k for k in factors if k not in names]
         if unknown:
@@ -196,7 +211,7 @@ def _check_factor_map(factors: Any, names: Sequence[str]) -> dict[str, np.ndarra
                 f"{list(names)}. Pass factors for those only."
             )
         return {r: (_mmd._check_factors(factors[r], f"factors[{r!r}]") if r in factors
-                    else np.asarray(DEFAULT_AGG_FACTORS, dtype=np.float64)) for r in names}
+                    else _default_factors(r)) for r in names}
     values = _mmd._check_factors(factors, "factors")
     return {r: values for r in names}
 
@@ -314,7 +329,8 @@ def mmd_joint_from_representations(
         target: the same names, in the same order -> target rows `(m, ...)`.
         factors: bandwidths as multiples of each representation's pooled median heuristic: one list for
             every representation, or a mapping name -> list (others keep the default); default
-            `DEFAULT_AGG_FACTORS` (1/4, 1/2, 1, 2, 4).
+            `DEFAULT_JOINT_FACTORS` ((1/4, 1/2, 1, 2, 4) for "input" and "features", (1/2, 1, 2) for
+            "softmax"; `DEFAULT_AGG_FACTORS` for any other name).
         n_permutations: permutations shared by every kernel.
         alpha: level of the test.
         seed: seed of the permutations and of the median heuristic's subsample.
@@ -400,7 +416,8 @@ class JointMMDDetector:
             names from `REPRESENTATIONS`: "input" (the inputs, flattened), "softmax" (the model's class
             probabilities), "features" (the input of its head layer, or `layer`'s output).
         factors: bandwidth factors, one list for all representations or a mapping per name; default
-            (1/4, 1/2, 1, 2, 4) times each representation's pooled median distance.
+            `DEFAULT_JOINT_FACTORS`: (1/4, 1/2, 1, 2, 4) times the pooled median distance for the inputs
+            and features, (1/2, 1, 2) for the softmax.
         standardize: standardise the inputs (`shiftkit.shift.scaling.standardize`, fitted on the pooled
             source and target rows; permutation-invariant) before the "input" kernels.
         n_permutations: permutations shared by every kernel.
@@ -548,7 +565,8 @@ def mmd_joint_test(
 
     See the module docstring: Gaussian kernels at several bandwidths on each representation (the
     standardised inputs; with a classifier, its softmax), every kernel on the same permutations, the
-    smallest per-kernel p-value calibrated against the permuted smallest p-values (exact level).
+    smallest per-kernel p-value calibrated against the permuted smallest p-values (exact level). The
+    default with a classifier: 5 bandwidths on the standardised inputs and 3 on the softmax (8 kernels).
 
     Args:
         x_source: held-out source inputs `(n, ...)` (not the model's training rows).
