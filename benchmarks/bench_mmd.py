@@ -32,6 +32,9 @@ Usage:
     python benchmarks/bench_mmd.py --sizes 500 2000 --no-alibi --no-extras
     python benchmarks/bench_mmd.py --memory     # peak memory, two 46 MiB inputs, 8 MiB budget
     python benchmarks/bench_mmd.py --floor      # issue 12: time / numpy floor at P = 100 and 1000
+    python benchmarks/bench_mmd.py --rff        # issue 12: the 10^6-row random-feature test (runs bench_rff.py)
+    python benchmarks/bench_mmd.py --stream     # issue 12: `shiftkit check` on a 10^7 x 20 target (time, peak RSS)
+    python benchmarks/bench_mmd.py --stream --stream-rows 1000000 --stream-formats parquet   # smaller
     python benchmarks/bench_mmd.py --memory --code /path/to/old/checkout   # the same, other code
 """
 
@@ -894,6 +897,157 @@ def _floor_check(args: argparse.Namespace) -> None:
     print(f"wrote section '{FLOOR_SECTION}' to {results_path}")
 
 
+STREAM_SECTION = "## Streamed check of a 10-million-row target (bench_mmd.py --stream)"
+STREAM_JSON = HERE / "RESULTS_stream.json"
+
+
+def _write_table(path: Path, n_rows: int, n_cols: int, seed: int, shift: float, chunk: int = 500_000) -> float:
+    """Write a seeded (n_rows x n_cols) float32 table with a 3-class label, in chunks; returns seconds."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    started = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    names = [f"f{j}" for j in range(n_cols)]
+    schema = pa.schema([(c, pa.float32()) for c in names] + [("label", pa.string())])
+    classes = np.array(["a", "b", "c"])
+    p = [0.5, 0.3, 0.2] if shift == 0 else [0.45, 0.3, 0.25]
+    writer = pq.ParquetWriter(path, schema) if path.suffix == ".parquet" else pacsv.CSVWriter(path, schema)
+    with writer:
+        for start in range(0, n_rows, chunk):
+            m = min(chunk, n_rows - start)
+            x = rng.normal(size=(m, n_cols)).astype(np.float32)
+            x[:, 0] += np.float32(shift)
+            cols = [pa.array(x[:, j]) for j in range(n_cols)] + [pa.array(classes[rng.choice(3, size=m, p=p)])]
+            writer.write_table(pa.Table.from_arrays(cols, schema=schema))
+    return time.perf_counter() - started
+
+
+def _measured_child(args: argparse.Namespace) -> None:
+    """Internal (--measure-cmd): run a command, print its wall time and peak RSS (RUSAGE_CHILDREN) as JSON."""
+    import resource
+
+    cmd = json.loads(args.measure_cmd)
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # KiB on Linux
+    print("BENCH_JSON " + json.dumps({"seconds": wall, "peak_rss_bytes": peak, "returncode": proc.returncode,
+                                      "stdout_tail": proc.stdout[-2000:], "stderr_tail": proc.stderr[-2000:]}))
+
+
+def _measured(cmd: list[str], label: str, timeout: float) -> dict:
+    """`cmd` in a fresh measuring process (its own RUSAGE_CHILDREN): seconds, peak RSS, exit code."""
+    return _run_json([sys.executable, str(Path(__file__).resolve()), "--measure-cmd", json.dumps(cmd)], label, timeout)
+
+
+_IN_MEMORY = """
+import json, sys
+from shiftkit.check import Reference, check_shift
+from shiftkit.files import load_single, read_path
+snap, target, out = sys.argv[1], sys.argv[2], sys.argv[3]
+reference = Reference.load(snap)
+name, data = read_path(target, max_bytes=8 << 30)
+t = load_single(data, name, label_column="label", feature_names=reference.feature_names,
+                class_names=reference.class_names, max_bytes=8 << 30)
+open(out, "w").write(check_shift(reference, t.x, t.y).to_json())
+"""
+
+
+def _stream_check(args: argparse.Namespace) -> None:
+    """Issue 12: `shiftkit check` streaming a 10^7 x 20 target (CSV and Parquet): wall time and peak RSS."""
+    results_path = args.results or HERE / "RESULTS.md"
+    machine = _machine()
+    n, d = args.stream_rows, args.stream_cols
+    out: dict = {"rows": n, "columns": d, "chunk_rows": args.chunk_rows, "machine": machine, "runs": {}}
+    env_cli = [sys.executable, "-m", "shiftkit"]
+    with tempfile.TemporaryDirectory(prefix="bench_stream_", dir=args.stream_dir) as tmpdir:
+        tmp = Path(tmpdir)
+        ref = tmp / "reference.parquet"
+        _write_table(ref, args.stream_reference_rows, d, seed=1, shift=0.0)
+        snap = tmp / "snapshot.npz"
+        res = _measured(env_cli + ["snapshot", "--reference", str(ref), "--label-column", "label", "--out", str(snap)],
+                        f"snapshot of {args.stream_reference_rows} rows", args.timeout)
+        out["snapshot"] = res
+        # same verdict as in memory on a file that fits
+        small = tmp / "fits.csv"
+        _write_table(small, args.stream_check_rows, d, seed=2, shift=args.stream_shift)
+        streamed = _measured(env_cli + ["check", "--reference", str(snap), "--target", str(small), "--label-column",
+                                        "label", "--json", str(tmp / "streamed.json")], "streamed check (fits)",
+                             args.timeout)
+        memory = _measured([sys.executable, "-c", _IN_MEMORY, str(snap), str(small), str(tmp / "memory.json")],
+                           "in-memory check (fits)", args.timeout)
+        same = None
+        if (tmp / "streamed.json").exists() and (tmp / "memory.json").exists():
+            a = json.loads((tmp / "streamed.json").read_text())
+            b = json.loads((tmp / "memory.json").read_text())
+            a.pop("shiftkit_version"), b.pop("shiftkit_version")
+            same = a == b
+        out["fits"] = {"rows": args.stream_check_rows, "streamed": streamed, "in_memory": memory, "same_result": same}
+        for fmt in args.stream_formats:
+            target = tmp / f"target.{fmt}"
+            gen = _write_table(target, n, d, seed=3, shift=args.stream_shift)
+            size = target.stat().st_size
+            print(f"  wrote {target.name}: {size / 2**30:.2f} GiB in {gen:.0f} s", flush=True)
+            res = _measured(env_cli + ["check", "--reference", str(snap), "--target", str(target), "--label-column",
+                                       "label", "--chunk-rows", str(args.chunk_rows), "--json", str(tmp / f"{fmt}.json")],
+                            f"streamed check of {n} rows ({fmt})", args.timeout)
+            if (tmp / f"{fmt}.json").exists():
+                data = json.loads((tmp / f"{fmt}.json").read_text())
+                res["passed"] = data["passed"]
+                res["failed_criteria"] = data["failed_criteria"]
+                res["target_rows"] = data["subsampling"]["target_rows"]
+            res["file_bytes"] = size
+            res["generation_seconds"] = gen
+            out["runs"][fmt] = res
+            target.unlink()
+    STREAM_JSON.write_text(json.dumps(out, indent=1, default=str) + "\n")
+    lines = [STREAM_SECTION, ""]
+    lines.append(f"- Date: {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+    lines.append(f"- Machine: {machine['nproc']} cores, {machine['cpu']}, {machine['mem']} RAM (shared with other jobs)")
+    lines.append(
+        f"- Data: target {n:,} rows x {d} float32 features + a 3-class label, seeded, the first feature shifted by "
+        f"{args.stream_shift} and the class proportions moved (0.5/0.3/0.2 -> 0.45/0.3/0.25); written in chunks "
+        f"(pyarrow). Snapshot of a {args.stream_reference_rows:,}-row unshifted reference (`shiftkit snapshot`, "
+        "itself streamed).")
+    lines.append(
+        f"- Command: `shiftkit check --reference snapshot.npz --target target.{{csv,parquet}} --label-column label "
+        f"--chunk-rows {args.chunk_rows} --json out.json` (defaults otherwise: 1000 permutations, max_samples 2000, "
+        "diagnosis on), in a fresh process; wall time of the whole process (Python and TensorFlow start "
+        "included) and its peak RSS (`getrusage(RUSAGE_CHILDREN).ru_maxrss` of a parent that ran only it).")
+    lines.append("")
+    lines.append("| target | file size | wall time (s) | peak RSS (MiB) | target <= 2 GiB | rows checked | verdict |")
+    lines.append("|---|---:|---:|---:|---|---:|---|")
+    for fmt, res in out["runs"].items():
+        if _ok(res) and res.get("returncode") in (0, 1):
+            peak = res["peak_rss_bytes"] / MIB
+            verdict = "PASS" if res.get("passed") else "FAIL: " + ", ".join(res.get("failed_criteria", []))
+            lines.append(f"| {fmt} | {res['file_bytes'] / 2**30:.2f} GiB | {res['seconds']:.0f} | {peak:.0f} | "
+                         f"{'met' if peak < 2048 else 'NOT met'} | {res.get('target_rows', '?'):,} | {verdict} |")
+        else:
+            lines.append(f"| {fmt} | - | FAILED | - | - | - | `{res.get('error') or res.get('stderr_tail', '')[-200:]}` |")
+    fits = out["fits"]
+    lines.append("")
+    if fits["same_result"] is None:
+        lines.append(f"- Same result as in memory on a {fits['rows']:,}-row CSV: not compared (a run failed).")
+    else:
+        lines.append(
+            f"- Same result as in memory on a {fits['rows']:,}-row CSV (the same snapshot; the in-memory path is "
+            "`load_single` + `check_shift`): criteria (values, p-values, verdict) "
+            + ("identical." if fits["same_result"] else "DIFFERENT.")
+            + f" Streamed {fits['streamed'].get('seconds', float('nan')):.0f} s / "
+            f"{fits['streamed'].get('peak_rss_bytes', 0) / MIB:.0f} MiB, in memory "
+            f"{fits['in_memory'].get('seconds', float('nan')):.0f} s / {fits['in_memory'].get('peak_rss_bytes', 0) / MIB:.0f} MiB.")
+    lines.append(f"- Figures: {STREAM_JSON.name}.")
+    report = "\n".join(lines) + "\n"
+    print()
+    print(report)
+    write_section(results_path, STREAM_SECTION, report)
+    print(f"wrote section '{STREAM_SECTION}' to {results_path}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description="Benchmark shiftkit.shift.mmd_test (and alibi-detect)."
@@ -996,6 +1150,28 @@ def main(argv: list[str] | None = None) -> None:
         "bandwidth=None; the default here, comparable with alibi-detect) or 'agg' (the aggregated "
         "test, mmd_test's own default since issue 12)",
     )
+    parser.add_argument(
+        "--rff",
+        action="store_true",
+        help="only the 10^6-row random-feature MMD row of issue 12: runs benchmarks/bench_rff.py (its own "
+        "section of RESULTS.md and RESULTS_rff.json); extra arguments after -- go to it",
+    )
+    parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="only the streamed-check row of issue 12: `shiftkit check` on a 10^7 x 20 target, CSV and "
+        "Parquet, wall time and peak RSS; writes its own section and RESULTS_stream.json",
+    )
+    parser.add_argument("--stream-rows", type=int, default=10_000_000)
+    parser.add_argument("--stream-cols", type=int, default=20)
+    parser.add_argument("--stream-reference-rows", type=int, default=100_000)
+    parser.add_argument("--stream-check-rows", type=int, default=200_000,
+                        help="rows of the target that fits in memory (streamed vs in-memory result)")
+    parser.add_argument("--stream-shift", type=float, default=0.05)
+    parser.add_argument("--stream-formats", nargs="+", default=["parquet", "csv"], choices=["parquet", "csv"])
+    parser.add_argument("--stream-dir", default=None, help="where the generated files go (default: the temp dir)")
+    parser.add_argument("--chunk-rows", type=int, default=100_000)
+    parser.add_argument("--measure-cmd", default=None, help=argparse.SUPPRESS)
     # Internal: one configuration in a fresh process.
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=str, default=None, help=argparse.SUPPRESS)
@@ -1005,8 +1181,18 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--src", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--function", default="mmd_test", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if rest and not args.rff:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
 
+    if args.measure_cmd is not None:
+        _measured_child(args)
+        return
+    if args.rff:
+        sys.exit(subprocess.call([sys.executable, str(HERE / "bench_rff.py")] + [a for a in rest if a != "--"]))
+    if args.stream:
+        _stream_check(args)
+        return
     if args.one is not None:
         if args.data is None:  # standalone use: generate the data here
             args.data = str(

@@ -228,3 +228,17 @@ def test_cli_streams_check_and_snapshot(tmp_path, capsys):
     assert streamed["criteria"] == json.loads(memory.to_json())["criteria"]
     assert main(argv[:-2] + ["--drop-na", "--chunk-rows", "0"]) == 2
     assert "--chunk-rows" in capsys.readouterr().err
+
+
+def test_embedding_over_every_streamed_row(tmp_path):
+    from shiftkit.shift import RFFEmbedding
+
+    reference = _memory_reference(_write(_frame(300, 0), tmp_path / "ref.csv"), max_samples=100)
+    frame = _frame(350, 1)
+    path = _write(frame, tmp_path / "tgt.csv")
+    s = scan_target(path, reference, label_column="label", max_samples=100, chunk_rows=90,
+                    embedding=lambda: RFFEmbedding(32, bandwidth=reference.bandwidth, seed=0))
+    whole = RFFEmbedding(32, bandwidth=reference.bandwidth, seed=0).partial_fit(
+        frame[COLUMNS].to_numpy().astype(np.float32))
+    assert s.stats.embedding.n_samples_ == 350 and s.stats.moments.n == 350
+    np.testing.assert_allclose(s.stats.embedding.sum_, whole.sum_, rtol=1e-5, atol=1e-3)

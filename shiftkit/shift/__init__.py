@@ -25,6 +25,15 @@ from shiftkit.shift.bbsd import BBSDDetector, BBSDResult, bbsd_from_probabilitie
 from shiftkit.shift.mmd_rff import EmbeddingTestResult, RFFEmbedding, RFFTestResult, rff_mmd_test
 from shiftkit.shift.mmd_joint import JointMMDDetector, JointMMDResult, mmd_joint_from_representations, mmd_joint_test
 from shiftkit.shift.univariate import FeatureDriftResult, FeatureTest, feature_drift
+from shiftkit.shift.streaming import (
+    FeatureHistograms,
+    FeatureMoments,
+    StreamedTarget,
+    TableStats,
+    scan_pair,
+    scan_reference,
+    scan_target,
+)
 from shiftkit.shift.report import (
     REPORT_SCHEMA_VERSION,
     ComparisonRow,
