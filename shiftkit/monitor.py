@@ -30,6 +30,13 @@ the stated false-alarm bound no longer holds (`WindowResult.in_horizon` is False
 The change point is the CUSUM's estimate: the window after the last time the alarming statistic's
 CUSUM was zero.
 
+**Windows by time period.** `period_windows(times, every)` cuts a time-ordered table into windows of
+whole periods (`every`: a pandas offset alias such as "1D" for date times, a number for numeric times),
+each labelled by its period's start; `StreamMonitor.update_periods` measures each on a seeded sample of
+`window` rows (the size the alarm is calibrated for), so the false-alarm bound still holds. A period
+with fewer than `window` rows is merged forward into the next (`small="merge"`, the default) or skipped
+(`small="skip"`); the result says which periods were.
+
 Evidence accumulates across windows, so a gradual shift that no single window shows clearly is
 caught sooner than by per-window tests at a Bonferroni-corrected level (`benchmarks/bench_monitor.py`).
 
@@ -45,6 +52,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -59,7 +68,7 @@ from shiftkit.check import Reference
 from shiftkit.shift.accuracy import AccuracyEstimator
 from shiftkit.shift.features import FeatureSpace, predict_proba
 
-__all__ = ["StreamMonitor", "WindowResult", "STATISTICS"]
+__all__ = ["StreamMonitor", "WindowResult", "STATISTICS", "Period", "PeriodWindows", "period_windows"]
 
 #: The per-window statistics, in the order they are reported.
 STATISTICS = ("input", "feature", "bbsd", "labels")
@@ -68,6 +77,11 @@ STATISTICS = ("input", "feature", "bbsd", "labels")
 DRIFT = 1.0
 #: Simulated unshifted runs that calibrate the threshold.
 N_SIMULATIONS = 4000
+#: The most periods `period_windows` lays out (a finer `every` over a long span is refused).
+MAX_PERIODS = 1_000_000
+_ORDER = "times must be in time order (non-decreasing): sort the rows by time first (load_single(time_column=...) does)."
+_EVERY_EXAMPLES = ("a pandas offset alias for date times (e.g. every='1D' a day, '6h', '15min', 'W' weeks, "
+                   "'MS' months) or a positive number for numeric times (e.g. every=3600)")
 _THREADPOOLS: list[ThreadpoolController] = []
 
 
@@ -176,6 +190,7 @@ class StreamMonitor:
     Attributes (after construction):
         threshold_: the calibrated CUSUM threshold `h`.
         statistics_: the statistics in the alarm.
+        reference_rows_: the snapshot rows every window is compared with (the other half calibrates).
         null_mean_, null_std_: per statistic, over the null windows.
         results_: every `WindowResult` so far.
         alarm_window_, change_point_: set once the alarm fires (else None).
@@ -273,6 +288,7 @@ class StreamMonitor:
         order = rng.permutation(len(ref.x))
         half = len(order) // 2
         self._ref_rows, self._pool_rows = np.sort(order[:half]), np.sort(order[half:])
+        self.reference_rows_ = self._ref_rows
         x_std = ref.standardize(ref.x).reshape(len(ref.x), -1)
         self._x_std = x_std
         self._gamma_in = 1.0 / (2.0 * float(ref.bandwidth) ** 2)
@@ -458,6 +474,64 @@ class StreamMonitor:
         self.results_.append(result)
         return result
 
+    def update_periods(self, x: Any, y: Any = None, *, times: Any, every: Any,
+                       small: str = "merge") -> tuple[list[WindowResult], PeriodWindows]:
+        """Monitor a time-ordered table window by time period (`period_windows`) instead of by row count.
+
+        Each period (periods with fewer than `window` rows merged forward, or skipped: `small`) is
+        measured on a seeded sample of `window` of its rows without replacement, the window size the
+        alarm is calibrated for, so the false-alarm bound holds as for `update`; its `WindowResult` has
+        `time_start` / `time_end` = the period's start / end, `start` / `stop` = its rows in `x`, and
+        `extra` = {"period_rows", "periods"} (rows in the period, periods merged into it).
+
+        Args:
+            x: the rows `(n, ...)`, in time order.
+            y: optional labels of those rows (as for `update`).
+            times: the time of each row (numbers or date times; `load_single(time_column=...).times`).
+            every: the period: a pandas offset alias for date times ("1D", "6h", "W", "MS") or a
+                positive number for numeric times.
+            small: "merge" (default) or "skip" for periods with fewer than `window` rows.
+
+        Returns:
+            `(results, windows)`: one `WindowResult` per window, and the `PeriodWindows` (which periods
+            were merged, skipped or empty: `windows.summary`).
+
+        Raises:
+            ValueError / TypeError: a bad `every` or `times` (see `period_windows`); rows left waiting
+                from `update` (periods and row windows do not mix in one stream: `reset()` first).
+        """
+        x = check_array(x, "x", min_samples=1)
+        if x.shape[1:] != self.reference.x.shape[1:]:
+            raise ValueError(
+                f"x has per-sample shape {x.shape[1:]}, but the reference has {self.reference.x.shape[1:]}: select the "
+                "same columns, in the same order, as the reference."
+            )
+        if self._buffered:
+            raise ValueError(f"{self._buffered} rows from update() wait for a window: periods and row windows do not mix "
+                             "in one stream; call reset() first.")
+        times = np.asarray(times)
+        if times.shape != (len(x),):
+            raise ValueError(f"times has shape {times.shape}; pass one time per row of x ({len(x)},).")
+        codes = None
+        if self.labeled:
+            if y is None:
+                raise ValueError("This monitor was made with labeled=True: pass the labels, update_periods(x, y, ...).")
+            codes = self.reference.target_codes(y, len(x), self.model)
+        cut = period_windows(times, every, min_rows=self.window, small=small)
+        out = []
+        for period in cut.windows:
+            index = len(self.results_)
+            rng = np.random.default_rng(None if self.seed is None else [self.seed, 2, index])
+            rows = np.sort(rng.choice(period.rows, size=self.window, replace=False))
+            result = self._process(x[rows], None if codes is None else codes[rows])
+            result = dataclasses.replace(
+                result, start=int(period.rows[0]), stop=int(period.rows[-1]) + 1, time_start=period.label,
+                time_end=period.end, extra={"period_rows": period.n_rows, "periods": period.n_periods})
+            self.results_[-1] = result
+            out.append(result)
+        self._rows_seen = max(self._rows_seen, len(x))
+        return out, cut
+
     def summary(self) -> dict[str, Any]:
         """The run so far: windows, the alarm and change point, the calibration, in plain numbers."""
         return {
@@ -468,3 +542,201 @@ class StreamMonitor:
             "false_alarm_bound": f"P(any false alarm within {self.horizon} windows) <= {self.alpha:g} (simulated "
                                  f"from {self.n_null_windows} null windows of the reference's calibration half)",
         }
+
+
+# ---------------------------------------------------------------------------------- time periods
+@dataclass(frozen=True, eq=False)
+class Period:
+    """One window of whole time periods (`period_windows`).
+
+    Attributes:
+        label: the start of its (first) period: ISO 8601 text for date times, a number for numeric times.
+        end: the end (exclusive) of its last period, in the same form.
+        rows: the indices of its rows in the times given (ascending).
+        n_periods: the periods it covers (more than one when smaller periods were merged forward into it;
+            empty periods between them included).
+    """
+
+    label: Any
+    end: Any
+    rows: np.ndarray
+    n_periods: int = 1
+
+    @property
+    def n_rows(self) -> int:
+        return int(len(self.rows))
+
+
+@dataclass(frozen=True, eq=False)
+class PeriodWindows:
+    """Time-ordered rows cut into windows by period (`period_windows`), and what happened to small periods.
+
+    Attributes:
+        windows: the windows, in time order.
+        every: the period (the offset alias, or the number, as given).
+        min_rows: the fewest rows a window may hold.
+        small: "merge" (a period with fewer rows was merged forward into the next) or "skip" (dropped).
+        merged: labels of the periods merged forward into a later window.
+        skipped: `(label, rows)` of each period dropped for too few rows ("skip"), and of the last
+            periods still short when the rows ran out ("merge": nothing later to merge into).
+        empty_periods: periods within the span that hold no row (no window).
+    """
+
+    windows: tuple[Period, ...]
+    every: Any
+    min_rows: int
+    small: str
+    merged: tuple[Any, ...] = ()
+    skipped: tuple[tuple[Any, int], ...] = ()
+    empty_periods: int = 0
+
+    @property
+    def summary(self) -> str:
+        """One sentence: windows made, periods merged or skipped, empty periods."""
+        text = f"{len(self.windows)} window(s) of every={self.every!r} periods, each with >= {self.min_rows} rows"
+        if self.merged:
+            text += f"; {len(self.merged)} period(s) with fewer rows merged forward into the next window"
+        if self.skipped:
+            rows = sum(n for _, n in self.skipped)
+            why = "with fewer rows skipped" if self.small == "skip" else "at the end still short, skipped"
+            text += f"; {len(self.skipped)} period(s) {why} ({rows} rows not monitored)"
+        if self.empty_periods:
+            text += f"; {self.empty_periods} empty period(s)"
+        return text + "."
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"every": _plain(self.every) if not isinstance(self.every, str) else self.every,
+                "min_rows": self.min_rows, "small": self.small, "summary": self.summary,
+                "windows": [{"label": w.label, "end": w.end, "rows": w.n_rows, "periods": w.n_periods}
+                            for w in self.windows],
+                "merged": list(self.merged), "skipped": [list(s) for s in self.skipped],
+                "empty_periods": self.empty_periods}
+
+
+def _period_grid(times: np.ndarray, every: Any) -> tuple[np.ndarray, list[Any], list[Any]]:
+    """Each time's period index, and each period's start and end labels (dates: ISO text)."""
+    import pandas as pd
+    from pandas.tseries.frequencies import to_offset
+
+    if times.dtype.kind in "iuf":
+        if isinstance(every, str):
+            try:
+                every = float(every)
+            except ValueError:
+                raise ValueError(f"every={every!r} is not a number, but the times are numbers: give every as "
+                                 f"{_EVERY_EXAMPLES}.") from None
+        if isinstance(every, (bool, np.bool_)) or not isinstance(every, (int, float, np.integer, np.floating)):
+            raise TypeError(f"every must be {_EVERY_EXAMPLES}; got {every!r} for numeric times.")
+        step = float(every)
+        if not math.isfinite(step) or step <= 0:
+            raise ValueError(f"every must be > 0 for numeric times (e.g. every=3600); got {every!r}.")
+        if not np.all(np.isfinite(times)):
+            raise ValueError("times hold NaN or infinite values; give every row a finite time.")
+        if np.any(np.diff(times) < 0):
+            raise ValueError(_ORDER)
+        index = np.floor(times / step).astype(np.int64)
+        first, last = int(index[0]), int(index[-1])
+        if last - first + 1 > MAX_PERIODS:
+            raise ValueError(f"every={every!r} makes {last - first + 1} periods over the times' span (at most "
+                             f"{MAX_PERIODS}): choose a longer period.")
+        whole = float(step).is_integer() and times.dtype.kind in "iu"
+        label = (lambda i: int(i * int(step))) if whole else (lambda i: float(i * step))
+        return index - first, [label(i) for i in range(first, last + 1)], [label(i + 1) for i in range(first, last + 1)]
+    if isinstance(every, (bool, np.bool_, int, float, np.integer, np.floating)):
+        raise ValueError(f"every={every!r} is a number, but the times are dates: give every as {_EVERY_EXAMPLES}.")
+    try:
+        offset = to_offset(every)
+    except (ValueError, TypeError) as exc:
+        renamed = re.search(r"'[^']*' is no longer supported.*?instead\.", str(exc))
+        detail = f" ({renamed.group(0)})" if renamed else ""
+        raise ValueError(f"every={every!r} is not a period shiftkit can read{detail}: give {_EVERY_EXAMPLES}.") from None
+    try:
+        with warnings.catch_warnings():  # text in no known format: pandas warns, then fails below
+            warnings.simplefilter("ignore", UserWarning)
+            stamps = pd.to_datetime(pd.Series(times), utc=True)
+    except (ValueError, TypeError):
+        raise ValueError(f"times must be numbers or date times pandas can parse (e.g. '2024-05-01T12:00:00Z'); got "
+                         f"{str(times[0])[:40]!r}.") from None
+    if stamps.isna().any():
+        raise ValueError("times hold missing values; give every row a time.")
+    if not stamps.is_monotonic_increasing:
+        raise ValueError(_ORDER)
+    first, last = stamps.iloc[0], stamps.iloc[-1]
+    anchor = first.normalize()
+    if not offset.is_on_offset(anchor):
+        anchor = offset.rollback(anchor)
+    step = (anchor + offset) - anchor
+    if step <= pd.Timedelta(0):
+        raise ValueError(f"every={every!r} must be a positive period; give {_EVERY_EXAMPLES}.")
+    if (last - anchor) / step + 1 > MAX_PERIODS:
+        raise ValueError(f"every={every!r} makes more than {MAX_PERIODS} periods over the times' span "
+                         f"({first.isoformat()} .. {last.isoformat()}): choose a longer period.")
+    starts = pd.date_range(anchor, last, freq=offset)
+    ends = list(starts[1:]) + [starts[-1] + offset]
+    index = np.asarray(starts.searchsorted(pd.DatetimeIndex(stamps), side="right")) - 1
+    return index.astype(np.int64), [t.isoformat() for t in starts], [t.isoformat() for t in ends]
+
+
+def period_windows(times: Any, every: Any, *, min_rows: int = 1, small: str = "merge") -> PeriodWindows:
+    """Cut time-ordered rows into windows of whole periods, each labelled by its period's start.
+
+    The grid of periods is anchored at 0 for numeric times (period `i` is `[i * every, (i + 1) * every)`)
+    and, for date times (read in UTC), at midnight of the first row's day rolled back to the offset's
+    anchor ("W": the Sunday before, "MS": the first of the month); every row falls in exactly one period.
+
+    Args:
+        times: the time of each row, in time order (numbers, `datetime64`, or text pandas parses as
+            dates; `shiftkit.files.load_single(time_column=...)` gives them so, sorted).
+        every: the period: a pandas offset alias for date times (e.g. "1D", "6h", "15min", "W",
+            "MS") or a positive number for numeric times (e.g. 3600).
+        min_rows: the fewest rows a window may hold (a monitor needs its `window`).
+        small: what to do with a period of fewer than `min_rows` rows: "merge" (default) joins it
+            to the following periods until the window holds `min_rows` rows (the window keeps the first
+            period's label); "skip" drops it. Rows still short at the end are skipped in both cases.
+
+    Returns:
+        A `PeriodWindows`: the windows (row indices, labels) and the periods merged, skipped or empty.
+
+    Raises:
+        ValueError / TypeError: `every` that is not a period for these times (the message gives
+            examples), times out of order, missing or unparseable, bad `min_rows` or `small`.
+
+    Example:
+        >>> w = period_windows([0, 10, 3600, 3700, 7300], 3600)
+        >>> [(p.label, p.n_rows) for p in w.windows]
+        [(0, 2), (3600, 2), (7200, 1)]
+    """
+    if every is None or (isinstance(every, str) and not every.strip()):
+        raise ValueError(f"every must be {_EVERY_EXAMPLES}; got {every!r}.")
+    min_rows = check_positive_int(min_rows, "min_rows")
+    if small not in ("merge", "skip"):
+        raise ValueError(f"small must be 'merge' (join a short period to the next) or 'skip'; got {small!r}.")
+    times = np.asarray(times)
+    if times.ndim != 1 or times.size == 0:
+        raise ValueError(f"times must be a 1-D sequence with one time per row; got shape {times.shape}.")
+    if times.dtype.kind == "b":
+        raise TypeError("times must be numbers or date times, not booleans.")
+    if times.dtype.kind == "M":
+        times = times.astype("datetime64[ns]").astype(str)
+    index, starts, ends = _period_grid(times, every)
+    counts = np.bincount(index, minlength=len(starts))
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    windows, merged, skipped = [], [], []
+    pending: list[int] = []  # non-empty periods waiting to reach min_rows ("merge")
+    for p in np.flatnonzero(counts):
+        if small == "skip":
+            if counts[p] < min_rows:
+                skipped.append((starts[p], int(counts[p])))
+            else:
+                windows.append(Period(starts[p], ends[p], np.arange(bounds[p], bounds[p + 1])))
+            continue
+        pending.append(int(p))
+        rows = int(sum(counts[q] for q in pending))
+        if rows >= min_rows:
+            first = pending[0]
+            windows.append(Period(starts[first], ends[p], np.arange(bounds[first], bounds[p + 1]), int(p - first + 1)))
+            merged.extend(starts[q] for q in pending[:-1])
+            pending = []
+    skipped.extend((starts[q], int(counts[q])) for q in pending)
+    return PeriodWindows(tuple(windows), every, min_rows, small, tuple(merged), tuple(skipped),
+                         int(np.sum(counts == 0)))
