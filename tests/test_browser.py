@@ -33,7 +33,10 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-FIRST_RENDER_BUDGET_S = 15.0
+#: A hang guard, not a speed target (speed targets live in benchmarks/): the cold first render (TensorFlow
+#: import, training the demo model, the tests) takes 10-20 s alone on 2 cores, longer beside the other
+#: test worker (`pytest -n 2`); the measured time is printed.
+FIRST_RENDER_BUDGET_S = 90.0
 #: Where the screenshot goes: docs/dashboard.png, or $SHIFTKIT_SCREENSHOT (a run that must leave docs/ alone).
 SCREENSHOT = pathlib.Path(os.environ.get("SHIFTKIT_SCREENSHOT") or ROOT / "docs" / "dashboard.png")
 
@@ -118,6 +121,7 @@ def test_dashboard_in_a_real_browser(server):
             assert page.locator("[data-testid='stException']").count() == 0
             assert "Verdict: Shift at alpha=0.05" in page.get_by_text("Verdict:").first.inner_text()
             assert page.locator("[data-testid='stMetric']").count() >= 4
+            print(f"first render: {first_render:.1f} s")
             assert first_render < FIRST_RENDER_BUDGET_S, f"first render took {first_render:.1f} s"
 
             page.get_by_role("button", name="Run adaptation").click()
