@@ -206,6 +206,16 @@ def test_verdict_cards_and_tables():
     assert dash.verdict_headline(rep).endswith("at alpha=0.05")
     assert list(dash.label_table(rep, d.class_name_list())["class"]) == list(d.class_names)
     assert list(dash.imbalance_table(rep)["domain"]) == ["source", "target"]
+    # the before/after table holds the target accuracy once (the reports' row, else the adapter's)
+    from types import SimpleNamespace
+
+    from shiftkit.shift.report import ComparisonRow, ShiftComparison
+
+    row = ComparisonRow("target accuracy", 0.5, 0.6, 0.1, "higher")
+    for rows in ((row,), ()):
+        res = SimpleNamespace(report=SimpleNamespace(comparison=ShiftComparison(rows, True, False), accuracy_before=0.5,
+                                                     accuracy_after=0.6))
+        assert list(dash.comparison_frame(res)["figure"]) == ["target accuracy"]
     a, b = dash.embed_2d(d.x_source, d.x_target, seed=0)
     assert a.shape == (len(d.x_source), 2) and b.shape == (len(d.x_target), 2)
 

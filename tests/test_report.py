@@ -109,8 +109,8 @@ def test_compare_before_after(trained_model):
     assert rows["label total variation"].change == pytest.approx(0.0)
     # the target accuracy: only the report with a classifier has it (measured: target labels were given)
     assert before.accuracy is None and after.accuracy.measured
-    assert rows["target accuracy (measured)"].after == pytest.approx(after.accuracy.accuracy)
-    assert rows["target accuracy (measured)"].before is None and rows["target accuracy (measured)"].better == "higher"
+    assert rows["target accuracy"].after == pytest.approx(after.accuracy.accuracy)
+    assert rows["target accuracy"].before is None and rows["target accuracy"].better == "higher"
     frame = cmp.to_frame()
     assert list(frame.columns) == ["figure", "before", "after", "change", "better", "comparable"]
     assert "not comparable" in str(cmp)

@@ -344,10 +344,12 @@ def run_adaptation(
 
 
 def comparison_frame(result: AdaptationResult) -> Any:
-    """Every figure before and after adaptation (the library's `comparison.to_frame()`), plus accuracy."""
+    """Every figure before and after adaptation (the library's `comparison.to_frame()`), plus the measured
+    target accuracy when the comparison does not hold it already."""
     rep = result.report
     frame = rep.comparison.to_frame()
-    if rep.accuracy_before is not None:
+    shown = "figure" in frame.columns and "target accuracy" in set(frame["figure"])
+    if rep.accuracy_before is not None and not shown:
         acc = pd.DataFrame([{
             "figure": "target accuracy",
             "before": rep.accuracy_before,

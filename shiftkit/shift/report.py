@@ -819,6 +819,6 @@ def compare(before: ShiftReport, after: ShiftReport) -> ShiftComparison:
     ab, aa = before.accuracy, after.accuracy
     if ab is not None or aa is not None:
         measured = all(a is None or a.measured for a in (ab, aa))
-        rows.append(_row(f"target accuracy ({'measured' if measured else 'estimated'})",
+        rows.append(_row("target accuracy" if measured else "estimated target accuracy",
                          None if ab is None else ab.accuracy, None if aa is None else aa.accuracy, "higher"))
     return ShiftComparison(rows=tuple(rows), before_shift=before.is_shift, after_shift=after.is_shift)
