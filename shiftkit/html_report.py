@@ -453,8 +453,13 @@ def render_monitor_html(monitor: Any, *, title: str = "shiftkit stream monitor")
     if results:
         body.append(_img(monitor_timeline(results, summary["threshold"], alarm_window=summary["alarm_window"],
                                           change_point=summary["change_point"]), "statistics and CUSUM over windows"))
-    body.append("<h2>Windows</h2>" + _table(["window", "rows"] + names + ["CUSUM max", "alarm", "estimated accuracy"],
-                                              rows))
+    header = ["window", "rows"] + names + ["CUSUM max", "alarm", "estimated accuracy"]
+    timed = any(r.time_start is not None for r in results)
+    if timed:  # windows with times (--time-column): the span of their rows, or their periods (--every)
+        header.insert(2, "period (start - end)" if any("periods" in r.extra for r in results) else "time span")
+        for row, r in zip(rows, results):
+            row.insert(2, "-" if r.time_start is None else f"{r.time_start} - {r.time_end}")
+    body.append("<h2>Windows</h2>" + _table(header, rows, left=3 if timed else 1))
     data = {"summary": summary, "windows": [r.to_dict() for r in results]}
     body.append(_json_block("shiftkit-monitor", data))
     return _page(title, body)

@@ -93,3 +93,15 @@ def test_the_monitor_runs_over_period_windows_unchanged():
     mon.reset().update(x[:10])
     with pytest.raises(ValueError, match="call reset"):
         mon.update_periods(x, times=times, every="1D")
+
+
+def test_the_monitor_page_shows_each_windows_period():
+    from shiftkit.html_report import render_monitor_html
+
+    rng = np.random.default_rng(1)
+    ref = Reference.from_data(rng.normal(size=(200, 2)), max_samples=200, seed=1)
+    mon = StreamMonitor(ref, window=20, horizon=5, n_null_windows=50, seed=1)
+    times = np.repeat([0, 100, 200], 25)
+    results, _ = mon.update_periods(rng.normal(size=(75, 2)), times=times, every=100)
+    page = render_monitor_html(mon)
+    assert "period (start - end)" in page and "<td class=\"l\">100 - 200</td>" in page and len(results) == 3
