@@ -99,19 +99,39 @@ class Standardizer:
                 f"centred per position, scaled per channel by one pooled scale ({channels} channel(s))"
             )
         else:
-            std = flat.std(axis=0)
-            span = flat.max(axis=0) - flat.min(axis=0)
-            positive = std[std > 0]
-            overall = float(np.median(positive)) if positive.size else 0.0
-            floor = np.maximum(self.floor * span, self.overall_floor * overall)
-            scale = np.maximum(std, floor)
-            self.scale_ = np.where(scale > 0, scale, 1.0)
-            n_floored = int(np.sum(std < floor))
-            self.how_ = (
-                f"centred and scaled per feature by its std, floored at {self.floor:g} x its range"
-                + (f" and {self.overall_floor:g} x the median feature std" if self.overall_floor else "")
-                + f" ({n_floored} of {flat.shape[1]} feature(s) floored)"
-            )
+            self.fit_moments(flat.mean(axis=0), flat.std(axis=0), flat.min(axis=0), flat.max(axis=0))
+        return self
+
+    def fit_moments(self, mean: np.ndarray, std: np.ndarray, minimum: np.ndarray,
+                    maximum: np.ndarray) -> "Standardizer":
+        """Fit the tabular rule from per-feature summaries: what `fit` gives on rows with these figures.
+
+        For statistics merged over chunks or partitions (`shiftkit.shift.streaming`), which never
+        hold every row at once.
+
+        Args:
+            mean, std: per-feature mean and standard deviation (ddof 0, as `numpy.std`).
+            minimum, maximum: per-feature minimum and maximum.
+
+        Returns:
+            self, fitted for tables (`shape_ == (d,)`).
+        """
+        mean, std, minimum, maximum = (np.asarray(a, dtype=np.float64).reshape(-1)
+                                       for a in (mean, std, minimum, maximum))
+        self.shape_ = (len(mean),)
+        self.mean_ = mean.copy()
+        span = maximum - minimum
+        positive = std[std > 0]
+        overall = float(np.median(positive)) if positive.size else 0.0
+        floor = np.maximum(self.floor * span, self.overall_floor * overall)
+        scale = np.maximum(std, floor)
+        self.scale_ = np.where(scale > 0, scale, 1.0)
+        n_floored = int(np.sum(std < floor))
+        self.how_ = (
+            f"centred and scaled per feature by its std, floored at {self.floor:g} x its range"
+            + (f" and {self.overall_floor:g} x the median feature std" if self.overall_floor else "")
+            + f" ({n_floored} of {len(mean)} feature(s) floored)"
+        )
         return self
 
     def transform(self, x: np.ndarray) -> np.ndarray:

@@ -116,22 +116,7 @@ class FeatureMoments:
         The same rule as `Standardizer.fit` for tables: std floored at `floor` x (max - min) (and
         `overall_floor` x the median std of the non-constant features), 1 for a constant feature.
         """
-        scaler = Standardizer(floor, overall_floor)
-        std = self.std
-        span = self.maximum - self.minimum
-        positive = std[std > 0]
-        overall = float(np.median(positive)) if positive.size else 0.0
-        lower = np.maximum(scaler.floor * span, scaler.overall_floor * overall)
-        scale = np.maximum(std, lower)
-        scaler.shape_ = (len(self.mean),)
-        scaler.mean_ = self.mean.copy()
-        scaler.scale_ = np.where(scale > 0, scale, 1.0)
-        scaler.how_ = (
-            f"centred and scaled per feature by its std, floored at {scaler.floor:g} x its range"
-            + (f" and {scaler.overall_floor:g} x the median feature std" if scaler.overall_floor else "")
-            + f" ({int(np.sum(std < lower))} of {len(std)} feature(s) floored)"
-        )
-        return scaler
+        return Standardizer(floor, overall_floor).fit_moments(self.mean, self.std, self.minimum, self.maximum)
 
     def to_dict(self) -> dict[str, Any]:
         return {"n": self.n, "mean": self.mean.tolist(), "std": self.std.tolist(), "min": self.minimum.tolist(),
