@@ -10,6 +10,7 @@ import shiftkit.analysis as analysis_module
 import shiftkit.check
 from shiftkit import __version__
 from shiftkit.cli import main
+from shiftkit.shift.report import REPORT_SCHEMA_VERSION
 
 
 def test_version(capsys):
@@ -36,7 +37,7 @@ def test_demo_with_model_json_to_stdout_only(capsys):
 def test_demo_json_file(tmp_path, capsys):
     path = tmp_path / "r.json"
     assert main(["demo", "--no-model", "--n-permutations", "50", "--json", str(path)]) == 0
-    assert json.loads(path.read_text())["schema_version"] == "2.2"
+    assert json.loads(path.read_text())["schema_version"] == REPORT_SCHEMA_VERSION
 
 
 @pytest.mark.parametrize(
