@@ -5,16 +5,22 @@
     shiftkit check    --reference REF --target TGT [--model M.keras] [--layer NAME] [--label-column y]
                       [--alpha 0.01] [--max-label-shift 0.1] [--max-imbalance-ratio R] [--bbsd] [--n-permutations N]
                       [--max-samples N] [--seed S] [--drop-na] [--json PATH|-] [--html PATH]
+                      [--config CHECK.toml] [--preset NAME] [--fail-on warn] [--min-estimated-accuracy A]
+                      [--chunk-rows N] [--engine local|dask] [--scheduler ADDRESS]
     shiftkit snapshot --reference REF [--model M.keras] [--layer NAME] [--label-column y] [--max-samples N]
-                      [--seed S] [--drop-na] --out ref.npz
+                      [--seed S] [--drop-na] [--chunk-rows N] [--engine local|dask] --out ref.npz
+    shiftkit monitor  --reference ref.npz --target DATA|FOLDER [--model M.keras] [--window 500]
+                      [--time-column ts [--every 1D]] [--labeled] [--jsonl PATH|-] [--html PATH]
     shiftkit report   --source SRC --target TGT [--model M.keras] [--layer NAME] [--label-column y]
                       [--alpha A] [--n-permutations N] [--seed S] [--drop-na] [--json PATH|-] --html out.html
     shiftkit adapt    --source SRC --target TGT --model M.keras --out adapted.keras [--adapter auto]
                       [--label-column y] [--epochs N] [--val-size 0.2] [--n-permutations N] [--seed S]
                       [--drop-na] [--json PATH|-]
 
-REF/SRC/TGT: CSV (label column by --label-column), NPZ (`x`, optional `y`), NPY (`x` only), or, for
-`--reference`, a snapshot written by `shiftkit snapshot`.
+REF/SRC/TGT: CSV or Parquet (label column by --label-column), NPZ (`x`, optional `y`), NPY (`x` only),
+or, for `--reference`, a snapshot written by `shiftkit snapshot`. `check` and `snapshot` read tables in
+chunks of --chunk-rows rows (the same result as reading them whole); `--engine dask` runs those
+passes over a folder of Parquet files on a Dask cluster.
 
 Exit codes: 0 pass (or success), 1 shift beyond a threshold (`check`; each failed criterion named),
 2 anything else that stops the command: bad input or usage, an output path that cannot be written,
@@ -190,6 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     mon.add_argument("--time-column", metavar="NAME",
                      help="time column of CSV/Parquet batches: rows are put in time order within each file, and each "
                           "window reports its time span (windows stay --window rows long)")
+    mon.add_argument("--every", metavar="PERIOD",
+                     help="with --time-column: one window per time period instead of per --window rows: a pandas "
+                          "offset alias for dates ('1D', '6h', 'W', 'MS') or a number for numeric times; each period is "
+                          "measured on a seeded sample of --window rows (the size the alarm is calibrated for)")
+    mon.add_argument("--small-periods", choices=("merge", "skip"), default="merge",
+                     help="with --every: a period with fewer than --window rows is merged into the next (default) or "
+                          "skipped; the output says which")
     mon.add_argument("--labeled", action="store_true",
                      help="the batches carry true labels: the label statistic uses them (else the predicted classes)")
     mon.add_argument("--window", type=int, default=500, help="rows per window (default: %(default)s)")
@@ -549,6 +562,8 @@ def _run_monitor(args: argparse.Namespace) -> int:
     check_array_file(args.reference, max_bytes, role="reference snapshot")
     reference = check.Reference.load(args.reference)
     model = _load_model(args)
+    if args.every is not None and args.time_column is None:
+        raise ValueError("--every needs --time-column: the column that holds each row's time.")
     _progress("calibrating the alarm on the snapshot")
     monitor = StreamMonitor(reference, model=model, layer=args.layer, window=args.window, alpha=args.alpha,
                             horizon=args.horizon, labeled=args.labeled, seed=args.seed)
@@ -556,6 +571,19 @@ def _run_monitor(args: argparse.Namespace) -> int:
     sink = None
     if args.jsonl and args.jsonl != "-":
         sink = open(args.jsonl, "w", encoding="utf-8")  # noqa: SIM115 - closed below, also on errors
+
+    def emit(res) -> None:
+        line = json.dumps(jsonable(res.to_dict()), allow_nan=False)
+        lines.append(line)
+        if sink is not None:
+            sink.write(line + "\n")
+        elif args.jsonl == "-":
+            print(line)
+        if res.alarm and res.alarm_window == res.window:
+            _progress(f"ALARM at window {res.window} ({res.alarm_statistic}); change point: window "
+                      f"{res.change_point}")
+
+    batches = []  # with --every: every batch first (periods may span files), then one pass by period
     try:
         for path in _batch_paths(args.target):
             name, data = read_path(path, "target batch", max_bytes=max_bytes)
@@ -565,16 +593,19 @@ def _run_monitor(args: argparse.Namespace) -> int:
             _note_dropped(f"target batch {name}", batch.dropped)
             if args.labeled and batch.y is None:
                 raise ValueError(f"--labeled: the batch {name!r} has no labels (give --label-column, or a 'y' array).")
+            if args.every is not None:
+                batches.append(batch)
+                continue
             for res in monitor.update(batch.x, batch.y if args.labeled else None, times=batch.times):
-                line = json.dumps(jsonable(res.to_dict()), allow_nan=False)
-                lines.append(line)
-                if sink is not None:
-                    sink.write(line + "\n")
-                elif args.jsonl == "-":
-                    print(line)
-                if res.alarm and res.alarm_window == res.window:
-                    _progress(f"ALARM at window {res.window} ({res.alarm_statistic}); change point: window "
-                              f"{res.change_point}")
+                emit(res)
+        if batches:
+            results, cut = monitor.update_periods(
+                np.concatenate([b.x for b in batches]),
+                np.concatenate([b.y for b in batches]) if args.labeled else None,
+                times=np.concatenate([b.times for b in batches]), every=args.every, small=args.small_periods)
+            _progress(cut.summary)
+            for res in results:
+                emit(res)
     finally:
         if sink is not None:
             sink.close()
@@ -585,10 +616,13 @@ def _run_monitor(args: argparse.Namespace) -> int:
     if args.html:
         _write_text(args.html, render_monitor_html(monitor), "--html")
     fired = summary["alarm_window"] is not None
-    text = (f"shiftkit monitor: {summary['windows']} windows of {args.window} rows ({summary['rows']} rows; a last partial "
-            f"window waits): " + (f"ALARM at window {summary['alarm_window']} ({summary['alarm_statistic']}), estimated "
-                                  f"change point window {summary['change_point']}" if fired else "no alarm")
-            + f". {summary['false_alarm_bound']}.")
+    unit = (f"--every {args.every} periods, each sampled to {args.window} rows" if args.every is not None
+            else f"{args.window} rows")
+    waits = "" if args.every is not None else "; a last partial window waits"
+    verdict = (f"ALARM at window {summary['alarm_window']} ({summary['alarm_statistic']}), estimated change point "
+               f"window {summary['change_point']}" if fired else "no alarm")
+    text = (f"shiftkit monitor: {summary['windows']} windows of {unit} ({summary['rows']} rows{waits}): {verdict}. "
+            f"{summary['false_alarm_bound']}.")
     print(text, file=sys.stderr if args.jsonl == "-" else sys.stdout)
     if args.jsonl and args.jsonl != "-":
         print(f"JSON lines written to {args.jsonl}", file=sys.stderr)

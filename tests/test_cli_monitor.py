@@ -93,3 +93,34 @@ def test_time_column_orders_rows_and_labels_windows(tmp_path, capsys):
     assert main(["monitor", "--reference", str(snap), "--target", str(data), "--window", "50",
                  "--time-column", "when"]) == 2
     assert "no time column 'when'" in capsys.readouterr().err
+
+
+def test_every_makes_one_window_per_period(tmp_path, capsys):
+    import pandas as pd
+
+    rng = np.random.default_rng(5)
+    ref = tmp_path / "ref.csv"
+    pd.DataFrame(rng.normal(size=(600, 2)), columns=["a", "b"]).to_csv(ref, index=False)
+    snap = tmp_path / "snap.npz"
+    assert main(["snapshot", "--reference", str(ref), "--out", str(snap), "--max-samples", "600"]) == 0
+    days = []  # six days of 120 rows, but day 2 has only 40 (merged into day 3); a mean shift from day 4
+    for day, n in enumerate([120, 40, 120, 120, 120, 120]):
+        x = rng.normal(size=(n, 2)) + (1.5 if day >= 3 else 0.0)
+        ts = pd.Timestamp("2026-03-01") + pd.Timedelta(days=day) + pd.to_timedelta(np.sort(rng.uniform(0, 86000, n)),
+                                                                                   unit="s")
+        days.append(pd.DataFrame(x, columns=["a", "b"]).assign(ts=ts.astype(str)))
+    data = tmp_path / "days.csv"
+    pd.concat(days).to_csv(data, index=False)
+    lines = tmp_path / "d.jsonl"
+    code = main(["monitor", "--reference", str(snap), "--target", str(data), "--window", "100", "--horizon", "6",
+                 "--time-column", "ts", "--every", "1D", "--jsonl", str(lines)])
+    rows = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert code == 1
+    starts = [r["time_start"][:10] for r in rows]
+    assert starts == ["2026-03-01", "2026-03-02", "2026-03-04", "2026-03-05", "2026-03-06"], starts
+    assert rows[1]["extra"]["periods"] == 2  # day 2's 40 rows merged into day 3
+    assert next(r["window"] for r in rows if r["alarm"]) >= 2  # not before the shift (windows are 0-based)
+    out = capsys.readouterr()
+    assert "--every 1D periods" in out.out
+    assert main(["monitor", "--reference", str(snap), "--target", str(data), "--every", "1D"]) == 2
+    assert "--every needs --time-column" in capsys.readouterr().err
