@@ -111,7 +111,8 @@ class AdaptationReport:
 
     def __str__(self) -> str:
         text = str(self.comparison)
-        if self.accuracy_before is not None:
+        already = "target accuracy" in {row.figure for row in self.comparison.rows}  # compare() measured it
+        if self.accuracy_before is not None and not already:
             text += f"\n{'target accuracy':<34}{self.accuracy_before:>12.4g}{self.accuracy_after:>12.4g}" \
                     f"{self.accuracy_after - self.accuracy_before:>12.4g}  higher"
         return text
