@@ -247,3 +247,147 @@ def test_bad_inputs_raise_clear_errors(gaussian_classifier):
         JointMMDDetector(model).predict(x[:10])
     with pytest.raises(ValueError, match="at least 2"):
         JointMMDDetector(model).fit(x[:10]).predict(x[:1])
+
+
+# ------------------------------------------------------------------------------------------------
+# The linear kernel k(a, b) = a . b (the mean-softmax statistic of BBSE / BBSD)
+# ------------------------------------------------------------------------------------------------
+
+
+def _linear_reference(zs, zt, n_perm, seed):
+    """Unbiased linear-kernel MMD^2 by the definition (explicit Gram matrix), on the joint test's splits."""
+    n, m = len(zs), len(zt)
+    z = np.concatenate([zs, zt]).astype(np.float64)
+    k = z @ z.T
+    rng = np.random.default_rng(seed)
+    out = []
+    for perm in [np.arange(n + m)] + [rng.permutation(n + m) for _ in range(n_perm)]:
+        a, b = perm[:n], perm[n:]
+        kxx, kyy = k[np.ix_(a, a)], k[np.ix_(b, b)]
+        out.append((kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+                   - 2 * k[np.ix_(a, b)].mean())
+    return np.array(out)
+
+
+def test_linear_kernel_agrees_with_a_direct_computation():
+    """The linear kernel's statistic on every split equals the Gram-matrix definition, equals
+    |mean_s - mean_t|^2 - tr(S_s)/n - tr(S_t)/m on the observed split, and enters the min-p family on
+    the same permutations as the Gaussian kernels (the full p-value by the definition)."""
+    rng = np.random.default_rng(5)
+    w = rng.normal(size=(3, 4))
+    xs, xt = rng.normal(size=(14, 3)), rng.normal(0.4, 1.0, size=(11, 3)) + 50.0  # an offset: centring
+    ps, pt = _softmax_of(xs - 0, w), _softmax_of(xt - 50.0, w)
+    res = mmd_joint_from_representations({"input": xs, "softmax": ps}, {"input": xt, "softmax": pt},
+                                         factors={"softmax": (0.5, 1.0, 2.0, "linear")}, n_permutations=60, seed=3)
+    assert res.representations == ("input",) * 5 + ("softmax",) * 4
+    assert res.kernels == ("gaussian",) * 8 + ("linear",)
+    assert res.factors[-1] is None and res.bandwidths[-1] is None
+    lin = _linear_reference(ps, pt, 60, 3)
+    np.testing.assert_allclose(res.statistics[-1], lin[0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(res.null_statistics[-1], lin[1:], rtol=1e-9, atol=1e-12)
+    direct = (np.sum((ps.mean(0) - pt.mean(0)) ** 2) - np.trace(np.cov(ps.T)) / len(ps)
+              - np.trace(np.cov(pt.T)) / len(pt))
+    assert res.statistics[-1] == pytest.approx(direct, rel=1e-9, abs=1e-12)
+    # the whole family by the definition: Gaussian rows as before, the linear row appended
+    s, _, _ = _reference({"input": xs, "softmax": ps}, {"input": xt, "softmax": pt},
+                         {"input": DEFAULT_AGG_FACTORS, "softmax": (0.5, 1.0, 2.0)}, 60, 3)
+    s = np.vstack([s, lin])
+    counts = np.array([[np.sum(r >= v) for v in r] for r in s])
+    cmin = counts.min(axis=0)
+    np.testing.assert_allclose(res.p_values, counts[:, 0] / 61)
+    assert res.p_value == pytest.approx((1 + np.sum(cmin[1:] <= cmin[0])) / 61)
+    # the Gaussian kernels are untouched by adding the linear one (Gaussian-only results reproduce)
+    gauss = mmd_joint_from_representations({"input": xs, "softmax": ps}, {"input": xt, "softmax": pt},
+                                           factors={"softmax": (0.5, 1.0, 2.0)}, n_permutations=60, seed=3)
+    assert gauss.statistics == res.statistics[:8] and gauss.p_values == res.p_values[:8]
+    np.testing.assert_array_equal(gauss.null_statistics, res.null_statistics[:8])
+    # linear alone, and on an input: the same splits (a second call with a large budget, one batch)
+    alone = mmd_joint_from_representations({"x": xs}, {"x": xt}, factors="linear", n_permutations=60, seed=3,
+                                           memory_budget=1)
+    np.testing.assert_allclose(alone.null_statistics[0], _linear_reference(xs, xt, 60, 3)[1:], rtol=1e-8)
+    assert "softmax (3 bandwidths + linear)" in res.description and "x (linear)" in alone.description
+    d = json.loads(json.dumps(res.to_dict(), allow_nan=False))
+    assert d["kernels"][-1] == "linear" and d["factors"][-1] is None
+
+
+def test_linear_kernel_level_over_many_seeded_nulls():
+    """Exact level with the linear kernel in the family: 300 seeded nulls at alpha = 0.1, within 3 s.e."""
+    alpha, trials = 0.1, 300
+    w = np.random.default_rng(98).normal(size=(3, 4)) * 2
+    rejections = 0
+    for t in range(trials):
+        rng = np.random.default_rng([13, t])
+        xs, xt = rng.standard_t(3, size=(15, 3)), rng.standard_t(3, size=(12, 3))
+        res = mmd_joint_from_representations({"input": xs, "softmax": _softmax_of(xs, w)},
+                                             {"input": xt, "softmax": _softmax_of(xt, w)},
+                                             factors={"softmax": (0.5, 1.0, 2.0, "linear")},
+                                             n_permutations=99, alpha=alpha, seed=t)
+        rejections += res.is_shift
+    se = math.sqrt(alpha * (1 - alpha) / trials)
+    assert alpha - 3 * se <= rejections / trials <= alpha + 3 * se, rejections
+
+
+def test_on_one_hot_outputs_the_gaussian_softmax_kernels_are_the_linear_one():
+    """Why the linear kernel adds no power to confident classifiers' softmax: on one-hot rows a Gaussian
+    kernel is c + (1 - c) a . b (c = exp(-1 / h^2)), and a constant kernel adds nothing to the unbiased
+    MMD^2, so every Gaussian softmax statistic is (1 - c) x the linear one on every split: the same
+    per-kernel p-values, the same draws detected."""
+    rng = np.random.default_rng(8)
+    ys, yt = rng.choice(4, size=30), rng.choice(4, size=25, p=[0.55, 0.15, 0.15, 0.15])
+    ps, pt = np.eye(4)[ys], np.eye(4)[yt]
+    res = mmd_joint_from_representations({"softmax": ps}, {"softmax": pt}, factors=[0.5, 1.0, 2.0, "linear"],
+                                         n_permutations=199, seed=2)
+    lin = np.concatenate([[res.statistics[-1]], res.null_statistics[-1]])
+    for k, h in enumerate(res.bandwidths[:3]):
+        gauss = np.concatenate([[res.statistics[k]], res.null_statistics[k]])
+        np.testing.assert_allclose(gauss, (1 - np.exp(-1.0 / h**2)) * lin, rtol=1e-8, atol=1e-12)
+    assert len(set(res.p_values)) == 1 and res.p_value == res.p_values[0] < 0.05
+
+
+def test_linear_softmax_kernel_detects_a_planted_label_shift():
+    """Three overlapping classes (soft posteriors), class 0 from 1/3 to 0.6 of the target, n = 60, 40
+    draws: the linear (mean-softmax) kernel alone detects most draws, as many as the Gaussian softmax
+    kernels (within 3 draws), and adding it to the joint test loses no draw on the same permutations."""
+    means = np.zeros((3, 12))
+    means[[0, 1, 2], [0, 1, 2]] = 1.5
+
+    def draw(rng, n, priors):
+        y = rng.choice(3, size=n, p=priors)
+        x = means[y] + rng.normal(size=(n, 12))
+        ll = -0.5 * ((x[:, None, :] - means[None]) ** 2).sum(-1)
+        p = np.exp(ll - ll.max(axis=1, keepdims=True))
+        return x, p / p.sum(axis=1, keepdims=True)
+
+    hits = {"gauss": 0, "linear": 0, "joint": 0, "joint+linear": 0}
+    for t in range(40):
+        rng = np.random.default_rng([34, t])
+        (xs, ps), (xt, pt) = draw(rng, 60, [1 / 3] * 3), draw(rng, 60, [0.6, 0.2, 0.2])
+        a, b = standardize(xs, xt)
+        res = mmd_joint_from_representations({"input": a, "softmax": ps}, {"input": b, "softmax": pt},
+                                             factors={"softmax": (0.5, 1.0, 2.0, "linear")}, n_permutations=199,
+                                             seed=t)
+        stats = np.concatenate([np.asarray(res.statistics)[:, None], res.null_statistics], axis=1)
+        counts = np.array([[np.sum(r >= v) for v in r] for r in stats])
+
+        def rejects(rows):
+            cmin = counts[rows].min(axis=0)
+            return (1 + np.sum(cmin[1:] <= cmin[0])) / 200 <= 0.05
+
+        hits["gauss"] += rejects([5, 6, 7])
+        hits["linear"] += rejects([8])
+        hits["joint"] += rejects(list(range(8)))
+        hits["joint+linear"] += res.is_shift
+        assert res.is_shift == rejects(list(range(9)))
+    assert hits["linear"] >= 18 and hits["linear"] >= hits["gauss"] - 3, hits
+    assert hits["joint+linear"] >= hits["joint"], hits
+
+
+def test_linear_kernel_entries_are_checked():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(20, 3)), rng.normal(size=(20, 3))
+    with pytest.raises(ValueError, match="at most one 'linear'"):
+        mmd_joint_from_representations({"x": a}, {"x": b}, factors=[1.0, "linear", "linear"])
+    with pytest.raises(ValueError, match="at most one 'linear'"):
+        mmd_joint_from_representations({"x": a}, {"x": b}, factors={"x": [1.0, "laplace"]})
+    with pytest.raises(ValueError, match="at least one kernel"):
+        mmd_joint_from_representations({"x": a}, {"x": b}, factors={"x": []})

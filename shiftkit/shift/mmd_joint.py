@@ -11,6 +11,12 @@ bandwidths:
       every bandwidth factor f, the Gaussian kernel with bandwidth f x (the median pairwise distance
       of the pooled rows in r) gives an unbiased MMD^2 (`shiftkit.shift.mmd`'s batched permutation
       core: one distance matrix per representation, one matrix product per kernel).
+    * Optionally (a "linear" entry in a representation's factors), the linear kernel k(a, b) = a . b:
+      its MMD^2 is the squared distance of the two samples' mean vectors (unbiased), on the softmax
+      the mean-output statistic of BBSE/BBSD. O(N d) per permutation. Not in the default: on a
+      confident classifier's (near one-hot) softmax a Gaussian kernel is c + (1 - c) a . b, the
+      same statistic up to scale, and it added no detection on the choosing kinds or on
+      bench_power's draws (benchmarks/joint_mmd_choice.md, round 3).
     * Every kernel is evaluated on the SAME permutations of the pooled rows (row i of the source is
       row i in every representation, and one seeded permutation moves all representations of a row
       together).
@@ -94,8 +100,9 @@ class JointMMDResult:
             kernel alone rejects, +inf when none can).
         representations: the representation of each kernel ("input", "softmax", "features" or a
             caller's name).
-        factors: each kernel's bandwidth as a multiple of its representation's median heuristic.
-        bandwidths: each kernel's bandwidth (in its representation's units).
+        factors: each kernel's bandwidth as a multiple of its representation's median heuristic
+            (None for a linear kernel).
+        bandwidths: each kernel's bandwidth (in its representation's units; None for a linear kernel).
         statistics: each kernel's unbiased MMD^2 on the observed split.
         p_values: each kernel's own permutation p-value (uncorrected).
         n_source, n_target: rows tested on each side.
@@ -103,6 +110,8 @@ class JointMMDResult:
         standardized: whether the "input" representation was standardised
             (`shiftkit.shift.scaling.standardize`, fitted on the pooled rows).
         computation: how the kernels were computed, per representation.
+        kernels: each kernel's kind: "gaussian" (exp(-|a - b|^2 / (2 h^2))) or "linear" (a . b: the
+            squared distance of the two samples' mean vectors, unbiased).
         null_min_p: the permuted splits' smallest p-values, the null of `min_p_value`.
         null_statistics: `(kernels, n_permutations)` permuted statistics.
     """
@@ -116,8 +125,8 @@ class JointMMDResult:
     statistic: float
     threshold: float
     representations: tuple[str, ...]
-    factors: tuple[float, ...]
-    bandwidths: tuple[float, ...]
+    factors: tuple[float | None, ...]
+    bandwidths: tuple[float | None, ...]
     statistics: tuple[float, ...]
     p_values: tuple[float, ...]
     n_source: int
@@ -125,6 +134,7 @@ class JointMMDResult:
     n_permutations: int
     standardized: bool = False
     computation: str = ""
+    kernels: tuple[str, ...] = ()
     null_min_p: np.ndarray = dataclasses.field(default=None, repr=False, compare=False)
     null_statistics: np.ndarray = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -148,10 +158,16 @@ class JointMMDResult:
     def description(self) -> str:
         """What ran, in words (for reports)."""
         reps = list(dict.fromkeys(self.representations))
-        per = {r: self.representations.count(r) for r in reps}
-        what = ", ".join(f"{r} ({per[r]} bandwidth{'s' if per[r] > 1 else ''})" for r in reps)
-        return (f"joint aggregated MMD over {len(self.representations)} kernels: {what}; min-p corrected on "
-                f"{self.n_permutations} shared permutations")
+        kinds = self.kernels or ("gaussian",) * len(self.representations)
+
+        def what(rep: str) -> str:
+            g = sum(1 for r, k in zip(self.representations, kinds) if r == rep and k == "gaussian")
+            lin = any(r == rep and k == LINEAR for r, k in zip(self.representations, kinds))
+            words = [f"{g} bandwidth{'s' if g != 1 else ''}"] if g else []
+            return f"{rep} ({' + '.join(words + (['linear'] if lin else []))})"
+
+        return (f"joint aggregated MMD over {len(self.representations)} kernels: {', '.join(map(what, reps))}; "
+                f"min-p corrected on {self.n_permutations} shared permutations")
 
     def at_level(self, level: float) -> "JointMMDResult":
         """The same test decided at another level (p-value and statistics unchanged).
@@ -195,12 +211,40 @@ class JointMMDResult:
 # ------------------------------------------------------------------------------------------------
 
 
-def _default_factors(name: str) -> np.ndarray:
-    return np.asarray(DEFAULT_JOINT_FACTORS.get(name, DEFAULT_AGG_FACTORS), dtype=np.float64)
+#: The kernel entry of a representation's factor list that adds the linear kernel k(a, b) = a . b.
+LINEAR = "linear"
+
+def _default_factors(name: str) -> tuple:
+    return tuple(DEFAULT_JOINT_FACTORS.get(name, DEFAULT_AGG_FACTORS))
 
 
-def _check_factor_map(factors: Any, names: Sequence[str]) -> dict[str, np.ndarray]:
-    """Bandwidth factors per representation: None (defaults), one list for all, or a mapping."""
+def _check_kernel_list(values: Any, name: str) -> tuple:
+    """A representation's kernels: positive Gaussian bandwidth factors and at most one "linear"."""
+    if isinstance(values, str):
+        values = (values,)
+    try:
+        entries = list(values)
+    except TypeError:
+        entries = [values]
+    linear = [v for v in entries if isinstance(v, str)]
+    if any(v != LINEAR for v in linear) or len(linear) > 1:
+        raise ValueError(
+            f"{name} takes positive numbers (Gaussian bandwidths as multiples of the median distance) and at "
+            f"most one {LINEAR!r} (the linear kernel a . b); got {values!r}."
+        )
+    numbers = [v for v in entries if not isinstance(v, str)]
+    gauss = tuple(float(v) for v in _mmd._check_factors(numbers, name)) if numbers else ()
+    if not gauss and not linear:
+        raise ValueError(f"{name} must name at least one kernel; got {values!r}.")
+    return gauss + ((LINEAR,) if linear else ())
+
+
+def _check_factor_map(factors: Any, names: Sequence[str]) -> dict[str, tuple]:
+    """Kernels per representation: None (defaults), one list for all, or a mapping.
+
+    Returns, per name, the Gaussian bandwidth factors (floats, in the order given) followed by
+    "linear" when the linear kernel is asked for.
+    """
     if factors is None:
         return {r: _default_factors(r) for r in names}
     if isinstance(factors, Mapping):
@@ -210,10 +254,42 @@ def _check_factor_map(factors: Any, names: Sequence[str]) -> dict[str, np.ndarra
                 f"factors names representation(s) {unknown} that are not tested; the representations are "
                 f"{list(names)}. Pass factors for those only."
             )
-        return {r: (_mmd._check_factors(factors[r], f"factors[{r!r}]") if r in factors
+        return {r: (_check_kernel_list(factors[r], f"factors[{r!r}]") if r in factors
                     else _default_factors(r)) for r in names}
-    values = _mmd._check_factors(factors, "factors")
+    values = _check_kernel_list(factors, "factors")
     return {r: values for r in names}
+
+
+def _linear_statistics(z: np.ndarray, n: int, n_permutations: int, seed: int, budget: int) -> np.ndarray:
+    """Unbiased MMD^2 with the linear kernel k(a, b) = a . b on the observed split and the permutations.
+
+    With s_x, s_y the sums of the rows on each side and q_x, q_y the sums of their squared norms,
+    MMD^2_u = (|s_x|^2 - q_x) / (n (n - 1)) + (|s_y|^2 - q_y) / (m (m - 1)) - 2 s_x . s_y / (n m)
+    = |mean_x - mean_y|^2 - tr(S_x) / n - tr(S_y) / m (S the sample covariances): the squared
+    distance of the two mean vectors (for a softmax: BBSE's mean-output statistic), unbiased.
+    The splits are `_mmd._draw_splits`'s from `default_rng(seed)`: the same permutations as the
+    Gaussian kernels of `_mmd._permutation_statistics` with that seed. O(N d) per split.
+    """
+    big_n = len(z)
+    m = big_n - n
+    z = z - z.mean(axis=0)  # translation-invariant statistic; centring avoids cancellation
+    sq = np.einsum("ij,ij->i", z, z)
+    total, total_sq = z.sum(axis=0), float(sq.sum())
+    n_splits = n_permutations + 1
+    batch = int(max(1, min(n_splits, budget // (16 * big_n + 16 * z.shape[1] + 1))))
+    rng = np.random.default_rng(seed)
+    out = np.empty(n_splits)
+    for first in range(0, n_splits, batch):
+        count = min(batch, n_splits - first)
+        at = _mmd._draw_splits(n, big_n, first, count, rng)
+        sx = at @ z
+        sy = total - sx
+        qx = at @ sq
+        qy = total_sq - qx
+        out[first:first + count] = ((np.einsum("ij,ij->i", sx, sx) - qx) / (n * (n - 1))
+                                    + (np.einsum("ij,ij->i", sy, sy) - qy) / (m * (m - 1))
+                                    - 2.0 * np.einsum("ij,ij->i", sx, sy) / (n * m))
+    return out
 
 
 def _check_representations(source: Any, target: Any) -> tuple[list[str], dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -262,20 +338,39 @@ def _joint(
     # same splits in each call (tests/test_mmd_joint.py checks it against single-representation tests).
     perm_seed = int(np.random.default_rng(seed).integers(2**63 - 1)) if seed is None else seed
     median_seed = 0 if seed is None else seed
-    rows, reps, facs, bws, hows = [], [], [], [], []
+    rows, reps, kinds, facs, bws, hows = [], [], [], [], [], []
     for name in names:
+        gauss = [f for f in factors[name] if not isinstance(f, str)]
+        linear = LINEAR in factors[name]
         a, b, scale = _mmd._rescale(xs[name], xt[name])
-        specs = [("gaussian", np.array([f])) for f in factors[name]]
-        stats_, _, resolved, how = _mmd._permutation_statistics(
-            _mmd._Pooled(a, b), n, specs, n_permutations, perm_seed, budget, median_seed=median_seed
-        )
-        for (_, bw), row in zip(resolved, stats_):
-            _mmd._check_finite_statistic(row, bw, scale)
-        rows.append(stats_)
-        reps += [name] * len(specs)
-        facs += [float(f) for f in factors[name]]
-        bws += [float(bw[0]) * scale for _, bw in resolved]
-        hows.append(f"{name} (d = {a.shape[1]}): {how}")
+        parts = []
+        if gauss:
+            specs = [("gaussian", np.array([f])) for f in gauss]
+            stats_, _, resolved, how = _mmd._permutation_statistics(
+                _mmd._Pooled(a, b), n, specs, n_permutations, perm_seed, budget, median_seed=median_seed
+            )
+            for (_, bw), row in zip(resolved, stats_):
+                _mmd._check_finite_statistic(row, bw, scale)
+            rows.append(stats_)
+            reps += [name] * len(specs)
+            kinds += ["gaussian"] * len(specs)
+            facs += [float(f) for f in gauss]
+            bws += [float(bw[0]) * scale for _, bw in resolved]
+            parts.append(how)
+        if linear:
+            row = _linear_statistics(np.concatenate([a, b]), n, n_permutations, perm_seed, budget) * scale**2
+            if not np.all(np.isfinite(row)):
+                raise ValueError(
+                    f"The linear-kernel MMD^2 on {name!r} is not finite: the representation's values overflow. "
+                    "Rescale it (or standardise the inputs)."
+                )
+            rows.append(row[None, :])
+            reps.append(name)
+            kinds.append(LINEAR)
+            facs.append(None)
+            bws.append(None)
+            parts.append("linear kernel from the per-split sums of the rows (O(N d) per permutation)")
+        hows.append(f"{name} (d = {a.shape[1]}): " + "; ".join(parts))
     all_stats = np.concatenate(rows, axis=0)
     p_value, per_kernel, sel, null_min_p, adjusted, threshold = _mmd._min_p_aggregate(
         all_stats, n_permutations, alpha
@@ -290,6 +385,7 @@ def _joint(
         statistic=float(all_stats[sel, 0]),
         threshold=threshold,
         representations=tuple(reps),
+        kernels=tuple(kinds),
         factors=tuple(facs),
         bandwidths=tuple(bws),
         statistics=tuple(float(v) for v in all_stats[:, 0]),
@@ -327,8 +423,10 @@ def mmd_joint_from_representations(
         source: representation name -> source rows `(n, ...)`, e.g. `{"input": x_std, "softmax": p}`;
             every representation describes the same n rows in the same order.
         target: the same names, in the same order -> target rows `(m, ...)`.
-        factors: bandwidths as multiples of each representation's pooled median heuristic: one list for
-            every representation, or a mapping name -> list (others keep the default); default
+        factors: the kernels of each representation: Gaussian bandwidths as multiples of its pooled
+            median heuristic, plus optionally "linear" (the linear kernel a . b, the mean-vector
+            statistic), e.g. `{"softmax": (0.5, 1, 2, "linear")}`; one list for every representation,
+            or a mapping name -> list (others keep the default); default
             `DEFAULT_JOINT_FACTORS` ((1/4, 1/2, 1, 2, 4) for "input" and "features", (1/2, 1, 2) for
             "softmax"; `DEFAULT_AGG_FACTORS` for any other name).
         n_permutations: permutations shared by every kernel.
@@ -415,7 +513,8 @@ class JointMMDDetector:
         representations: "auto" (`DEFAULT_JOINT_REPRESENTATIONS` with a model, ("input",) without) or
             names from `REPRESENTATIONS`: "input" (the inputs, flattened), "softmax" (the model's class
             probabilities), "features" (the input of its head layer, or `layer`'s output).
-        factors: bandwidth factors, one list for all representations or a mapping per name; default
+        factors: bandwidth factors (and optionally "linear", the linear kernel a . b), one list for all
+            representations or a mapping per name, e.g. `{"softmax": (0.5, 1, 2, "linear")}`; default
             `DEFAULT_JOINT_FACTORS`: (1/4, 1/2, 1, 2, 4) times the pooled median distance for the inputs
             and features, (1/2, 1, 2) for the softmax.
         standardize: standardise the inputs (`shiftkit.shift.scaling.standardize`, fitted on the pooled
