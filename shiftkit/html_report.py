@@ -213,10 +213,24 @@ def _tests_section(report: Any) -> str:
     if bbsd is not None:  # black-box shift detection: KS (or MMD) on the model's softmax
         table += (
             "<p class='note'>Black-box shift detection on the model's softmax: "
-            f"{_e(bbsd.description)}; decided at its level in the verdict's family.</p>"
+            f"{_e(bbsd.description)}; decided at its Holm level among the per-space tests"
+            + (".</p>" if getattr(report, "joint", None) is not None else " (the verdict's family).</p>")
             + _table(["test", "statistic", "p-value", "level", "decision", "outputs tested"],
                      [["BBSD (softmax)", bbsd.statistic, bbsd.p_value, bbsd.alpha,
                        "SHIFT" if bbsd.is_shift else "no shift", len(bbsd.outputs)]])
+        )
+    joint = getattr(report, "joint", None)
+    if joint is not None:  # the verdict's test: one row per representation, then the joint decision
+        per = joint.representation_p_values
+        rows = [[f"{rep} ({sum(1 for r in joint.representations if r == rep)} kernels)", p,
+                 "shows most" if rep == joint.selected_representation else ""] for rep, p in per.items()]
+        rows.append(["joint (min-p over every kernel)", joint.p_value,
+                     ("SHIFT" if joint.is_shift else "no shift") + f" at alpha={joint.alpha:g}"])
+        table = (
+            f"<p class='note'>The verdict's test: {_e(joint.description)}. Each representation's smallest "
+            "uncorrected kernel p-value shows where the shift shows most; the joint p-value is corrected over "
+            "every kernel (exact level). The per-space tests below are Holm-corrected evidence.</p>"
+            + _table(["representation", "p-value", "decision"], rows) + table
         )
     where = "" if report.layer is None else f" Feature space: layer {_e(report.layer)}."
     how = getattr(report, "scaling", None)
@@ -389,6 +403,16 @@ def render_html(
     ]
     body += [f"<p class='note'>{_e(n)}</p>" for n in notes]
     body.append(f"<div class='verdict {kind}'><b>{headline}.</b> {_e(report.verdict)}</div>")
+    joint = getattr(report, "joint", None)
+    if joint is not None:  # the verdict's own test, in one line beside the verdict
+        body.append(
+            f"<p class='note'><b>Verdict test: joint MMD, p = {_num(joint.p_value)} "
+            f"({'shift' if joint.is_shift else 'no shift'} at alpha={joint.alpha:g})</b>"
+            + (f"; the shift shows most in the {_e(joint.selected_representation)}" if joint.is_shift else "")
+            + ". Smallest kernel p-value per representation: "
+            + ", ".join(f"{_e(r)} {_num(p)}" for r, p in joint.representation_p_values.items())
+            + f". {_e(joint.description)}.</p>"
+        )
     if check is not None:
         body.append(_check_section(check))
     if diagnosis is not None:

@@ -48,7 +48,7 @@ def test_report_on_covariate_scenario_with_labels():
     text = str(rep)
     assert "input space" in text and "YES" in text and "Shift detected" in text
     d = json.loads(rep.to_json())
-    assert d["schema_version"] == "2.3" and d["is_shift"] is True
+    assert d["schema_version"] == "2.4" and d["is_shift"] is True and d["joint"] is None  # no model: Holm decides
     assert len(d["input_test"]["null"]) == 300
 
 
@@ -224,7 +224,8 @@ def test_shift_report_raises_permutations_for_the_holm_share(small_model):
 
 @pytest.mark.slow
 def test_report_verdict_family_wise_level(small_model):
-    """>= 200 seeded nulls with a model: the verdict's rejection rate is at most alpha + 3 s.e."""
+    """>= 200 seeded nulls with a model: the verdict's rejection rate (the joint test's decision since schema 2.4) is at
+    most alpha + 3 s.e."""
     alpha, n_draws = 0.1, 200
     rng = np.random.default_rng(2024)
     flagged = 0
