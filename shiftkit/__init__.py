@@ -69,6 +69,8 @@ from shiftkit.shift import MMDAggregate, mmd_agg_test  # noqa: E402
 from shiftkit.shift import (  # noqa: E402
     AccuracyEstimate,
     AccuracyEstimator,
+    TargetAccuracy,
+    target_accuracy,
     BBSDDetector,
     BBSDResult,
     RFFEmbedding,
@@ -129,6 +131,8 @@ __all__ = [
     "mmd_agg_test",
     "AccuracyEstimate",
     "AccuracyEstimator",
+    "TargetAccuracy",
+    "target_accuracy",
     "BBSDDetector",
     "BBSDResult",
     "RFFEmbedding",

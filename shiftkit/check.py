@@ -82,7 +82,13 @@ from shiftkit.shift.labels import (
     ratios_from_proportions,
 )
 from shiftkit.shift.mmd import mmd_test, permutations_for
-from shiftkit.shift.report import REPORT_SCHEMA_VERSION, LabelShiftSummary, ShiftReport
+from shiftkit.shift.report import (
+    REPORT_SCHEMA_VERSION,
+    LabelShiftSummary,
+    ShiftReport,
+    TargetAccuracy,
+    target_accuracy,
+)
 from shiftkit.shift.scaling import Standardizer
 from shiftkit.shift.streaming import StreamedTarget
 
@@ -362,7 +368,7 @@ class Reference(SourceSummary):
         return encode_labels(y_target, names=["y_target"], n_outputs=n_out)[1][0]
 
     def _label_side(
-        self, yt_counts: np.ndarray | None, xt: np.ndarray, model: Any, n_perm: int, seed: int | None
+        self, yt_counts: np.ndarray | None, pt: np.ndarray | None, n_perm: int, seed: int | None
     ) -> tuple[LabelShiftSummary, LabelShiftTestResult]:
         """Label summary and exact label-shift test: the whole reference's counts vs the whole target's
         class counts, or without target labels EM-estimated priors and the test on the model's predicted
@@ -372,12 +378,23 @@ class Reference(SourceSummary):
             labels = label_summary_from_counts(self.label_counts, yt_counts, n_classes, None, self.classes)
             test = label_shift_test_from_counts(self.label_counts, yt_counts, n_permutations=n_perm, seed=seed)
             return labels, test
-        pt = predict_proba(model, xt)
         est = estimate_target_priors(self.probs, self.y, pt, method="em")
         labels = label_summary_from_counts(self.label_counts, None, max(n_classes, pt.shape[1]), est, self.classes)
         test = label_shift_test(np.asarray(self.probs).argmax(axis=1), pt.argmax(axis=1),
                                 n_classes=n_classes, n_permutations=n_perm, seed=seed)
         return labels, test
+
+    def _target_accuracy(self, model: Any, pt: np.ndarray | None, yt: np.ndarray | None,
+                         seed: int | None) -> TargetAccuracy | None:
+        """The classifier's accuracy on the measured target rows (measured with their labels, else estimated
+        from the snapshot's labelled probabilities); None without a classifier or reference labels."""
+        if pt is None or self.y is None:
+            return None
+        try:
+            check_classifier(model)
+        except (TypeError, ValueError):
+            return None
+        return target_accuracy(self.probs, self.y, pt, yt, seed=seed)
 
     def measure(self, x_target: np.ndarray, y_target: Any, *, model: Any, layer: str | int | None, alpha: float,
                 n_permutations: int, seed: int | None, max_samples: int) -> Measurement:
@@ -449,12 +466,15 @@ class Reference(SourceSummary):
             feature_test = mmd_test(self.features, ft, n_permutations=n_perm, alpha=test_alpha,
                                     bandwidth=self.feature_bandwidth, seed=seed, space="feature")
             layer_name = fs.layer_name
+        # the model's softmax on the measured target rows, once: estimated priors, the label test, the accuracy
+        pt = None if model is None or self.probs is None else predict_proba(model, xt)
         labels = label_test = None
         if label_test_runs:
-            labels, label_test = self._label_side(yt_counts, xt, model, n_perm, seed)
+            labels, label_test = self._label_side(yt_counts, pt, n_perm, seed)
         report = ShiftReport(input_test=input_test, feature_test=feature_test, labels=labels, alpha=alpha,
                              n_source=len(self.x), n_target=len(xt), layer=layer_name, seed=seed,
-                             standardized=True, scaling=self.scaling)
+                             standardized=True, scaling=self.scaling,
+                             accuracy=self._target_accuracy(model, pt, yt_sub, seed))
         n_reference = self.n_reference or len(self.x)
         subsampled = () if (len(self.x), len(xt)) == (n_reference, n_target) else (
             "mmd_tests", "feature_drift", "diagnosis") + (() if has_labels or labels is None else ("label_proportions",))
@@ -811,15 +831,12 @@ def check_shift(
     if target is None:  # the target rows `Reference.measure` tested (seed + 1), their codes and every row's counts
         rows = subsample_rows(len(xt), max_samples, None if seed is None else seed + 1)
         codes = None
-        if y_target is not None and ((max_imbalance_ratio is not None and analysis.label_test is None)
-                                     or min_estimated_accuracy is not None):
+        if y_target is not None and max_imbalance_ratio is not None and analysis.label_test is None:
             codes = reference.target_codes(y_target, len(xt), model)
         target = TargetRows(xt[rows], None if codes is None else codes[rows],
                             None if codes is None else np.bincount(codes), len(xt))
-    # the model's softmax on the measured target rows: BBSD and the accuracy criterion
-    target_probs = predict_proba(model, target.x) if (bbsd or min_estimated_accuracy is not None) else None
-    if bbsd:
-        result = bbsd_from_probabilities(reference.probs, target_probs, alpha=alpha)
+    if bbsd:  # on the model's softmax on the measured target rows
+        result = bbsd_from_probabilities(reference.probs, predict_proba(model, target.x), alpha=alpha)
         analysis = dataclasses.replace(analysis, report=dataclasses.replace(analysis.report, bbsd=result))
     criteria = _criteria(analysis, target.counts, max_label_shift, max_imbalance_ratio)
     warn = dict(warn or {})
@@ -827,8 +844,7 @@ def check_shift(
     if unknown:
         raise ValueError(f"warn has unknown key(s) {unknown}; known: {sorted({k for k, _ in _WARN_RULES.values()})}.")
     if min_estimated_accuracy is not None:
-        criteria.append(_accuracy_criterion(reference, target, model, analysis, min_estimated_accuracy,
-                                            target_probs, seed))
+        criteria.append(_accuracy_criterion(reference, analysis, min_estimated_accuracy))
     if (max_drifted_share is not None or "drifted_share" in warn) and analysis.drift is not None:
         drift = analysis.drift
         share = drift.n_shifted / max(1, len(drift.tests))
@@ -860,25 +876,24 @@ def _with_warning(c: Criterion, warn: dict[str, float]) -> Criterion:
     return dataclasses.replace(c, warned=bool(c.passed and beyond), warn_threshold=limit)
 
 
-def _accuracy_criterion(reference: Reference, target: TargetRows, model: Any, analysis: Analysis,
-                        minimum: float, probs: np.ndarray, seed: int | None) -> Criterion:
+def _accuracy_criterion(reference: Reference, analysis: Analysis, minimum: float) -> Criterion:
     """The model's target accuracy (measured with target labels, else estimated) against `minimum`.
 
-    `target.x` are the target rows the check measured (`target.y` their codes) and `probs` the
-    model's softmax on them.
+    The figure is the report's (`Reference.measure` computes it on the measured target rows; `analyze`
+    re-chooses the estimator for the diagnosed kinds of shift).
     """
-    from shiftkit.shift.accuracy import AccuracyEstimator
     direction = "fail when accuracy < threshold"
-    if target.y is not None:
-        acc = float(np.mean(probs.argmax(axis=1) == target.y))
-        return Criterion("target accuracy", acc, minimum, acc >= minimum, direction,
-                         f"measured on the target's labels ({len(target.y)} rows).")
-    if reference.probs is None or reference.y is None:
+    acc = analysis.report.accuracy
+    if acc is None:
         raise ValueError("The accuracy criterion estimates the target accuracy from the reference's labelled "
                          "probabilities: re-create the snapshot with --model and --label-column, or give the target's "
                          "labels.")
-    kinds = None if analysis.diagnosis is None else analysis.diagnosis.kinds
-    est = AccuracyEstimator(seed=seed).fit(reference.probs, reference.y).estimate(probs, kinds=kinds)
+    if acc.measured:
+        return Criterion("target accuracy", acc.accuracy, minimum, acc.accuracy >= minimum, direction,
+                         f"measured on the target's labels ({acc.n_target} rows).")
+    if acc.estimate is None:
+        raise ValueError(f"The target accuracy could not be estimated: {acc.reason}")
+    est = acc.estimate
     return Criterion(
         "estimated accuracy", est.accuracy, minimum, est.accuracy >= minimum, direction,
         f"estimated without target labels by {est.method} ({est.reason}); interval [{est.lower:.3f}, "

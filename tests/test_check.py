@@ -303,6 +303,11 @@ def test_accuracy_criterion_measured_with_labels_and_estimated_without(gaussian_
     crit = next(c for c in estimated.criteria if c.name == "estimated accuracy")
     assert abs(crit.value - truth) < 0.08 and not crit.passed and not estimated.passed
     assert "interval" in crit.detail
+    # the criterion is the report's figure (one estimate, chosen for the diagnosed kinds), in the JSON too
+    acc = estimated.report.accuracy
+    assert acc is not None and not acc.measured and crit.value == acc.accuracy
+    assert measured.report.accuracy.measured and measured.report.accuracy.accuracy == pytest.approx(truth)
+    assert estimated.to_dict()["report"]["target_accuracy"]["accuracy"] == pytest.approx(acc.accuracy)
     with pytest.raises(ValueError, match="needs the model"):
         check_shift(ref, xt, min_estimated_accuracy=0.5)
     with pytest.raises(ValueError, match="min_estimated_accuracy"):

@@ -40,11 +40,15 @@ from shiftkit.shift.report import (
     LabelShiftSummary,
     ShiftComparison,
     ShiftReport,
+    TargetAccuracy,
     compare,
     shift_report,
+    target_accuracy,
 )
 
 __all__ = [
+    "TargetAccuracy",
+    "target_accuracy",
     "ClassImbalance",
     "ClassifierTestResult",
     "DensityRatioEstimator",
