@@ -64,7 +64,8 @@ from shiftkit.files import (
     model_n_classes,
     read_path,
 )
-from shiftkit.files.stream import DEFAULT_CHUNK_ROWS, is_streamable
+from shiftkit.files.domains import codes_for_reference
+from shiftkit.files.stream import DEFAULT_CHUNK_ROWS, TableValidator, is_streamable, table_chunks
 from shiftkit.shift.report import shift_report
 from shiftkit.shift.streaming import ENGINES, scan_pair, scan_reference, scan_target
 
@@ -203,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     mon.add_argument("--small-periods", choices=("merge", "skip"), default="merge",
                      help="with --every: a period with fewer than --window rows is merged into the next (default) or "
                           "skipped; the output says which")
+    mon.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS, metavar="N",
+                     help="a CSV/Parquet batch without --time-column is read N rows at a time, never whole (the same "
+                          "windows; default: %(default)s)")
     mon.add_argument("--labeled", action="store_true",
                      help="the batches carry true labels: the label statistic uses them (else the predicted classes)")
     mon.add_argument("--window", type=int, default=500, help="rows per window (default: %(default)s)")
@@ -551,6 +555,33 @@ def _batch_paths(target: str) -> list[str]:
     return [target]
 
 
+def _monitor_streams(args: argparse.Namespace, path: str, reference: Any) -> bool:
+    """Whether a monitor batch is read in chunks: a CSV/Parquet file whose rows are already in order (no
+    --time-column) and whose labels, if used, map to the snapshot's classes chunk by chunk."""
+    return (is_streamable(path) and args.time_column is None and args.every is None
+            and not (args.labeled and not reference.class_names))
+
+
+def _monitor_chunks(args: argparse.Namespace, path: str, reference: Any, max_bytes: int):
+    """`(x, codes or None)` of a CSV/Parquet batch, `--chunk-rows` rows at a time, each chunk validated as
+    `load_single` validates a whole file (a bad chunk stops the run with that file's message)."""
+    name = os.path.basename(path)
+    validator = TableValidator(name, "target batch", label_column=args.label_column,
+                               feature_names=reference.feature_names, drop_na=args.drop_na)
+    for frame in table_chunks(path, chunk_rows=args.chunk_rows, role="target batch", max_bytes=max_bytes):
+        x, values = validator.chunk(frame)
+        if x is None:
+            validator.finish()  # raises the loader's message for what was seen so far
+        if not args.labeled:
+            yield x, None
+        elif values is None:
+            raise ValueError(f"--labeled: the batch {name!r} has no labels (give --label-column, or a 'y' array).")
+        else:
+            yield x, codes_for_reference(values, reference.class_names, name, "target batch")
+    validator.finish()
+    _note_dropped(f"target batch {name}", validator.dropped)
+
+
 def _run_monitor(args: argparse.Namespace) -> int:
     from shiftkit.html_report import render_monitor_html
     from shiftkit.monitor import StreamMonitor
@@ -586,6 +617,11 @@ def _run_monitor(args: argparse.Namespace) -> int:
     batches = []  # with --every: every batch first (periods may span files), then one pass by period
     try:
         for path in _batch_paths(args.target):
+            if _monitor_streams(args, path, reference):
+                for x, y in _monitor_chunks(args, path, reference, max_bytes):
+                    for res in monitor.update(x, y):
+                        emit(res)
+                continue
             name, data = read_path(path, "target batch", max_bytes=max_bytes)
             batch = load_single(data, name, label_column=args.label_column, drop_na=args.drop_na,
                                 feature_names=reference.feature_names, class_names=reference.class_names,

@@ -124,3 +124,47 @@ def test_every_makes_one_window_per_period(tmp_path, capsys):
     assert "--every 1D periods" in out.out
     assert main(["monitor", "--reference", str(snap), "--target", str(data), "--every", "1D"]) == 2
     assert "--every needs --time-column" in capsys.readouterr().err
+
+
+def test_a_table_is_read_in_chunks_with_the_same_windows(tmp_path, capsys, monkeypatch):
+    import shiftkit.cli as cli
+
+    import pandas as pd
+
+    rng = np.random.default_rng(8)
+    ref = tmp_path / "ref.csv"
+    pd.DataFrame(rng.normal(size=(500, 3)), columns=["a", "b", "c"]).assign(y=rng.integers(0, 2, 500)).to_csv(
+        ref, index=False)
+    snap = tmp_path / "snap.npz"
+    assert main(["snapshot", "--reference", str(ref), "--label-column", "y", "--out", str(snap),
+                 "--max-samples", "500"]) == 0
+    stream = pd.DataFrame(rng.normal(size=(700, 3)) + np.r_[[0.0] * 400 + [1.0] * 300][:, None],
+                          columns=["a", "b", "c"]).assign(y=rng.integers(0, 2, 700))
+    data = tmp_path / "stream.parquet"
+    stream.to_parquet(data)
+    seen = []
+    real_chunks = cli.table_chunks
+
+    def counted(*args, **kwargs):
+        for frame in real_chunks(*args, **kwargs):
+            seen.append(len(frame))
+            yield frame
+
+    monkeypatch.setattr(cli, "table_chunks", counted)
+    outputs = []
+    for how in ("chunks", "whole"):  # chunks that do not divide the windows, then the file read whole (load_single)
+        if how == "whole":
+            monkeypatch.setattr(cli, "_monitor_streams", lambda *a: False)
+        lines = tmp_path / f"{how}.jsonl"
+        code = main(["monitor", "--reference", str(snap), "--target", str(data), "--window", "100", "--horizon", "7",
+                     "--label-column", "y", "--labeled", "--chunk-rows", "37", "--jsonl", str(lines)])
+        outputs.append((code, lines.read_text()))
+    monkeypatch.undo()
+    assert seen == [37] * 18 + [34]  # the first run read 19 chunks, the second none
+    assert outputs[0] == outputs[1] and outputs[0][0] == 1 and len(outputs[0][1].splitlines()) == 7
+    stream.loc[650, "b"] = np.nan  # a missing value in a late chunk: the loader's message, exit 2
+    stream.to_parquet(data)
+    capsys.readouterr()
+    assert main(["monitor", "--reference", str(snap), "--target", str(data), "--window", "100",
+                 "--label-column", "y", "--chunk-rows", "37"]) == 2
+    assert "missing values" in capsys.readouterr().err

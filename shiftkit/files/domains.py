@@ -342,7 +342,7 @@ def _value_names(values: np.ndarray) -> np.ndarray:
     return np.asarray([str(v) for v in arr.tolist()], dtype=str)
 
 
-def _codes_for_reference(
+def codes_for_reference(
     values: np.ndarray, class_names: Sequence[str], filename: str, role: str
 ) -> np.ndarray:
     """Codes of a file's labels in a reference's classes (matched by name; integer codes as a fallback)."""
@@ -440,7 +440,7 @@ def load_single(
         return DataFile(x, None, names, None if not class_names else tuple(str(c) for c in class_names), dropped,
                         times=times)
     if class_names:
-        y = _codes_for_reference(values, class_names, filename, role)
+        y = codes_for_reference(values, class_names, filename, role)
         return DataFile(x, y, names, tuple(str(c) for c in class_names), dropped, values, times)
     enc, (y,) = encode_or_explain((values,), (f"the array 'y' of the {role} {filename!r}",),
                                    where="Cannot read the class labels: ")

@@ -341,12 +341,12 @@ def _target_coding(reference: Any, model: Any, name: str, role: str, label: str)
     """How the in-memory check codes a target's label values (`load_single` + `Reference.target_codes`)."""
     import pandas as pd
 
-    from shiftkit.files.domains import _codes_for_reference
+    from shiftkit.files.domains import codes_for_reference
     from shiftkit.files.tables import encode_label_columns
 
     def encode(values: np.ndarray) -> np.ndarray:
         if reference.class_names:
-            codes = _codes_for_reference(values, reference.class_names, name, role)
+            codes = codes_for_reference(values, reference.class_names, name, role)
         else:
             codes, _, _ = encode_label_columns(pd.Series(values), None, name, name, label)
         return reference.target_codes(codes, len(codes), model)
