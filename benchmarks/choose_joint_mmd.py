@@ -39,8 +39,31 @@ the smallest worst-cell regret (max over choosing kinds and sizes of the best ca
 that cell minus the candidate's); candidates within 0.02 of the smallest are tied, and among them
 the highest mean power wins, then the fewest kernels. This rule was written after round 1 was seen.
 
+Round 3 (`--round 3 --trials 200`; issue 12's label-shift deficit on bench_power.py): round 2's kinds,
+intensities and rule (written before round 3 ran), 200 draws (the first 100 are round 2's), and the
+candidates of rounds 1-2 plus linear kernels (`mmd_joint`'s "linear" entry: k(a, b) = a . b) and
+two combination rows (`COMBINATION_CANDIDATES`):
+    softmax-lin              the linear kernel on the softmax alone (BBSE's mean-softmax statistic)
+    input+softmax@3+lin      the default + the linear softmax kernel (9)
+    input+softmax-lin        the 5 input kernels + the linear softmax kernel (6)
+    input+softmax@3+loglin   the default + the linear kernel on log(max(softmax, 1e-6)) (9)
+    input+lin+softmax@3+lin  the default + linear kernels on the inputs and on the softmax (10)
+    fisher8                  Fisher's combination (-sum log p) of the default's 8 kernels' rank
+                             p-values, calibrated on the same splits (instead of min-p)
+    input+softmax@3+fisher   the default's 8 kernels + that Fisher row, min-p over the 9
+    input+softmax@3+zsum     the default's 8 kernels + the sum of the standardised median-bandwidth
+                             input and softmax statistics (a scale-free sum kernel), min-p over the 9
+
+`--confirm` runs every candidate on bench_power.py's own draws (its data, classifier, `Draws` and
+per-trial seeds: the default candidate reproduces bench_power's `joint_mmd` p-values exactly), for
+`--shifts`, `--sizes`, `--trials`; it writes `--confirm-json` and nothing else (a confirmation, not a
+choice).
+
 Usage:
     nice -n 5 python benchmarks/choose_joint_mmd.py            # writes joint_mmd_choice.{md,json}
+    nice -n 5 python benchmarks/choose_joint_mmd.py --round 3 --trials 200
+    python benchmarks/choose_joint_mmd.py --confirm --shifts none label-0.3 noise-0.05 blur-0.5 \
+        --sizes 10 50 100 --trials 200 --confirm-json benchmarks/joint_mmd_confirm.json
     python benchmarks/choose_joint_mmd.py --quick              # smoke run, nothing written
 """
 
@@ -70,16 +93,25 @@ NULLS = ("null-bc", "null-digits", "null-gmm")
 INTENSITIES = {
     1: {"bc-label": 0.55, "bc-covariate": 0.4, "digits-dropout": 0.1, "gmm-label": 0.5},
     2: {"bc-label": 0.7, "bc-covariate": 0.8, "digits-dropout": 0.1, "gmm-label": 0.6},
+    3: {"bc-label": 0.7, "bc-covariate": 0.8, "digits-dropout": 0.1, "gmm-label": 0.6},  # round 2's
 }
 INTENSITY = dict(INTENSITIES[2])
 ROUND = {"round": 2}
 REPS = ("input", "softmax", "features")
 FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
+#: Linear kernels (k(a, b) = a . b, round 3), after the 15 Gaussian ones: on the standardised inputs, on
+#: the softmax (BBSE's mean-output statistic) and on the log of the softmax clipped at LOG_EPS.
+LINEAR_REPS = ("input", "softmax", "logsoftmax")
+LOG_EPS = 1e-6
 
 
 def _rows(rep: str, factors=FACTORS) -> list[int]:
     base = REPS.index(rep) * len(FACTORS)
     return [base + FACTORS.index(f) for f in factors]
+
+
+def _lin(rep: str) -> list[int]:
+    return [len(REPS) * len(FACTORS) + LINEAR_REPS.index(rep)]
 
 
 CANDIDATES = {
@@ -91,6 +123,30 @@ CANDIDATES = {
     "input+softmax@median": _rows("input") + _rows("softmax", (1.0,)),
     "input+softmax@3": _rows("input") + _rows("softmax", (0.5, 1.0, 2.0)),
 }
+#: Round 3's added candidates (linear kernels); rounds 1-2 report only the seven above.
+LINEAR_CANDIDATES = {
+    "softmax-lin": _lin("softmax"),
+    "input+softmax@3+lin": _rows("input") + _rows("softmax", (0.5, 1.0, 2.0)) + _lin("softmax"),
+    "input+softmax-lin": _rows("input") + _lin("softmax"),
+    "input+softmax@3+loglin": _rows("input") + _rows("softmax", (0.5, 1.0, 2.0)) + _lin("logsoftmax"),
+    "input+lin+softmax@3+lin": _rows("input") + _lin("input") + _rows("softmax", (0.5, 1.0, 2.0)) + _lin("softmax"),
+}
+#: Round 3's combination candidates: one more row computed from the kernels' rows on every split, then
+#: calibrated like a kernel on the same splits (so still exact): "fisher" = -sum log(rank p-value) over
+#: the 8 default kernels (Pesarin's nonparametric combination, Fisher's; min-p is Tippett's, best for
+#: one strong signal, Fisher's for signals spread over several kernels, as a label shift that moves both
+#: the inputs and the softmax); "zsum" = the sum of the median-bandwidth input and softmax statistics,
+#: each standardised by its mean and s.d. over all the splits (a sum kernel with scale-free weights).
+DEFAULT_ROWS = _rows("input") + _rows("softmax", (0.5, 1.0, 2.0))
+DERIVED = {"fisher": ("fisher", DEFAULT_ROWS), "zsum": ("zsum", _rows("input", (1.0,)) + _rows("softmax", (1.0,)))}
+N_BASE = len(REPS) * len(FACTORS) + len(LINEAR_REPS)
+COMBINATION_CANDIDATES = {
+    "fisher8": [N_BASE + 0],
+    "input+softmax@3+fisher": DEFAULT_ROWS + [N_BASE + 0],
+    "input+softmax@3+zsum": DEFAULT_ROWS + [N_BASE + 1],
+}
+ALL_CANDIDATES = {**CANDIDATES, **LINEAR_CANDIDATES, **COMBINATION_CANDIDATES}
+ACTIVE = dict(CANDIDATES)
 
 
 class Scenario:
@@ -215,24 +271,133 @@ def draw(kind: str, n: int, rng: np.random.Generator, env: dict) -> tuple[dict, 
 
 def one_trial(src: dict, tgt: dict, n_perm: int, seed: int) -> dict[str, float]:
     from shiftkit.shift import mmd as mmd_mod
-    from shiftkit.shift.mmd_joint import mmd_joint_from_representations
+    from shiftkit.shift.mmd_joint import LINEAR, mmd_joint_from_representations
     from shiftkit.shift.scaling import standardize
 
     a, b = standardize(src["input"], tgt["input"])
-    res = mmd_joint_from_representations(
-        {"input": a, "softmax": src["softmax"], "features": src["features"]},
-        {"input": b, "softmax": tgt["softmax"], "features": tgt["features"]},
-        factors=FACTORS, n_permutations=n_perm, alpha=ALPHA, seed=seed,
-    )
+    linear = any(c in LINEAR_CANDIDATES for c in ACTIVE)
+    reps_s = {"input": a, "softmax": src["softmax"], "features": src["features"]}
+    reps_t = {"input": b, "softmax": tgt["softmax"], "features": tgt["features"]}
+    factors = {r: FACTORS for r in REPS}
+    if linear:  # the linear kernels after the Gaussian ones (a representation's kernels stay together)
+        reps_s["logsoftmax"] = np.log(np.clip(src["softmax"], LOG_EPS, None))
+        reps_t["logsoftmax"] = np.log(np.clip(tgt["softmax"], LOG_EPS, None))
+        factors = {"input": FACTORS + (LINEAR,), "softmax": FACTORS + (LINEAR,), "features": FACTORS,
+                   "logsoftmax": (LINEAR,)}
+    res = mmd_joint_from_representations(reps_s, reps_t, factors=factors, n_permutations=n_perm, alpha=ALPHA,
+                                         seed=seed)
     all_stats = np.concatenate([np.asarray(res.statistics)[:, None], res.null_statistics], axis=1)
+    if linear:  # reorder to the layout of _rows/_lin: 15 Gaussian rows, then the linear ones
+        order = ([i for i, k in enumerate(res.kernels) if k != LINEAR]
+                 + [next(i for i, (r, k) in enumerate(zip(res.representations, res.kernels)) if r == rep and k == LINEAR)
+                    for rep in LINEAR_REPS])
+        all_stats = all_stats[order]
     counts = mmd_mod._rank_counts(all_stats)
+    if linear:  # the combination rows (round 3): functions of every split's kernel statistics
+        extra = []
+        for kind, rows in DERIVED.values():
+            if kind == "fisher":
+                extra.append(-np.log(counts[rows] / (1.0 + n_perm)).sum(axis=0))
+            else:
+                sub = all_stats[rows]
+                sd = sub.std(axis=1, keepdims=True)
+                extra.append(((sub - sub.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1.0)).sum(axis=0))
+        all_stats = np.vstack([all_stats, np.array(extra)])
+        counts = mmd_mod._rank_counts(all_stats)
     out = {}
-    for name, rows in CANDIDATES.items():
+    for name, rows in ACTIVE.items():
         cmin = counts[rows].min(axis=0)
         out[name] = (1.0 + np.count_nonzero(cmin[1:] <= cmin[0])) / (1.0 + n_perm)
-    full = res.p_value
-    assert abs(out["input+softmax+features"] - full) < 1e-12  # the subset machinery is the test itself
+    cmin = counts[:N_BASE].min(axis=0) if linear else counts.min(axis=0)
+    full = (1.0 + np.count_nonzero(cmin[1:] <= cmin[0])) / (1.0 + n_perm)
+    assert abs(full - res.p_value) < 1e-12  # the subset machinery is the test itself
     return out
+
+
+def _rounded(tree):
+    """p-values rounded to 6 decimals (a permutation p-value is k / 201; the JSON stays small)."""
+    if isinstance(tree, dict):
+        return {k: _rounded(v) for k, v in tree.items()}
+    return [round(float(v), 6) for v in tree]
+
+
+DEFAULT_NAME = "input+softmax@3"
+CONFIRM_SHOWN = (DEFAULT_NAME, "input+softmax@3+lin", "input+softmax@3+loglin", "fisher8", "softmax", "softmax-lin")
+
+
+def confirm(args) -> None:
+    """`--confirm`: every candidate's p-value on bench_power.py's own draws (paired, the same seeds).
+
+    Uses bench_power's data, classifier, `Draws` and per-trial permutation seeds, so the candidate that
+    is the default reproduces bench_power's `joint_mmd` p-values exactly; the softmax is cast to float32
+    as bench_power saves it. Writes --confirm-json (per candidate, shift, n: p-values and rates).
+    """
+    import bench_power
+    from shiftkit._keras import predict, to_probabilities
+    from shiftkit.shift.features import FeatureSpace
+
+    ACTIVE.clear()
+    ACTIVE.update(ALL_CANDIDATES)
+    t0 = time.perf_counter()
+    data = bench_power.load_data(args.seed)
+    model = bench_power.train_model(data["x_train"], data["y_train"], args.seed)
+    fs = FeatureSpace(model)
+    draws = bench_power.Draws(data["x_pool"], data["y_pool"], args.seed)
+
+    def reps(x):
+        p = to_probabilities(model, predict(model, x, batch_size=2048)).astype(np.float32).astype(np.float64)
+        return {"input": x, "softmax": p, "features": fs(x)}
+
+    pvals: dict = {}
+    for shift in args.shifts:
+        for n in args.sizes:
+            t1 = time.perf_counter()
+            for trial in range(args.trials):
+                xs, xt = draws.draw(shift, n, trial)
+                seed = int(draws.rng(shift, n, trial).integers(2**31 - 1))
+                for c, pv in one_trial(reps(xs), reps(xt), args.n_permutations, seed).items():
+                    pvals.setdefault(c, {}).setdefault(shift, {}).setdefault(str(n), []).append(pv)
+            print(f"{shift:>12} n={n:<4} " + " ".join(
+                f"{c}={np.mean(np.asarray(pvals[c][shift][str(n)]) <= ALPHA):.2f}" for c in ACTIVE)
+                + f" ({time.perf_counter() - t1:.0f} s)", file=sys.stderr)
+    rates = {c: {sh: {n: float(np.mean(np.asarray(v) <= ALPHA)) for n, v in per.items()} for sh, per in d.items()}
+             for c, d in pvals.items()}
+    peers, check = {}, None
+    if args.alibi_json:  # bench_power.py's JSON on the same draws: alibi-detect's p-values, and a check
+        bench = json.loads(Path(args.alibi_json).read_text())["p_values"]
+        for det in ("alibi_mmd", "alibi_ks"):
+            for sh in args.shifts:
+                for n in args.sizes:
+                    v = bench.get(sh, {}).get(det, {}).get(str(n))
+                    if v is not None and len(v) >= args.trials:
+                        peers.setdefault(det, {}).setdefault(sh, {})[str(n)] = v[: args.trials]
+        mine = [(sh, str(n)) for sh in args.shifts for n in args.sizes if str(n) in bench.get(sh, {}).get("joint_mmd", {})]
+        check = all(np.allclose(bench[sh]["joint_mmd"][n][: args.trials], pvals[DEFAULT_NAME][sh][n]) for sh, n in mine)
+        print(f"bench_power's joint_mmd p-values reproduced by {DEFAULT_NAME} in {len(mine)} cells: {check}",
+              file=sys.stderr)
+    shown = [c for c in CONFIRM_SHOWN if c in pvals] + list(peers)
+    table = ["| shift | n | " + " | ".join(shown) + " |", "|---|---:|" + "---|" * len(shown)]
+    for sh in args.shifts:
+        for n in map(str, args.sizes):
+            base = np.asarray(pvals[DEFAULT_NAME][sh][n]) <= ALPHA
+            cells = []
+            for c in shown:
+                v = pvals[c][sh][n] if c in pvals else peers[c].get(sh, {}).get(n)
+                if v is None:
+                    cells.append("-")
+                    continue
+                r = np.asarray(v) <= ALPHA
+                rate = r.mean()
+                cells.append(f"{rate:.3f} ± {np.sqrt(rate * (1 - rate) / len(r)):.3f}"
+                             + ("" if c == DEFAULT_NAME else f" (+{np.sum(r & ~base)}/-{np.sum(~r & base)})"))
+            table.append(f"| {sh} | {n} | " + " | ".join(cells) + " |")
+    table = "\n".join(table)
+    print(table)
+    Path(args.confirm_json).write_text(json.dumps(
+        {"settings": {k: v for k, v in vars(args).items()}, "candidates": ACTIVE, "alpha": ALPHA, "rates": rates,
+         "table_markdown": table, "bench_power_reproduced": check, "p_values": _rounded(pvals),
+         "peer_p_values": _rounded(peers), "seconds": time.perf_counter() - t0}, separators=(",", ":")) + "\n")
+    print(f"written {args.confirm_json} ({(time.perf_counter() - t0) / 60:.1f} min)", file=sys.stderr)
 
 
 def main(argv=None) -> None:
@@ -242,9 +407,20 @@ def main(argv=None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 30, 50, 100])
     parser.add_argument("--n-permutations", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--round", type=int, default=2, choices=(1, 2))
+    parser.add_argument("--round", type=int, default=2, choices=(1, 2, 3))
+    parser.add_argument("--confirm", action="store_true",
+                        help="run every candidate on bench_power.py's draws (--shifts, --sizes, --trials) instead")
+    parser.add_argument("--shifts", nargs="+", default=["none", "label-0.3"])
+    parser.add_argument("--confirm-json", default="/tmp/joint_mmd_confirm.json")
+    parser.add_argument("--alibi-json", default=None,
+                        help="with --confirm: a bench_power.py JSON of the same draws (alibi-detect's p-values)")
     args = parser.parse_args(argv)
+    if args.confirm:
+        confirm(args)
+        return
     ROUND["round"] = args.round
+    ACTIVE.clear()
+    ACTIVE.update(ALL_CANDIDATES if args.round == 3 else CANDIDATES)
     INTENSITY.update(INTENSITIES[args.round])
     if args.quick:
         args.trials, args.sizes = 4, [10, 50]
@@ -257,7 +433,7 @@ def main(argv=None) -> None:
     for kind in kinds:
         for n in args.sizes:
             t1 = time.perf_counter()
-            rej = {c: 0 for c in CANDIDATES}
+            rej = {c: 0 for c in ACTIVE}
             for trial in range(args.trials):
                 rng = np.random.default_rng([args.seed, kinds.index(kind), n, trial])
                 src, tgt = draw(kind, n, rng, env)
@@ -268,32 +444,32 @@ def main(argv=None) -> None:
             print(f"{kind:>15} n={n:<4} " + " ".join(f"{c}={r / args.trials:.2f}" for c, r in rej.items())
                   + f" ({time.perf_counter() - t1:.0f} s)", file=sys.stderr)
     limit = ALPHA + 3 * math.sqrt(ALPHA * (1 - ALPHA) / args.trials)
-    calibrated = {c: all(results[k][str(n)][c] <= limit for k in NULLS for n in args.sizes) for c in CANDIDATES}
-    mean_power = {c: float(np.mean([results[k][str(n)][c] for k in CHOOSE for n in args.sizes])) for c in CANDIDATES}
-    ok = [c for c in CANDIDATES if calibrated[c]]
+    calibrated = {c: all(results[k][str(n)][c] <= limit for k in NULLS for n in args.sizes) for c in ACTIVE}
+    mean_power = {c: float(np.mean([results[k][str(n)][c] for k in CHOOSE for n in args.sizes])) for c in ACTIVE}
+    ok = [c for c in ACTIVE if calibrated[c]]
     best = max(ok, key=lambda c: mean_power[c])
     regret = {c: max(max(results[k][str(n)].values()) - results[k][str(n)][c] for k in CHOOSE for n in args.sizes)
-              for c in CANDIDATES}
+              for c in ACTIVE}
     if args.round == 1:
         chosen = min((c for c in ok if mean_power[c] >= mean_power[best] - 0.01),
-                     key=lambda c: (len(CANDIDATES[c]), -mean_power[c]))
+                     key=lambda c: (len(ACTIVE[c]), -mean_power[c]))
     else:
         least = min(regret[c] for c in ok)
         chosen = min((c for c in ok if regret[c] <= least + 0.02 + 1e-12),
-                     key=lambda c: (-mean_power[c], len(CANDIDATES[c])))
+                     key=lambda c: (-mean_power[c], len(ACTIVE[c])))
     elapsed = time.perf_counter() - t0
-    lines = ["| kind | n | " + " | ".join(CANDIDATES) + " |", "|---|---:|" + "---:|" * len(CANDIDATES)]
+    lines = ["| kind | n | " + " | ".join(ACTIVE) + " |", "|---|---:|" + "---:|" * len(ACTIVE)]
     for kind in kinds:
         for n in args.sizes:
             row = results[kind][str(n)]
             top = max(row.values()) if kind in CHOOSE else None
             cells = [(f"**{row[c]:.2f}**" if top is not None and row[c] == top else f"{row[c]:.2f}")
-                     + (" (!)" if kind in NULLS and row[c] > limit else "") for c in CANDIDATES]
+                     + (" (!)" if kind in NULLS and row[c] > limit else "") for c in ACTIVE]
             lines.append(f"| {kind} | {n} | " + " | ".join(cells) + " |")
     summary = ["| candidate | kernels | mean power, choosing kinds | worst-cell regret | type-I <= alpha + 3 s.e. "
                "everywhere |", "|---|---:|---:|---:|---|"]
-    for c in CANDIDATES:
-        summary.append(f"| {c} | {len(CANDIDATES[c])} | {mean_power[c]:.3f} | {regret[c]:.2f} | "
+    for c in ACTIVE:
+        summary.append(f"| {c} | {len(ACTIVE[c])} | {mean_power[c]:.3f} | {regret[c]:.2f} | "
                        f"{'yes' if calibrated[c] else 'NO'} |")
     text = (
         f"## Round {args.round}: power and type-I error (choosing kinds and nulls)\n\n"
@@ -307,7 +483,7 @@ def main(argv=None) -> None:
     print(text)
     if args.quick:
         return
-    payload = {"settings": vars(args), "intensity": INTENSITY, "candidates": CANDIDATES, "results": results,
+    payload = {"settings": vars(args), "intensity": INTENSITY, "candidates": ACTIVE, "results": results,
                "mean_power": mean_power, "worst_cell_regret": regret, "calibrated": calibrated, "chosen": chosen,
                "seconds": elapsed, "accuracy": {"digits": env["digits"].accuracy, "bc": env["bc"].accuracy}}
     out = HERE / "joint_mmd_choice.json"
