@@ -26,7 +26,9 @@ whole source set nor its labels: a seeded subsample of at most `max_samples` row
 (`shiftkit.data.subsample_rows`), the `Standardizer` fitted on the *whole* reference (`mean_`,
 `scale_`), the whole reference's class counts and class values (`LabelEncoding`: every later target
 is coded the same way), the kernel bandwidths (median heuristic on the reference alone, so every
-target is measured with the same kernel), the model's features and probabilities on the subsample,
+target is measured with the same kernels: the input and feature tests are aggregated MMD tests,
+`mmd_agg_test`, over that bandwidth times 1/4 ... 4, shiftkit's default test around a fixed centre),
+the model's features and probabilities on the subsample,
 and the library version. A check against a snapshot computes exactly what a check against the full
 reference computes, because the full-reference check draws the same subsample.
 
@@ -81,7 +83,7 @@ from shiftkit.shift.labels import (
     label_shift_test_from_counts,
     ratios_from_proportions,
 )
-from shiftkit.shift.mmd import mmd_test, permutations_for
+from shiftkit.shift.mmd import DEFAULT_AGG_FACTORS, mmd_agg_test, permutations_for
 from shiftkit.shift.report import (
     REPORT_SCHEMA_VERSION,
     LabelShiftSummary,
@@ -447,8 +449,10 @@ class Reference(SourceSummary):
                 f"is rarer than {min_p:.3g}, so an MMD test at level {test_alpha:.3g} can never fail. Pass more rows "
                 "or a larger alpha."
             )
-        input_test = mmd_test(self.standardize(self.x), self.standardize(xt), n_permutations=n_perm,
-                              alpha=test_alpha, bandwidth=self.bandwidth, seed=seed, space="input")
+        # the aggregated test (shiftkit's default) around the snapshot's fixed bandwidths: every target is
+        # measured with the same kernels
+        input_test = mmd_agg_test(self.standardize(self.x), self.standardize(xt), n_permutations=n_perm,
+                                  alpha=test_alpha, bandwidths=_around(self.bandwidth), seed=seed, space="input")
         feature_test = layer_name = None
         if model is not None:
             fs = FeatureSpace(model, layer)
@@ -463,8 +467,8 @@ class Reference(SourceSummary):
                     f"The model gives {ft.shape[1]} features but the snapshot holds {self.features.shape[1]}: "
                     "use the model the snapshot was made with."
                 )
-            feature_test = mmd_test(self.features, ft, n_permutations=n_perm, alpha=test_alpha,
-                                    bandwidth=self.feature_bandwidth, seed=seed, space="feature")
+            feature_test = mmd_agg_test(self.features, ft, n_permutations=n_perm, alpha=test_alpha,
+                                        bandwidths=_around(self.feature_bandwidth), seed=seed, space="feature")
             layer_name = fs.layer_name
         # the model's softmax on the measured target rows, once: estimated priors, the label test, the accuracy
         pt = None if model is None or self.probs is None else predict_proba(model, xt)
@@ -874,6 +878,11 @@ def _with_warning(c: Criterion, warn: dict[str, float]) -> Criterion:
     limit = float(warn[key])
     beyond = c.value <= limit if side == "below" else c.value > limit
     return dataclasses.replace(c, warned=bool(c.passed and beyond), warn_threshold=limit)
+
+
+def _around(bandwidth: float) -> list[float]:
+    """The aggregated test's bandwidths around a snapshot's median bandwidth (`DEFAULT_AGG_FACTORS` times it)."""
+    return [float(bandwidth) * f for f in DEFAULT_AGG_FACTORS]
 
 
 def _accuracy_criterion(reference: Reference, analysis: Analysis, minimum: float) -> Criterion:
