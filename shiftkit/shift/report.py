@@ -1,8 +1,9 @@
 """ShiftReport: every shift figure of a source/target pair in one object, and before/after comparison.
 
 `shift_report` runs, once, everything shiftkit measures about a pair of domains: the input-space
-MMD test, the feature-space MMD test and black-box shift detection (BBSD: KS tests on the model's
-softmax outputs, `shiftkit.shift.bbsd`) when a classifier is given, and the label picture (distributions,
+MMD test, with a model the feature-space MMD test and the joint aggregated MMD test (the verdict),
+black-box shift detection (BBSD: KS tests on the model's softmax outputs, `shiftkit.shift.bbsd`)
+when a classifier is given, and the label picture (distributions,
 ratios target/source, distance, class imbalance; from true target labels when given, else from
 target priors estimated with the model). `shiftkit.analyze` puts it in an `Analysis` (with the
 per-feature drift and the diagnosis), which every front end (Python API, CLI, dashboard, HTML
@@ -651,20 +652,25 @@ def shift_report(
             and other values are mapped to them in sorted order.
         y_target: optional target labels; without them and with a model, target class
             proportions are estimated from the model's probabilities (`prior_method`).
-        model: optional `keras.Model`; adds the feature-space MMD test and prior estimation.
+        model: optional `keras.Model`; adds the feature-space MMD test, prior estimation and the
+            joint aggregated MMD test that then decides the verdict (`ShiftReport.joint`: the
+            standardised inputs and, for a classifier, its softmax, else its features).
         layer: feature layer of `model` (name or index); default: the input of the output head.
         n_permutations: permutations of each MMD test; raised where needed so that each test can
-            reach its smallest Holm level alpha / (number of tests) (`permutations_for`).
-        alpha: family-wise level of the verdict (Holm over the tests that ran).
+            reach its smallest Holm level alpha / (number of tests), and the joint test alpha
+            (`permutations_for`).
+        alpha: level of the verdict (the joint test with a model; Holm over the tests that ran
+            without one) and family-wise level of the per-space tests.
         seed: seed of the permutations and subsampling.
         standardize: standardise inputs (`shiftkit.shift.scaling.Standardizer`, fitted on the
             pooled sample) before input-space MMD.
         prior_method: "em" (calibrated EM) or "bbse" for estimated target priors.
-        max_samples: subsample each domain to at most this many samples for the MMD tests
-            (BBSD's KS tests use every row; its "mmd" variant the same subsample size).
+        max_samples: subsample each domain to at most this many samples for the MMD tests (the
+            joint test uses the input-space test's rows; BBSD's KS tests use every row; its "mmd"
+            variant the same subsample size).
         memory_budget: bytes the kernel computations may use.
         bbsd: black-box shift detection on the model's softmax (`shiftkit.shift.bbsd`), one more
-            test in the verdict's Holm family: "auto" (default) runs the KS variant when `model`
+            test in the per-space Holm family: "auto" (default) runs the KS variant when `model`
             is a classifier (one output of probabilities or logits) and skips it otherwise; "ks"
             or "mmd" run that variant and refuse a model that is not a classifier; None: off.
         accuracy: report the model's target accuracy when `model` is a classifier and `y_source`
