@@ -80,18 +80,11 @@ def dask_client(scheduler: Any = None) -> Iterator[Any]:
 def _pass1_task(path: str, make_validator: Callable[[], Any], chunk_rows: int, role: str, max_bytes: int | None,
                 edges: np.ndarray | None, embedding: Callable[[], Any] | None) -> tuple[Any, Any]:
     """Pass 1 over one partition: its validator (not finished) and its statistics (None without usable rows)."""
-    from shiftkit.files.stream import table_chunks
-    from shiftkit.shift.streaming import TableStats
+    from shiftkit.shift.streaming import _tally_chunks
 
     validator = make_validator()
-    stats = None
-    for frame in table_chunks(path, chunk_rows=chunk_rows, role=role, max_bytes=max_bytes):
-        x, _ = validator.chunk(frame)
-        if x is None:
-            continue
-        if stats is None:
-            stats = TableStats.empty(x.shape[1], edges, None if embedding is None else embedding())
-        stats.update(x)
+    stats = _tally_chunks([path], validator, chunk_rows=chunk_rows, role=role, max_bytes=max_bytes, edges=edges,
+                          embedding=embedding)
     return validator, stats
 
 

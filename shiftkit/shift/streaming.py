@@ -236,12 +236,15 @@ def _validator_factory(path: str, role: str, **options: Any) -> Callable[[], Any
     return lambda: TableValidator(name, role, **options)
 
 
-def _pass1(paths: Sequence[str], make_validator: Callable[[], Any], *, chunk_rows: int, role: str,
-           max_bytes: int | None, edges: np.ndarray | None, embedding: Callable[[], Any] | None) -> tuple[Any, TableStats]:
-    """Validate every chunk of `paths` (one table, in order), count and tally; returns (validator, stats)."""
+def _tally_chunks(paths: Sequence[str], validator: Any, *, chunk_rows: int, role: str, max_bytes: int | None,
+                  edges: np.ndarray | None, embedding: Callable[[], Any] | None) -> TableStats | None:
+    """Feed every chunk of `paths` (in order) to `validator` and add its usable rows to the statistics.
+
+    Returns the statistics, None when no chunk had usable rows (the validator says why at `finish`).
+    One partition's pass 1 on a Dask worker, and the local pass 1 over a whole table.
+    """
     from shiftkit.files.stream import table_chunks
 
-    validator = make_validator()
     stats = None
     for path in paths:
         for frame in table_chunks(path, chunk_rows=chunk_rows, role=role, max_bytes=max_bytes):
@@ -251,6 +254,15 @@ def _pass1(paths: Sequence[str], make_validator: Callable[[], Any], *, chunk_row
             if stats is None:
                 stats = TableStats.empty(x.shape[1], edges, None if embedding is None else embedding())
             stats.update(x)
+    return stats
+
+
+def _pass1(paths: Sequence[str], make_validator: Callable[[], Any], *, chunk_rows: int, role: str,
+           max_bytes: int | None, edges: np.ndarray | None, embedding: Callable[[], Any] | None) -> tuple[Any, TableStats]:
+    """Validate every chunk of `paths` (one table, in order), count and tally; returns (validator, stats)."""
+    validator = make_validator()
+    stats = _tally_chunks(paths, validator, chunk_rows=chunk_rows, role=role, max_bytes=max_bytes, edges=edges,
+                          embedding=embedding)
     validator.finish()
     if stats is None:  # pragma: no cover - finish() refuses a table without usable rows
         stats = TableStats.empty(len(validator.feature_names), edges)
