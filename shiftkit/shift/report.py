@@ -832,7 +832,7 @@ def _joint_test(
 
     The rows are the input-space test's: `mmd_test` subsamples the source, then the target, with
     `default_rng(seed)` (`shiftkit.shift.mmd._subsample`); the same draws on row indices pick the
-    same rows here, for every representation. "input" is the report's standardised input (the
+    same rows here, for every representation (with `seed=None` each draws its own rows). "input" is the report's standardised input (the
     `Standardizer` fitted on the whole pooled sample, as for the input-space test), "softmax" the
     probabilities BBSD used, "features" the feature-space test's features: the model is not run again.
     Kernels: `mmd_joint_from_representations`' defaults.
