@@ -192,3 +192,54 @@ def test_bad_input():
         fitted.estimate(np.full_like(pt, np.nan))
     with pytest.raises(ValueError, match="needs source_weights"):
         AccuracyEstimator("importance").fit(ps, ys).estimate(pt)
+
+
+def _confidently_wrong_draw(seed: int, n_val=600, n_target=800):
+    """Covariate shift where the model stays confident and wrong: class 1 on (0, 2) (5 % label noise),
+    the model's boundary is x > 0 with P(1|x) = sigmoid(4 x); the target x ~ N(1.4, 0.5) puts ~12 % of
+    its rows beyond 2, where the model is near-certain and wrong. p(y|x) is the same on both sides."""
+    rng = np.random.default_rng(seed)
+
+    def sample(n, mu, sd):
+        x = rng.normal(mu, sd, n)
+        y = ((x > 0) & (x < 2)).astype(int)
+        y = np.where(rng.uniform(size=n) < 0.05, 1 - y, y)
+        p1 = 1 / (1 + np.exp(-4 * x))
+        return y, np.stack([1 - p1, p1], axis=1)
+
+    ys, ps = sample(n_val, 0.0, 1.0)
+    yt, pt = sample(n_target, 1.4, 0.5)
+    return ps, ys, pt, float(np.mean(pt.argmax(axis=1) == yt))
+
+
+def test_model_error_margin_covers_a_confidently_wrong_covariate_shift():
+    """Every confidence-based estimate is too high here (the model is surer on the target than on the
+    source); the bootstrap interval and the plausible estimators' span both miss the truth, the
+    model-error margin (from the output-space domain AUC) covers it without reaching [0, 1]."""
+    for seed in range(10):
+        ps, ys, pt, truth = _confidently_wrong_draw(seed)
+        est = AccuracyEstimator(n_bootstrap=50, seed=seed).fit(ps, ys).estimate(pt, kinds=("covariate",))
+        assert not est.consistent and est.output_shift_auc > 0.8
+        assert est.sampling_upper < truth or est.sampling_lower > truth  # sampling error alone misses
+        assert est.lower + est.model_error > truth  # so does the span of the plausible estimators
+        assert est.lower <= truth <= est.upper, (seed, truth, est)
+        assert est.upper - est.lower < 0.5
+
+
+def test_model_error_margin_is_zero_when_consistent_and_small_without_shift():
+    ps, ys, pt, _ = _label_shift_draw(0, n_val=300, n_target=500)
+    fitted = AccuracyEstimator(n_bootstrap=50, seed=0).fit(ps, ys)
+    label = fitted.estimate(pt, kinds=("label",))
+    assert label.consistent and label.model_error == 0.0
+    same, ys2, _, _ = _label_shift_draw(1, target_priors=(1 / 3, 1 / 3, 1 / 3), n_val=300, n_target=500)
+    unknown = fitted.estimate(same)  # no shift, kinds unknown: the fallback, a margin near 0
+    assert not unknown.consistent and unknown.model_error < 0.1 and abs(unknown.output_shift_auc - 0.5) < 0.1
+
+
+def test_holdout_without_errors_still_has_an_interval():
+    """Regression: a hold-out the model gets all right gave the interval [1, 1] (resampled accuracy)."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 60)
+    p = np.where(y[:, None] == np.arange(2), 0.97, 0.03)
+    est = AccuracyEstimator("source", n_bootstrap=200, seed=0).fit(p, y).estimate(p[:40])
+    assert est.accuracy == 1.0 and est.lower < 0.99
