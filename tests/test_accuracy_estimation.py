@@ -237,9 +237,11 @@ def test_model_error_margin_is_zero_when_consistent_and_small_without_shift():
 
 
 def test_holdout_without_errors_still_has_an_interval():
-    """Regression: a hold-out the model gets all right gave the interval [1, 1] (resampled accuracy)."""
+    """Regression: a hold-out the model gets all right gave the sampling interval [1, 1] (resampled accuracy)."""
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 60)
-    p = np.where(y[:, None] == np.arange(2), 0.97, 0.03)
-    est = AccuracyEstimator("source", n_bootstrap=200, seed=0).fit(p, y).estimate(p[:40])
-    assert est.accuracy == 1.0 and est.lower < 0.99
+    top = rng.uniform(0.8, 0.99, 60)
+    p = np.where(y[:, None] == np.arange(2), top[:, None], 1 - top[:, None])
+    est = AccuracyEstimator("source", n_bootstrap=200, seed=0).fit(p, y).estimate(p[:40], kinds=("label",))
+    assert est.accuracy == 1.0 and est.sampling_upper == 1.0
+    assert 0.85 < est.sampling_lower < 0.99, est.sampling_lower
