@@ -247,8 +247,9 @@ st.caption(domains.description + (f"  Known truth: {domains.shift_kind} shift." 
 # ------------------------------------------------------------------------------------ 1. verdict
 st.subheader("1. Verdict")
 cards = dash.verdict_cards(report)
-for col, card in zip(st.columns(len(cards)), cards):
-    col.metric(card.label, card.value, card.delta, delta_color="off", help=card.help, border=True)
+for start in range(0, len(cards), 4):  # rows of four cards
+    for col, card in zip(st.columns(4), cards[start:start + 4]):
+        col.metric(card.label, card.value, card.delta, delta_color="off", help=card.help, border=True)
 # st.warning / st.success: st.error is kept for problems with the inputs.
 (st.warning if report.is_shift else st.success)(f"**Verdict: {dash.verdict_headline(report)}.** {report.verdict}")
 if model is None:

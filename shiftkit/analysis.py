@@ -19,8 +19,8 @@ What is measured on which rows (recorded in `Analysis.subsampling`, in words and
   the target subsampled as above; the label proportions use the whole reference's class counts
   and every target label.
 
-Defaults and decisions are those of the library functions it calls: the verdict is Holm's over the
-MMD tests (`ShiftReport`); every test gets the permutations its level needs (`permutations_for`);
+Defaults and decisions are those of the library functions it calls: the verdict is the joint MMD
+test with a model, else Holm's over the MMD tests (`ShiftReport.is_shift`); every test gets the permutations its level needs (`permutations_for`);
 a test that cannot reach its level is NOT TESTABLE (`diagnose`) or refused with a ValueError that
 says so (`ShiftReport`, a reference's check); inputs are standardised only by
 `shiftkit.shift.scaling` (`ShiftReport.scaling` says how); labels are coded once
@@ -156,7 +156,7 @@ class Analysis:
     """Everything shiftkit measured about a source/target pair, rendered by every front end.
 
     Attributes:
-        report: the `ShiftReport` (MMD tests with the Holm verdict, labels, the model's target
+        report: the `ShiftReport` (MMD tests and the verdict, labels, the model's target
             accuracy: with the diagnosis, its estimate is chosen for the diagnosed kinds of shift).
         drift: per-feature tests for tabular data (`FeatureDriftResult`; None for images or
             when not run).
@@ -184,7 +184,7 @@ class Analysis:
 
     @property
     def is_shift(self) -> bool:
-        """The report's verdict (Holm over the MMD tests at `report.alpha`)."""
+        """The report's verdict at `report.alpha` (`ShiftReport.is_shift`: the joint MMD test with a model, else Holm)."""
         return self.report.is_shift
 
     @property
@@ -328,7 +328,7 @@ def analyze(
         model: optional Keras classifier trained on the source (feature-space test, estimated
             target priors, the diagnosis' classifier).
         layer: the model's feature layer (default: the input of its output head).
-        alpha: family-wise level of the verdict (Holm over the MMD tests) and of the diagnosis.
+        alpha: level of the verdict (`ShiftReport.is_shift`) and of the diagnosis.
         n_permutations: the least number of permutations of each permutation test (each is raised
             to what its level needs).
         seed: seed of every random step.

@@ -19,7 +19,7 @@ Criteria (each can fail the check):
     * black-box shift detection (when `bbsd=True`, CLI `--bbsd`; needs a classifier as the model):
       KS tests on each of the model's softmax outputs, reference (the snapshot's stored
       probabilities) vs target, Bonferroni over the outputs (`shiftkit.shift.bbsd`): fails when
-      its corrected p-value is at or below its level. It also joins the report's Holm family.
+      its corrected p-value is at or below its level. It is also one of the report's per-space tests.
 
 `Reference` (saved by `shiftkit snapshot`) holds what a later check needs, so CI needs neither the
 whole source set nor its labels: a seeded subsample of at most `max_samples` rows
@@ -403,7 +403,7 @@ class Reference(SourceSummary):
         """The check's tests of a target against this reference (see the module docstring).
 
         The target is subsampled (`seed + 1`) to at most `max_samples` rows; each of the k tests
-        that run is decided at alpha / k (the report's verdict is Holm's over its MMD tests).
+        that run is decided at alpha / k (Bonferroni; the criteria, not the report's verdict, gate the check).
         Returns a `Measurement` whose `label_test` is the label-shift test (None when not run).
         Raises ValueError for a model or layer other than the snapshot's, another per-sample
         shape, bad labels, or too few rows for any test to reach its level.

@@ -197,7 +197,8 @@ def test_verdict_cards_and_tables():
     rep = shift_report(d.x_source, d.x_target, d.y_source, d.y_target, n_permutations=100, seed=0)
     cards = dash.verdict_cards(rep)
     assert [c.label for c in cards] == ["Input-space MMD²", "Feature-space MMD²", "Label-shift distance",
-                                        "Imbalance ratio", "BBSD (softmax)", "Target accuracy"]
+                                        "Imbalance ratio", "BBSD (softmax)", "Target accuracy", "Joint MMD (verdict)"]
+    assert cards[6].value == "—" and "Holm" in cards[6].help  # no model: no joint test
     assert cards[1].value == "—" and "choose a model" in cards[1].help
     assert cards[4].value == "—" and "classifier" in cards[4].help
     assert cards[5].value == "—" and "classifier" in cards[5].help
@@ -322,6 +323,8 @@ def test_default_run_shows_the_verdict():
     assert bbsd.value != "—" and "p = " in bbsd.delta
     accuracy = next(m for m in at.metric if m.label == "Target accuracy")  # the target's labels are used
     assert accuracy.value != "—" and accuracy.delta.startswith("measured")
+    joint = next(m for m in at.metric if m.label == "Joint MMD (verdict)")  # the verdict's test with a model
+    assert joint.value == "shift" and "p = " in joint.delta
     assert len(at.dataframe) >= 3  # labels, imbalance, per-feature drift
     assert at.button(key="run_adaptation").disabled is False
     at.checkbox(key="tsne").check().run()

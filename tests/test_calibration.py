@@ -455,7 +455,7 @@ def test_report_verdict(kind, n_source, n_target):
 
 
 def test_report_verdict_with_model(model):
-    """Input- and feature-space tests together: the verdict must be at level alpha (issue 9, item 12)."""
+    """With a model the verdict is the joint MMD test (inputs + softmax): it must be at level alpha (issue 9, item 12)."""
     tally = Tally("shift_report.is_shift with a model")
     flags = []
     for i in range(N_NULL):

@@ -395,7 +395,26 @@ def verdict_cards(report: Any) -> list[Card]:
         ))
     cards.append(_bbsd_card(report))
     cards.append(accuracy_card(report))
+    cards.append(_joint_card(report))
     return cards
+
+
+def _joint_card(report: Any) -> Card:
+    """The joint MMD test, the verdict's test with a model (`ShiftReport.joint`)."""
+    title = "Joint MMD (verdict)"
+    j = getattr(report, "joint", None)
+    if j is None:
+        return Card(title, "—", None, "Not run: without a model the verdict is Holm's over the tests that ran. Choose a "
+                                      "model to test the inputs and its outputs together.")
+    shows = f" · most in {j.selected_representation}" if j.is_shift else ""
+    return Card(
+        title, "shift" if j.is_shift else "no shift", f"p = {_fmt_p(j.p_value)}{shows}",
+        "The verdict's test with a model: Gaussian kernels on the standardised inputs and on the model's "
+        f"{' and '.join(r for r in j.representation_p_values if r != 'input') or 'outputs'} tested together on the same "
+        f"permutations, the smallest kernel p-value calibrated on the permuted ones; shift when p <= {j.alpha:g}. "
+        "The cards beside it are the per-space tests, each at its Holm level: the joint test can see a shift that "
+        "none of them shows alone.",
+    )
 
 
 def label_table(report: Any, class_names: list[str] | None = None) -> Any:
