@@ -33,11 +33,21 @@ The interval has two parts, because sampling error alone is not what makes these
 1. a percentile bootstrap of the chosen estimator (source rows and target rows resampled, every fitted
    piece - threshold, recalls, priors, source accuracy - refitted per resample; the density-ratio
    weights are held fixed);
-2. extended to cover the point estimates of the *other* estimators whose assumption the diagnosed kind
-   does not rule out (`plausible`): the disagreement of estimators that are each right under an
-   assumption the data cannot tell apart is model uncertainty, and an interval without it covers the
-   truth far less often than its nominal level. With a confident diagnosis (e.g. label shift alone)
-   fewer estimators are plausible and the interval is tighter.
+   The estimand is the accuracy of the given target rows, so each replicate's value is drawn through
+   Binomial(m, .) / m; the source accuracy and the per-class recalls are drawn from their Jeffreys
+   posteriors (a hold-out without errors would otherwise give a zero-width interval).
+2. the estimator's *model error*, which sampling error does not show:
+   - where the chosen estimator is consistent under the diagnosed shift (`consistent`: "source" with
+     no shift, "label_shift" under label shift, "importance" with usable weights under covariate
+     shift), the interval is extended to cover the point estimates of the other estimators whose
+     assumption the diagnosed kind does not rule out (`plausible`);
+   - where none is (covariate shift without usable weights, concept shift, kinds unknown), it is
+     widened on both sides by a margin `MODEL_ERROR_FACTOR * max(0, 2 * AUC - 1)`, AUC that of a
+     cross-fitted linear domain classifier on the model's log-probabilities (how far the model's
+     outputs moved; 0.5, no margin, where they did not). The factor is a split-conformal quantile of
+     the error over a benchmark's choosing scenarios (benchmarks/accuracy_choice.md): a model can stay
+     confidently wrong (every confidence-based estimate too high, all agreeing) or turn underconfident,
+     so neither the bootstrap nor the estimators' disagreement bounds the error there.
 
 Example:
     >>> est = AccuracyEstimator(seed=0).fit(p_val, y_val)  # doctest: +SKIP
@@ -94,7 +104,7 @@ FALLBACK = "doc"
 #: Default `min_ess_fraction` (benchmarks/accuracy_choice.md).
 MIN_ESS_FRACTION = 0.3
 #: Model-error margin of the interval where the chosen estimator is not consistent under the diagnosed
-#: shift: the interval is widened on both sides by `MODEL_ERROR_FACTOR * max(0, 2 * AUC - 1)`, AUC that of
+#: shift: the bootstrap interval is widened on both sides by `MODEL_ERROR_FACTOR * max(0, 2 * AUC - 1)`, AUC that of
 #: a cross-fitted linear domain classifier on the model's log-probabilities (source hold-out vs target).
 #: Calibrated as a split-conformal quantile on the choosing scenarios of
 #: benchmarks/choose_accuracy_estimator.py (benchmarks/accuracy_choice.md), confirmed on the others.
@@ -124,7 +134,8 @@ class AccuracyEstimate:
     Attributes:
         accuracy: the chosen estimator's point estimate.
         lower, upper: the interval (bootstrap of the chosen estimator, extended to the plausible
-            estimators' point estimates; see the module docstring).
+            estimators' point estimates where it is `consistent`, else widened by `model_error`; see
+            the module docstring).
         method: the chosen estimator.
         situation: what the estimate assumed about the shift ("none", "label", "covariate",
             "covariate+label", "concept" or "unknown").
@@ -132,14 +143,15 @@ class AccuracyEstimate:
         confidence: the bootstrap interval's nominal level.
         sampling_lower, sampling_upper: the bootstrap interval alone.
         estimates: every estimator's point estimate that could be computed (method -> accuracy).
-        plausible: the estimators whose point estimates the interval covers.
+        plausible: the other estimators the diagnosed kind does not rule out (the interval covers their
+            point estimates where the chosen estimator is `consistent`).
         source_accuracy: the held-out source accuracy (for comparison: the naive estimate).
         n_source, n_target: rows used.
         effective_sample_size: of the importance weights (None without weights).
         reason: why this estimator was chosen.
         consistent: whether the chosen estimator is consistent under the diagnosed shift ("source"
             with no shift, "label_shift" under label shift, "importance" with usable weights
-            under covariate shift); when False the interval carries the model-error margin.
+            under covariate shift); when False the interval is the bootstrap widened by `model_error`.
         output_shift_auc: out-of-fold ROC AUC of a linear domain classifier on the model's
             log-probabilities, source hold-out vs target (0.5: the outputs look alike).
         model_error: the margin added on both sides of the interval for the estimator's model error
@@ -595,11 +607,15 @@ class AccuracyEstimator:
         if situation == "covariate" or situation == "covariate+label":
             if weights is not None and method != "importance":  # weights too few to trust: not plausible
                 plausible = tuple(m for m in plausible if m != "importance")
-        values = [estimates[method], s_lo, s_hi] + [estimates[m] for m in plausible]
         usable = weights is not None and ess is not None and ess >= self.min_ess_fraction * weights.size
         consistent = _consistent(method, situation, usable)
         auc = _output_shift_auc(self.probs_, probs, np.random.default_rng(self.seed))
-        margin = 0.0 if consistent else float(MODEL_ERROR_FACTOR) * max(0.0, 2.0 * auc - 1.0)
+        values = [estimates[method], s_lo, s_hi]
+        if consistent:  # model error = the disagreement with the other estimators the diagnosis allows
+            values += [estimates[m] for m in plausible]
+            margin = 0.0
+        else:  # no consistent estimator: the calibrated margin (it replaces the estimators' span)
+            margin = float(MODEL_ERROR_FACTOR) * max(0.0, 2.0 * auc - 1.0)
         return AccuracyEstimate(
             accuracy=estimates[method],
             lower=float(max(0.0, min(values) - margin)),
