@@ -78,10 +78,8 @@ from shiftkit.shift.labels import (
     LabelShiftTestResult,
     class_imbalance_from_counts,
     estimate_target_priors,
-    label_shift_distance,
     label_shift_test,
     label_shift_test_from_counts,
-    ratios_from_proportions,
 )
 from shiftkit.shift.mmd import DEFAULT_AGG_FACTORS, mmd_agg_test, permutations_for
 from shiftkit.shift.report import (
@@ -89,13 +87,13 @@ from shiftkit.shift.report import (
     LabelShiftSummary,
     ShiftReport,
     TargetAccuracy,
+    label_summary_from_counts,
     target_accuracy,
 )
 from shiftkit.shift.scaling import Standardizer
 from shiftkit.shift.streaming import StreamedTarget
 
-__all__ = ["Reference", "Criterion", "CheckResult", "check_shift", "SNAPSHOT_FORMAT", "TargetRows",
-           "label_summary_from_counts"]
+__all__ = ["Reference", "Criterion", "CheckResult", "check_shift", "SNAPSHOT_FORMAT", "TargetRows"]
 
 #: Format version of snapshot files; bumped on any incompatible change.
 SNAPSHOT_FORMAT = 2
@@ -152,58 +150,6 @@ class TargetRows:
     y: np.ndarray | None
     counts: np.ndarray | None
     n_rows: int
-
-
-def label_summary_from_counts(
-    source_counts: np.ndarray,
-    target_counts: np.ndarray | None,
-    n_classes: int,
-    estimate: Any = None,
-    classes: Sequence[Any] | None = (),
-) -> LabelShiftSummary:
-    """`shiftkit.shift.report.label_summary` from class counts instead of label arrays.
-
-    The summary depends on the labels only through their class counts, so this is the same
-    summary (its tests compare the two) without a label array of the whole data, which a streamed
-    target of 10^7 rows would need (1 GB and 10 s for `label_summary`).
-
-    Args:
-        source_counts: source class counts per code. target_counts: target class counts, or None
-            (the target side is `estimate`, if any).
-        n_classes: number of classes (counts are padded with zeros to it).
-        estimate: estimated target priors (`PriorEstimate`), used without target counts.
-        classes: the original class value of each code.
-
-    Returns:
-        A `LabelShiftSummary`.
-    """
-    classes = tuple(classes or ())
-    names = classes + tuple(range(len(classes), n_classes)) if len(classes) else ()
-
-    def padded(counts: np.ndarray) -> np.ndarray:
-        counts = np.asarray(counts, dtype=np.int64)
-        return np.pad(counts, (0, n_classes - len(counts)))
-
-    def imbalance(counts: np.ndarray) -> Any:
-        ci = class_imbalance_from_counts(counts)
-        return dataclasses.replace(ci, classes=names) if names else ci
-
-    ps = padded(source_counts)
-    p = ps.astype(np.float64) / int(ps.sum())
-    qt = None
-    if target_counts is not None:
-        qt = padded(target_counts)
-        q, target_from, estimate = qt.astype(np.float64) / int(qt.sum()), "labels", None
-    elif estimate is not None:
-        q, target_from = np.asarray(estimate.priors, dtype=np.float64), f"estimated ({estimate.method})"
-    else:
-        return LabelShiftSummary(p, None, "unknown", None, None, imbalance(ps), classes=names)
-    return LabelShiftSummary(
-        source_proportions=p, target_proportions=q, target_from=target_from,
-        ratios=ratios_from_proportions(p, q, classes=names or None), distance=label_shift_distance(p, q),
-        source_imbalance=imbalance(ps), target_imbalance=None if qt is None else imbalance(qt),
-        prior_estimate=estimate, classes=names,
-    )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

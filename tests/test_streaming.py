@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shiftkit.check import Reference, check_shift, label_summary_from_counts
+from shiftkit.check import Reference, check_shift
 from shiftkit.cli import main
 from shiftkit.files import InputError, load_single, read_path
 from shiftkit.shift.labels import (
@@ -69,11 +69,17 @@ def test_counts_entry_points_equal_the_array_functions():
                                      seed=4)
     assert a.to_dict() == b.to_dict()
     assert class_imbalance(yt).to_dict() == class_imbalance_from_counts(np.bincount(yt)).to_dict()
-    for target, estimate in ((yt, None), (None, None)):
-        old = label_summary(ys, target, 4, estimate, ("x", "y", "z"))
-        new = label_summary_from_counts(np.bincount(ys, minlength=3), None if target is None else np.bincount(target),
-                                        4, estimate, ("x", "y", "z"))
-        assert json.dumps(old.to_dict(), sort_keys=True) == json.dumps(new.to_dict(), sort_keys=True)
+    # the summary from counts against a direct computation from the label arrays (4 classes, the 4th empty)
+    s = label_summary(ys, yt, 4, None, ("x", "y", "z"))
+    p, q = np.bincount(ys, minlength=4) / len(ys), np.bincount(yt, minlength=4) / len(yt)
+    assert np.allclose(s.source_proportions, p) and np.allclose(s.target_proportions, q)
+    assert s.distance.total_variation == pytest.approx(0.5 * np.abs(p - q).sum())
+    assert s.classes == ("x", "y", "z", 3) and s.target_from == "labels"
+    for mine, labels in ((s.source_imbalance, ys), (s.target_imbalance, yt)):
+        direct = class_imbalance(labels, n_classes=4)
+        assert mine.imbalance_ratio == direct.imbalance_ratio and np.array_equal(mine.counts, direct.counts)
+    only_source = label_summary(ys, None, 4, None, ("x", "y", "z"))
+    assert only_source.target_proportions is None and only_source.target_from == "unknown"
     with pytest.raises(ValueError, match="non-negative integer class counts"):
         label_shift_test_from_counts([1.5, 2], [1, 2])
 

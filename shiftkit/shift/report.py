@@ -77,7 +77,7 @@ from shiftkit.shift.labels import (
     LabelRatios,
     LabelShiftDistance,
     PriorEstimate,
-    class_imbalance,
+    class_imbalance_from_counts,
     estimate_target_priors,
     label_distribution,
     label_shift_distance,
@@ -596,29 +596,63 @@ def label_summary(
     Returns:
         A `LabelShiftSummary` (target side "unknown" without target labels and estimate).
     """
-    names = tuple(classes) + tuple(range(len(classes), n_classes)) if len(classes) else ()
-    p = label_distribution(y_source, n_classes=n_classes)
+    for y in (y_source, y_target):  # validates the codes (0..n_classes-1) as before
+        if y is not None:
+            label_distribution(y, n_classes=n_classes)
+    counts = [None if y is None else np.bincount(np.asarray(y, dtype=np.int64), minlength=n_classes)
+              for y in (y_source, y_target)]
+    return label_summary_from_counts(counts[0], counts[1], n_classes, estimate, classes)
 
-    def imbalance(y: np.ndarray) -> ClassImbalance:
-        ci = class_imbalance(y, n_classes=n_classes)
+
+def label_summary_from_counts(
+    source_counts: np.ndarray,
+    target_counts: np.ndarray | None,
+    n_classes: int,
+    estimate: Any = None,
+    classes: Sequence[Any] | None = (),
+) -> LabelShiftSummary:
+    """`label_summary` from class counts instead of label arrays.
+
+    The summary depends on the labels only through their class counts, so this is the same
+    summary (its tests compare the two) without a label array of the whole data, which a streamed
+    target of 10^7 rows would need (1 GB and 10 s for `label_summary`).
+
+    Args:
+        source_counts: source class counts per code. target_counts: target class counts, or None
+            (the target side is `estimate`, if any).
+        n_classes: number of classes (counts are padded with zeros to it).
+        estimate: estimated target priors (`PriorEstimate`), used without target counts.
+        classes: the original class value of each code.
+
+    Returns:
+        A `LabelShiftSummary`.
+    """
+    classes = tuple(classes or ())
+    names = classes + tuple(range(len(classes), n_classes)) if len(classes) else ()
+
+    def padded(counts: np.ndarray) -> np.ndarray:
+        counts = np.asarray(counts, dtype=np.int64)
+        return np.pad(counts, (0, n_classes - len(counts)))
+
+    def imbalance(counts: np.ndarray) -> Any:
+        ci = class_imbalance_from_counts(counts)
         return dataclasses.replace(ci, classes=names) if names else ci
 
-    if y_target is not None:
-        q, target_from, estimate = label_distribution(y_target, n_classes=n_classes), "labels", None
+    ps = padded(source_counts)
+    p = ps.astype(np.float64) / int(ps.sum())
+    qt = None
+    if target_counts is not None:
+        qt = padded(target_counts)
+        q, target_from, estimate = qt.astype(np.float64) / int(qt.sum()), "labels", None
     elif estimate is not None:
         q, target_from = np.asarray(estimate.priors, dtype=np.float64), f"estimated ({estimate.method})"
-    else:  # source labels only: the class-imbalance figures of the source, no target side
-        return LabelShiftSummary(p, None, "unknown", None, None, imbalance(y_source), classes=names)
+    else:
+        return LabelShiftSummary(p, None, "unknown", None, None, imbalance(ps), classes=names)
     return LabelShiftSummary(
-        source_proportions=p,
-        target_proportions=q,
-        target_from=target_from,
-        ratios=ratios_from_proportions(p, q, classes=names or None),
-        distance=label_shift_distance(p, q),
-        source_imbalance=imbalance(y_source),
-        target_imbalance=None if y_target is None else imbalance(y_target),
-        prior_estimate=estimate,
-        classes=names,
+        source_proportions=p, target_proportions=q, target_from=target_from,
+        ratios=ratios_from_proportions(p, q, classes=names or None), distance=label_shift_distance(p, q),
+        source_imbalance=imbalance(ps), target_imbalance=None if qt is None else imbalance(qt),
+        prior_estimate=estimate, classes=names,
     )
 
 
