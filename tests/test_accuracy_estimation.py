@@ -245,3 +245,24 @@ def test_holdout_without_errors_still_has_an_interval():
     est = AccuracyEstimator("source", n_bootstrap=200, seed=0).fit(p, y).estimate(p[:40], kinds=("label",))
     assert est.accuracy == 1.0 and est.sampling_upper == 1.0
     assert 0.85 < est.sampling_lower < 0.99, est.sampling_lower
+
+
+def test_output_shift_auc_is_half_under_the_null_and_high_under_a_shift():
+    """The margin's domain AUC: centred on 0.5 over 60 seeded null draws (so the margin stays near 0 without
+    shift), near 1 on a clear shift of the outputs; many classes are folded into 32 columns."""
+    from shiftkit.shift.accuracy import _output_shift_auc
+
+    for k in (3, 200):
+        null = []
+        for seed in range(60):
+            rng = np.random.default_rng(seed)
+            a, b = rng.dirichlet(np.full(k, 0.5), 300), rng.dirichlet(np.full(k, 0.5), 200)
+            null.append(_output_shift_auc(a, b, np.random.default_rng(seed)))
+        # AUC under the null: s.e. about sqrt((n0 + n1 + 1) / (12 n0 n1)) = 0.026 per draw
+        assert abs(np.mean(null) - 0.5) < 3 * 0.026 / np.sqrt(60), (k, np.mean(null))
+        assert np.quantile(null, 0.95) < 0.5 + 2.5 * 0.026, (k, np.quantile(null, 0.95))
+        rng = np.random.default_rng(1)
+        shifted = _output_shift_auc(rng.dirichlet(np.full(k, 0.5), 300), rng.dirichlet(np.full(k, 0.1), 200),
+                                    np.random.default_rng(0))
+        assert shifted > 0.9, (k, shifted)
+    assert _output_shift_auc(np.full((3, 2), 0.5), np.full((10, 2), 0.5), np.random.default_rng(0)) == 0.5

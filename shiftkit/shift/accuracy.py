@@ -31,8 +31,8 @@ estimator is consistent there, DoC erred least; ATC is far off where the model t
 
 The interval has two parts, because sampling error alone is not what makes these estimates wrong:
 1. a percentile bootstrap of the chosen estimator (source rows and target rows resampled, every fitted
-   piece - threshold, recalls, priors, source accuracy - refitted per resample; the density-ratio
-   weights are held fixed);
+   piece - threshold, priors, confidences - refitted per resample; the density-ratio weights are held
+   fixed).
    The estimand is the accuracy of the given target rows, so each replicate's value is drawn through
    Binomial(m, .) / m; the source accuracy and the per-class recalls are drawn from their Jeffreys
    posteriors (a hold-out without errors would otherwise give a zero-width interval).
@@ -123,6 +123,8 @@ _PLAUSIBLE = {
 # EM of the bootstrap: warm-started at the point estimate, so few iterations suffice.
 _EM_TOL = 1e-6
 _EM_MAX_ITER = 500
+# Most columns the output-space domain classifier of the model-error margin uses (classes beyond: summed).
+_AUC_MAX_COLUMNS = 32
 # Rows x resamples x classes held at once by the label-shift bootstrap (float64).
 _BOOTSTRAP_BUDGET = 4_000_000
 
@@ -264,9 +266,17 @@ def _output_shift_auc(source_probs: np.ndarray, target_probs: np.ndarray, rng: n
     Two stratified folds (seeded by `rng`); on each, Fisher's linear discriminant (pooled class
     covariance, ridge 1e-3 of its mean variance) is fitted on the other fold and scores this one; the AUC
     is the Mann-Whitney statistic of the out-of-fold scores. Closed form: about a millisecond for a
-    thousand rows, so a monitor can afford it per window. 0.5 when a domain has fewer than 4 rows.
+    thousand rows, so a monitor can afford it per window. 0.5 when a domain has fewer than 4 rows. With
+    more than `_AUC_MAX_COLUMNS` classes, the columns of the largest pooled mean probability are kept and
+    the rest summed into one (the covariance stays small).
     """
-    x = np.log(np.clip(np.vstack([source_probs, target_probs]), 1e-6, 1.0))
+    pooled = np.vstack([source_probs, target_probs])
+    if pooled.shape[1] > _AUC_MAX_COLUMNS:
+        keep = np.argsort(-pooled.mean(axis=0), kind="stable")[: _AUC_MAX_COLUMNS - 1]
+        rest = np.ones(pooled.shape[1], bool)
+        rest[keep] = False
+        pooled = np.column_stack([pooled[:, keep], pooled[:, rest].sum(axis=1)])
+    x = np.log(np.clip(pooled, 1e-6, 1.0))
     y = np.r_[np.zeros(len(source_probs), bool), np.ones(len(target_probs), bool)]
     if len(source_probs) < 4 or len(target_probs) < 4:
         return 0.5
