@@ -185,10 +185,10 @@ def _held_out_line(cells: list[dict[str, Any]]) -> list[str]:
         return []
     s = summarize(held)
     ov = s["overall"]
-    return [f"- Held-out seeds {', '.join(map(str, sorted({c['seed'] for c in held})))} (no rule or factor was chosen on "
-            f"them, {s['n_cells']} cells): coverage {s['coverage']:.2f}, mean width {s['mean_width']:.3f}; picked MAE "
-            f"{ov['picked']:.3f} = {ov['picked'] / ov['source']:.2f}x naive, {ov['picked'] / ov['atc_plain']:.2f}x plain "
-            "ATC."]
+    seeds = ", ".join(map(str, sorted({c["seed"] for c in held})))
+    return [f"- Held-out seeds {seeds} (no rule or factor was chosen on them, {s['n_cells']} cells): coverage "
+            f"{s['coverage']:.2f}, mean width {s['mean_width']:.3f}; picked MAE {ov['picked']:.3f} = "
+            f"{ov['picked'] / ov['source']:.2f}x naive, {ov['picked'] / ov['atc_plain']:.2f}x plain ATC."]
 
 
 def report(summary: dict[str, Any], seeds: list[int], cells: list[dict[str, Any]] | None = None) -> str:
@@ -221,7 +221,8 @@ def report(summary: dict[str, Any], seeds: list[int], cells: list[dict[str, Any]
         f"{'PASS' if ratio_atc < 1 else 'FAIL'}).",
         f"- Coverage of the picked interval: {summary['coverage']:.2f} of {summary['n_cells']} runs (target >= 0.85: "
         f"{'PASS' if summary['coverage'] >= 0.85 else 'FAIL'}); the bootstrap part alone: "
-        f"{summary['coverage_sampling_only']:.2f} (mean width {summary.get('mean_width_sampling_only', float('nan')):.3f}); "
+        f"{summary['coverage_sampling_only']:.2f} (mean width "
+        f"{summary.get('mean_width_sampling_only', float('nan')):.3f}); "
         f"mean width {summary['mean_width']:.3f}.",
         "- Interval (benchmarks/accuracy_choice.md): bootstrap of the picked estimator (Jeffreys posteriors for the "
         "source accuracy and recalls, the realized accuracy of the target rows drawn per replicate); where the "
