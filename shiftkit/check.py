@@ -387,14 +387,7 @@ class Reference(SourceSummary):
         n_tests = (1 if model is None else 2) + int(label_test_runs)
         test_alpha = alpha / n_tests
         n_perm = permutations_for(test_alpha, n_permutations)
-        log_splits = math.lgamma(len(self.x) + len(xt) + 1) - math.lgamma(len(self.x) + 1) - math.lgamma(len(xt) + 1)
-        min_p = min(1.0, (2.0 if len(self.x) == len(xt) else 1.0) * math.exp(-log_splits))
-        if min_p > test_alpha:
-            raise ValueError(
-                f"Not testable: with {len(self.x)} reference and {len(xt)} target rows no split of the pooled rows "
-                f"is rarer than {min_p:.3g}, so an MMD test at level {test_alpha:.3g} can never fail. Pass more rows "
-                "or a larger alpha."
-            )
+        _check_testable(len(self.x), len(xt), test_alpha)
         # the aggregated test (shiftkit's default) around the snapshot's fixed bandwidths: every target is
         # measured with the same kernels
         input_test = mmd_agg_test(self.standardize(self.x), self.standardize(xt), n_permutations=n_perm,
@@ -772,8 +765,10 @@ def check_shift(
         source, target, has_target_labels = reference, None, y_target is not None
     analysis_perm = n_permutations
     if bbsd:  # one more test in the split: every permutation test must reach alpha / (k + 1)
-        analysis_perm = permutations_for(alpha / (_n_measured_tests(reference, has_target_labels, model) + 1),
-                                         n_permutations)
+        bbsd_level = alpha / (_n_measured_tests(reference, has_target_labels, model) + 1)
+        n_measured = len(target.x) if target is not None else min(len(xt), max_samples)
+        _check_testable(len(reference.x), n_measured, bbsd_level)
+        analysis_perm = permutations_for(bbsd_level, n_permutations)
     analysis = analyze(source, xt if target is None else target.x, y_target=y_target if target is None else None,
                        model=model, layer=layer, alpha=alpha, n_permutations=analysis_perm, seed=seed,
                        max_samples=max_samples, diagnose_shift=diagnose_shift,
@@ -824,6 +819,18 @@ def _with_warning(c: Criterion, warn: dict[str, float]) -> Criterion:
     limit = float(warn[key])
     beyond = c.value <= limit if side == "below" else c.value > limit
     return dataclasses.replace(c, warned=bool(c.passed and beyond), warn_threshold=limit)
+
+
+def _check_testable(n_reference: int, n_target: int, level: float) -> None:
+    """Refuse sizes at which an MMD permutation test at `level` can never reject (no split is that rare)."""
+    log_splits = math.lgamma(n_reference + n_target + 1) - math.lgamma(n_reference + 1) - math.lgamma(n_target + 1)
+    min_p = min(1.0, (2.0 if n_reference == n_target else 1.0) * math.exp(-log_splits))
+    if min_p > level:
+        raise ValueError(
+            f"Not testable: with {n_reference} reference and {n_target} target rows no split of the pooled rows "
+            f"is rarer than {min_p:.3g}, so an MMD test at level {level:.3g} can never fail. Pass more rows "
+            "or a larger alpha."
+        )
 
 
 def _around(bandwidth: float) -> list[float]:

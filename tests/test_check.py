@@ -179,6 +179,18 @@ def test_too_few_rows_to_reach_alpha_is_an_error_not_a_pass():
         check_shift(rng.normal(size=(3, 2)), rng.normal(size=(3, 2)) + 9, alpha=0.01, diagnose_shift=False)
 
 
+def test_bbsd_counts_in_the_testability_guard():
+    """With --bbsd every test is decided at alpha / (k + 1): 4 + 4 rows reach alpha 0.08 / 2 (the smallest
+    split probability is 2 / C(8, 4) = 0.029) but not 0.08 / 3, where the MMD criteria could never fail."""
+    rng = np.random.default_rng(2)
+    xs, xt = rng.normal(size=(4, 5)), rng.normal(size=(4, 5)) + 3
+    model = _mlp(5)
+    res = check_shift(xs, xt, model=model, alpha=0.08, n_permutations=200, diagnose_shift=False, seed=0)
+    assert {c.name for c in res.criteria} == {"input-space MMD", "feature-space MMD"}
+    with pytest.raises(ValueError, match="Not testable"):
+        check_shift(xs, xt, model=model, alpha=0.08, n_permutations=200, diagnose_shift=False, seed=0, bbsd=True)
+
+
 def test_near_constant_pixels_do_not_fail_the_check(tmp_path):
     """Issue 9 #17: images standardised per channel by one pooled scale, stored in the snapshot."""
     rng = np.random.default_rng(5)
