@@ -201,11 +201,12 @@ def _tests_section(report: Any) -> str:
             continue
         bw = t.bandwidth if isinstance(t.bandwidth, (int, float)) else ", ".join(f"{b:.3g}" for b in t.bandwidth)
         rows.append([
-            f"{t.space} space", t.statistic, t.threshold, t.p_value, "SHIFT" if t.is_shift else "no shift",
+            f"{t.space} space", t.statistic, t.threshold, t.p_value,
+            f"{'SHIFT' if t.is_shift else 'no shift'} (level {t.alpha:.3g})",
             t.normalized, t.z_score, t.n_permutations, t.n_source, t.n_target, bw,
         ])
     table = _table(
-        ["test", "MMD^2", "threshold", "p-value", f"at alpha={report.alpha:g}", "normalized", "z-score",
+        ["test", "MMD^2", "threshold", "p-value", "decision (its Holm level)", "normalized", "z-score",
          "permutations", "n source", "n target", "bandwidth"],
         rows,
     )
