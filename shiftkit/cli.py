@@ -64,8 +64,7 @@ from shiftkit.files import (
     model_n_classes,
     read_path,
 )
-from shiftkit.files.domains import codes_for_reference
-from shiftkit.files.stream import DEFAULT_CHUNK_ROWS, TableValidator, is_streamable, table_chunks
+from shiftkit.files.stream import DEFAULT_CHUNK_ROWS, TableBatches, is_streamable
 from shiftkit.shift.report import shift_report
 from shiftkit.shift.streaming import ENGINES, scan_pair, scan_reference, scan_target
 
@@ -562,26 +561,6 @@ def _monitor_streams(args: argparse.Namespace, path: str, reference: Any) -> boo
             and not (args.labeled and not reference.class_names))
 
 
-def _monitor_chunks(args: argparse.Namespace, path: str, reference: Any, max_bytes: int):
-    """`(x, codes or None)` of a CSV/Parquet batch, `--chunk-rows` rows at a time, each chunk validated as
-    `load_single` validates a whole file (a bad chunk stops the run with that file's message)."""
-    name = os.path.basename(path)
-    validator = TableValidator(name, "target batch", label_column=args.label_column,
-                               feature_names=reference.feature_names, drop_na=args.drop_na)
-    for frame in table_chunks(path, chunk_rows=args.chunk_rows, role="target batch", max_bytes=max_bytes):
-        x, values = validator.chunk(frame)
-        if x is None:
-            validator.finish()  # raises the loader's message for what was seen so far
-        if not args.labeled:
-            yield x, None
-        elif values is None:
-            raise ValueError(f"--labeled: the batch {name!r} has no labels (give --label-column, or a 'y' array).")
-        else:
-            yield x, codes_for_reference(values, reference.class_names, name, "target batch")
-    validator.finish()
-    _note_dropped(f"target batch {name}", validator.dropped)
-
-
 def _run_monitor(args: argparse.Namespace) -> int:
     from shiftkit.html_report import render_monitor_html
     from shiftkit.monitor import StreamMonitor
@@ -617,10 +596,14 @@ def _run_monitor(args: argparse.Namespace) -> int:
     batches = []  # with --every: every batch first (periods may span files), then one pass by period
     try:
         for path in _batch_paths(args.target):
-            if _monitor_streams(args, path, reference):
-                for x, y in _monitor_chunks(args, path, reference, max_bytes):
+            if _monitor_streams(args, path, reference):  # in chunks, never whole
+                table = TableBatches(path, feature_names=reference.feature_names, class_names=reference.class_names,
+                                     label_column=args.label_column, labeled=args.labeled, drop_na=args.drop_na,
+                                     chunk_rows=args.chunk_rows, max_bytes=max_bytes)
+                for x, y in table:
                     for res in monitor.update(x, y):
                         emit(res)
+                _note_dropped(f"target batch {table.name}", table.dropped)
                 continue
             name, data = read_path(path, "target batch", max_bytes=max_bytes)
             batch = load_single(data, name, label_column=args.label_column, drop_na=args.drop_na,

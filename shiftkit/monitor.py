@@ -193,6 +193,7 @@ class StreamMonitor:
         reference_rows_: the snapshot rows every window is compared with (the other half calibrates).
         null_mean_, null_std_: per statistic, over the null windows.
         results_: every `WindowResult` so far.
+        dropped_: rows the last `update_table(drop_na=True)` dropped.
         alarm_window_, change_point_: set once the alarm fires (else None).
 
     Raises:
@@ -381,6 +382,38 @@ class StreamMonitor:
         self.threshold_ = max(self.threshold_, 1e-9)
 
     # ------------------------------------------------------------------------------ streaming
+    def update_table(self, path: Any, *, label_column: str | None = None, drop_na: bool = False,
+                     chunk_rows: int | None = None, max_bytes: int | None = None) -> list[WindowResult]:
+        """Add the rows of a CSV/Parquet file (in file order), read in chunks, never whole.
+
+        Each chunk is validated as `shiftkit.files.load_single` validates a whole file
+        (`shiftkit.files.stream.TableBatches`: the reference's columns, numbers, no missing values
+        unless `drop_na`); with `labeled=True` the labels come from `label_column`, coded to the
+        reference's classes. The windows are those `update` gives on the whole file.
+
+        Args:
+            path: a .csv or .parquet file. label_column: its label column (None: none).
+            drop_na: drop rows with missing values (`dropped_` counts them).
+            chunk_rows: rows per chunk (default `shiftkit.files.stream.DEFAULT_CHUNK_ROWS`).
+            max_bytes: the most one chunk may take (`shiftkit.files.max_bytes_limit`).
+
+        Returns:
+            The results of the windows the file completed.
+
+        Raises:
+            InputError (a ValueError): an unreadable file, other columns than the reference's, bad values.
+        """
+        from shiftkit.files.stream import DEFAULT_CHUNK_ROWS, TableBatches
+
+        batches = TableBatches(path, feature_names=self.reference.feature_names,
+                               class_names=self.reference.class_names, label_column=label_column,
+                               labeled=self.labeled, drop_na=drop_na,
+                               chunk_rows=DEFAULT_CHUNK_ROWS if chunk_rows is None else chunk_rows,
+                               max_bytes=max_bytes)
+        results = [res for x, y in batches for res in self.update(x, y)]
+        self.dropped_ = batches.dropped
+        return results
+
     def update(self, x: Any, y: Any = None, *, times: Any = None) -> list[WindowResult]:
         """Add rows (in time order); returns the results of the windows they completed (maybe none).
 

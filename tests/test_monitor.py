@@ -55,6 +55,26 @@ def test_rows_are_buffered_across_batches():
     assert [r.window for r in out] == [0, 1] and out[1].stop == 100
 
 
+def test_update_table_reads_a_file_in_chunks_with_the_same_windows(tmp_path):
+    import pandas as pd
+
+    from shiftkit.files import InputError
+
+    rng = np.random.default_rng(4)
+    ref = Reference.from_data(rng.normal(size=(300, 3)), max_samples=300, seed=4, feature_names=["a", "b", "c"])
+    rows = rng.normal(size=(260, 3)) + np.r_[[0.0] * 130 + [1.0] * 130][:, None]
+    path = tmp_path / "day.csv"
+    pd.DataFrame(rows[:, [2, 0, 1]], columns=["c", "a", "b"]).to_csv(path, index=False)  # columns in another order
+    monitor = StreamMonitor(ref, window=50, horizon=5, n_null_windows=60, seed=4)
+    expected = [r.to_dict() for r in monitor.update(rows.astype(np.float32))]
+    chunked = monitor.reset()  # the same calibration, a new stream
+    got = [r.to_dict() for r in chunked.update_table(path, chunk_rows=17)]
+    assert got == expected and len(got) == 5 and chunked.dropped_ == 0
+    pd.DataFrame(rows[:, :2], columns=["a", "b"]).to_csv(path, index=False)
+    with pytest.raises(InputError, match="missing from the target batch: 'c'"):
+        monitor.reset().update_table(path)
+
+
 def test_window_statistic_is_the_unbiased_mmd2_with_the_snapshots_bandwidth():
     ref = _reference(3)
     mon = StreamMonitor(ref, window=50, horizon=5, n_null_windows=60, seed=3)

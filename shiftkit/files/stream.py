@@ -40,6 +40,7 @@ __all__ = [
     "table_chunks",
     "table_columns",
     "TableValidator",
+    "TableBatches",
     "LabelTally",
     "is_streamable",
     "dataset_files",
@@ -472,3 +473,68 @@ class TableValidator:
                 f"The label column {self.label!r} of the {self.role} {self.filename!r} has {self.labels.missing} "
                 "missing value(s). Every labelled row needs a label; drop the unlabelled rows."
             )
+
+
+class TableBatches:
+    """The rows of one CSV/Parquet file, `chunk_rows` at a time, as `(x, label codes or None)` batches.
+
+    For consumers that need rows in file order rather than a sample (the monitor): every chunk is
+    validated by a `TableValidator` as `load_single` validates a whole file, and a problem stops the
+    iteration with that file's message (counts over the rows read so far). Labels are coded to the
+    reference's classes (`codes_for_reference`) chunk by chunk, which needs the reference's class names.
+
+    Args:
+        path: a .csv or .parquet file.
+        feature_names: the reference's feature columns (the file's are checked and reordered), or None.
+        class_names: the reference's classes (needed with `labeled`).
+        label_column: the label column (None: none).
+        labeled: yield the label codes (else None, and a label column is only dropped from the features).
+        drop_na: drop rows with missing or infinite values (counted in `dropped`).
+        chunk_rows: rows per chunk. max_bytes: limit on one chunk (`max_bytes_limit`).
+        role: what the file is, for messages.
+
+    Attributes:
+        dropped: rows dropped so far (`drop_na`). n_rows: rows yielded so far.
+
+    Example:
+        >>> for x, y in TableBatches("day.parquet", feature_names=ref.feature_names):  # doctest: +SKIP
+        ...     monitor.update(x, y)
+    """
+
+    def __init__(self, path: str | os.PathLike, *, feature_names: Sequence[str] | None = None,
+                 class_names: Sequence[str] | None = None, label_column: str | None = None, labeled: bool = False,
+                 drop_na: bool = False, chunk_rows: int = DEFAULT_CHUNK_ROWS, max_bytes: int | None = None,
+                 role: str = "target batch") -> None:
+        if labeled and not class_names:
+            raise ValueError("labeled=True reads labels chunk by chunk, which needs the reference's class names "
+                             "(a snapshot made with --label-column); read the file whole instead.")
+        self.path, self.name = os.fspath(path), os.path.basename(os.fspath(path))
+        self.class_names = None if class_names is None else [str(c) for c in class_names]
+        self.labeled, self.role = bool(labeled), role
+        self.chunk_rows, self.max_bytes = _check_chunk_rows(chunk_rows), max_bytes
+        self.validator = TableValidator(self.name, role, label_column=label_column, feature_names=feature_names,
+                                        drop_na=drop_na)
+        self.n_rows = 0
+
+    @property
+    def dropped(self) -> int:
+        return self.validator.dropped
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        from shiftkit.files.domains import codes_for_reference
+
+        for frame in table_chunks(self.path, chunk_rows=self.chunk_rows, role=self.role, max_bytes=self.max_bytes):
+            x, values = self.validator.chunk(frame)
+            if x is None:
+                self.validator.finish()  # raises the loader's message for what was read so far
+                continue
+            codes = None
+            if self.labeled:
+                if values is None:
+                    raise InputError(f"The {self.role} {self.name!r} has no labels: give its label column "
+                                     "(--label-column), or leave --labeled out.")
+                codes = codes_for_reference(values, self.class_names, self.name, self.role)
+            self.n_rows += len(x)
+            yield x, codes
+        self.validator.finish()
+
