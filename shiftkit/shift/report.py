@@ -786,11 +786,9 @@ def shift_report(
     input_test = mmd_test(a, b, space="input", check_input=False, **mmd_kwargs)  # validated above
     feature_test = None
     joint_reps: tuple[str, ...] = ()
-    if fs is not None:
-        classifier = is_classifier(model)
-        joint_reps = DEFAULT_JOINT_REPRESENTATIONS if classifier else ("input", "features")
     feats: tuple[np.ndarray, np.ndarray] | None = None
     if fs is not None:
+        joint_reps = DEFAULT_JOINT_REPRESENTATIONS if is_classifier(model) else ("input", "features")
         # The model's features once, for the feature-space test and (without a classifier) the joint test.
         feats = check_pair(fs(xs), fs(xt), ("features(x_source)", "features(x_target)"))
         feature_test = mmd_test(*feats, space="feature", check_input=False, **mmd_kwargs)
@@ -809,7 +807,7 @@ def shift_report(
 
     joint = None
     if joint_reps:
-        joint = _joint_test(joint_reps, (a, b), probs, feats, raw=(xs, xt), model=model, layer=layer, standardize=standardize,
+        joint = _joint_test(joint_reps, (a, b), probs, feats, standardize=standardize,
                             n_permutations=permutations_for(alpha, n_permutations), alpha=alpha, seed=seed,
                             max_samples=max_samples, memory_budget=memory_budget)
 
@@ -852,9 +850,6 @@ def _joint_test(
     probs: tuple[np.ndarray, np.ndarray] | None,
     feats: tuple[np.ndarray, np.ndarray] | None,
     *,
-    raw: tuple[np.ndarray, np.ndarray],
-    model: Any,
-    layer: str | int | None,
     standardize: bool,
     n_permutations: int,
     alpha: float,
@@ -866,9 +861,10 @@ def _joint_test(
 
     The rows are the input-space test's: `mmd_test` subsamples the source, then the target, with
     `default_rng(seed)` (`shiftkit.shift.mmd._subsample`); the same draws on row indices pick the
-    same rows here, for every representation (with `seed=None` each draws its own rows). "input" is the report's standardised input (the
-    `Standardizer` fitted on the whole pooled sample, as for the input-space test), "softmax" the
-    probabilities BBSD used, "features" the feature-space test's features: the model is not run again.
+    same rows here, for every representation (with `seed=None` each draws its own rows). "input" is
+    the report's standardised input (the `Standardizer` fitted on the whole pooled sample, as for the
+    input-space test), "softmax" the probabilities BBSD used, "features" the feature-space test's
+    features: the model is not run again.
     Kernels: `mmd_joint_from_representations`' defaults.
 
     Args:
@@ -876,8 +872,6 @@ def _joint_test(
         inputs: the (standardised when `standardize`) source and target inputs, all rows.
         probs: the model's probabilities on every source and target row (for "softmax").
         feats: the model's features on every source and target row (for "features").
-        raw: the source and target inputs as given, all rows.
-        model, layer: the model and feature layer (for a representation not computed above, from `raw`).
         standardize: whether `inputs` are standardised (recorded in the result).
         n_permutations, alpha, seed, max_samples, memory_budget: as in `shift_report`.
 
@@ -891,14 +885,8 @@ def _joint_test(
     computed = {"input": (xs, xt), "softmax": probs, "features": feats}
     source: dict[str, np.ndarray] = {}
     target: dict[str, np.ndarray] = {}
-    for name in names:
-        pair = computed.get(name)
-        if pair is None:  # a representation the report does not compute itself: ask the joint module
-            from shiftkit.shift.mmd_joint import _model_representations
-
-            pair = tuple(_model_representations(model, x, (name,), side, layer, 256)[name]
-                         for x, side in zip(raw, ("x_source", "x_target")))
-        ps, pt = (np.asarray(v, dtype=np.float64) for v in pair)
+    for name in names:  # every representation the report tests is one it has computed
+        ps, pt = (np.asarray(v, dtype=np.float64) for v in computed[name])
         source[name] = ps[rows_s].reshape(len(rows_s), -1)
         target[name] = pt[rows_t].reshape(len(rows_t), -1)
     result = mmd_joint_from_representations(source, target, n_permutations=n_permutations, alpha=alpha, seed=seed,
