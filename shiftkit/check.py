@@ -376,16 +376,19 @@ class Reference(SourceSummary):
                 "Select the same columns, in the same order, as the reference."
             )
 
+    def _label_test_runs(self, has_target_labels: bool, model: Any) -> bool:
+        """Whether `measure` runs the label-shift test: reference labels, and target labels or a model to
+        predict them (with the snapshot's labelled probabilities)."""
+        return self.label_counts is not None and (
+            has_target_labels or (model is not None and self.probs is not None and self.y is not None))
+
     def _measure_rows(self, target: "TargetRows", *, model: Any, layer: str | int | None, alpha: float,
                       n_permutations: int, seed: int | None, max_samples: int) -> Measurement:
         """`measure` on the target's measured rows and class counts (in memory, or streamed)."""
         xt, yt_sub, yt_counts, n_target = target.x, target.y, target.counts, target.n_rows
         has_labels = yt_counts is not None
-        label_test_runs = self.label_counts is not None and (
-            has_labels or (model is not None and self.probs is not None and self.y is not None)
-        )
-        n_tests = (1 if model is None else 2) + int(label_test_runs)
-        test_alpha = alpha / n_tests
+        label_test_runs = self._label_test_runs(has_labels, model)
+        test_alpha = alpha / _n_measured_tests(self, has_labels, model)
         n_perm = permutations_for(test_alpha, n_permutations)
         _check_testable(len(self.x), len(xt), test_alpha)
         # the aggregated test (shiftkit's default) around the snapshot's fixed bandwidths: every target is
@@ -866,9 +869,7 @@ def _accuracy_criterion(reference: Reference, analysis: Analysis, minimum: float
 
 def _n_measured_tests(reference: Reference, has_target_labels: bool, model: Any) -> int:
     """The number of tests `Reference.measure` runs (the same rule as there)."""
-    label_test_runs = reference.label_counts is not None and (
-        has_target_labels or (model is not None and reference.probs is not None and reference.y is not None))
-    return (1 if model is None else 2) + int(label_test_runs)
+    return (1 if model is None else 2) + int(reference._label_test_runs(has_target_labels, model))
 
 
 class _StreamedSource(SourceSummary):
