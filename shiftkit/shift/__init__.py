@@ -21,6 +21,7 @@ from shiftkit.shift.labels import (
 from shiftkit.shift.mmd import DEFAULT_MEMORY_BUDGET, MMDTestResult, mmd2, mmd_test
 from shiftkit.shift.mmd import MMDAggregate, mmd_agg_test
 from shiftkit.shift.accuracy import AccuracyEstimate, AccuracyEstimator, estimate_accuracy
+from shiftkit.shift.transport import label_transport_costs
 from shiftkit.shift.bbsd import BBSDDetector, BBSDResult, bbsd_from_probabilities, bbsd_test
 from shiftkit.shift.mmd_rff import EmbeddingTestResult, RFFEmbedding, RFFTestResult, rff_mmd_test
 from shiftkit.shift.mmd_joint import JointMMDDetector, JointMMDResult, mmd_joint_from_representations, mmd_joint_test
@@ -90,6 +91,7 @@ __all__ = [
     "AccuracyEstimate",
     "AccuracyEstimator",
     "estimate_accuracy",
+    "label_transport_costs",
     "BBSDDetector",
     "BBSDResult",
     "bbsd_from_probabilities",

@@ -15,6 +15,11 @@ Estimators (each is exact under its assumption and in expectation; none is under
   confidently wrong (corrupted images, another device).
 - ``"doc"``: difference of confidences (Guillory et al. 2021): source accuracy minus the drop of the mean
   top-class confidence from source to target.
+- ``"cot"``: Confidence Optimal Transport (Lu et al. 2023): one minus the earth mover's distance (L1 cost
+  halved) between the target rows' temperature-scaled probabilities and the one-hot vectors of the source
+  class proportions (`shiftkit.shift.transport`). Assumes the class proportions did not change; unlike
+  ATC and DoC it also counts errors the model makes confidently, when they move the predicted class
+  proportions away from the label distribution (a sensor moved, rotated images).
 - ``"label_shift"``: expected accuracy under label shift (`q(x|y) = p(x|y)`): `sum_k q_k * recall_k`,
   the per-class recalls measured on the source and the target class proportions `q` estimated by EM
   after bias-corrected temperature scaling (`estimate_target_priors`).
@@ -25,29 +30,28 @@ Estimators (each is exact under its assumption and in expectation; none is under
 `method="auto"` picks the estimator whose assumption matches the diagnosed kind of shift (`kinds`, e.g.
 `Diagnosis.kinds`): no shift -> "source"; label shift alone -> "label_shift"; covariate shift (with or
 without label shift) -> "importance" when weights are given and keep an effective sample size of at
-least `min_ess_fraction` of the rows, else the fallback "doc"; kinds unknown (None) or concept shift -> "doc".
+least `min_ess_fraction` of the rows, else the fallback "cot"; kinds unknown (None) or concept shift -> "cot".
 The fallback and the ESS bar were chosen on a benchmark suite (benchmarks/accuracy_choice.md): no
-estimator is consistent there, DoC erred least; ATC is far off where the model turns underconfident.
+estimator is consistent there; COT erred least (round 2; DoC, the round-1 fallback, stays far too high
+where the model is confidently wrong); ATC is far off where the model turns underconfident.
 
 The interval has two parts, because sampling error alone is not what makes these estimates wrong:
 1. a percentile bootstrap of the chosen estimator (source rows and target rows resampled, every fitted
-   piece - threshold, priors, confidences - refitted per resample; the density-ratio weights are held
-   fixed).
+   piece - threshold, priors, confidences - refitted per resample; the density-ratio weights and COT's
+   coupling are held fixed: COT's replicates resample the target rows' transport costs).
    The estimand is the accuracy of the given target rows, so each replicate's value is drawn through
    Binomial(m, .) / m; the source accuracy and the per-class recalls are drawn from their Jeffreys
    posteriors (a hold-out without errors would otherwise give a zero-width interval).
-2. the estimator's *model error*, which sampling error does not show:
-   - where the chosen estimator is consistent under the diagnosed shift (`consistent`: "source" with
-     no shift, "label_shift" under label shift, "importance" with usable weights under covariate
-     shift), the interval is extended to cover the point estimates of the other estimators whose
-     assumption the diagnosed kind does not rule out (`plausible`);
-   - where none is (covariate shift without usable weights, concept shift, kinds unknown), it is
-     widened on both sides by a margin `MODEL_ERROR_FACTOR * max(0, 2 * AUC - 1)`, AUC that of a
-     cross-fitted linear domain classifier on the model's log-probabilities (how far the model's
-     outputs moved; 0.5, no margin, where they did not). The factor is a split-conformal quantile of
-     the error over a benchmark's choosing scenarios (benchmarks/accuracy_choice.md): a model can stay
-     confidently wrong (every confidence-based estimate too high, all agreeing) or turn underconfident,
-     so neither the bootstrap nor the estimators' disagreement bounds the error there.
+2. the estimator's *model error*, which sampling error does not show: the interval is extended to
+   cover the point estimates of the other estimators whose assumption the diagnosed kind does not rule
+   out (`plausible`); where the chosen estimator is not consistent under the diagnosed shift
+   (`consistent`: "source" with no shift, "label_shift" under label shift, "importance" with usable
+   weights under covariate shift; none under concept shift or unknown kinds), it is also widened on both
+   sides by a margin `MODEL_ERROR_FACTOR * max(0, 2 * AUC - 1)`, AUC that of a cross-fitted linear
+   domain classifier on the model's log-probabilities (how far the model's outputs moved; 0.5, no
+   margin, where they did not). The factor is a split-conformal quantile of the error over a benchmark's
+   choosing scenarios (benchmarks/accuracy_choice.md): a model can stay confidently wrong or turn
+   underconfident, so the bootstrap alone does not bound the error there.
 
 Example:
     >>> est = AccuracyEstimator(seed=0).fit(p_val, y_val)  # doctest: +SKIP
@@ -76,6 +80,7 @@ from shiftkit._validation import (
 )
 from shiftkit.shift.density_ratio import effective_sample_size
 from shiftkit.shift.labels.priors import apply_bcts, fit_bcts
+from shiftkit.shift.transport import label_transport_costs
 
 __all__ = [
     "ACCURACY_METHODS",
@@ -85,7 +90,7 @@ __all__ = [
 ]
 
 #: Estimators of `AccuracyEstimator` ("auto" picks one of them from the kinds of shift).
-ACCURACY_METHODS = ("source", "atc", "doc", "label_shift", "importance")
+ACCURACY_METHODS = ("source", "atc", "doc", "cot", "label_shift", "importance")
 _SCORES = ("negative_entropy", "max_confidence")
 #: Kinds of shift `kinds` may name (those of `Diagnosis.kinds`; "imbalance" is not a shift).
 _KINDS = ("covariate", "label", "concept", "imbalance")
@@ -94,31 +99,36 @@ _ASSUMPTIONS = {
     "atc": "the model's confidence ranks its target errors as it ranks its source errors "
     "(no checkable assumption; too high where the model stays confidently wrong)",
     "doc": "the drop in mean confidence equals the drop in accuracy (no checkable assumption)",
+    "cot": "the class proportions did not change and the cost of moving the target's probabilities onto the "
+    "source label distribution is its error (no checkable assumption; too low under label shift)",
     "label_shift": "label shift: class proportions change, each class's inputs do not (q(x|y) = p(x|y))",
     "importance": "covariate shift with overlapping support: p(y|x) unchanged, every target input "
     "has source inputs like it (the weights' effective sample size says how well)",
 }
 #: The estimator of "auto" where none is consistent under the diagnosed shift (covariate shift without
 #: usable importance weights, concept shift, unknown kinds); see benchmarks/accuracy_choice.md.
-FALLBACK = "doc"
+FALLBACK = "cot"
 #: Default `min_ess_fraction` (benchmarks/accuracy_choice.md).
 MIN_ESS_FRACTION = 0.3
 #: Model-error margin of the interval where the chosen estimator is not consistent under the diagnosed
-#: shift: the bootstrap interval is widened on both sides by `MODEL_ERROR_FACTOR * max(0, 2 * AUC - 1)`, AUC that of
-#: a cross-fitted linear domain classifier on the model's log-probabilities (source hold-out vs target).
-#: Calibrated as a split-conformal quantile on the choosing scenarios of
-#: benchmarks/choose_accuracy_estimator.py (benchmarks/accuracy_choice.md), confirmed on the others.
-MODEL_ERROR_FACTOR = 0.42
-_NAMES = {"atc": "average thresholded confidence", "doc": "difference of confidences"}
+#: shift: the interval (bootstrap + the plausible estimators' point estimates) is widened on both sides by
+#: `MODEL_ERROR_FACTOR * max(0, 2 * AUC - 1)`, AUC that of a cross-fitted linear domain classifier on the
+#: model's log-probabilities (source hold-out vs target). Calibrated as a split-conformal quantile on the
+#: choosing scenarios of benchmarks/choose_accuracy_estimator.py (benchmarks/accuracy_choice.md, round 2:
+#: with COT as the fallback, the estimators' span already covers nearly every choosing cell), confirmed on
+#: the others.
+MODEL_ERROR_FACTOR = 0.01
+_NAMES = {"atc": "average thresholded confidence", "doc": "difference of confidences",
+          "cot": "confidence optimal transport"}
 # Estimators consistent (or not ruled out) under each diagnosed situation: the interval covers their
 # point estimates. "unknown": no diagnosis given.
 _PLAUSIBLE = {
-    "none": ("source", "atc", "doc", "label_shift", "importance"),
+    "none": ("source", "atc", "doc", "cot", "label_shift", "importance"),
     "label": ("label_shift", "importance"),
-    "covariate": ("importance", "atc", "doc", "source"),
-    "covariate+label": ("importance", "atc", "doc", "label_shift", "source"),
-    "concept": ("atc", "doc"),
-    "unknown": ("atc", "doc", "label_shift", "importance", "source"),
+    "covariate": ("importance", "atc", "doc", "cot", "source"),
+    "covariate+label": ("importance", "atc", "doc", "cot", "label_shift", "source"),
+    "concept": ("atc", "doc", "cot"),
+    "unknown": ("atc", "doc", "cot", "label_shift", "importance", "source"),
 }
 # EM of the bootstrap: warm-started at the point estimate, so few iterations suffice.
 _EM_TOL = 1e-6
@@ -153,7 +163,8 @@ class AccuracyEstimate:
         reason: why this estimator was chosen.
         consistent: whether the chosen estimator is consistent under the diagnosed shift ("source"
             with no shift, "label_shift" under label shift, "importance" with usable weights
-            under covariate shift); when False the interval is the bootstrap widened by `model_error`.
+            under covariate shift); when False the interval (bootstrap + plausible estimators) is
+            also widened by `model_error`.
         output_shift_auc: out-of-fold ROC AUC of a linear domain classifier on the model's
             log-probabilities, source hold-out vs target (0.5: the outputs look alike).
         model_error: the margin added on both sides of the interval for the estimator's model error
@@ -476,17 +487,19 @@ class AccuracyEstimator:
         t_scaled = _scale(target_probs, self.temperature_)
         t_scores = _score(t_scaled, self.score)
         q, calibrated = self._label_shift_priors(target_probs)
+        cot_costs = label_transport_costs(t_scaled, self.source_priors_, seed=self.seed)
         est = {
             "source": self.source_accuracy_,
             "atc": float(np.mean(t_scores > self.threshold_)),
             "doc": float(self.source_accuracy_ - (self.confidence_.mean() - t_scaled.max(axis=1).mean())),
+            "cot": float(1.0 - cot_costs.mean()),
             "label_shift": float(q @ self.recalls_),
         }
         if weights is not None:
             est["importance"] = float(np.sum(weights * self.correct_) / np.sum(weights))
         est = {k: float(np.clip(v, 0.0, 1.0)) for k, v in est.items()}
         return est, {"target_scores": t_scores, "target_conf": t_scaled.max(axis=1),
-                     "calibrated": calibrated, "priors": q}
+                     "calibrated": calibrated, "priors": q, "cot_costs": cot_costs}
 
     def _bootstrap(
         self, method: str, extras: dict[str, Any], weights: np.ndarray | None, rng: np.random.Generator
@@ -525,6 +538,11 @@ class AccuracyEstimator:
                 t_idx = rng.integers(0, m, size=(b, m))
                 conf_t = extras["target_conf"][t_idx].mean(axis=1)
                 out[start:start + b] = acc - (conf_s - conf_t)
+            elif method == "cot":
+                # target rows resampled with their costs under the point estimate's coupling (held fixed,
+                # as the importance weights are: re-solving the transport per replicate is second order)
+                t_idx = rng.integers(0, m, size=(b, m))
+                out[start:start + b] = 1.0 - extras["cot_costs"][t_idx].mean(axis=1)
             else:  # label_shift: recalls and source priors from the source resample, EM per target resample
                 # recalls from their Jeffreys posteriors (a class without errors keeps a non-zero spread)
                 k = self.n_classes_
@@ -620,12 +638,10 @@ class AccuracyEstimator:
         usable = weights is not None and ess is not None and ess >= self.min_ess_fraction * weights.size
         consistent = _consistent(method, situation, usable)
         auc = _output_shift_auc(self.probs_, probs, np.random.default_rng(self.seed))
-        values = [estimates[method], s_lo, s_hi]
-        if consistent:  # model error = the disagreement with the other estimators the diagnosis allows
-            values += [estimates[m] for m in plausible]
-            margin = 0.0
-        else:  # no consistent estimator: the calibrated margin (it replaces the estimators' span)
-            margin = float(MODEL_ERROR_FACTOR) * max(0.0, 2.0 * auc - 1.0)
+        # model error: the disagreement with the other estimators the diagnosis allows, and where no
+        # consistent estimator was picked, the calibrated margin on top
+        values = [estimates[method], s_lo, s_hi] + [estimates[m] for m in plausible]
+        margin = 0.0 if consistent else float(MODEL_ERROR_FACTOR) * max(0.0, 2.0 * auc - 1.0)
         return AccuracyEstimate(
             accuracy=estimates[method],
             lower=float(max(0.0, min(values) - margin)),
