@@ -188,7 +188,7 @@ def _held_out_line(cells: list[dict[str, Any]]) -> list[str]:
     out = []
     for label, group in (("Choosing seeds", CHOICE_SEEDS),
                          ("Seeds seen while COT was tried (no rule chosen on them)", SEEN_SEEDS),
-                         ("Fresh seeds, run after round 2's rule was fixed", FRESH_SEEDS)):
+                         ("Fresh seeds, run after round 2's first rule was fixed", FRESH_SEEDS)):
         held = [c for c in cells if c["seed"] in group]
         if not held:
             continue
@@ -241,14 +241,15 @@ def report(summary: dict[str, Any], seeds: list[int], cells: list[dict[str, Any]
         f"{summary.get('mean_width_sampling_only', float('nan')):.3f}); "
         f"mean width {summary['mean_width']:.3f}.",
         "- Point estimate and interval (benchmarks/accuracy_choice.md): where no estimator is consistent under the "
-        "diagnosed shift (digits corruptions, GRU: covariate shift without usable weights) the pick is COT "
-        "(round 2; DoC in round 1). Interval: bootstrap of the picked estimator (Jeffreys posteriors for the "
-        "source accuracy and recalls, the realized accuracy of the target rows drawn per replicate), extended to "
-        "the plausible estimators' point estimates; where the pick is not consistent, also widened on both sides "
-        f"by the model-error margin `MODEL_ERROR_FACTOR x max(0, 2 AUC - 1)` (factor {_factor():g}; `margin` "
-        "column: its mean; AUC of a linear domain classifier on the model's log-probabilities). The fallback, the "
-        "factor and the rules were chosen on the choosing scenarios (digits-blur, gru-placement, hospitals-prior, "
-        f"digits-label) of seeds {', '.join(map(str, CHOICE_SEEDS))} only; the other scenarios and seeds confirm.",
+        "diagnosed shift, the fallback per situation (round 2): COT under covariate shift alone, DoC with label "
+        "shift also diagnosed or kinds unknown (COT assumes unchanged class proportions). Interval: bootstrap of the "
+        "picked estimator (Jeffreys posteriors for the source accuracy and recalls, the realized accuracy of the "
+        "target rows drawn per replicate); where the pick is consistent under the diagnosed shift, extended to the "
+        "plausible estimators' point estimates; where it is not, widened on both sides by the model-error margin "
+        f"`MODEL_ERROR_FACTOR x max(0, 2 AUC - 1)` instead (factor {_factor():g}; `margin` column: its mean; AUC of "
+        "a linear domain classifier on the model's log-probabilities). The fallbacks, the factor and the rules were "
+        "chosen on the choosing scenarios (digits-blur, gru-placement, hospitals-prior, digits-label) of seeds "
+        f"{', '.join(map(str, CHOICE_SEEDS))} only; the other scenarios and seeds confirm.",
     ] + _held_out_line(cells or [])
     return "\n".join(lines) + "\n"
 

@@ -58,7 +58,7 @@ def evaluate(cells, *, fallback, plausible_patch, ess, weights_key):
     import shiftkit.shift.accuracy as acc
 
     saved = (acc.FALLBACK, dict(acc._PLAUSIBLE), acc.MODEL_ERROR_FACTOR)
-    acc.FALLBACK = fallback
+    acc.FALLBACK = fallback if isinstance(fallback, dict) else dict.fromkeys(saved[0], fallback)
     acc.MODEL_ERROR_FACTOR = 0.0  # the sampling and plausible-estimator parts only
     acc._PLAUSIBLE.update(plausible_patch)
     per = collections.defaultdict(list)
@@ -235,14 +235,42 @@ def fallback(cells) -> None:
         print(f"| {name} | {a} | {b} | {c} |")
 
 
+def situations(cells) -> None:
+    """Round 2b: the fallback per situation; 'unknown' by estimating every cell with kinds=None."""
+    import shiftkit.shift.accuracy as acc
+
+    per = collections.defaultdict(lambda: collections.defaultdict(list))
+    for name, d in cells:
+        kinds = tuple(k for k in d["kinds"] if k)
+        truth = float(np.mean(d["p_t"].argmax(1) == d["y_t"]))
+        est = acc.AccuracyEstimator(seed=0, n_bootstrap=20).fit(d["p_val"], d["y_val"])
+        for situation, given in ((acc._situation(kinds), kinds), ("unknown", None)):
+            e = est.estimate(d["p_t"], kinds=given).estimates
+            group = "choosing" if name in CHOOSING else "confirming"
+            for m in ("doc", "atc", "cot", "source"):
+                per[(situation, group)][m].append((name, abs(e[m] - truth)))
+    print("\nFallback per situation, round 2b (MAE per scenario then averaged; no weights: the fallback's own "
+          "error; 'unknown': every cell estimated with kinds=None)\n")
+    print("| situation | cells | doc | atc | cot | source (naive) |")
+    print("|---|---|---|---|---|---|")
+    for (situation, group), by in sorted(per.items()):
+        cols = []
+        for m in ("doc", "atc", "cot", "source"):
+            scen = collections.defaultdict(list)
+            for n, v in by[m]:
+                scen[n].append(v)
+            cols.append(f"{np.mean([np.mean(v) for v in scen.values()]):.3f}")
+        print(f"| {situation} ({group}) | {len(by['doc'])} | " + " | ".join(cols) + " |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", nargs="+", choices=("grid", "margin", "pick", "fallback"),
-                        default=["grid", "margin", "pick", "fallback"])
+    parser.add_argument("--part", nargs="+", choices=("grid", "margin", "pick", "fallback", "situations"),
+                        default=["grid", "margin", "pick", "fallback", "situations"])
     args = parser.parse_args(argv)
     cells = load()
     for part in args.part:
-        {"grid": grid, "margin": margin, "pick": pick, "fallback": fallback}[part](cells)
+        {"grid": grid, "margin": margin, "pick": pick, "fallback": fallback, "situations": situations}[part](cells)
     return 0
 
 

@@ -134,12 +134,12 @@ def test_situations_and_choices():
     est = AccuracyEstimator(seed=0).fit(ps, ys)
     assert est.estimate(pt, kinds=()).method == "source"
     assert est.estimate(pt, kinds=("imbalance",)).situation == "none"
-    assert est.estimate(pt).method == "cot" and est.estimate(pt).situation == "unknown"
+    assert est.estimate(pt).method == "doc" and est.estimate(pt).situation == "unknown"
     assert est.estimate(pt, kinds=("covariate",)).method == "cot"  # no weights: the fallback
     both = est.estimate(pt, kinds=("covariate", "label"), source_weights=w)
     assert both.method == "importance" and both.situation == "covariate+label"
     concept = est.estimate(pt, kinds=("covariate", "concept"))
-    assert concept.situation == "concept" and concept.method == "cot" and set(concept.plausible) <= {"atc", "doc"}
+    assert concept.situation == "concept" and concept.method == "doc" and set(concept.plausible) <= {"atc", "cot"}
     d = both.to_dict()
     assert d["method"] == "importance" and isinstance(d["estimates"], dict)
     assert "estimated target accuracy" in str(both)
@@ -214,17 +214,19 @@ def _confidently_wrong_draw(seed: int, n_val=600, n_target=800):
 
 def test_interval_covers_a_confidently_wrong_covariate_shift():
     """No estimator is right here: every confidence-based one is too high (the model is surer on the target
-    than on the source), and the pick, COT, too low (the shift also moved the class proportions, which
-    COT assumes fixed). The bootstrap interval alone misses the truth; the interval over the plausible
-    estimators (and the model-error margin) covers it without reaching [0, 1]."""
+    than on the source), and the pick under covariate shift, COT, too low (this covariate shift also moves
+    the class proportions, which COT assumes fixed: its documented failure mode). The bootstrap interval
+    misses the truth; the model-error margin (from the output-space domain AUC) covers it, wide but
+    short of [0, 1]."""
     for seed in range(10):
         ps, ys, pt, truth = _confidently_wrong_draw(seed)
         est = AccuracyEstimator(n_bootstrap=50, seed=seed).fit(ps, ys).estimate(pt, kinds=("covariate",))
         assert est.method == "cot" and not est.consistent and est.output_shift_auc > 0.8
         assert est.sampling_upper < truth or est.sampling_lower > truth  # sampling error alone misses
         assert min(est.estimates[m] for m in est.plausible) > truth  # every other estimator too high
+        assert est.accuracy < truth - 0.1  # and COT too low
         assert est.lower <= truth <= est.upper, (seed, truth, est)
-        assert est.lower > 0.3 and est.upper - est.lower < 0.6
+        assert est.lower > 0.0 and est.upper < 1.0  # wide (about 0.8 here), but not everything
 
 
 def test_model_error_margin_is_zero_when_consistent_and_small_without_shift():

@@ -448,7 +448,7 @@ def test_estimated_target_accuracy_recovers_a_label_shift(gaussian_classifier):
     # Without kinds shift_report cannot choose (no diagnosis): the unknown-kind estimator, the wide interval;
     # with_accuracy_kinds re-chooses from the same probabilities.
     unknown = shift_report(xs, xt, ys, model=model, seed=0, max_samples=200, bbsd=None, n_permutations=50)
-    assert unknown.accuracy.estimate.situation == "unknown" and unknown.accuracy.method == "cot"
+    assert unknown.accuracy.estimate.situation == "unknown" and unknown.accuracy.method == "doc"
     again = unknown.with_accuracy_kinds(("label",))
     assert again.accuracy.accuracy == pytest.approx(acc.accuracy) and again.accuracy.method == "label_shift"
     assert again.input_test.p_value == unknown.input_test.p_value and again.is_shift == unknown.is_shift

@@ -30,10 +30,12 @@ Estimators (each is exact under its assumption and in expectation; none is under
 `method="auto"` picks the estimator whose assumption matches the diagnosed kind of shift (`kinds`, e.g.
 `Diagnosis.kinds`): no shift -> "source"; label shift alone -> "label_shift"; covariate shift (with or
 without label shift) -> "importance" when weights are given and keep an effective sample size of at
-least `min_ess_fraction` of the rows, else the fallback "cot"; kinds unknown (None) or concept shift -> "cot".
-The fallback and the ESS bar were chosen on a benchmark suite (benchmarks/accuracy_choice.md): no
-estimator is consistent there; COT erred least (round 2; DoC, the round-1 fallback, stays far too high
-where the model is confidently wrong); ATC is far off where the model turns underconfident.
+least `min_ess_fraction` of the rows, else the fallback: "cot" under covariate shift alone, "doc" with
+label shift also diagnosed; kinds unknown (None) or concept shift -> "doc" (`FALLBACK`). The fallbacks
+and the ESS bar were chosen on a benchmark suite (benchmarks/accuracy_choice.md): no estimator is
+consistent there; under covariate shift COT erred least (DoC stays far too high where the model is
+confidently wrong), but COT assumes the class proportions did not change and errs badly under label
+shift, where DoC does not; ATC is far off where the model turns underconfident.
 
 The interval has two parts, because sampling error alone is not what makes these estimates wrong:
 1. a percentile bootstrap of the chosen estimator (source rows and target rows resampled, every fitted
@@ -42,16 +44,18 @@ The interval has two parts, because sampling error alone is not what makes these
    The estimand is the accuracy of the given target rows, so each replicate's value is drawn through
    Binomial(m, .) / m; the source accuracy and the per-class recalls are drawn from their Jeffreys
    posteriors (a hold-out without errors would otherwise give a zero-width interval).
-2. the estimator's *model error*, which sampling error does not show: the interval is extended to
-   cover the point estimates of the other estimators whose assumption the diagnosed kind does not rule
-   out (`plausible`); where the chosen estimator is not consistent under the diagnosed shift
-   (`consistent`: "source" with no shift, "label_shift" under label shift, "importance" with usable
-   weights under covariate shift; none under concept shift or unknown kinds), it is also widened on both
-   sides by a margin `MODEL_ERROR_FACTOR * max(0, 2 * AUC - 1)`, AUC that of a cross-fitted linear
-   domain classifier on the model's log-probabilities (how far the model's outputs moved; 0.5, no
-   margin, where they did not). The factor is a split-conformal quantile of the error over a benchmark's
-   choosing scenarios (benchmarks/accuracy_choice.md): a model can stay confidently wrong or turn
-   underconfident, so the bootstrap alone does not bound the error there.
+2. the estimator's *model error*, which sampling error does not show:
+   - where the chosen estimator is consistent under the diagnosed shift (`consistent`: "source" with
+     no shift, "label_shift" under label shift, "importance" with usable weights under covariate
+     shift), the interval is extended to cover the point estimates of the other estimators whose
+     assumption the diagnosed kind does not rule out (`plausible`);
+   - where none is (covariate shift without usable weights, concept shift, kinds unknown), it is
+     widened on both sides by a margin `MODEL_ERROR_FACTOR * max(0, 2 * AUC - 1)`, AUC that of a
+     cross-fitted linear domain classifier on the model's log-probabilities (how far the model's
+     outputs moved; 0.5, no margin, where they did not). The factor is a split-conformal quantile of
+     the error over a benchmark's choosing scenarios (benchmarks/accuracy_choice.md): a model can stay
+     confidently wrong (every confidence-based estimate too high, all agreeing) or turn underconfident,
+     so neither the bootstrap nor the estimators' disagreement bounds the error there.
 
 Example:
     >>> est = AccuracyEstimator(seed=0).fit(p_val, y_val)  # doctest: +SKIP
@@ -105,19 +109,21 @@ _ASSUMPTIONS = {
     "importance": "covariate shift with overlapping support: p(y|x) unchanged, every target input "
     "has source inputs like it (the weights' effective sample size says how well)",
 }
-#: The estimator of "auto" where none is consistent under the diagnosed shift (covariate shift without
-#: usable importance weights, concept shift, unknown kinds); see benchmarks/accuracy_choice.md.
-FALLBACK = "cot"
+#: The estimator of "auto" where none is consistent under the diagnosed shift, per situation (covariate
+#: shift without usable importance weights, concept shift, unknown kinds). COT only where the diagnosis
+#: leaves its assumption (unchanged class proportions) standing: with label shift diagnosed, or nothing
+#: diagnosed (a monitor window, `shift_report` without `analyze`), DoC, which erred far less under label
+#: shift (benchmarks/accuracy_choice.md, round 2).
+FALLBACK = {"covariate": "cot", "covariate+label": "doc", "concept": "doc", "unknown": "doc"}
 #: Default `min_ess_fraction` (benchmarks/accuracy_choice.md).
 MIN_ESS_FRACTION = 0.3
 #: Model-error margin of the interval where the chosen estimator is not consistent under the diagnosed
-#: shift: the interval (bootstrap + the plausible estimators' point estimates) is widened on both sides by
-#: `MODEL_ERROR_FACTOR * max(0, 2 * AUC - 1)`, AUC that of a cross-fitted linear domain classifier on the
-#: model's log-probabilities (source hold-out vs target). Calibrated as a split-conformal quantile on the
-#: choosing scenarios of benchmarks/choose_accuracy_estimator.py (benchmarks/accuracy_choice.md, round 2:
-#: with COT as the fallback, the estimators' span already covers nearly every choosing cell), confirmed on
-#: the others.
-MODEL_ERROR_FACTOR = 0.01
+#: shift: the bootstrap interval is widened on both sides by `MODEL_ERROR_FACTOR * max(0, 2 * AUC - 1)`, AUC that of
+#: a cross-fitted linear domain classifier on the model's log-probabilities (source hold-out vs target).
+#: Calibrated as a split-conformal quantile on the choosing scenarios of
+#: benchmarks/choose_accuracy_estimator.py (benchmarks/accuracy_choice.md; round 2, with the per-situation
+#: fallbacks, gave the same factor and anchor), confirmed on the others.
+MODEL_ERROR_FACTOR = 0.42
 _NAMES = {"atc": "average thresholded confidence", "doc": "difference of confidences",
           "cot": "confidence optimal transport"}
 # Estimators consistent (or not ruled out) under each diagnosed situation: the interval covers their
@@ -163,8 +169,7 @@ class AccuracyEstimate:
         reason: why this estimator was chosen.
         consistent: whether the chosen estimator is consistent under the diagnosed shift ("source"
             with no shift, "label_shift" under label shift, "importance" with usable weights
-            under covariate shift); when False the interval (bootstrap + plausible estimators) is
-            also widened by `model_error`.
+            under covariate shift); when False the interval is the bootstrap widened by `model_error`.
         output_shift_auc: out-of-fold ROC AUC of a linear domain classifier on the model's
             log-probabilities, source hold-out vs target (0.5: the outputs look alike).
         model_error: the margin added on both sides of the interval for the estimator's model error
@@ -571,11 +576,14 @@ class AccuracyEstimator:
             why = "no importance weights were given" if weights is None else (
                 f"the importance weights' effective sample size ({ess:.0f} of {weights.size}) is below "
                 f"min_ess_fraction={self.min_ess_fraction:g} of the rows")
-            return FALLBACK, f"{situation} shift, but {why}: {_NAMES[FALLBACK]}"
+            fallback = FALLBACK[situation]
+            return fallback, f"{situation} shift, but {why}: {_NAMES[fallback]}"
         if situation == "concept":
-            return FALLBACK, ("concept shift (p(y|x) changed): no label-free estimate is consistent; "
-                              f"{_NAMES[FALLBACK]}, with the interval over the confidence-based estimators")
-        return FALLBACK, f"the kind of shift is unknown (no kinds given): {_NAMES[FALLBACK]}"
+            fallback = FALLBACK["concept"]
+            return fallback, ("concept shift (p(y|x) changed): no label-free estimate is consistent; "
+                              f"{_NAMES[fallback]}, with the interval over the confidence-based estimators")
+        fallback = FALLBACK["unknown"]
+        return fallback, f"the kind of shift is unknown (no kinds given): {_NAMES[fallback]}"
 
     def estimate(
         self,
@@ -638,10 +646,12 @@ class AccuracyEstimator:
         usable = weights is not None and ess is not None and ess >= self.min_ess_fraction * weights.size
         consistent = _consistent(method, situation, usable)
         auc = _output_shift_auc(self.probs_, probs, np.random.default_rng(self.seed))
-        # model error: the disagreement with the other estimators the diagnosis allows, and where no
-        # consistent estimator was picked, the calibrated margin on top
-        values = [estimates[method], s_lo, s_hi] + [estimates[m] for m in plausible]
-        margin = 0.0 if consistent else float(MODEL_ERROR_FACTOR) * max(0.0, 2.0 * auc - 1.0)
+        values = [estimates[method], s_lo, s_hi]
+        if consistent:  # model error = the disagreement with the other estimators the diagnosis allows
+            values += [estimates[m] for m in plausible]
+            margin = 0.0
+        else:  # no consistent estimator: the calibrated margin (it replaces the estimators' span)
+            margin = float(MODEL_ERROR_FACTOR) * max(0.0, 2.0 * auc - 1.0)
         return AccuracyEstimate(
             accuracy=estimates[method],
             lower=float(max(0.0, min(values) - margin)),

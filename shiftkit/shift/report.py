@@ -46,7 +46,7 @@ Choices written down:
       without them by `shiftkit.shift.accuracy.AccuracyEstimator` fitted on the model's
       probabilities on `x_source` (the same held-out source rows as the priors), with its interval.
       `shift_report` alone does not know the kind of shift, so its estimator is the one for an
-      unknown kind (confidence optimal transport, the interval over every estimator); `shiftkit.analyze`
+      unknown kind (difference of confidences, the interval over every estimator); `shiftkit.analyze`
       re-chooses it for its diagnosis' kinds (`ShiftReport.with_accuracy_kinds`, from the same
       probabilities), which picks the estimator whose assumption matches and narrows the interval.
     * Raw MMD^2 from two different feature spaces (before/after adaptation) are not on one scale:
