@@ -322,3 +322,38 @@ def test_cot_interval_covers_over_seeded_draws():
         est = AccuracyEstimator(n_bootstrap=100, seed=seed).fit(ps, ys).estimate(pt, kinds=("covariate",))
         covered += est.lower <= truth <= est.upper
     assert covered >= 17, covered
+
+
+def test_known_target_priors_make_cot_usable_under_label_shift():
+    """A prevalence known from outside the model (a registry): COT transports onto it, so a label shift no
+    longer reads as error (COT onto the source proportions is ~0.16 too low here); with label shift
+    diagnosed alongside a covariate shift "auto" then picks COT, under label shift alone the label-shift
+    estimator with the given proportions (exact: q . recalls)."""
+    q = np.array([0.48, 0.48, 0.04])
+    for seed in range(5):
+        ps, ys, pt, truth = _label_shift_draw(seed)
+        fitted = AccuracyEstimator(n_bootstrap=50, seed=seed).fit(ps, ys)
+        without = fitted.estimate(pt, kinds=("covariate", "label"))
+        given = fitted.estimate(pt, kinds=("covariate", "label"), target_priors=q * 100)  # counts: normalised
+        assert without.method == "doc" and without.target_priors is None
+        assert without.estimates["cot"] < truth - 0.1
+        assert given.method == "cot" and given.target_priors == pytest.approx(tuple(q))
+        assert abs(given.accuracy - truth) < 0.03, (given.accuracy, truth)
+        assert given.lower <= truth <= given.upper
+        label = fitted.estimate(pt, kinds=("label",), target_priors=q)
+        assert label.method == "label_shift" and label.consistent
+        assert label.accuracy == pytest.approx(float(q @ fitted.recalls_))
+        assert "given target priors" in label.reason
+        assert fitted.estimate(pt, target_priors=q).method == "cot"  # kinds unknown
+        assert fitted.estimate(pt, kinds=(), target_priors=q).method == "source"  # no shift: unchanged
+
+
+def test_target_priors_bad_input():
+    ps, ys, pt, _ = _label_shift_draw(0, n_val=100, n_target=50)
+    fitted = AccuracyEstimator(n_bootstrap=20, seed=0).fit(ps, ys)
+    with pytest.raises(ValueError, match="target_priors has 2 values but the model has 3 classes"):
+        fitted.estimate(pt, target_priors=[0.5, 0.5])
+    with pytest.raises(ValueError, match="target_priors must be >= 0"):
+        fitted.estimate(pt, target_priors=[0.5, -0.1, 0.6])
+    with pytest.raises(ValueError, match="target_priors"):
+        fitted.estimate(pt, target_priors=[0.5, np.nan, 0.5])

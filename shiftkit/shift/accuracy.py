@@ -174,6 +174,8 @@ class AccuracyEstimate:
             log-probabilities, source hold-out vs target (0.5: the outputs look alike).
         model_error: the margin added on both sides of the interval for the estimator's model error
             (`MODEL_ERROR_FACTOR * max(0, 2 * output_shift_auc - 1)` when not `consistent`, else 0).
+        target_priors: the target class proportions given to `estimate` (known from outside the
+            model), None when they were not; "cot" and "label_shift" then use them.
     """
 
     accuracy: float
@@ -195,6 +197,7 @@ class AccuracyEstimate:
     consistent: bool = False
     output_shift_auc: float = float("nan")
     model_error: float = 0.0
+    target_priors: tuple[float, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclass_to_dict(self)
@@ -337,6 +340,19 @@ def _consistent(method: str, situation: str, usable_weights: bool) -> bool:
     if situation in ("covariate", "covariate+label"):
         return method == "importance" and usable_weights
     return False  # concept shift, unknown kinds
+
+
+def _check_target_priors(target_priors: Any, k: int) -> np.ndarray:
+    """Known target class proportions: `k` finite values >= 0, not all zero; normalised to sum to 1."""
+    q = check_array(target_priors, "target_priors", dtype=np.float64).reshape(-1)
+    if q.size != k:
+        raise ValueError(
+            f"target_priors has {q.size} values but the model has {k} classes: pass one proportion per class, in "
+            "the order of the model's outputs (e.g. [0.92, 0.08] for a 8 % prevalence of class 1)."
+        )
+    if np.any(q < 0) or not q.sum() > 0:
+        raise ValueError(f"target_priors must be >= 0 and not all zero (class proportions or counts); got {q.tolist()}.")
+    return q / q.sum()
 
 
 def _check_kinds(kinds: Any) -> tuple[str, ...] | None:
@@ -487,12 +503,14 @@ class AccuracyEstimator:
         return self._label_shift_priors(probs)[0]
 
     def _point_estimates(
-        self, target_probs: np.ndarray, weights: np.ndarray | None
+        self, target_probs: np.ndarray, weights: np.ndarray | None, known: np.ndarray | None = None
     ) -> tuple[dict[str, float], dict[str, Any]]:
         t_scaled = _scale(target_probs, self.temperature_)
         t_scores = _score(t_scaled, self.score)
         q, calibrated = self._label_shift_priors(target_probs)
-        cot_costs = label_transport_costs(t_scaled, self.source_priors_, seed=self.seed)
+        if known is not None:  # the target's class proportions, known from outside the model
+            q = known
+        cot_costs = label_transport_costs(t_scaled, self.source_priors_ if known is None else known, seed=self.seed)
         est = {
             "source": self.source_accuracy_,
             "atc": float(np.mean(t_scores > self.threshold_)),
@@ -504,7 +522,7 @@ class AccuracyEstimator:
             est["importance"] = float(np.sum(weights * self.correct_) / np.sum(weights))
         est = {k: float(np.clip(v, 0.0, 1.0)) for k, v in est.items()}
         return est, {"target_scores": t_scores, "target_conf": t_scaled.max(axis=1),
-                     "calibrated": calibrated, "priors": q, "cot_costs": cot_costs}
+                     "calibrated": calibrated, "priors": q, "cot_costs": cot_costs, "known_priors": known is not None}
 
     def _bootstrap(
         self, method: str, extras: dict[str, Any], weights: np.ndarray | None, rng: np.random.Generator
@@ -554,6 +572,9 @@ class AccuracyEstimator:
                 counts = np.bincount(self.labels_, minlength=k).astype(float)
                 hits = self.recalls_ * counts
                 recalls = rng.beta(hits + 0.5, counts - hits + 0.5, size=(b, k))
+                if extras["known_priors"]:  # the given proportions: only the recalls vary
+                    out[start:start + b] = recalls @ extras["priors"]
+                    continue
                 t_weights = rng.multinomial(m, np.full(m, 1.0 / m), size=b).astype(float)
                 q = _em_batch(extras["calibrated"], t_weights, self.source_priors_, extras["priors"])
                 out[start:start + b] = np.sum(q * recalls, axis=1)
@@ -562,14 +583,20 @@ class AccuracyEstimator:
         # resampled the target rows: the two errors are positively correlated).
         return rng.binomial(m, np.clip(out, 0.0, 1.0)) / m
 
-    def _choose(self, situation: str, weights: np.ndarray | None, ess: float | None) -> tuple[str, str]:
+    def _choose(self, situation: str, weights: np.ndarray | None, ess: float | None,
+                known: bool = False) -> tuple[str, str]:
         if self.method != "auto":
             return self.method, f"method={self.method!r} was asked for"
         usable = weights is not None and ess is not None and ess >= self.min_ess_fraction * weights.size
         if situation == "none":
             return "source", "no shift was diagnosed: the held-out source accuracy carries over"
         if situation == "label":
+            if known:
+                return "label_shift", "label shift alone was diagnosed: expected accuracy under the given target priors"
             return "label_shift", "label shift alone was diagnosed: expected accuracy under the estimated target priors"
+        if known and not (situation in ("covariate", "covariate+label") and usable):
+            return "cot", (f"{situation} shift{'' if situation != 'unknown' else ' (kinds not given)'}, the target "
+                           "class proportions given: confidence optimal transport onto them")
         if situation in ("covariate", "covariate+label"):
             if usable:
                 return "importance", f"{situation} shift: source accuracy weighted by the density ratio (ESS {ess:.0f})"
@@ -591,6 +618,7 @@ class AccuracyEstimator:
         *,
         kinds: Sequence[str] | None = None,
         source_weights: Any = None,
+        target_priors: Any = None,
     ) -> AccuracyEstimate:
         """Estimate the model's accuracy on the target rows whose probabilities are given.
 
@@ -601,6 +629,12 @@ class AccuracyEstimator:
             source_weights: density-ratio weights `p_target(x) / p_source(x)` of the held-out source
                 rows, in `fit`'s order (e.g. `DensityRatioEstimator().fit(x_val, x_target).weights(x_val)`);
                 needed by "importance".
+            target_priors: the target's class proportions when they are known from outside the model
+                (a registry's prevalence, a screening programme's rate), `(k,)` in the model's class
+                order (counts are normalised). "cot" then transports onto them instead of the source
+                proportions, and "label_shift" uses them instead of its EM estimate; "auto" picks
+                "cot" wherever no estimator is consistent (with label shift diagnosed too: COT's
+                assumption is then met by construction), "label_shift" under label shift alone.
 
         Returns:
             An `AccuracyEstimate`.
@@ -632,9 +666,10 @@ class AccuracyEstimator:
                 "method='importance' needs source_weights: pass the density-ratio weights of the held-out source rows "
                 "(DensityRatioEstimator().fit(x_source_val, x_target).weights(x_source_val))."
             )
+        known = None if target_priors is None else _check_target_priors(target_priors, self.n_classes_)
         situation = _situation(kinds)
-        method, reason = self._choose(situation, weights, ess)
-        estimates, extras = self._point_estimates(probs, weights)
+        method, reason = self._choose(situation, weights, ess, known is not None)
+        estimates, extras = self._point_estimates(probs, weights, known)
         rng = np.random.default_rng(self.seed)
         boot = self._bootstrap(method, extras, weights, rng)
         tail = (1.0 - float(self.confidence)) / 2.0
@@ -672,6 +707,7 @@ class AccuracyEstimator:
             consistent=consistent,
             output_shift_auc=auc,
             model_error=margin,
+            target_priors=None if known is None else tuple(float(v) for v in known),
         )
 
 
@@ -682,6 +718,7 @@ def estimate_accuracy(
     *,
     kinds: Sequence[str] | None = None,
     source_weights: Any = None,
+    target_priors: Any = None,
     method: str = "auto",
     confidence: float = 0.95,
     n_bootstrap: int = 200,
@@ -700,4 +737,5 @@ def estimate_accuracy(
     """
     return AccuracyEstimator(
         method, confidence=confidence, n_bootstrap=n_bootstrap, seed=seed
-    ).fit(source_probs, source_labels).estimate(target_probs, kinds=kinds, source_weights=source_weights)
+    ).fit(source_probs, source_labels).estimate(target_probs, kinds=kinds, source_weights=source_weights,
+                                                target_priors=target_priors)
