@@ -315,6 +315,7 @@ def analyze(
     class_names: Sequence[str] | None = None,
     adapter: Any = None,
     notes: Sequence[str] = (),
+    accuracy_target_priors: Any = None,
 ) -> Analysis:
     """Measure a target against a source, once: shift report, per-feature drift, diagnosis (+ adaptation).
 
@@ -344,6 +345,9 @@ def analyze(
         adapter: an optional fitted `shiftkit` adapter: its before/after (`Adapter.shift_report`)
             is measured on the same data with the same settings.
         notes: sentences shown above the results.
+        accuracy_target_priors: the target's class proportions when known from outside the model (a
+            registry's prevalence), in the model's output order: the estimated target accuracy
+            transports onto them (`AccuracyEstimator.estimate(target_priors=...)`).
 
     Returns:
         An `Analysis`.
@@ -388,7 +392,15 @@ def analyze(
                              n_permutations=diag_perm, seed=seed, classes=None if ys is None else m.classes,
                              check_input=False)  # validated once, above
         # The report's accuracy estimate, re-chosen for the kinds of shift found (same probabilities, no new pass).
-        m = dataclasses.replace(m, report=m.report.with_accuracy_kinds(diagnosis.kinds))
+        m = dataclasses.replace(m, report=m.report.with_accuracy_kinds(diagnosis.kinds,
+                                                                      target_priors=accuracy_target_priors))
+    elif accuracy_target_priors is not None:
+        m = dataclasses.replace(m, report=m.report.with_accuracy_kinds(None, target_priors=accuracy_target_priors))
+    if accuracy_target_priors is not None and m.report.accuracy is None:
+        raise ValueError(
+            "accuracy_target_priors is used by the estimated target accuracy, which needs a classifier `model` and "
+            "source labels: pass them, or leave accuracy_target_priors out."
+        )
     adaptation = None
     if adapter is not None:
         adaptation = adapter.shift_report(m.x_source, m.x_target, y_source, y_target, n_permutations=n_permutations,

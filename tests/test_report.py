@@ -459,3 +459,28 @@ def test_estimated_target_accuracy_recovers_a_label_shift(gaussian_classifier):
     assert "estimated target accuracy" in text and "by label_shift" in text
     page = render_html(again)
     assert "Estimated without target labels" in page and "label_shift" in page
+
+
+def test_known_target_priors_reach_the_accuracy_estimate(gaussian_classifier):
+    """shift_report / analyze pass a known target prevalence to the accuracy estimate: with label shift
+    diagnosed alongside a covariate shift, COT onto the given proportions (within 0.03 of the truth here)."""
+    model, means, _, _ = gaussian_classifier
+    xs, xt, ys, yt = _label_shifted(means, 0)
+    true = float(np.mean(model.predict(xt, verbose=0).argmax(1) == yt))
+    q = np.bincount(yt, minlength=3) / len(yt)
+    rep = shift_report(xs, xt, ys, model=model, accuracy_kinds=("covariate", "label"), accuracy_target_priors=q,
+                       seed=0, max_samples=200, bbsd=None, n_permutations=50)
+    assert rep.accuracy.method == "cot" and rep.accuracy.estimate.target_priors == pytest.approx(tuple(q))
+    assert abs(rep.accuracy.accuracy - true) < 0.03, (rep.accuracy.accuracy, true)
+    plain = rep.with_accuracy_kinds(("covariate", "label"))
+    assert plain.accuracy.method == "doc" and plain.accuracy.estimate.target_priors is None
+    with pytest.raises(ValueError, match="target_priors has 2 values but the model has 3 classes"):
+        shift_report(xs, xt, ys, model=model, accuracy_target_priors=[0.5, 0.5], seed=0, max_samples=200, bbsd=None,
+                     n_permutations=50)
+    with pytest.raises(ValueError, match="accuracy_target_priors is used by the estimated target accuracy"):
+        shift_report(xs, xt, ys, accuracy_target_priors=q, seed=0, max_samples=200, n_permutations=50)
+    from shiftkit import analyze
+
+    analysis = analyze(xs, xt, y_source=ys, model=model, accuracy_target_priors=q, seed=0, max_samples=200,
+                       n_permutations=50, per_feature=False, diagnose_shift=False)
+    assert analysis.report.accuracy.method == "cot"  # kinds unknown, proportions given

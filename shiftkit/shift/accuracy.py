@@ -342,7 +342,7 @@ def _consistent(method: str, situation: str, usable_weights: bool) -> bool:
     return False  # concept shift, unknown kinds
 
 
-def _check_target_priors(target_priors: Any, k: int) -> np.ndarray:
+def check_target_priors(target_priors: Any, k: int) -> np.ndarray:
     """Known target class proportions: `k` finite values >= 0, not all zero; normalised to sum to 1."""
     q = check_array(target_priors, "target_priors", dtype=np.float64).reshape(-1)
     if q.size != k:
@@ -666,7 +666,7 @@ class AccuracyEstimator:
                 "method='importance' needs source_weights: pass the density-ratio weights of the held-out source rows "
                 "(DensityRatioEstimator().fit(x_source_val, x_target).weights(x_source_val))."
             )
-        known = None if target_priors is None else _check_target_priors(target_priors, self.n_classes_)
+        known = None if target_priors is None else check_target_priors(target_priors, self.n_classes_)
         situation = _situation(kinds)
         method, reason = self._choose(situation, weights, ess, known is not None)
         estimates, extras = self._point_estimates(probs, weights, known)

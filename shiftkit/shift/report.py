@@ -69,7 +69,7 @@ from shiftkit._json import dataclass_to_dict
 from shiftkit._validation import check_alpha, check_array, check_pair, check_positive_int, check_seed, encode_labels
 from shiftkit._version import __version__
 from shiftkit.data import subsample_rows
-from shiftkit.shift.accuracy import AccuracyEstimate, AccuracyEstimator
+from shiftkit.shift.accuracy import AccuracyEstimate, AccuracyEstimator, check_target_priors
 from shiftkit.shift.bbsd import BBSD_TESTS, BBSDResult, bbsd_from_probabilities, check_classifier, is_classifier
 from shiftkit.shift.features import FeatureSpace, predict_proba
 from shiftkit.shift.labels import (
@@ -186,13 +186,14 @@ class TargetAccuracy:
     reason: str = ""
     estimate: AccuracyEstimate | None = None
 
-    def for_kinds(self, kinds: Sequence[str] | None) -> TargetAccuracy:
-        """The estimate again for the kinds of shift diagnosed (`Diagnosis.kinds`), from the same
-        probabilities (kept from `target_accuracy`); a measured or unavailable accuracy as it is."""
+    def for_kinds(self, kinds: Sequence[str] | None, *, target_priors: Any = None) -> TargetAccuracy:
+        """The estimate again for the kinds of shift diagnosed (`Diagnosis.kinds`) and, optionally, the
+        target's known class proportions, from the same probabilities (kept from `target_accuracy`); a
+        measured or unavailable accuracy as it is."""
         inputs = getattr(self, "_inputs", None)
         if self.measured or self.estimate is None or inputs is None:
             return self
-        return target_accuracy(*inputs[:3], kinds=kinds, seed=inputs[3])
+        return target_accuracy(*inputs[:3], kinds=kinds, seed=inputs[3], target_priors=target_priors)
 
     @property
     def title(self) -> str:
@@ -220,6 +221,7 @@ def target_accuracy(
     *,
     kinds: Sequence[str] | None = None,
     seed: int | None = None,
+    target_priors: Any = None,
 ) -> TargetAccuracy:
     """A model's target accuracy: measured with target labels, else estimated (`AccuracyEstimator`).
 
@@ -231,17 +233,25 @@ def target_accuracy(
         kinds: the diagnosed kinds of shift (`Diagnosis.kinds`; None: unknown), which choose the
             estimator and the interval (`AccuracyEstimator.estimate`).
         seed: seed of the estimate's bootstrap.
+        target_priors: the target's class proportions when known from outside the model (a
+            registry's prevalence), in the model's output order (`AccuracyEstimator.estimate`).
 
     Returns:
         A `TargetAccuracy` ("unavailable", with the reason, when a class has no source rows).
+
+    Raises:
+        ValueError: `target_priors` of the wrong length, negative or all zero.
     """
     ys = np.asarray(y_source)
+    if target_priors is not None:  # checked here: a bad argument is an error, not an "unavailable" estimate
+        target_priors = check_target_priors(target_priors, target_probs.shape[1])
     source_acc = float(np.mean(source_probs.argmax(axis=1) == ys))
     if y_target is not None:
         acc = float(np.mean(target_probs.argmax(axis=1) == np.asarray(y_target)))
         return TargetAccuracy(acc, True, source_acc, len(ys), len(target_probs))
     try:
-        est = AccuracyEstimator(seed=seed).fit(source_probs, ys).estimate(target_probs, kinds=kinds)
+        est = AccuracyEstimator(seed=seed).fit(source_probs, ys).estimate(target_probs, kinds=kinds,
+                                                                          target_priors=target_priors)
     except ValueError as exc:  # e.g. a class without source rows: its recall is unknown
         return TargetAccuracy(float("nan"), False, source_acc, len(ys), len(target_probs), method="unavailable",
                               reason=" ".join(str(exc).split()))
@@ -368,12 +378,12 @@ class ShiftReport:
             object.__setattr__(self, "bbsd", decided[-1])
         object.__setattr__(self, "_adjusted", tuple(adjusted))
 
-    def with_accuracy_kinds(self, kinds: Sequence[str] | None) -> ShiftReport:
-        """This report with its accuracy estimate chosen for the diagnosed kinds of shift
-        (`TargetAccuracy.for_kinds`); itself when there is no estimate."""
+    def with_accuracy_kinds(self, kinds: Sequence[str] | None, *, target_priors: Any = None) -> ShiftReport:
+        """This report with its accuracy estimate chosen for the diagnosed kinds of shift and, optionally,
+        the target's known class proportions (`TargetAccuracy.for_kinds`); itself when there is no estimate."""
         if self.accuracy is None or self.accuracy.measured:
             return self
-        return dataclasses.replace(self, accuracy=self.accuracy.for_kinds(kinds))
+        return dataclasses.replace(self, accuracy=self.accuracy.for_kinds(kinds, target_priors=target_priors))
 
     @property
     def tests(self) -> tuple[MMDTestResult, ...]:
@@ -674,6 +684,7 @@ def shift_report(
     bbsd: str | None = "auto",
     accuracy: bool = True,
     accuracy_kinds: Sequence[str] | None = None,
+    accuracy_target_priors: Any = None,
 ) -> ShiftReport:
     """Measure the shift between a source and a target domain.
 
@@ -713,6 +724,9 @@ def shift_report(
         accuracy_kinds: the kinds of shift diagnosed (`Diagnosis.kinds`), which choose the
             accuracy estimator and its interval; None (default): unknown, as `shift_report` itself
             does not diagnose (`shiftkit.analyze` uses its diagnosis', `ShiftReport.with_accuracy_kinds`).
+        accuracy_target_priors: the target's class proportions when known from outside the model (a
+            registry's prevalence), in the model's output order: the accuracy estimate transports onto
+            them (`AccuracyEstimator.estimate(target_priors=...)`).
 
     Returns:
         A `ShiftReport`.
@@ -813,6 +827,11 @@ def shift_report(
 
     summary = None
     target_acc = None
+    if accuracy_target_priors is not None and (ys is None or model is None or not is_classifier(model) or not accuracy):
+        raise ValueError(
+            "accuracy_target_priors is used by the estimated target accuracy, which needs a classifier `model`, "
+            "`y_source` and accuracy=True: pass them, or leave accuracy_target_priors out."
+        )
     if ys is not None:
         n_classes = encoding.n_classes
         estimate = None
@@ -825,7 +844,8 @@ def shift_report(
             estimate = estimate_target_priors(ps, ys, pt, method=prior_method)
         summary = label_summary(ys, yt, n_classes, estimate, encoding.classes)
         if with_accuracy:
-            target_acc = target_accuracy(probs[0], ys, probs[1], yt, kinds=accuracy_kinds, seed=seed)
+            target_acc = target_accuracy(probs[0], ys, probs[1], yt, kinds=accuracy_kinds, seed=seed,
+                                         target_priors=accuracy_target_priors)
 
     return ShiftReport(
         input_test=input_test,
