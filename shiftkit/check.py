@@ -660,6 +660,26 @@ class CheckResult:
         return "\n".join(lines)
 
 
+def _priors_in_class_order(reference: Reference, priors: Any) -> Any:
+    """Known target class proportions as a vector in the reference's class order (a mapping is keyed by
+    class value, compared as text: what a command line gives)."""
+    if not isinstance(priors, dict):
+        return priors
+    if reference.classes is None:
+        raise ValueError("target_priors by class needs a labelled reference (its classes name the proportions); "
+                         "pass a list in the model's output order instead.")
+    names = [str(c) for c in reference.classes]
+    given = {str(k): v for k, v in priors.items()}
+    unknown = sorted(set(given) - set(names))
+    missing = [n for n in names if n not in given]
+    if unknown or missing:
+        raise ValueError(
+            f"target_priors names {'unknown class(es) ' + str(unknown) if unknown else ''}"
+            f"{' and ' if unknown and missing else ''}{'no proportion for ' + str(missing) if missing else ''}; "
+            f"give one proportion per reference class: {names}, e.g. {names[0]}=0.9.")
+    return [given[n] for n in names]
+
+
 def check_shift(
     reference: Reference | Any,
     x_target: Any,
@@ -682,6 +702,7 @@ def check_shift(
     max_drifted_share: float | None = None,
     warn: dict[str, float] | None = None,
     fail_on: str = "fail",
+    target_priors: Any = None,
 ) -> CheckResult:
     """Gate a target data set against a reference: pass, or fail with the criteria that failed.
 
@@ -718,6 +739,10 @@ def check_shift(
         warn: warning thresholds by name (`shiftkit.check_config.WARN_KEYS`): a criterion within its
             limit but beyond its warning threshold is "warn".
         fail_on: "fail" (default) or "warn": warnings fail the check too.
+        target_priors: the target's class proportions when known from outside the model (a
+            registry's prevalence), for the estimated accuracy (`AccuracyEstimator.estimate`): a
+            sequence in the reference's class order, or a mapping {class value: proportion} over
+            every class. Needs `model` and labelled reference rows.
         A `shiftkit.check_config.CheckConfig` (a TOML file, presets) holds these settings:
         `check_shift(ref, x, **config.check_kwargs())`.
 
@@ -756,6 +781,8 @@ def check_shift(
         reference = Reference.from_data(reference, y_reference, model=model, layer=layer,
                                         max_samples=max_samples, seed=seed, feature_names=feature_names,
                                         class_names=class_names)
+    if target_priors is not None:
+        target_priors = _priors_in_class_order(reference, target_priors)
     elif bbsd and reference.probs is None:
         raise ValueError("The BBSD criterion needs the reference's softmax, but the snapshot holds none: re-create "
                          "it with `shiftkit snapshot --model` (the same model), or leave --bbsd out.")
@@ -775,7 +802,7 @@ def check_shift(
     analysis = analyze(source, xt if target is None else target.x, y_target=y_target if target is None else None,
                        model=model, layer=layer, alpha=alpha, n_permutations=analysis_perm, seed=seed,
                        max_samples=max_samples, diagnose_shift=diagnose_shift,
-                       diagnosis_permutations=min(n_permutations, 500))
+                       diagnosis_permutations=min(n_permutations, 500), accuracy_target_priors=target_priors)
     if target is None:  # the target rows `Reference.measure` tested (seed + 1), their codes and every row's counts
         rows = subsample_rows(len(xt), max_samples, None if seed is None else seed + 1)
         codes = None

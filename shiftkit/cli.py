@@ -149,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--min-estimated-accuracy", type=float, default=None, metavar="A",
                        help="fail when the model's target accuracy is below A: measured with target labels, else "
                             "estimated without them (needs --model and a labelled reference)")
+    check.add_argument("--target-priors", metavar="P", default=None,
+                       help="the target's class proportions when known from outside the model (a registry's "
+                            "prevalence), for the estimated accuracy: CLASS=P pairs ('benign=0.92,malignant=0.08') "
+                            "or proportions in the reference's class order ('0.92,0.08'); needs --model and a "
+                            "labelled reference")
     check.add_argument("--html", metavar="PATH", help="write a self-contained HTML report")
     check.add_argument("--no-diagnosis", action="store_true", help="skip naming the kind of shift (faster)")
     _stream_options(check)
@@ -399,6 +404,20 @@ def _load_domains(args: argparse.Namespace, source: str, model: Any, role: str) 
     return d
 
 
+def _target_priors(text: str | None) -> Any:
+    """--target-priors: 'CLASS=P,...' (a mapping by class value) or 'P,...' (the reference's class order)."""
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    hint = "Give e.g. --target-priors benign=0.92,malignant=0.08 or --target-priors 0.92,0.08."
+    try:
+        if items and all("=" in t for t in items):
+            return {k.strip(): float(v) for k, v in (t.split("=", 1) for t in items)}
+        return [float(t) for t in items]
+    except ValueError:
+        raise ValueError(f"--target-priors {text!r} is not a list of proportions. {hint}") from None
+
+
 def _run_check(args: argparse.Namespace) -> int:
     max_bytes = _max_bytes(args)
     model = _load_model(args)
@@ -412,7 +431,8 @@ def _run_check(args: argparse.Namespace) -> int:
                                    max_drifted_share=args.max_drifted_share, fail_on=args.fail_on)
     common = dict(
         model=model, layer=args.layer, n_permutations=args.n_permutations, max_samples=args.max_samples,
-        seed=args.seed, diagnose_shift=not args.no_diagnosis, **config.check_kwargs(),
+        seed=args.seed, diagnose_shift=not args.no_diagnosis, target_priors=_target_priors(args.target_priors),
+        **config.check_kwargs(),
     )
     stream = dict(chunk_rows=args.chunk_rows, max_samples=args.max_samples, seed=args.seed, max_bytes=max_bytes)
     dask = args.engine == "dask"

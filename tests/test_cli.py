@@ -439,3 +439,25 @@ def test_check_bbsd_flag_adds_the_criterion(adapt_files, tmp_path, capsys):
     capsys.readouterr()
     assert main([*base, "--bbsd"]) == 2
     assert "--model" in capsys.readouterr().err
+
+
+def test_check_target_priors_reach_the_accuracy_estimate(adapt_files, tmp_path, capsys):
+    """--target-priors (a known prevalence) by class value or in class order: the estimated accuracy uses it;
+    a class the reference does not have, or text that is not proportions, is a usage error (exit 2)."""
+    files = adapt_files
+    tgt = np.load(files / "tgt.npz")
+    np.savez(tmp_path / "tgt_unlabelled.npz", x=tgt["x"])
+    q = np.bincount(tgt["y"], minlength=2) / len(tgt["y"])
+    base = ["check", "--reference", str(files / "src.npz"), "--target", str(tmp_path / "tgt_unlabelled.npz"),
+            "--model", str(files / "model.keras"), *FAST, "--no-diagnosis", "--min-estimated-accuracy", "0.5"]
+    for i, given in enumerate((f"0={q[0]:.4f},1={q[1]:.4f}", f"{q[0]:.4f},{q[1]:.4f}")):
+        out = tmp_path / f"priors{i}.json"
+        code = main([*base, "--target-priors", given, "--json", str(out)])
+        acc = json.loads(out.read_text())["report"]["target_accuracy"]
+        assert code in (0, 1) and acc["method"] == "cot"  # kinds unknown (no diagnosis), proportions given
+        assert acc["estimate"]["target_priors"] == pytest.approx(list(q), abs=1e-4)
+    capsys.readouterr()
+    assert main([*base, "--target-priors", "0=0.5,7=0.5"]) == 2
+    assert "unknown class(es) ['7']" in capsys.readouterr().err
+    assert main([*base, "--target-priors", "half,half"]) == 2
+    assert "--target-priors 'half,half' is not a list of proportions" in capsys.readouterr().err
