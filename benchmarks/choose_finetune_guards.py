@@ -27,6 +27,15 @@ The rule, fixed before the run: choose the combination with the fewest scenarios
 below source-only; among those, the highest mean accuracy over all cases; a combination within
 0.005 of the best mean counts as tied, and ties go to the old behaviour (source, any).
 
+Round 3 (2026-12-01), written before its run: `epoch_selection="crossfit"` (each stage's epochs chosen
+on the mean of two held-out loss curves, the halves swapped, instead of one half's: the stage-2 choices
+that cost hospitals 0.023 on two seeds were made on 10 held-out rows) against the old "holdout", with
+the same rule (fewest scenarios below source-only, then the highest mean, ties within 0.005 to the old
+behaviour); all six choosing scenarios, seeds 0-2:
+
+    python benchmarks/choose_finetune_guards.py --variants source/any epoch_selection=crossfit \
+        --out benchmarks/finetune_crossfit_choice.md --json build/choose_finetune_crossfit.json
+
 Usage:
     python benchmarks/choose_finetune_guards.py                 # writes benchmarks/finetune_guards_choice.md
     python benchmarks/choose_finetune_guards.py --quick         # smoke run (1 scenario, 1 seed)

@@ -531,3 +531,41 @@ def test_batch_norm_train_updates_batch_norm_in_stage_2_only(tabular):
     for name in ("gamma", "beta", "moving_mean", "moving_variance"):
         assert not np.allclose(getattr(bn, name).numpy(), getattr(src, name).numpy()), name
     assert _same(_weights(model), before)  # the source model itself is untouched
+
+
+# ------------------------------------------------------------------ cross-fitted epoch selection
+def test_best_of_mean_curve_follows_the_early_stopping_rule():
+    from shiftkit.adapt.training import MIN_DELTA, best_of_mean_curve
+
+    # the mean of the two curves is lowest after 2 epochs; the second run stopped sooner (continued at its last value)
+    assert best_of_mean_curve([[1.0, 0.8, 0.5, 0.9, 1.0], [1.0, 0.9, 0.7]]) == 2
+    assert best_of_mean_curve([[1.0, 1.1, 1.2], [1.0, 1.05]]) == 0  # never better than the start
+    # an improvement no larger than MIN_DELTA does not count
+    assert best_of_mean_curve([[1.0, 1.0 - MIN_DELTA / 2], [1.0, 1.0 - MIN_DELTA / 2]]) == 0
+    # one run's gain outweighed by the other's loss: keep the start (what one half alone would not show)
+    assert best_of_mean_curve([[1.0, 0.7], [1.0, 1.4]]) == 0
+
+
+@pytest.mark.slow
+def test_crossfit_selection_runs_both_halves_then_refits(tabular):
+    model, data = tabular
+    before = _weights(model)
+    keras.utils.set_random_seed(5)
+    adapter = FineTuneAdapter(model, patience=3, epoch_selection="crossfit").fit(*data["train"], verbose=0)
+    h = adapter.history
+    assert adapter.validation_mode_ == "crossfit+refit" and set(adapter.epochs_) == {1, 2}
+    folds = {f for f, ph in zip(h["fold"], h["phase"]) if ph == "select"}
+    assert folds == {0, 1}  # both halves trained and scored the epochs
+    refit = [s for s, ph in zip(h["stage"], h["phase"]) if ph == "refit"]
+    assert refit.count(1) == adapter.epochs_[1] and refit.count(2) == adapter.epochs_[2]
+    xt, yt = data["test"]
+    assert adapter.evaluate(xt, yt)["accuracy"] > _source_accuracy(model, xt, yt) + 0.3
+    for a, b in zip(before, _weights(model)):
+        np.testing.assert_array_equal(a, b)  # the source model is untouched
+    assert adapter.get_config()["epoch_selection"] == "crossfit"
+    with pytest.raises(ValueError, match="needs refit=True"):
+        FineTuneAdapter(model, epoch_selection="crossfit").fit(*data["train"], refit=False, verbose=0)
+    with pytest.raises(ValueError, match="epoch_selection"):
+        FineTuneAdapter(model, epoch_selection="crossfit", fine_tune_gain="one_se")
+    with pytest.raises(ValueError, match="epoch_selection"):
+        FineTuneAdapter(model, epoch_selection="kfold")

@@ -199,6 +199,10 @@ class FineTuneAdapter(StagedTraining, Adapter):
             "one_se" only when the paired per-sample loss gain exceeds one standard error
             (`shiftkit.adapt.training.one_se_gain`); measured: it dropped useful stage-2 runs more
             often than harmful ones.
+        epoch_selection: how `fit(epochs=None)` chooses each stage's epochs: "holdout" (train on a
+            stratified half of the labels, stop on the other) or "crossfit" (the same both ways
+            round, the two held-out loss curves averaged, so every label scores the choice; about
+            twice the selection time; needs `refit=True`).
 
     Attributes (after `fit`):
         model_: the adapted `keras.Model` (also `.model`). base_, head_: its parts.
@@ -239,6 +243,7 @@ class FineTuneAdapter(StagedTraining, Adapter):
         head_init: str = "source",
         batch_norm: str = "source",
         fine_tune_gain: str = "any",
+        epoch_selection: str = "holdout",
     ):
         super().__init__(source_model, feature_layer=feature_layer)
         self.head = head
@@ -252,6 +257,10 @@ class FineTuneAdapter(StagedTraining, Adapter):
         self.head_init = _check_head_init(head_init)
         self.batch_norm = check_option(batch_norm, "batch_norm", BATCH_NORM_MODES)
         self.fine_tune_gain = check_option(fine_tune_gain, "fine_tune_gain", FINE_TUNE_GAIN_RULES)
+        self.epoch_selection = check_option(epoch_selection, "epoch_selection", training.EPOCH_SELECTIONS)
+        if self.epoch_selection == "crossfit" and self.fine_tune_gain == "one_se":
+            raise ValueError("fine_tune_gain='one_se' decides on one held-out half: use it with "
+                             "epoch_selection='holdout'.")
 
     # ------------------------------------------------------------------ helpers
     def _batch_norm_statistics(self, x_fit: Any, validation: Any) -> None:
@@ -398,7 +407,7 @@ class FineTuneAdapter(StagedTraining, Adapter):
             stages, x, y, build=build, validation_data=validation_data, validation_split=validation_split,
             refit=refit, patience=self.patience, seed=seed, batch_size=batch_size, class_weight=class_weight,
             sample_weight=sample_weight, callbacks=callbacks, verbose=verbose,
-            guarded=(2,) if self.fine_tune_gain == "one_se" else (),
+            guarded=(2,) if self.fine_tune_gain == "one_se" else (), selection=self.epoch_selection,
         )
         if self.epochs_.get(2, 0) == 0:
             self.unfrozen_layers_ = []
@@ -416,6 +425,7 @@ class FineTuneAdapter(StagedTraining, Adapter):
             head_init=self.head_init,
             batch_norm=self.batch_norm,
             fine_tune_gain=self.fine_tune_gain,
+            epoch_selection=self.epoch_selection,
             batch_norm_used=self.batch_norm_,
             guard=self.guard_,
             n_outputs=self.n_outputs,
@@ -440,6 +450,7 @@ class FineTuneAdapter(StagedTraining, Adapter):
         # Saved before these options existed: the behaviour of that time (source statistics, any gain).
         self.batch_norm = state.get("batch_norm", "source")
         self.fine_tune_gain = state.get("fine_tune_gain", "any")
+        self.epoch_selection = state.get("epoch_selection", "holdout")
         self.batch_norm_ = state.get("batch_norm_used")
         self.guard_ = {int(k): v for k, v in (state.get("guard") or {}).items()}
         self.n_outputs = state.get("n_outputs")

@@ -23,6 +23,7 @@ from shiftkit.adapt.target_model import head_config
 
 __all__ = [
     "MAX_EPOCHS", "VALIDATION_SPLIT", "PATIENCE", "FALLBACK_EPOCHS", "MONITOR", "MIN_DELTA", "REFIT",
+    "EPOCH_SELECTIONS", "best_of_mean_curve",
     "StagedTraining", "accuracy_metric", "class_weights", "head_targets", "holdout_split", "loss_for_head",
     "one_se_gain",
 ]
@@ -47,6 +48,9 @@ MONITOR = "val_loss"
 MIN_DELTA = 1e-3
 #: Train again on all the labels for the chosen epochs (`fit(refit=...)`).
 REFIT = True
+#: How `fit(epochs=None)` chooses each stage's epochs from the labels: "holdout" (train on one stratified
+#: half, stop on the other) or "crossfit" (both ways round, the two held-out loss curves averaged).
+EPOCH_SELECTIONS = ("holdout", "crossfit")
 
 
 def loss_for_head(activation: str, n_outputs: int) -> tuple[Any, int]:
@@ -158,6 +162,27 @@ def one_se_gain(start_losses: np.ndarray, end_losses: np.ndarray) -> tuple[float
     return float(np.mean(d)), se
 
 
+def best_of_mean_curve(curves: list[list[float]]) -> int:
+    """The epoch count whose mean held-out loss over several runs is lowest (0: the start), by early
+    stopping's rule: an epoch counts only when it lowers the best mean so far by more than `MIN_DELTA`.
+
+    Args:
+        curves: per run, `[loss at the start, after epoch 1, after epoch 2, ...]`; a run that stopped
+            sooner is continued at its last value (it had stopped improving).
+
+    Returns:
+        The chosen number of epochs.
+    """
+    length = max(len(c) for c in curves)
+    padded = np.array([list(c) + [c[-1]] * (length - len(c)) for c in curves], dtype=np.float64)
+    mean = padded.mean(axis=0)
+    best, best_value = 0, mean[0] if np.isfinite(mean[0]) else np.inf
+    for epoch in range(1, length):
+        if np.isfinite(mean[epoch]) and mean[epoch] < best_value - MIN_DELTA:
+            best, best_value = epoch, mean[epoch]
+    return best
+
+
 def _keep_best(start_loss: float, start_weights: list, patience: int) -> Any:
     """A callback: stop after `patience` epochs without a lower `val_loss`; keep the best weights (start included)."""
 
@@ -260,8 +285,10 @@ class StagedTraining:
         cbs = list(callbacks or [])
         keeper = None
         val = None if validation_data is None else _dataset(validation_data[0], self._targets(validation_data[1]))
+        self._start_val_loss = float("nan")
         if val is not None and patience is not None:
             start = self.model_.evaluate(val, verbose=0, return_dict=True)
+            self._start_val_loss = float(start["loss"])
             keeper = _keep_best(float(start["loss"]), self.model_.get_weights(), patience)
             cbs.append(keeper)
         if epochs == 0:
@@ -300,6 +327,7 @@ class StagedTraining:
         callbacks: Any,
         verbose: Any,
         guarded: tuple[int, ...] = (),
+        selection: str = "holdout",
     ) -> None:
         """Build `model_` and train it in stages; sets `history_`, `epochs_`, `best_stage_`, `best_epoch_`.
 
@@ -322,7 +350,19 @@ class StagedTraining:
           with `refit`, a fresh model is trained on *all* the labels for the chosen epochs (a stage
           that chose 0 epochs is skipped; when all chose 0 the result is the starting model itself).
           Too few labels to hold any out: `FALLBACK_EPOCHS` for each None, with a warning.
+          With `selection="crossfit"` the same runs are made both ways round (train on one half, stop
+          on the other, then swapped), each stage's epochs are chosen on the mean of the two held-out
+          loss curves (`best_of_mean_curve`: every label scores the choice once), and the model is
+          refitted on all the labels (`refit` must be True).
         """
+        if selection not in EPOCH_SELECTIONS:
+            raise ValueError(f"epoch selection must be one of {list(EPOCH_SELECTIONS)}; got {selection!r}.")
+        if selection == "crossfit" and not refit:
+            raise ValueError("epoch_selection='crossfit' chooses the epochs on two swapped halves and then trains on "
+                             "all the labels: it needs refit=True (or use epoch_selection='holdout').")
+        if selection == "crossfit" and guarded:
+            raise ValueError("fine_tune_gain='one_se' decides on one held-out half: use it with "
+                             "epoch_selection='holdout'.")
         callbacks = _callback_list(callbacks)
         batch_size = check_positive_int(batch_size, "batch_size")
         if sample_weight is not None:
@@ -334,7 +374,7 @@ class StagedTraining:
 
         self.guard_: dict[int, dict[str, float | bool]] = {}
 
-        def run(stage_list, xs, ys, sw, val, phase, stop):
+        def run(stage_list, xs, ys, sw, val, phase, stop, curves=None, fold=None):
             chosen = {}
             for stage, rate, n_epochs, prepare in stage_list:
                 prepare()
@@ -356,6 +396,10 @@ class StagedTraining:
                         best = 0
                 n = len(record.get("loss", []))
                 record.update(stage=[stage] * n, phase=[phase] * n, learning_rate=[float(rate)] * n)
+                if fold is not None:
+                    record["fold"] = [fold] * n
+                if curves is not None:
+                    curves.setdefault(stage, []).append([self._start_val_loss] + list(record.get("val_loss", [])))
                 records.append(record)
                 chosen[stage] = best
             return chosen
@@ -382,6 +426,20 @@ class StagedTraining:
                 fixed = [(st, rate, FALLBACK_EPOCHS if n is None else n, prep) for st, rate, n, prep in stages]
                 build(x, None)
                 self.epochs_ = run(fixed, x, y, sample_weight, None, "fit", False)
+            elif selection == "crossfit":
+                tr, va = split
+                self.validation_mode_ = "crossfit+refit"
+                self.held_out_ = va
+                curves: dict[int, list[list[float]]] = {}
+                for fold, (a, b) in enumerate(((tr, va), (va, tr))):
+                    build(x[a], (x[b], y[b]))
+                    sw = None if sample_weight is None else sample_weight[a]
+                    run(stages, x[a], y[a], sw, (x[b], y[b]), "select", True, curves=curves, fold=fold)
+                chosen = {st: best_of_mean_curve(curves[st]) if st in curves else 0 for st, _, _, _ in stages}
+                self.epochs_ = chosen
+                build(x, None)
+                again = [(st, rate, chosen[st], prep) for st, rate, _, prep in stages if chosen[st] > 0]
+                run(again, x, y, sample_weight, None, "refit", False)
             else:
                 tr, va = split
                 self.validation_mode_ = "holdout"
@@ -400,7 +458,7 @@ class StagedTraining:
         stages_run, phases = self.history_.get("stage", []), self.history_.get("phase", [])
         self.best_epoch_ = None  # the row of history_ whose weights the model has (None: the start)
         if self.best_stage_ is not None:
-            if self.validation_mode_ in ("fixed", "holdout+refit"):
+            if self.validation_mode_ in ("fixed", "holdout+refit", "crossfit+refit"):
                 self.best_epoch_ = len(stages_run) - 1
             else:
                 first = next(i for i, (st, ph) in enumerate(zip(stages_run, phases))
