@@ -96,6 +96,12 @@ with st.sidebar:
         "Use the target's true labels", value=True, key="use_target_labels",
         help="Uncheck to estimate the target class proportions with the model (EM), as when target "
              "labels are unknown. Accuracy is still measured on true labels when they exist.")
+    target_priors = st.text_input(
+        "Known target class proportions (optional)", value="", key="target_priors",
+        placeholder="e.g. benign=0.92, malignant=0.08",
+        help="A prevalence known from outside the model (a registry, a screening programme): the estimated "
+             "target accuracy transports onto it. Used when the accuracy is estimated (a model, target labels "
+             "not used); by class name, or proportions in class order (0.92, 0.08).")
 
     st.header("Model")
     model_mode = st.radio("Source model", list(MODEL_MODES), index=1, format_func=MODEL_MODES.get,
@@ -189,7 +195,7 @@ def run_pipeline(status) -> dict:
 
     status.update(label=f"Measuring shift and diagnosing it (at least {permutations_run} permutations a test)...")
     analysis = cached.analysis(data_key, model_key, domains, model, eval_idx, n_permutations, float(alpha), seed,
-                               bool(use_target_labels))
+                               bool(use_target_labels), str(target_priors))
     status.write("Analysis ready: shift report, per-feature drift, diagnosis.")
 
     signature = (data_key, model_key, config, n_permutations, float(alpha), seed, bool(use_target_labels))
@@ -239,7 +245,8 @@ report, drift, diagnosis = analysis.report, analysis.drift, analysis.diagnosis
 adaptation = ctx["adaptation"]
 model = ctx["model"]
 class_names = None if analysis.class_names is None else list(analysis.class_names)
-report_key = (ctx["data_key"], ctx["model_key"], n_permutations, float(alpha), seed, bool(use_target_labels))
+report_key = (ctx["data_key"], ctx["model_key"], n_permutations, float(alpha), seed, bool(use_target_labels),
+              str(target_priors))
 adapt_key = ctx["signature"]
 
 st.caption(domains.description + (f"  Known truth: {domains.shift_kind} shift." if domains.shift_kind else ""))

@@ -660,15 +660,36 @@ class CheckResult:
         return "\n".join(lines)
 
 
-def _priors_in_class_order(reference: Reference, priors: Any) -> Any:
-    """Known target class proportions as a vector in the reference's class order (a mapping is keyed by
-    class value, compared as text: what a command line gives)."""
+def parse_target_priors(text: str, name: str = "target_priors") -> list[float] | dict[str, float]:
+    """Known target class proportions typed as text: 'CLASS=P,...' (a mapping by class) or 'P,...' (in class order).
+
+    Example:
+        >>> parse_target_priors("benign=0.92, malignant=0.08")
+        {'benign': 0.92, 'malignant': 0.08}
+        >>> parse_target_priors("0.92,0.08")
+        [0.92, 0.08]
+    """
+    items = [t.strip() for t in str(text).split(",") if t.strip()]
+    try:
+        if items and all("=" in t for t in items):
+            return {k.strip(): float(v) for k, v in (t.split("=", 1) for t in items)}
+        if items:
+            return [float(t) for t in items]
+    except ValueError:
+        pass
+    raise ValueError(f"{name} {text!r} is not a list of proportions. Give e.g. benign=0.92,malignant=0.08 "
+                     "(by class) or 0.92,0.08 (in class order).")
+
+
+def priors_in_class_order(priors: Any, classes: Sequence[Any] | None) -> Any:
+    """Known target class proportions as a vector in the order of `classes` (a mapping is keyed by class
+    value, compared as text: what a command line or a text box gives); a sequence is returned as given."""
     if not isinstance(priors, dict):
         return priors
-    if reference.classes is None:
+    if classes is None:
         raise ValueError("target_priors by class needs a labelled reference (its classes name the proportions); "
                          "pass a list in the model's output order instead.")
-    names = [str(c) for c in reference.classes]
+    names = [str(c) for c in classes]
     given = {str(k): v for k, v in priors.items()}
     unknown = sorted(set(given) - set(names))
     missing = [n for n in names if n not in given]
@@ -782,7 +803,7 @@ def check_shift(
                                         max_samples=max_samples, seed=seed, feature_names=feature_names,
                                         class_names=class_names)
     if target_priors is not None:
-        target_priors = _priors_in_class_order(reference, target_priors)
+        target_priors = priors_in_class_order(target_priors, reference.classes)
     elif bbsd and reference.probs is None:
         raise ValueError("The BBSD criterion needs the reference's softmax, but the snapshot holds none: re-create "
                          "it with `shiftkit snapshot --model` (the same model), or leave --bbsd out.")

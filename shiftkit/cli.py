@@ -406,16 +406,7 @@ def _load_domains(args: argparse.Namespace, source: str, model: Any, role: str) 
 
 def _target_priors(text: str | None) -> Any:
     """--target-priors: 'CLASS=P,...' (a mapping by class value) or 'P,...' (the reference's class order)."""
-    if text is None:
-        return None
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    hint = "Give e.g. --target-priors benign=0.92,malignant=0.08 or --target-priors 0.92,0.08."
-    try:
-        if items and all("=" in t for t in items):
-            return {k.strip(): float(v) for k, v in (t.split("=", 1) for t in items)}
-        return [float(t) for t in items]
-    except ValueError:
-        raise ValueError(f"--target-priors {text!r} is not a list of proportions. {hint}") from None
+    return None if text is None else check.parse_target_priors(text, "--target-priors")
 
 
 def _run_check(args: argparse.Namespace) -> int:

@@ -538,3 +538,20 @@ def test_monitor_library_part():
     assert list(frame.columns[:3]) == ["window", "rows", "input"] and len(frame) == len(mon.results_)
     with pytest.raises(ValueError, match="too large"):
         monitoring.monitor_target(d, None, np.arange(0), window=len(d.x_source), alpha=0.05, horizon=10, seed=0)
+
+
+def test_known_target_proportions_reach_the_estimated_accuracy():
+    """Target labels unused: the accuracy is estimated; a known prevalence typed in the sidebar is passed to
+    the estimate (the card's method says so), and text that is not proportions is an st.error, not a crash."""
+    at = _app().run()
+    at.checkbox(key="use_target_labels").uncheck().run()
+    assert not at.exception and not at.error
+    card = next(m for m in at.metric if m.label == "Estimated target accuracy")
+    at.text_input(key="target_priors").set_value("0.6, 0.4").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    given = next(m for m in at.metric if m.label == "Estimated target accuracy")
+    assert given.delta.split(" · ")[-1] in ("cot", "label_shift", "source")
+    assert (given.value, given.delta) != (card.value, card.delta) or given.delta.endswith("source")
+    at.text_input(key="target_priors").set_value("half, half").run()
+    assert not at.exception
+    assert any("not a list of proportions" in e.value for e in at.error)

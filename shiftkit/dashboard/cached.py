@@ -86,12 +86,12 @@ def uploaded_model(file_key: str, filename: str, _data: bytes) -> Any:
 @st.cache_data(show_spinner=False, max_entries=32)
 def analysis(
     data_key: str, model_key: str, _domains: loaders.Domains, _model: Any, _source_idx: np.ndarray,
-    n_permutations: int, alpha: float, seed: int, use_target_labels: bool,
+    n_permutations: int, alpha: float, seed: int, use_target_labels: bool, target_priors: str = "",
 ) -> Analysis:
     """The page's one analysis (report, per-feature drift, diagnosis) of the held-out source vs the target."""
     return pipeline.analysis_of(
         _domains, _model, _source_idx, n_permutations=n_permutations, alpha=alpha, seed=seed,
-        use_target_labels=use_target_labels,
+        use_target_labels=use_target_labels, target_priors=target_priors,
     )
 
 

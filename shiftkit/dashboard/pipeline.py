@@ -19,11 +19,13 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
 from shiftkit.analysis import Analysis, analyze
+from shiftkit.check import parse_target_priors, priors_in_class_order
 from shiftkit.dashboard.errors import DashboardError
 from shiftkit.data import source_holdout, subsample_rows
 from shiftkit.files import TABLE_EXTENSIONS, Domains, model_n_classes
 from shiftkit.files.common import extension
 from shiftkit.html_report import class_display_names, evidence_found
+from shiftkit.shift.bbsd import is_classifier
 from shiftkit.shift.features import check_model_input, feature_space
 from shiftkit.shift.mmd import permutations_for
 from shiftkit.shift.scaling import Standardizer, standardize as standardize_pair
@@ -204,6 +206,7 @@ def analysis_of(
     alpha: float,
     seed: int,
     use_target_labels: bool = True,
+    target_priors: str = "",
 ) -> Analysis:
     """The page's one `shiftkit.analyze`: the held-out source vs the target.
 
@@ -211,12 +214,20 @@ def analysis_of(
     subsampled (seeded) to at most `MAX_SAMPLES` rows for the MMD tests and the diagnosis; every
     test gets at least `n_permutations` permutations, more where its level needs them. Without
     `use_target_labels` the target labels are left out (target class proportions estimated).
+    `target_priors` (text, e.g. "benign=0.92, malignant=0.08" or "0.92, 0.08"): the target's class
+    proportions when known from outside the model, for the estimated accuracy; used only where the
+    accuracy is estimated (a classifier, source labels, no target labels), ignored otherwise.
     """
     ys = None if domains.y_source is None else domains.y_source[source_idx]
     yt = domains.y_target if ys is not None and use_target_labels else None
+    priors = None
+    if target_priors.strip() and model is not None and ys is not None and yt is None and is_classifier(model):
+        priors = priors_in_class_order(parse_target_priors(target_priors, "Known target class proportions"),
+                                       domains.class_name_list())
     return analyze(
         domains.x_source[source_idx], domains.x_target, y_source=ys, y_target=yt, model=model,
         feature_names=domains.feature_names, class_names=domains.class_name_list(), notes=[domains.description],
+        accuracy_target_priors=priors,
         **measure_settings(domains, n_permutations=n_permutations, alpha=alpha, seed=seed),
     )
 
