@@ -202,7 +202,8 @@ class FineTuneAdapter(StagedTraining, Adapter):
         epoch_selection: how `fit(epochs=None)` chooses each stage's epochs: "holdout" (train on a
             stratified half of the labels, stop on the other) or "crossfit" (the same both ways
             round, the two held-out loss curves averaged, so every label scores the choice; about
-            twice the selection time; needs `refit=True`).
+            twice the selection time; needs `refit=True`). Measured on the choosing scenarios it did not
+            beat "holdout" (`benchmarks/defaults_choice.md`, third round), which stays the default.
 
     Attributes (after `fit`):
         model_: the adapted `keras.Model` (also `.model`). base_, head_: its parts.
