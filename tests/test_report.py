@@ -48,7 +48,7 @@ def test_report_on_covariate_scenario_with_labels():
     text = str(rep)
     assert "input space" in text and "YES" in text and "Shift detected" in text
     d = json.loads(rep.to_json())
-    assert d["schema_version"] == "2.4" and d["is_shift"] is True and d["joint"] is None  # no model: Holm decides
+    assert d["schema_version"] == "2.5" and d["is_shift"] is True and d["joint"] is None  # no model: Holm decides
     assert len(d["input_test"]["null"]) == 300
 
 

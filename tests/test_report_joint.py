@@ -24,7 +24,7 @@ def test_verdict_is_the_joint_tests_decision_with_a_model(small_model):
         assert rep.correction == "joint min-p" and rep.joint.alpha == rep.alpha
         assert rep.joint.representations[0] == "input" and "softmax" in rep.joint.representations
         d = json.loads(rep.to_json())
-        assert d["schema_version"] == REPORT_SCHEMA_VERSION == "2.4"
+        assert d["schema_version"] == REPORT_SCHEMA_VERSION == "2.5"
         assert d["is_shift"] == d["joint"]["is_shift"] and d["correction"] == "joint min-p"
         assert d["joint"]["p_value"] == pytest.approx(rep.joint.p_value)
         assert set(d["adjusted_p_values"]) == {"input", "feature", "bbsd"}  # the per-space evidence stays

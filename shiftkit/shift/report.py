@@ -105,7 +105,7 @@ __all__ = [
 JOINT_CORRECTION = "joint min-p"
 
 #: Version of the JSON layout of `ShiftReport.to_dict()`; bumped on any incompatible change.
-REPORT_SCHEMA_VERSION = "2.4"  # 2.0: is_shift is Holm-corrected; correction, adjusted_p_values, scaling, classes added
+REPORT_SCHEMA_VERSION = "2.5"  # 2.0: is_shift is Holm-corrected; correction, adjusted_p_values, scaling, classes added
 # 2.1: "bbsd" (black-box shift detection on the model's softmax) added; it joins the Holm family
 # 2.2: each MMD test carries "aggregate" (the default aggregated test: every bandwidth's statistic and p-value,
 #      the min-p correction; null for a single kernel)
@@ -114,6 +114,8 @@ REPORT_SCHEMA_VERSION = "2.4"  # 2.0: is_shift is Holm-corrected; correction, ad
 # 2.4: "joint" (the joint aggregated MMD test over the inputs and the model's softmax / features, null without a
 #      model); with a model it decides "is_shift" and "correction" is "joint min-p" (the Holm-decided per-space
 #      tests and "adjusted_p_values" stay as evidence of where the shift shows)
+# 2.5: "target_accuracy"."estimate" gains "target_priors" (the target class proportions given, else null) and its
+#      "estimates" a "cot" entry (confidence optimal transport)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
