@@ -304,6 +304,8 @@ def _accuracy_section(report: Any) -> str:
     est = acc.estimate
     if est is not None:
         rows += [[f"{m} (point estimate)", v] for m, v in est.estimates.items() if m != acc.method]
+        if est.target_priors is not None:
+            rows.append(["target class proportions given", ", ".join(f"{v:.3f}" for v in est.target_priors)])
     return head + "".join([
         f"<p>Estimated without target labels: <b>{_num(acc.accuracy, 3)}</b> [{_num(acc.lower, 3)}, "
         f"{_num(acc.upper, 3)}] by {_e(acc.method)}. {_e(acc.reason)}.</p>",

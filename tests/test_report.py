@@ -484,3 +484,6 @@ def test_known_target_priors_reach_the_accuracy_estimate(gaussian_classifier):
     analysis = analyze(xs, xt, y_source=ys, model=model, accuracy_target_priors=q, seed=0, max_samples=200,
                        n_permutations=50, per_feature=False, diagnose_shift=False)
     assert analysis.report.accuracy.method == "cot"  # kinds unknown, proportions given
+    from shiftkit.html_report import render_html
+
+    assert "target class proportions given" in render_html(rep)
