@@ -357,3 +357,19 @@ def test_target_priors_bad_input():
         fitted.estimate(pt, target_priors=[0.5, -0.1, 0.6])
     with pytest.raises(ValueError, match="target_priors"):
         fitted.estimate(pt, target_priors=[0.5, np.nan, 0.5])
+
+
+def test_cot_is_computed_where_needed_with_many_classes():
+    """With more than 64 classes COT's transport problem is costly: computed only where it is picked (or bounds
+    the interval), not for a monitor window whose kinds are unknown (DoC picked)."""
+    rng = np.random.default_rng(0)
+    k = 80
+    y = rng.integers(0, k, 400)
+    p = rng.dirichlet(np.full(k, 0.05), size=400)
+    p[np.arange(400), y] += 2.0
+    p /= p.sum(axis=1, keepdims=True)
+    fitted = AccuracyEstimator(n_bootstrap=20, seed=0).fit(p[:200], y[:200])
+    unknown = fitted.estimate(p[200:])
+    assert unknown.method == "doc" and "cot" not in unknown.estimates
+    covariate = fitted.estimate(p[200:], kinds=("covariate",))
+    assert covariate.method == "cot" and "cot" in covariate.estimates

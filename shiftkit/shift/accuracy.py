@@ -143,6 +143,9 @@ _EM_MAX_ITER = 500
 _AUC_MAX_COLUMNS = 32
 # Rows x resamples x classes held at once by the label-shift bootstrap (float64).
 _BOOTSTRAP_BUDGET = 4_000_000
+# Classes up to which COT's point estimate is always computed; beyond, only where it is picked or its estimate
+# bounds the interval (its linear program grows with the classes: ~2 s for 200 rows x 1,000 classes).
+_COT_EAGER_CLASSES = 64
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,9 @@ class AccuracyEstimate:
         assumption: the chosen estimator's assumption, in words.
         confidence: the bootstrap interval's nominal level.
         sampling_lower, sampling_upper: the bootstrap interval alone.
-        estimates: every estimator's point estimate that could be computed (method -> accuracy).
+        estimates: every estimator's point estimate that could be computed (method -> accuracy); with
+            more than 64 classes "cot" only where it is picked or bounds the interval (its transport
+            problem grows with the classes).
         plausible: the other estimators the diagnosed kind does not rule out (the interval covers their
             point estimates where the chosen estimator is `consistent`).
         source_accuracy: the held-out source accuracy (for comparison: the naive estimate).
@@ -503,21 +508,24 @@ class AccuracyEstimator:
         return self._label_shift_priors(probs)[0]
 
     def _point_estimates(
-        self, target_probs: np.ndarray, weights: np.ndarray | None, known: np.ndarray | None = None
+        self, target_probs: np.ndarray, weights: np.ndarray | None, known: np.ndarray | None = None,
+        with_cot: bool = True,
     ) -> tuple[dict[str, float], dict[str, Any]]:
         t_scaled = _scale(target_probs, self.temperature_)
         t_scores = _score(t_scaled, self.score)
         q, calibrated = self._label_shift_priors(target_probs)
         if known is not None:  # the target's class proportions, known from outside the model
             q = known
-        cot_costs = label_transport_costs(t_scaled, self.source_priors_ if known is None else known, seed=self.seed)
         est = {
             "source": self.source_accuracy_,
             "atc": float(np.mean(t_scores > self.threshold_)),
             "doc": float(self.source_accuracy_ - (self.confidence_.mean() - t_scaled.max(axis=1).mean())),
-            "cot": float(1.0 - cot_costs.mean()),
             "label_shift": float(q @ self.recalls_),
         }
+        cot_costs = None
+        if with_cot:
+            cot_costs = label_transport_costs(t_scaled, self.source_priors_ if known is None else known, seed=self.seed)
+            est["cot"] = float(1.0 - cot_costs.mean())
         if weights is not None:
             est["importance"] = float(np.sum(weights * self.correct_) / np.sum(weights))
         est = {k: float(np.clip(v, 0.0, 1.0)) for k, v in est.items()}
@@ -669,7 +677,11 @@ class AccuracyEstimator:
         known = None if target_priors is None else check_target_priors(target_priors, self.n_classes_)
         situation = _situation(kinds)
         method, reason = self._choose(situation, weights, ess, known is not None)
-        estimates, extras = self._point_estimates(probs, weights, known)
+        usable = weights is not None and ess is not None and ess >= self.min_ess_fraction * weights.size
+        consistent = _consistent(method, situation, usable)
+        with_cot = (method == "cot" or self.n_classes_ <= _COT_EAGER_CLASSES
+                    or (consistent and "cot" in _PLAUSIBLE[situation]))
+        estimates, extras = self._point_estimates(probs, weights, known, with_cot)
         rng = np.random.default_rng(self.seed)
         boot = self._bootstrap(method, extras, weights, rng)
         tail = (1.0 - float(self.confidence)) / 2.0
@@ -678,8 +690,6 @@ class AccuracyEstimator:
         if situation == "covariate" or situation == "covariate+label":
             if weights is not None and method != "importance":  # weights too few to trust: not plausible
                 plausible = tuple(m for m in plausible if m != "importance")
-        usable = weights is not None and ess is not None and ess >= self.min_ess_fraction * weights.size
-        consistent = _consistent(method, situation, usable)
         auc = _output_shift_auc(self.probs_, probs, np.random.default_rng(self.seed))
         values = [estimates[method], s_lo, s_hi]
         if consistent:  # model error = the disagreement with the other estimators the diagnosis allows
