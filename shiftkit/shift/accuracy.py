@@ -651,7 +651,8 @@ class AccuracyEstimator:
             RuntimeError: not fitted.
             ValueError / TypeError: bad probabilities (another number of classes), unknown kinds,
                 weights that are negative, non-finite, all zero, or of the wrong length;
-                `method="importance"` without weights.
+                `method="importance"` without weights; `target_priors` of the wrong length, negative,
+                non-finite or all zero.
         """
         self._check_fitted()
         self._check_settings()
