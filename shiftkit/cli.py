@@ -213,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "windows; default: %(default)s)")
     mon.add_argument("--labeled", action="store_true",
                      help="the batches carry true labels: the label statistic uses them (else the predicted classes)")
+    mon.add_argument("--target-priors", metavar="P", default=None,
+                     help="the stream's class proportions when known from outside the model, for each window's "
+                          "estimated accuracy: CLASS=P pairs or proportions in the snapshot's class order")
     mon.add_argument("--window", type=int, default=500, help="rows per window (default: %(default)s)")
     mon.add_argument("--alpha", type=float, default=0.05,
                      help="probability of any false alarm within --horizon windows (default: %(default)s)")
@@ -587,7 +590,8 @@ def _run_monitor(args: argparse.Namespace) -> int:
         raise ValueError("--every needs --time-column: the column that holds each row's time.")
     _progress("calibrating the alarm on the snapshot")
     monitor = StreamMonitor(reference, model=model, layer=args.layer, window=args.window, alpha=args.alpha,
-                            horizon=args.horizon, labeled=args.labeled, seed=args.seed)
+                            horizon=args.horizon, labeled=args.labeled, seed=args.seed,
+                            target_priors=_target_priors(args.target_priors))
     lines = []
     sink = None
     if args.jsonl and args.jsonl != "-":

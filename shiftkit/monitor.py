@@ -64,8 +64,8 @@ from threadpoolctl import ThreadpoolController
 
 from shiftkit._json import dataclass_to_dict
 from shiftkit._validation import check_alpha, check_array, check_positive_int, check_real, check_seed
-from shiftkit.check import Reference
-from shiftkit.shift.accuracy import AccuracyEstimator
+from shiftkit.check import Reference, priors_in_class_order
+from shiftkit.shift.accuracy import AccuracyEstimator, check_target_priors
 from shiftkit.shift.features import FeatureSpace, predict_proba
 
 __all__ = ["StreamMonitor", "WindowResult", "STATISTICS", "Period", "PeriodWindows", "period_windows"]
@@ -185,6 +185,10 @@ class StreamMonitor:
             model's predicted classes (needs a model).
         estimate_accuracy: estimate each window's accuracy when the snapshot holds probabilities and
             labels (default True).
+        target_priors: the stream's class proportions when known from outside the model (a
+            registry's prevalence): each window's accuracy estimate transports onto them
+            (`AccuracyEstimator.estimate(target_priors=...)`); a sequence in the snapshot's class
+            order or a mapping {class value: proportion}. Needs the accuracy estimate.
         seed: seed of the reference split, the null windows and the simulations.
 
     Attributes (after construction):
@@ -216,6 +220,7 @@ class StreamMonitor:
         drift: float = DRIFT,
         labeled: bool = False,
         estimate_accuracy: bool = True,
+        target_priors: Any = None,
         seed: int | None = 0,
     ) -> None:
         if not isinstance(reference, Reference):
@@ -265,6 +270,14 @@ class StreamMonitor:
         with _one_blas_thread():
             self._prepare()
             self._calibrate()
+        self.target_priors = None
+        if target_priors is not None:
+            if not (self.estimate_accuracy and self._accuracy is not None):
+                raise ValueError(
+                    "target_priors is used by each window's accuracy estimate, which needs the snapshot's model (a "
+                    "classifier), a snapshot made with labels and estimate_accuracy=True; leave target_priors out.")
+            self.target_priors = check_target_priors(priors_in_class_order(target_priors, reference.classes),
+                                                     self._accuracy.n_classes_)
         self.reset()
 
     def reset(self) -> StreamMonitor:
@@ -493,7 +506,7 @@ class StreamMonitor:
         elif probs is not None and self._accuracy is not None:
             label_props, label_source = tuple(float(v) for v in self._accuracy.target_priors(probs)), "estimated"
         if self.estimate_accuracy and self._accuracy is not None and probs is not None:
-            a = self._accuracy.estimate(probs)
+            a = self._accuracy.estimate(probs, target_priors=self.target_priors)
             acc, acc_int, acc_method = a.accuracy, (a.lower, a.upper), a.method
         start = self._rows_seen
         self._rows_seen += len(x)

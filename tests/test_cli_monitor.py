@@ -71,6 +71,11 @@ def test_bad_inputs_exit_2(snapshot, tmp_path, capsys):
     wide = tmp_path / "wide.npz"
     np.savez(wide, x=np.zeros((100, 5)))
     assert main(["monitor", "--reference", str(snapshot), "--target", str(wide), "--window", "50"]) == 2
+    # a known prevalence needs the accuracy estimate (a model and a labelled snapshot): a usage error here
+    capsys.readouterr()
+    assert main(["monitor", "--reference", str(snapshot), "--target", str(plain), "--window", "50",
+                 "--target-priors", "0.5,0.5"]) == 2
+    assert "target_priors is used by each window's accuracy estimate" in capsys.readouterr().err
 
 
 def test_time_column_orders_rows_and_labels_windows(tmp_path, capsys):

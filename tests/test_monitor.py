@@ -103,6 +103,15 @@ def test_with_a_model_every_statistic_runs_and_labels_and_accuracy_are_estimated
     assert res.label_source == "labels"
     with pytest.raises(ValueError, match="labels of every batch"):
         labeled.update(x[:10])
+    # a known prevalence: each window's estimate transports onto it (COT, kinds unknown), by class value too
+    known = StreamMonitor(ref, model=model, window=100, horizon=5, n_null_windows=60, seed=0,
+                          target_priors={0: 0.8, 1: 0.1, 2: 0.1})
+    res = known.update((means[yt] + rng.normal(size=(100, 3))).astype("float32"))[0]
+    assert res.accuracy_method == "cot" and known.target_priors == pytest.approx([0.8, 0.1, 0.1])
+    with pytest.raises(ValueError, match="target_priors has 2 values"):
+        StreamMonitor(ref, model=model, window=100, horizon=5, n_null_windows=60, seed=0, target_priors=[0.5, 0.5])
+    with pytest.raises(ValueError, match="needs the snapshot's model"):
+        StreamMonitor(ref, window=100, horizon=5, n_null_windows=60, seed=0, target_priors=[0.8, 0.1, 0.1])
 
 
 def test_bad_arguments():
