@@ -311,8 +311,11 @@ def _accuracy_section(report: Any) -> str:
         f"{_num(acc.upper, 3)}] by {_e(acc.method)}. {_e(acc.reason)}.</p>",
         _table(["figure", "value"], rows),
         "<p class='note'>An estimate, not a measurement: the interval is a bootstrap of the chosen estimator, "
-        "widened to the point estimates of the other estimators the diagnosed kind of shift does not rule out "
-        "(shiftkit.shift.accuracy).</p>",
+        + ("widened to the point estimates of the other estimators the diagnosed kind of shift does not rule out"
+           if est is None or est.consistent else
+           f"widened on both sides by a model-error margin of {_num(est.model_error, 3)} (no estimator is "
+           "consistent under the diagnosed shift; the margin grows with how far the model's outputs moved)")
+        + " (shiftkit.shift.accuracy).</p>",
     ])
 
 

@@ -361,8 +361,10 @@ def accuracy_card(report: Any) -> Card:
         f"{acc.accuracy:.3f}",
         f"[{acc.lower:.3f}, {acc.upper:.3f}] · {acc.method}",
         f"Estimated without target labels by {acc.method}: {acc.reason}. The interval is a bootstrap of that "
-        "estimator widened to the other estimators the diagnosed kind of shift does not rule out. Source "
-        f"accuracy (the naive estimate) {acc.source_accuracy:.3f}. An estimate, not a measurement.",
+        + ("estimator widened to the other estimators the diagnosed kind of shift does not rule out. "
+           if acc.estimate is None or acc.estimate.consistent else
+           "estimator widened by a model-error margin (no estimator is consistent under the diagnosed shift). ")
+        + f"Source accuracy (the naive estimate) {acc.source_accuracy:.3f}. An estimate, not a measurement.",
     )
 
 

@@ -681,13 +681,15 @@ class AccuracyEstimator:
         usable = weights is not None and ess is not None and ess >= self.min_ess_fraction * weights.size
         consistent = _consistent(method, situation, usable)
         with_cot = (method == "cot" or self.n_classes_ <= _COT_EAGER_CLASSES
-                    or (consistent and "cot" in _PLAUSIBLE[situation]))
+                    or (consistent and ("cot" in _PLAUSIBLE[situation] or known is not None)))
         estimates, extras = self._point_estimates(probs, weights, known, with_cot)
         rng = np.random.default_rng(self.seed)
         boot = self._bootstrap(method, extras, weights, rng)
         tail = (1.0 - float(self.confidence)) / 2.0
         s_lo, s_hi = (float(v) for v in np.quantile(boot, [tail, 1.0 - tail]))
         plausible = tuple(m for m in _PLAUSIBLE[situation] if m in estimates and m != method)
+        if known is not None and situation == "label" and "cot" in estimates and method != "cot":
+            plausible += ("cot",)  # with the proportions given, COT's assumption holds under label shift
         if situation == "covariate" or situation == "covariate+label":
             if weights is not None and method != "importance":  # weights too few to trust: not plausible
                 plausible = tuple(m for m in plausible if m != "importance")
