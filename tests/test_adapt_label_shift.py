@@ -363,3 +363,35 @@ def test_functional_cnn_backbone():
         a = LabelShiftAdapter(cnn).fit(x, y, x[:30])
     assert a.predict(x).shape == (60, 3) and a.features(x).shape == (60, 4)
     np.testing.assert_allclose(a.predict(x).sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_known_target_priors_replace_the_estimate(scenario, tmp_path):
+    """A prevalence known from outside the model: no target rows needed, the correction is exactly
+    normalize(q / p_source * bcts(p)) with the given q (smoothing 0), and it survives save / load."""
+    model, x_val, y_val = scenario
+    x_t, y_t, true_props = _target(0)
+    adapter = LabelShiftAdapter(model, target_priors=true_props * 100, smoothing=0.0).fit(x_val, y_val)
+    assert adapter.estimate_.method == "given" and adapter.estimate_.n_iter == 0
+    np.testing.assert_allclose(adapter.priors_, true_props, atol=1e-12)
+    source = np.bincount(y_val, minlength=K) / len(y_val)
+    np.testing.assert_allclose(adapter.weights_, true_props / source, rtol=1e-10)
+    p = check_probabilities(model.predict(x_t, verbose=0), "p")
+    t, b = fit_bcts(check_probabilities(model.predict(x_val, verbose=0), "p"), y_val)
+    expected = _normalize(apply_bcts(p, t, b) * (true_props / source))
+    np.testing.assert_allclose(adapter.predict(x_t), expected, atol=1e-5)
+    # with the true proportions the corrected model beats the source model on the target's log-loss
+    assert log_loss(y_t, adapter.predict(x_t), labels=range(K)) < log_loss(y_t, p, labels=range(K))
+    loaded = load_adapter(adapter.save(tmp_path / "given.keras"))
+    assert loaded.target_priors == pytest.approx(list(true_props))
+    np.testing.assert_allclose(loaded.predict(x_t), adapter.predict(x_t), atol=1e-6)
+    assert adapter.get_config()["target_priors"] == pytest.approx(list(true_props))
+
+
+def test_known_target_priors_errors(scenario):
+    model, x_val, y_val = scenario
+    with pytest.raises(ValueError, match="target_priors has 3 values but the model has 4 classes"):
+        LabelShiftAdapter(model, target_priors=[0.2, 0.3, 0.5])
+    with pytest.raises(ValueError, match="needs x_source and y_source"):
+        LabelShiftAdapter(model, target_priors=[0.25] * 4).fit(x_target=x_val)
+    with pytest.raises(ValueError, match="no row of class"):
+        LabelShiftAdapter(model, target_priors=[0.25] * 4).fit(x_val[y_val < 3], y_val[y_val < 3])

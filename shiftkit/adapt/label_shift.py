@@ -34,6 +34,7 @@ from shiftkit._validation import check_option, check_positive_int, check_probabi
 from shiftkit.adapt.base import AdaptationReport, Adapter
 from shiftkit.adapt.registry import register_adapter
 from shiftkit.adapt.target_model import copy_model
+from shiftkit.shift.accuracy import check_target_priors
 from shiftkit.shift.features import head_input, head_of
 from shiftkit.shift.report import shift_report
 from shiftkit.shift.labels import (
@@ -233,6 +234,19 @@ def _output_kind(model: Any) -> bool:
     )
 
 
+def _given_priors(priors: np.ndarray, ys: np.ndarray, k: int) -> PriorEstimate:
+    """A `PriorEstimate` of target proportions given from outside the model ("given": nothing estimated)."""
+    counts = np.bincount(ys, minlength=k).astype(float)
+    if np.any(counts == 0):
+        raise ValueError(
+            f"y_source has no row of class(es) {np.flatnonzero(counts == 0).tolist()}: the correction divides by "
+            "each class's source proportion. Hold out a stratified source split with every class."
+        )
+    source = counts / counts.sum()
+    return PriorEstimate(priors=frozen_array(priors), source_priors=frozen_array(source),
+                         weights=frozen_array(priors / source), method="given", n_iter=0, converged=True)
+
+
 # --------------------------------------------------------------------------------------------
 # The adapter
 # --------------------------------------------------------------------------------------------
@@ -268,6 +282,11 @@ class LabelShiftAdapter(Adapter):
             zeros for small classes, and a zero weight makes every target sample of that class a
             certain error (unbounded log-loss); the default 1e-3 prevents that and moves a weight by
             at most 0.1%. 0 applies the raw estimate.
+        target_priors: the target's class proportions when known from outside the model (a
+            screening programme's prevalence, a registry), in the model's class order (counts are
+            normalised): they replace the estimate (`estimate_.method == "given"`), so `fit` needs
+            only the held-out labelled source rows (for the source proportions and the calibration);
+            `x_target` is then not used. Default None: estimated from `x_target`.
 
     Attributes:
         priors_: the target class proportions applied by the model (the estimate after
@@ -299,6 +318,7 @@ class LabelShiftAdapter(Adapter):
         max_iter: int = 1000,
         tol: float = 1e-8,
         smoothing: float = 1e-3,
+        target_priors: Any = None,
     ):
         super().__init__(source_model)
         self.method = check_option(method, "method", PRIOR_METHODS)
@@ -310,6 +330,10 @@ class LabelShiftAdapter(Adapter):
         smoothing = check_real(smoothing, "smoothing", low=0, high=1, high_open=True, example="1e-3 (0 turns it off)")
         self.smoothing = float(smoothing)
         _output_kind(_strip_correction(self.source_model))  # fail at construction, not in fit
+        self.target_priors = None
+        if target_priors is not None:
+            n_out = int(_strip_correction(self.source_model).outputs[0].shape[-1])
+            self.target_priors = [float(v) for v in check_target_priors(target_priors, max(n_out, 2))]
 
     name = "label_shift"
     title = "Label shift: source model reweighted by estimated target class priors"
@@ -352,10 +376,17 @@ class LabelShiftAdapter(Adapter):
                 out of range or of another length than `x_source`, a class absent from `y_source`
                 (the message of `estimate_target_priors`).
         """
-        self.check_fit_data(x_source=x_source, y_source=y_source, x_target=x_target)
+        if self.target_priors is None:
+            self.check_fit_data(x_source=x_source, y_source=y_source, x_target=x_target)
+        elif x_source is None or y_source is None:
+            raise ValueError(
+                "LabelShiftAdapter.fit with target_priors needs x_source and y_source (held-out labelled source rows: "
+                "the source class proportions the correction divides by, and the calibration). Pass x_source=..., "
+                "y_source=...; x_target is not needed."
+            )
         xs = self._check_x(x_source, "x_source")
         ys = self._check_y(y_source, len(xs), "y_source")
-        xt = self._check_x(x_target, "x_target")
+        xt = None if self.target_priors is not None else self._check_x(x_target, "x_target")
         batch_size = check_positive_int(batch_size, "batch_size")
         source = _strip_correction(self.source_model)
         from_logits = _output_kind(source)
@@ -381,14 +412,16 @@ class LabelShiftAdapter(Adapter):
             head = fresh_path[0]
             uncorrected = keras.Model(model_input, head_out, name="uncorrected")
 
-        if xs.shape[1:] == xt.shape[1:]:  # one forward pass for both sets
+        if xt is None:  # target proportions given: the target rows are not needed
+            out_source, out_target = predict(uncorrected, xs, batch_size=batch_size), None
+        elif xs.shape[1:] == xt.shape[1:]:  # one forward pass for both sets
             out = predict(uncorrected, np.concatenate([xs, xt]), batch_size=batch_size)
             out_source, out_target = out[: len(xs)], out[len(xs) :]
         else:  # a model with variable-size axes (e.g. sequence length)
             out_source = predict(uncorrected, xs, batch_size=batch_size)
             out_target = predict(uncorrected, xt, batch_size=batch_size)
         p_source = to_probabilities(source, out_source)
-        p_target = to_probabilities(source, out_target)
+        p_target = None if out_target is None else to_probabilities(source, out_target)
         temperature, bias = 1.0, np.zeros(p_source.shape[1])
         if self.method == "em" and self.calibrate:
             # Calibrate here, with the BCTS fit estimate_target_priors would run, and hand EM the
@@ -396,22 +429,25 @@ class LabelShiftAdapter(Adapter):
             # the priors were estimated under (estimate_target_priors does not return T and b).
             temperature, bias = fit_bcts(check_probabilities(p_source, "source_probs"), ys)
             p_source = apply_bcts(p_source, temperature, bias)
-            p_target = apply_bcts(p_target, temperature, bias)
-        try:
-            estimate = estimate_target_priors(
-                p_source,
-                ys,
-                p_target,
-                method=self.method,
-                max_iter=self.max_iter,
-                tol=self.tol,
-                calibrate=False,
-            )
-        except ValueError as exc:
-            raise ValueError(
-                f"Cannot estimate the target priors from y_source (source_labels) and the model's "
-                f"probabilities on x_source / x_target: {exc}"
-            ) from exc
+            p_target = None if p_target is None else apply_bcts(p_target, temperature, bias)
+        if self.target_priors is not None:
+            estimate = _given_priors(np.asarray(self.target_priors), ys, p_source.shape[1])
+        else:
+            try:
+                estimate = estimate_target_priors(
+                    p_source,
+                    ys,
+                    p_target,
+                    method=self.method,
+                    max_iter=self.max_iter,
+                    tol=self.tol,
+                    calibrate=False,
+                )
+            except ValueError as exc:
+                raise ValueError(
+                    f"Cannot estimate the target priors from y_source (source_labels) and the model's "
+                    f"probabilities on x_source / x_target: {exc}"
+                ) from exc
         priors = (1.0 - self.smoothing) * estimate.priors + self.smoothing * estimate.source_priors
         priors = priors / priors.sum()
         with self._strategy().scope():
@@ -482,6 +518,7 @@ class LabelShiftAdapter(Adapter):
             max_iter=self.max_iter,
             tol=self.tol,
             smoothing=self.smoothing,
+            target_priors=self.target_priors,
             priors=[float(v) for v in self.priors_],
             estimate=self.estimate_.to_dict(),
             temperature=self.temperature_,
@@ -496,6 +533,7 @@ class LabelShiftAdapter(Adapter):
         self.max_iter = int(state.get("max_iter", 1000))
         self.tol = float(state.get("tol", 1e-8))
         self.smoothing = float(state.get("smoothing", 0.0))
+        self.target_priors = state.get("target_priors")
         est = state["estimate"]
         estimate = PriorEstimate(
             priors=frozen_array(est["priors"]),
