@@ -147,7 +147,7 @@ with st.sidebar:
                                      help="Labelled target samples per class to train on; they are "
                                           "left out of the before/after evaluation.")
     config = dash.AdaptConfig(adapter=adapter_key, epochs=epochs, settings=settings,
-                              labels_per_class=int(labels_per_class))
+                              labels_per_class=int(labels_per_class), target_priors=str(target_priors))
 
     st.header("Tests")
     n_permutations = st.select_slider("Permutations", options=[100, 200, 500, 1000, 2000, 5000], value=500,

@@ -555,3 +555,20 @@ def test_known_target_proportions_reach_the_estimated_accuracy():
     at.text_input(key="target_priors").set_value("half, half").run()
     assert not at.exception
     assert any("not a list of proportions" in e.value for e in at.error)
+
+
+
+def test_label_shift_adapter_corrects_to_the_given_proportions():
+    """The known proportions box feeds the prior correction of the label-shift adapter (given, not estimated)."""
+    import shiftkit.dashboard as dash
+
+    config = dash.AdaptConfig(adapter="label_shift", target_priors=" 0.3, 0.7 ")
+    assert config.target_priors == "0.3, 0.7" and "given target class proportions" in config.describe()
+    assert dash.AdaptConfig(adapter="copy", target_priors="0.3, 0.7").target_priors == ""  # not used there
+    at = _app().run()
+    at.selectbox(key="adapter").set_value("label_shift").run()
+    at.text_input(key="target_priors").set_value("0.3, 0.7").run()
+    at.button(key="run_adaptation").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert len(at.table) == 1

@@ -21,6 +21,7 @@ import pandas as pd
 
 from shiftkit._keras import predict, to_classes
 from shiftkit.adapt.registry import adapter_names, fit_data, get_adapter
+from shiftkit.check import parse_target_priors, priors_in_class_order
 from shiftkit.dashboard.errors import DashboardError, user_message
 from shiftkit.dashboard.pipeline import measure_settings
 from shiftkit.files import Domains
@@ -188,6 +189,9 @@ class AdaptConfig:
             and stored sorted); the others keep the class's defaults.
         labels_per_class: labelled target samples per class for adapters that train on target
             labels (those that require `y_target`).
+        target_priors: the sidebar's known target class proportions (text, e.g. "benign=0.92,
+            malignant=0.08"), for an adapter that takes `target_priors` (`LabelShiftAdapter`: the
+            correction to that prevalence instead of an estimate); "" for the others.
 
     Raises:
         DashboardError: an unknown adapter, or a setting its class does not have.
@@ -197,10 +201,14 @@ class AdaptConfig:
     epochs: int | None = None
     settings: tuple[tuple[str, Any], ...] = ()
     labels_per_class: int = 10
+    target_priors: str = ""
 
     def __post_init__(self) -> None:
         settings = tuple(sorted(dict(self.settings).items()))
         object.__setattr__(self, "settings", settings)
+        if "target_priors" not in _parameters(_adapter_class(self.adapter)):
+            object.__setattr__(self, "target_priors", "")  # not used: keeps the cache key unchanged
+        object.__setattr__(self, "target_priors", str(self.target_priors).strip())
         if settings:
             known = _parameters(_adapter_class(self.adapter))
             for key, _ in settings:
@@ -222,6 +230,8 @@ class AdaptConfig:
         parts += [f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}" for key, value in self.settings]
         if not self.settings and adapter_settings(self.adapter):
             parts.append("its default settings")
+        if self.target_priors:
+            parts.append(f"the given target class proportions ({self.target_priors})")
         title = cls.title or cls.name
         return f"{title} ({', '.join(parts)})" if parts else title
 
@@ -319,7 +329,11 @@ def run_adaptation(
     try:
         data = fit_data(cls, source_train=_rows(xs, ys, fit_idx), source_held_out=(xs_eval, ys_eval),
                         target_labeled=target_labeled, target_unlabeled=xt)
-        adapter = cls.from_config(dict(config.settings), model)
+        settings = dict(config.settings)
+        if config.target_priors:
+            settings["target_priors"] = priors_in_class_order(
+                parse_target_priors(config.target_priors, "Known target class proportions"), domains.class_name_list())
+        adapter = cls.from_config(settings, model)
         adapter.fit(**data, **options)
         xt_eval = xt[target_eval]
         yt_eval = None if (yt is None or not use_target_labels) else yt[target_eval]
