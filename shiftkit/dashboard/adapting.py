@@ -206,9 +206,9 @@ class AdaptConfig:
     def __post_init__(self) -> None:
         settings = tuple(sorted(dict(self.settings).items()))
         object.__setattr__(self, "settings", settings)
-        if "target_priors" not in _parameters(_adapter_class(self.adapter)):
-            object.__setattr__(self, "target_priors", "")  # not used: keeps the cache key unchanged
-        object.__setattr__(self, "target_priors", str(self.target_priors).strip())
+        # "" for an adapter that does not use it: its cache key does not change with the text
+        takes = "target_priors" in _parameters(_adapter_class(self.adapter))
+        object.__setattr__(self, "target_priors", str(self.target_priors).strip() if takes else "")
         if settings:
             known = _parameters(_adapter_class(self.adapter))
             for key, _ in settings:

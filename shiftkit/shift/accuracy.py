@@ -513,9 +513,10 @@ class AccuracyEstimator:
     ) -> tuple[dict[str, float], dict[str, Any]]:
         t_scaled = _scale(target_probs, self.temperature_)
         t_scores = _score(t_scaled, self.score)
-        q, calibrated = self._label_shift_priors(target_probs)
-        if known is not None:  # the target's class proportions, known from outside the model
-            q = known
+        if known is None:
+            q, calibrated = self._label_shift_priors(target_probs)
+        else:  # the target's class proportions, known from outside the model: no EM to run
+            q, calibrated = known, None
         est = {
             "source": self.source_accuracy_,
             "atc": float(np.mean(t_scores > self.threshold_)),
