@@ -83,7 +83,15 @@ def require_model(model: Any, name: str = "model") -> Any:
     if not outputs:
         raise ValueError(
             f"{name} has no defined inputs/outputs yet (an unbuilt Sequential model?). Start it with "
-            "keras.Input(shape=...) or call it once on data before measuring its feature space."
+            "keras.Input(shape=...) or call it once on data before measuring its feature space. A subclassed "
+            "keras.Model has no graph shiftkit can read: rebuild it as a Functional model (keras.Input -> layers "
+            "-> keras.Model(inputs, outputs)) with the same weights."
+        )
+    if len(model.inputs) != 1:
+        raise ValueError(
+            f"{name} takes {len(model.inputs)} inputs; shiftkit measures and adapts models with one input array. "
+            "Combine the inputs into one array and one keras.Input (e.g. concatenate tabular parts), or measure "
+            "each input's sub-model separately."
         )
     return model
 
@@ -184,9 +192,19 @@ def to_probabilities(model: Any, outputs: Any) -> np.ndarray:
         model: the model that produced `outputs` (its activation decides how to read them).
         outputs: array `(n, k)` or `(n,)` of its outputs.
     """
+    if isinstance(outputs, (list, tuple, dict)) or len(getattr(model, "outputs", None) or ()) > 1:
+        raise ValueError(
+            f"The model has {len(model.outputs)} outputs; class probabilities need a classifier with one output. "
+            "Pass a single-output model, e.g. keras.Model(model.inputs, model.outputs[0])."
+        )
     out = np.asarray(outputs, dtype=np.float64)
     out = out.reshape(len(out), -1)
     probs = outputs_probabilities(model)
+    if out.shape[1] == 1 and output_activation(model) == "softmax":
+        raise ValueError(
+            "The model ends in a single softmax unit, whose output is always 1: it predicts one class whatever the "
+            "input. A binary classifier needs one sigmoid unit (or a logit) or two softmax units."
+        )
     if out.shape[1] == 1:
         p = out[:, 0] if probs else 1.0 / (1.0 + np.exp(-out[:, 0]))
         p = np.clip(p, 0.0, 1.0)

@@ -110,6 +110,52 @@ def check_array(
     return arr
 
 
+def column_names(x: Any) -> tuple[str, ...] | None:
+    """The column names of a pandas DataFrame (as text), None for anything else."""
+    if hasattr(x, "columns") and hasattr(x, "iloc") and getattr(x, "ndim", 0) == 2:
+        return tuple(str(c) for c in x.columns)
+    return None
+
+
+def align_columns(x: Any, y: Any, names: tuple[str, str] = ("x", "y")) -> tuple[Any, Any]:
+    """Match two tables' columns by name when both are pandas DataFrames.
+
+    Arrays are matched by position; DataFrames by column name, as their users expect: a target
+    whose columns come in another order is reordered to the source's (a reordered table would
+    otherwise be measured as a shift). Anything that is not two DataFrames is returned unchanged.
+
+    Raises:
+        ValueError: the two DataFrames' column names differ, or repeat a name.
+    """
+    return x, select_columns(y, column_names(x), names)
+
+
+def select_columns(y: Any, columns: Sequence[str] | None, names: tuple[str, str] = ("the reference", "y")) -> Any:
+    """`y`'s columns in the order `columns` when `y` is a pandas DataFrame (see `align_columns`).
+
+    `columns` are the names `names[0]` has (None: unknown, `y` is returned unchanged).
+    """
+    cx, cy = (None if columns is None else tuple(str(c) for c in columns)), column_names(y)
+    if cx is None or cy is None or cx == cy:
+        return y
+    missing = [c for c in cx if c not in set(cy)]
+    extra = [c for c in cy if c not in set(cx)]
+    if missing or extra:
+        raise ValueError(
+            f"{names[1]}'s columns are not {names[0]}'s: {names[1]} lacks "
+            f"{missing[:5]}{' ...' if len(missing) > 5 else ''} and has {extra[:5]}"
+            f"{' ...' if len(extra) > 5 else ''} that {names[0]} does not have. Select the same columns in "
+            "both (DataFrame columns are matched by name)."
+        )
+    if len(set(cx)) != len(cx) or len(set(cy)) != len(cy):
+        raise ValueError(
+            f"{names[0]} or {names[1]} repeats a column name, so their columns (in another order) cannot be "
+            "matched by name. Give every column a distinct name, or pass the same column order in both."
+        )
+    order = [list(cy).index(c) for c in cx]
+    return y.iloc[:, order]
+
+
 def check_pair(
     x: Any,
     y: Any,
@@ -120,9 +166,12 @@ def check_pair(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Validate two samples that must have the same feature shape.
 
+    pandas DataFrames are matched by column name (`align_columns`), arrays by position.
+
     Returns:
         Both arrays, flattened to `(n, n_features)` when `flatten` is True.
     """
+    x, y = align_columns(x, y, names)
     a = check_array(x, names[0], min_samples=min_samples)
     b = check_array(y, names[1], min_samples=min_samples)
     if a.shape[1:] != b.shape[1:]:
@@ -324,8 +373,8 @@ def check_real(
 
 def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
     """Return `value` as an int that is at least `minimum`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        if isinstance(value, numbers.Real) and float(value).is_integer():
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        if not isinstance(value, (bool, np.bool_)) and isinstance(value, numbers.Real) and float(value).is_integer():
             value = int(value)
         else:
             raise TypeError(f"{name} must be an integer >= {minimum}; got {_describe(value)}.")
@@ -373,8 +422,10 @@ def check_seed(seed: Any, name: str = "seed") -> int | None:
     """Return `seed` as an int or None."""
     if seed is None:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or int(seed) < 0:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"{name} must be None or a non-negative integer; got {_describe(seed)}.")
+    if int(seed) < 0:
+        raise ValueError(f"{name} must be None or a non-negative integer; got {int(seed)}.")
     return int(seed)
 
 
@@ -518,6 +569,29 @@ def _label_values(y: Any, name: str) -> np.ndarray:
     return arr
 
 
+def _check_same_label_type(values: list[np.ndarray], names: list[str]) -> None:
+    """Refuse text labels in one array and numbers in another: '0' and 0 would be two classes."""
+    text = [nm for v, nm in zip(values, names) if v.dtype.kind == "U"]
+    numeric = [nm for v, nm in zip(values, names) if v.dtype.kind != "U"]
+    if not (text and numeric):
+        return
+    not_numbers = []
+    for v, nm in zip(values, names):
+        if v.dtype.kind == "U":
+            for value in dict.fromkeys(v.tolist()):
+                try:
+                    float(value)
+                except ValueError:
+                    not_numbers.append(value)
+    hint = (f" Its values that are not numbers: {not_numbers[:5]} (a stray value makes a file's label column "
+            "text): fix or drop those rows." if not_numbers else
+            " They look like numbers: convert them, e.g. `y.astype(int)`.")
+    raise TypeError(
+        f"{' and '.join(text)} hold(s) text labels but {' and '.join(numeric)} hold(s) numbers, so the same class "
+        f"would count as two ('0' is not 0).{hint}"
+    )
+
+
 def _sorted_classes(values: list[np.ndarray]) -> list[Any]:
     pooled = np.concatenate([v.astype(object) if v.dtype.kind != values[0].dtype.kind else v for v in values])
     uniq = set(_display(v) for v in pooled.tolist())
@@ -564,6 +638,7 @@ def encode_labels(
     names = list(names) if names is not None else [f"y{i}" for i in range(len(labels))]
     present = [(y, nm) for y, nm in zip(labels, names) if y is not None]
     values = [_label_values(y, nm) for y, nm in present]
+    _check_same_label_type(values, [nm for _, nm in present])
     if classes is not None:
         enc = LabelEncoding(list(classes))
     else:

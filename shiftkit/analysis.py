@@ -45,7 +45,15 @@ from typing import Any
 
 import numpy as np
 
-from shiftkit._validation import check_alpha, check_array, check_positive_int, check_seed
+from shiftkit._validation import (
+    align_columns,
+    check_alpha,
+    check_array,
+    check_positive_int,
+    check_seed,
+    column_names,
+    select_columns,
+)
 from shiftkit._version import __version__
 from shiftkit.data import subsample_rows
 from shiftkit.html_report import render_html
@@ -184,7 +192,9 @@ class Analysis:
 
     @property
     def is_shift(self) -> bool:
-        """The report's verdict at `report.alpha` (`ShiftReport.is_shift`: the joint MMD test with a model, else Holm)."""
+        """The report's verdict on the inputs at `report.alpha` (`ShiftReport.is_shift`: the joint MMD test with a
+        model, else Holm). Class proportions are tested apart (`label_test`, `diagnosis`); a gate on both is
+        `shiftkit.check.check_shift`."""
         return self.report.is_shift
 
     @property
@@ -363,8 +373,17 @@ def analyze(
     diag_perm = n_permutations if diagnosis_permutations is None else check_positive_int(
         diagnosis_permutations, "diagnosis_permutations")
     names = None if class_names is None else tuple(str(c) for c in class_names)
+    if isinstance(x_source, SourceSummary):  # a DataFrame target's columns matched to the reference's names
+        x_target = select_columns(x_target, getattr(x_source, "feature_names", None), ("the reference", "x_target"))
+    else:
+        x_source, x_target = align_columns(x_source, x_target, ("x_source", "x_target"))
+        if feature_names is None:  # a DataFrame's own column names
+            feature_names = column_names(x_source)
     fnames = None if feature_names is None else tuple(str(c) for c in feature_names)
     xt = check_array(x_target, "x_target")
+    if fnames is not None and len(fnames) != int(np.prod(xt.shape[1:])):
+        raise ValueError(f"feature_names has {len(fnames)} name(s) but the data have {int(np.prod(xt.shape[1:]))} "
+                         "column(s): pass one name per column (or leave feature_names out).")
     if isinstance(x_source, SourceSummary):
         if y_source is not None:
             raise ValueError("y_source was given with a reference: a reference holds its own labels; leave y_source out.")

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import warnings
 from typing import Any, Sequence
@@ -63,12 +62,15 @@ from shiftkit._json import dataclass_to_dict, jsonable
 from shiftkit._keras import n_classes as n_classes_of
 from shiftkit._validation import (
     LabelEncoding,
+    align_columns,
     check_alpha,
     check_array,
     check_positive_int,
     check_real,
     check_seed,
+    column_names,
     encode_labels,
+    select_columns,
 )
 from shiftkit._version import __version__
 from shiftkit.analysis import Analysis, Measurement, SourceSummary, Subsampling, analyze
@@ -84,7 +86,7 @@ from shiftkit.shift.labels import (
     label_shift_test,
     label_shift_test_from_counts,
 )
-from shiftkit.shift.mmd import DEFAULT_AGG_FACTORS, mmd_agg_test, permutations_for
+from shiftkit.shift.mmd import DEFAULT_AGG_FACTORS, min_attainable_p, mmd_agg_test, permutations_for
 from shiftkit.shift.report import (
     REPORT_SCHEMA_VERSION,
     LabelShiftSummary,
@@ -226,6 +228,8 @@ class Reference(SourceSummary):
             ValueError / TypeError: invalid inputs or labels, mismatched lengths, class names that
                 do not fit the labels or the model.
         """
+        if feature_names is None:  # a DataFrame's own column names (later DataFrame targets are matched to them)
+            feature_names = column_names(x)
         x = check_array(x, "reference x")
         max_samples = check_positive_int(max_samples, "max_samples", minimum=2)
         seed = check_seed(seed)
@@ -314,6 +318,22 @@ class Reference(SourceSummary):
                 "every class."
             ) from None
 
+    def _check_target_classes(self, target_counts: np.ndarray) -> None:
+        """A target class the reference has no rows of is an error, however the labels were coded (labels of
+        a pair of files are coded over both, a model's outputs 0..K-1 may include classes the reference lacks)."""
+        ref = np.zeros(max(len(self.label_counts), len(target_counts)), dtype=np.int64)
+        ref[: len(self.label_counts)] = self.label_counts
+        unseen = np.flatnonzero((np.asarray(target_counts) > 0) & (ref[: len(target_counts)] == 0))
+        if unseen.size:
+            display = self.class_names or self.classes or tuple(range(len(ref)))
+            shown = [display[k] if k < len(display) else int(k) for k in unseen]
+            known = [c for c, n in zip(display, ref) if n > 0]
+            raise ValueError(
+                f"The target has label(s) {shown[:10]} that the reference has no rows of (its classes: {known[:20]}). "
+                "A check compares class proportions over the reference's classes: drop those target rows, or "
+                "re-create the reference with labelled rows of every class."
+            )
+
     def target_codes(self, y_target: Any, n_rows: int, model: Any = None) -> np.ndarray | None:
         """Target labels coded as the reference's (without reference labels: as the model's outputs)."""
         if y_target is None:
@@ -399,6 +419,8 @@ class Reference(SourceSummary):
         """`measure` on the target's measured rows and class counts (in memory, or streamed)."""
         xt, yt_sub, yt_counts, n_target = target.x, target.y, target.counts, target.n_rows
         has_labels = yt_counts is not None
+        if has_labels and self.label_counts is not None:
+            self._check_target_classes(yt_counts)
         label_test_runs = self._label_test_runs(has_labels, model)
         test_alpha = alpha / _n_measured_tests(self, has_labels, model)
         n_perm = permutations_for(test_alpha, n_permutations)
@@ -814,9 +836,14 @@ def check_shift(
                              "model (--model).")
         check_classifier(model)
     if not isinstance(reference, Reference):
+        reference, x_target = align_columns(reference, x_target, ("reference", "x_target"))
+        if feature_names is None:  # a DataFrame's own column names
+            feature_names = column_names(reference)
         reference = Reference.from_data(reference, y_reference, model=model, layer=layer,
                                         max_samples=max_samples, seed=seed, feature_names=feature_names,
                                         class_names=class_names)
+    elif not isinstance(x_target, StreamedTarget):
+        x_target = select_columns(x_target, reference.feature_names, ("the reference", "x_target"))
     if target_priors is not None:
         target_priors = priors_in_class_order(target_priors, reference.classes)
     elif bbsd and reference.probs is None:
@@ -889,8 +916,7 @@ def _with_warning(c: Criterion, warn: dict[str, float]) -> Criterion:
 
 def _check_testable(n_reference: int, n_target: int, level: float) -> None:
     """Refuse sizes at which an MMD permutation test at `level` can never reject (no split is that rare)."""
-    log_splits = math.lgamma(n_reference + n_target + 1) - math.lgamma(n_reference + 1) - math.lgamma(n_target + 1)
-    min_p = min(1.0, (2.0 if n_reference == n_target else 1.0) * math.exp(-log_splits))
+    min_p = min_attainable_p(n_reference, n_target)
     if min_p > level:
         raise ValueError(
             f"Not testable: with {n_reference} reference and {n_target} target rows no split of the pooled rows "

@@ -201,8 +201,9 @@ class StreamMonitor:
         alarm_window_, change_point_: set once the alarm fires (else None).
 
     Raises:
-        TypeError / ValueError: a reference that is not a `Reference`; a window larger than half the
-            reference's stored rows allows (it needs `2 * window` rows for a calibration pool); bad
+        TypeError / ValueError: a reference that is not a `Reference`; a window larger than a quarter of
+            the reference's stored rows (half of them are compared with, the other half is a calibration
+            pool of at least `2 * window` rows: `4 * window` in all); bad
             alpha/horizon/window; a model other than the snapshot's (feature width, number of classes).
     """
 

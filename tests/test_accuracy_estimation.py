@@ -345,7 +345,12 @@ def test_known_target_priors_make_cot_usable_under_label_shift():
         assert label.accuracy == pytest.approx(float(q @ fitted.recalls_))
         assert "given target priors" in label.reason
         assert fitted.estimate(pt, target_priors=q).method == "cot"  # kinds unknown
-        assert fitted.estimate(pt, kinds=(), target_priors=q).method == "source"  # no shift: unchanged
+        # no shift diagnosed, but the given proportions are the target's: q . recalls (the source accuracy where q
+        # equals the source's priors), not the source accuracy, which a prevalence change would leave ~wrong
+        none = fitted.estimate(pt, kinds=(), target_priors=q)
+        assert none.method == "label_shift" and none.consistent
+        assert none.accuracy == pytest.approx(float(q @ fitted.recalls_))
+        assert abs(none.accuracy - truth) < abs(fitted.source_accuracy_ - truth)
 
 
 def test_target_priors_bad_input():

@@ -354,7 +354,7 @@ def test_bad_input(setting):
         a.fit(xs, ys, xt, batch_size=1, verbose=0)
     with pytest.raises(ValueError, match="learning_rate"):
         a.fit(xs, ys, xt, learning_rate=-1e-3, verbose=0)
-    with pytest.raises(TypeError, match="seed"):
+    with pytest.raises(ValueError, match="seed"):
         a.fit(xs, ys, xt, seed=-1, verbose=0)
     with pytest.raises(AttributeError, match="not fitted yet"):
         a.predict(xt)

@@ -242,7 +242,7 @@ def test_bad_input(setting):
         a.fit(xs, ys, xt[:3], verbose=0)
     with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
         a.fit(xs, ys, xt, epochs=0, verbose=0)
-    with pytest.raises(TypeError, match="seed"):
+    with pytest.raises(ValueError, match="seed"):
         a.fit(xs, ys, xt, seed=-1, verbose=0)
     with pytest.raises(AttributeError, match="not fitted yet"):
         a.predict(xt)

@@ -175,7 +175,7 @@ def test_without_target_labels_warns_and_limits(data):
         ({"target_labeled": "10"}, TypeError, "target_labeled"),
         ({"target_labeled": 0.6, "test_size": 0.5}, ValueError, "nothing would be left"),
         ({"stratify": "yes"}, TypeError, "stratify"),
-        ({"seed": -1}, TypeError, "seed"),
+        ({"seed": -1}, ValueError, "seed"),
     ],
 )
 def test_bad_options(data, kwargs, exc, pattern):

@@ -292,10 +292,10 @@ def test_unknown_corruption_lists_the_options():
         load_scenario("digits_corrupted", corruption="rain")
 
 
-@pytest.mark.parametrize("seed", [-1, 1.5, "0", True])
-def test_bad_seed_is_a_type_error(seed):
+@pytest.mark.parametrize("seed,error", [(-1, ValueError), (1.5, TypeError), ("0", TypeError), (True, TypeError)])
+def test_bad_seed_is_an_error(seed, error):
     for name in SCENARIOS:
-        with pytest.raises(TypeError, match="seed"):
+        with pytest.raises(error, match="seed"):
             load_scenario(name, seed=seed)
 
 

@@ -234,7 +234,7 @@ def test_bad_input():
         DensityRatioEstimator(classifier=object()).fit(xs, xt)
     with pytest.raises(TypeError, match="calibrate must be True or False"):
         DensityRatioEstimator(calibrate="yes").fit(xs, xt)
-    with pytest.raises(TypeError, match="seed"):
+    with pytest.raises(ValueError, match="seed"):
         DensityRatioEstimator(seed=-1).fit(xs, xt)
     with pytest.raises(AttributeError, match="not fitted yet.*fit\\(x_source, x_target\\)"):
         DensityRatioEstimator().weights(xs)

@@ -242,7 +242,7 @@ GOOD = np.random.default_rng(0).normal(size=(10, 3))
         (dict(x=GOOD, y=GOOD, alpha=1.0), ValueError, r"alpha must be strictly between 0 and 1"),
         (dict(x=GOOD, y=GOOD, alpha=0), ValueError, r"alpha"),
         (dict(x=GOOD, y=GOOD, method="bootstrap"), ValueError, r"Unknown method 'bootstrap'.*permutation"),
-        (dict(x=GOOD, y=GOOD, seed=-1), TypeError, r"seed"),
+        (dict(x=GOOD, y=GOOD, seed=-1), ValueError, r"seed"),
     ],
 )
 def test_mmd_test_bad_input(kwargs, error, match):

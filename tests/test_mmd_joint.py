@@ -241,7 +241,7 @@ def test_bad_inputs_raise_clear_errors(gaussian_classifier):
         mmd_joint_test(a, b, factors=[1.0, -2.0])
     with pytest.raises(ValueError, match="could never detect"):
         mmd_joint_test(a, b, n_permutations=10)
-    with pytest.raises(TypeError, match="seed"):
+    with pytest.raises(ValueError, match="seed"):
         mmd_joint_test(a, b, seed=-1)
     with pytest.raises(RuntimeError, match="call fit"):
         JointMMDDetector(model).predict(x[:10])

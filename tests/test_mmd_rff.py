@@ -191,7 +191,7 @@ def test_result_reporting():
         ({"bandwidth": [1.0, 2.0]}, None, None, ValueError, "one bandwidth"),
         ({"block_size": 0}, None, None, ValueError, "block_size"),
         ({"chunk_size": 0}, None, None, ValueError, "chunk_size"),
-        ({"seed": -1}, None, None, TypeError, "seed"),
+        ({"seed": -1}, None, None, ValueError, "seed"),
     ],
 )
 def test_bad_input(kwargs, x, y, exc, match):

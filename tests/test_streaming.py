@@ -164,7 +164,7 @@ def test_drop_na_and_a_nan_in_a_late_chunk(tmp_path):
 
 def test_pair_without_snapshot_equals_in_memory(tmp_path):
     src = _write(_frame(300, 0), tmp_path / "src.csv")
-    tgt = _write(_frame(260, 1, shift=0.2, classes=("no", "yes", "never"), p=(0.5, 0.3, 0.2)), tmp_path / "tgt.csv")
+    tgt = _write(_frame(260, 1, shift=0.2, classes=("no", "yes"), p=(0.6, 0.4)), tmp_path / "tgt.csv")
     reference, streamed, dropped = scan_pair(src, tgt, label_column="label", max_samples=150, chunk_rows=70)
     from shiftkit.files import load_domains_path
 
@@ -172,9 +172,25 @@ def test_pair_without_snapshot_equals_in_memory(tmp_path):
     want = check_shift(d.x_source, d.x_target, d.y_target, y_reference=d.y_source, feature_names=d.feature_names,
                        class_names=d.class_names, max_samples=150, **FAST)
     got = check_shift(reference, streamed, max_samples=150, **FAST)
-    assert dropped == (0, 0) and reference.class_names == tuple(d.class_names)  # "never" only in the target
+    assert dropped == (0, 0) and reference.class_names == tuple(d.class_names)  # "maybe" only in the reference
     assert [(c.name, c.passed, c.value) for c in got.criteria] == pytest.approx(
         [(c.name, c.passed, c.value) for c in want.criteria])
+
+
+def test_a_class_only_in_the_target_is_an_error_on_every_path(tmp_path):
+    """Labels of a pair of files are coded over both, so the reference has a class with no rows; the check
+    refuses it as a snapshot check does (before: the pair path measured it, the snapshot path refused it)."""
+    src = _write(_frame(300, 0), tmp_path / "src.csv")
+    tgt = _write(_frame(260, 1, classes=("no", "yes", "never"), p=(0.5, 0.3, 0.2)), tmp_path / "tgt.csv")
+    reference, streamed, _ = scan_pair(src, tgt, label_column="label", max_samples=150, chunk_rows=70)
+    from shiftkit.files import load_domains_path
+
+    d = load_domains_path(src, tgt, label_column="label")
+    with pytest.raises(ValueError, match=r"label\(s\) \['never'\] that the reference has no rows of"):
+        check_shift(reference, streamed, max_samples=150, **FAST)
+    with pytest.raises(ValueError, match=r"label\(s\) \['never'\] that the reference has no rows of"):
+        check_shift(d.x_source, d.x_target, d.y_target, y_reference=d.y_source, class_names=d.class_names,
+                    max_samples=150, **FAST)
 
 
 # ---------------------------------------------------------------------------------- bad input

@@ -28,7 +28,8 @@ Estimators (each is exact under its assumption and in expectation; none is under
   weights come from `DensityRatioEstimator` fitted on the source hold-out and the target.
 
 `method="auto"` picks the estimator whose assumption matches the diagnosed kind of shift (`kinds`, e.g.
-`Diagnosis.kinds`): no shift -> "source"; label shift alone -> "label_shift"; covariate shift (with or
+`Diagnosis.kinds`): no shift -> "source" ("label_shift" with `target_priors` given: q . recalls, equal to
+the source accuracy where q is the source's priors); label shift alone -> "label_shift"; covariate shift (with or
 without label shift) -> "importance" when weights are given and keep an effective sample size of at
 least `min_ess_fraction` of the rows, else the fallback: "cot" under covariate shift alone, "doc" with
 label shift also diagnosed; kinds unknown (None) or concept shift -> "doc" (`FALLBACK`). The fallbacks
@@ -336,10 +337,11 @@ def _situation(kinds: Sequence[str] | None) -> str:
     return "none"
 
 
-def _consistent(method: str, situation: str, usable_weights: bool) -> bool:
-    """Whether `method` is consistent under the diagnosed `situation` (see `AccuracyEstimate.consistent`)."""
+def _consistent(method: str, situation: str, usable_weights: bool, known: bool = False) -> bool:
+    """Whether `method` is consistent under the diagnosed `situation` (see `AccuracyEstimate.consistent`);
+    `known`: the target priors are given (label_shift is then exact without shift too)."""
     if situation == "none":
-        return method == "source"
+        return method == "source" or (known and method == "label_shift")
     if situation == "label":
         return method == "label_shift"
     if situation in ("covariate", "covariate+label"):
@@ -597,6 +599,9 @@ class AccuracyEstimator:
         if self.method != "auto":
             return self.method, f"method={self.method!r} was asked for"
         usable = weights is not None and ess is not None and ess >= self.min_ess_fraction * weights.size
+        if situation == "none" and known:  # sum_k q_k recall_k: the source accuracy when q is the source's priors
+            return "label_shift", ("no shift was diagnosed in the inputs; expected accuracy under the given target "
+                                   "priors (the source accuracy where they equal the source's)")
         if situation == "none":
             return "source", "no shift was diagnosed: the held-out source accuracy carries over"
         if situation == "label":
@@ -680,7 +685,7 @@ class AccuracyEstimator:
         situation = _situation(kinds)
         method, reason = self._choose(situation, weights, ess, known is not None)
         usable = weights is not None and ess is not None and ess >= self.min_ess_fraction * weights.size
-        consistent = _consistent(method, situation, usable)
+        consistent = _consistent(method, situation, usable, known is not None)
         with_cot = (method == "cot" or self.n_classes_ <= _COT_EAGER_CLASSES
                     or (consistent and ("cot" in _PLAUSIBLE[situation] or known is not None)))
         estimates, extras = self._point_estimates(probs, weights, known, with_cot)

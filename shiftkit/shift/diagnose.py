@@ -489,6 +489,9 @@ def diagnose(
         else:
             matched = (" on all rows: label-matching was impossible (no class with rows in both domains to match "
                        f"on; class(es) {[class_values[k] for k in absent]} absent from the source)")
+    if bbsd and model is None:  # (a model that is not a classifier keeps its two MMD tests, as documented)
+        raise ValueError("bbsd=True tests a classifier's softmax outputs: pass the classifier as model, or leave "
+                         "bbsd out.")
     use_bbsd = bool(bbsd) and model is not None and is_classifier(model)
     n_tests = (2 if model is not None else 1) + int(use_bbsd)
     test_level = level / n_tests
@@ -580,8 +583,10 @@ def diagnose(
         reason += (f" NOT TESTABLE on these data: {', '.join(untestable)}; nothing is concluded about "
                    f"{'it' if len(untestable) == 1 else 'them'}.")
     c2st = None
-    if second_opinion:
+    if second_opinion and min(len(a), len(b)) >= 4:  # the domain classifier needs 2 training + 2 held-out rows a side
         c2st = classifier_test(a, b, alpha=alpha, seed=seed)
+    elif second_opinion:
+        reason += " The domain-classifier second opinion was not run: it needs at least 4 rows per domain."
     return Diagnosis(
         kinds=kinds,
         evidence=tuple(evidence[k] for k in SHIFT_KINDS),

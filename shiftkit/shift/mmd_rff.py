@@ -71,7 +71,7 @@ from shiftkit._validation import (
     check_seed,
 )
 from shiftkit.shift import kernels
-from shiftkit.shift.mmd import _check_attainable, critical_value
+from shiftkit.shift.mmd import _check_attainable, critical_value, tie_tolerance
 
 __all__ = [
     "rff_mmd_test",
@@ -220,6 +220,20 @@ class RFFTestResult:
             out["null"] = jsonable(self.null)
         out["direction"] = "p_value: lower means shift; statistic: higher means shift"
         return out
+
+
+def _check_enough_units(n_blocks: int, n_bx: int, n_singles: int, n_lx: int, alpha: float, block: int) -> None:
+    """Refuse block sizes that leave too few distinct splits for any to be rarer than `alpha`."""
+    log_splits = (math.lgamma(n_blocks + 1) - math.lgamma(n_bx + 1) - math.lgamma(n_blocks - n_bx + 1)
+                  + math.lgamma(n_singles + 1) - math.lgamma(n_lx + 1) - math.lgamma(n_singles - n_lx + 1))
+    mirror = 2.0 if 2 * n_bx == n_blocks and 2 * n_lx == n_singles else 1.0
+    min_p = min(1.0, mirror * math.exp(-log_splits))
+    if min_p > alpha:
+        raise ValueError(
+            f"block_size={block} leaves {n_blocks} blocks and {n_singles} single rows to permute: no split of them "
+            f"is rarer than {min_p:.3g}, so the test could never detect a shift at alpha={alpha:g}. Pass a smaller "
+            "block_size (or None for the default), or more rows."
+        )
 
 
 def _auto_block_size(n: int, m: int, max_units: int = DEFAULT_MAX_UNITS) -> int:
@@ -385,8 +399,9 @@ def rff_mmd_test(
     obs_s[0, :n_lx] = 1.0
     statistic = float(split_stats(obs_b, obs_s)[0])
 
-    rng_perm = np.random.default_rng(seq_perm)
     n_units = len(blocks) + len(singles)
+    _check_enough_units(len(blocks), n_bx, len(singles), n_lx, alpha, block)
+    rng_perm = np.random.default_rng(seq_perm)
     batch = int(max(1, min(n_permutations, _PERMUTATION_BATCH_BYTES // (8 * max(n_units, 1)))))
     null = np.empty(n_permutations)
     n_batches = 0
@@ -410,7 +425,8 @@ def rff_mmd_test(
             f"The random-feature statistic is not finite with bandwidth {h:g}. Pass a bandwidth on the "
             "scale of the data, or bandwidth=None for the median heuristic."
         )
-    p_value = (1.0 + np.count_nonzero(null >= statistic)) / (1.0 + n_permutations)
+    p_value = (1.0 + np.count_nonzero(null >= statistic - tie_tolerance(np.append(null, statistic)))) / (
+        1.0 + n_permutations)
     std = float(null.std())
     n_b = len(blocks)
     approximation = (

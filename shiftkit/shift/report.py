@@ -66,7 +66,16 @@ import numpy as np
 
 from shiftkit._keras import n_classes as n_classes_of
 from shiftkit._json import dataclass_to_dict
-from shiftkit._validation import check_alpha, check_array, check_pair, check_positive_int, check_seed, encode_labels
+from shiftkit._validation import (
+    align_columns,
+    check_alpha,
+    check_array,
+    check_pair,
+    check_positive_int,
+    check_probabilities,
+    check_seed,
+    encode_labels,
+)
 from shiftkit._version import __version__
 from shiftkit.data import subsample_rows
 from shiftkit.shift.accuracy import AccuracyEstimate, AccuracyEstimator, check_target_priors
@@ -228,10 +237,12 @@ def target_accuracy(
     """A model's target accuracy: measured with target labels, else estimated (`AccuracyEstimator`).
 
     Args:
-        source_probs: the model's probabilities on labelled (held-out) source rows, `(n, k)`.
-        y_source: their class codes 0..k-1 (column indices).
+        source_probs: the model's probabilities on labelled (held-out) source rows, `(n, k)` (a 1-D
+            array: a sigmoid's positive-class probability).
+        y_source: their labels: codes 0..k-1 (column indices), or any k class values (1..k, names),
+            mapped to the columns in sorted order, as everywhere in shiftkit (`encode_labels`).
         target_probs: the model's probabilities on the target rows, `(m, k)`.
-        y_target: the target's class codes, when known: the accuracy is then measured.
+        y_target: the target's labels (coded as `y_source`), when known: the accuracy is then measured.
         kinds: the diagnosed kinds of shift (`Diagnosis.kinds`; None: unknown), which choose the
             estimator and the interval (`AccuracyEstimator.estimate`).
         seed: seed of the estimate's bootstrap.
@@ -244,12 +255,18 @@ def target_accuracy(
     Raises:
         ValueError: `target_priors` of the wrong length, negative or all zero.
     """
-    ys = np.asarray(y_source)
+    source_probs = check_probabilities(source_probs, "source_probs")
+    target_probs = check_probabilities(target_probs, "target_probs", n_classes=source_probs.shape[1])
+    _, (ys, yt) = encode_labels(y_source, y_target, names=("y_source", "y_target"), n_outputs=source_probs.shape[1])
+    for codes, probs, name in ((ys, source_probs, "source"), (yt, target_probs, "target")):
+        if codes is not None and len(codes) != len(probs):
+            raise ValueError(f"y_{name} has {len(codes)} labels but {name}_probs has {len(probs)} rows: pass one "
+                             "label per row.")
     if target_priors is not None:  # checked here: a bad argument is an error, not an "unavailable" estimate
         target_priors = check_target_priors(target_priors, target_probs.shape[1])
     source_acc = float(np.mean(source_probs.argmax(axis=1) == ys))
-    if y_target is not None:
-        acc = float(np.mean(target_probs.argmax(axis=1) == np.asarray(y_target)))
+    if yt is not None:
+        acc = float(np.mean(target_probs.argmax(axis=1) == yt))
         return TargetAccuracy(acc, True, source_acc, len(ys), len(target_probs))
     try:
         est = AccuracyEstimator(seed=seed).fit(source_probs, ys).estimate(target_probs, kinds=kinds,
@@ -461,8 +478,9 @@ class ShiftReport:
             holm = (f"; the per-space tests ({self._holm_text()}) find a shift in {' and in '.join(places)}, but the "
                     "verdict is the joint test's" if places else "")
             return (f"No shift detected at alpha={self.alpha:g} by the {self._correction_text()}: "
-                    f"{self.joint_summary}{holm}. The target data are consistent with the source data at these "
-                    "sample sizes (this is not proof that they are identical).")
+                    f"{self.joint_summary}{holm}. The target inputs are consistent with the source inputs at these "
+                    "sample sizes (this is not proof that they are identical; class proportions are tested "
+                    "separately).")
         if places:
             return (
                 f"Shift detected at family-wise alpha={self.alpha:g} ({self._correction_text()}) in "
@@ -471,8 +489,8 @@ class ShiftReport:
             )
         return (
             f"No shift detected at family-wise alpha={self.alpha:g} ({self._correction_text()}): "
-            "the target data are consistent with the source data at these sample sizes (this is "
-            "not proof that they are identical)."
+            "the target inputs are consistent with the source inputs at these sample sizes (this is "
+            "not proof that they are identical; class proportions are tested separately)."
         )
 
     def to_dict(self, *, include_null: bool = True) -> dict[str, Any]:
@@ -746,6 +764,7 @@ def shift_report(
     alpha = check_alpha(alpha)
     seed = check_seed(seed)
     n_permutations = check_positive_int(n_permutations, "n_permutations")
+    x_source, x_target = align_columns(x_source, x_target, ("x_source", "x_target"))
     xs = check_array(x_source, "x_source")
     xt = check_array(x_target, "x_target")
     if xs.shape[1:] != xt.shape[1:]:

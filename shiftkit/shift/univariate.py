@@ -25,7 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from shiftkit._json import dataclass_to_dict
-from shiftkit._validation import check_alpha, check_option, check_pair, check_positive_int, check_seed
+from shiftkit._validation import check_alpha, check_option, check_pair, check_positive_int, check_seed, column_names
 from shiftkit.shift.labels import label_shift_test
 from shiftkit.shift.mmd import permutations_for
 
@@ -164,7 +164,7 @@ def feature_drift(
     Args:
         x_source: source table `(n, d)` (further axes are flattened into columns).
         x_target: target table `(m, d)`.
-        feature_names: column names (default "x0", "x1", ...).
+        feature_names: column names (default: a DataFrame's own column names, else "x0", "x1", ...).
         categorical: "auto" (whole-number columns with at most `max_categories` values), None (all
             numeric), or a list of column indices/names.
         max_categories: the most distinct values of an auto-detected categorical column.
@@ -188,6 +188,10 @@ def feature_drift(
         >>> feature_drift(xs, xt).shifted_features
         ['x1']
     """
+    if feature_names is None:  # a DataFrame's own column names
+        cols = column_names(x_source)
+        target_cols = column_names(x_target)
+        feature_names = cols if cols is not None and (target_cols is None or set(target_cols) == set(cols)) else None
     if check_input:
         xs, xt = check_pair(x_source, x_target, ("x_source", "x_target"))
     else:  # validated by the caller

@@ -38,7 +38,10 @@ _PROPORTION_ATOL = 1e-6
 
 def is_one_hot(y: Any) -> bool:
     """Whether `y` is a 2-D array of one-hot rows (more than one column)."""
-    shape = np.shape(y)
+    try:
+        shape = np.shape(y)
+    except ValueError:  # ragged nested lists: not one-hot (the label check names the problem)
+        return False
     return len(shape) == 2 and shape[1] > 1
 
 

@@ -142,6 +142,10 @@ def _em(
     return q, max_iter, False
 
 
+#: Fewer held-out source rows than this in some class and the calibration before EM warns (it can overfit).
+MIN_CALIBRATION_ROWS = 5
+
+
 def estimate_target_priors(
     source_probs: Any,
     source_labels: Any,
@@ -251,6 +255,17 @@ def estimate_target_priors(
         n_iter, converged = 0, True
     else:
         if calibrate:
+            counts = np.bincount(labels, minlength=k)
+            if counts.min() < MIN_CALIBRATION_ROWS:
+                warnings.warn(
+                    f"source_labels has only {int(counts.min())} held-out row(s) of class "
+                    f"{enc.classes[int(counts.argmin())]!r}: bias-corrected temperature scaling fits {k + 1} "
+                    f"parameters on {labels.size} rows and can overfit them, which makes the EM estimate "
+                    f"extreme. Pass at least {MIN_CALIBRATION_ROWS} held-out source rows per class, or "
+                    "calibrate=False.",
+                    UserWarning,
+                    stacklevel=2,
+                )
             temperature, bias = fit_bcts(p_src, labels)
             p_tgt = apply_bcts(p_tgt, temperature, bias)
         priors, n_iter, converged = _em(p_tgt, source_priors, max_iter, tol)
