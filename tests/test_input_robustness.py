@@ -194,3 +194,10 @@ def test_models_without_one_class_output_are_refused_clearly():
     two_inputs = keras.Model([a, b], keras.layers.Dense(2, activation="softmax")(keras.layers.Concatenate()([a, b])))
     with pytest.raises(ValueError, match="takes 2 inputs"):
         shiftkit.shift_report(x, x + 0.1, y, model=two_inputs, n_permutations=99)
+
+
+def test_report_table_prints_the_edge_thresholds_in_words():
+    rng = np.random.default_rng(0)
+    text = str(shiftkit.shift_report(rng.normal(size=(50, 3)), rng.normal(1, size=(50, 3)), n_permutations=99, seed=0))
+    assert "inf" not in text
+    assert "threshold 'any'" in text

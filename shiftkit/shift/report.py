@@ -280,6 +280,13 @@ def target_accuracy(
     return out
 
 
+def _threshold_text(threshold: float) -> str:
+    """A critical value for the text table: the aggregated test's edge values in words (see `verdict`'s table)."""
+    if math.isinf(threshold):
+        return "any" if threshold < 0 else "none"
+    return f"{threshold:.5f}"
+
+
 def _holm(p_values: list[float], alpha: float) -> tuple[list[float], list[float]]:
     """Holm's step-down procedure: (the level each test is decided at, Holm-adjusted p-values).
 
@@ -541,7 +548,7 @@ class ShiftReport:
             lines.append(
                 f"{test.space + ' space':<16}{test.statistic:>12.5f}{test.normalized:>12.4f}"
                 f"{test.z_score:>10.2f}{test.p_value:>10.4f}{adjusted[test.space]:>10.4f}"
-                f"{test.alpha:>9.4g}{test.threshold:>12.5f}  {'YES' if test.is_shift else 'no'}"
+                f"{test.alpha:>9.4g}{_threshold_text(test.threshold):>12}  {'YES' if test.is_shift else 'no'}"
             )
         if self.bbsd is not None:
             b = self.bbsd
@@ -553,8 +560,12 @@ class ShiftReport:
             j = self.joint
             lines.append(
                 f"{'joint (verdict)':<16}{j.statistic:>12.5f}{'-':>12}{'-':>10}{j.p_value:>10.4f}"
-                f"{'-':>10}{j.alpha:>9.4g}{j.threshold:>12.5f}  {'YES' if j.is_shift else 'no'}"
+                f"{'-':>10}{j.alpha:>9.4g}{_threshold_text(j.threshold):>12}  {'YES' if j.is_shift else 'no'}"
             )
+        shown = [t.threshold for t in self.tests] + ([] if self.joint is None else [self.joint.threshold])
+        if any(math.isinf(t) for t in shown):
+            lines.append("threshold 'any': another kernel of the aggregated test rejects whatever this one's MMD^2; "
+                         "'none': no MMD^2 of this kernel could reject at this level")
         if self.scaling:
             lines.append(f"input space: {self.scaling}")
         if self.bbsd is not None:
