@@ -219,7 +219,7 @@ def test_errors(source, tmp_path):
         a.predict(xt)
     with pytest.raises(ValueError, match="x_target has 5 features, but the model expects 6"):
         a.fit(xt[:, :5], yt)
-    with pytest.raises(ValueError, match=r"y_target has label 3, but n_classes=3"):
+    with pytest.raises(ValueError, match=r"y_target has label 3, but the target model's head has 3 output"):
         a.fit(xt, np.full(30, 3))
     with pytest.raises(ValueError, match="y_target has 29 labels but there are 30 samples"):
         a.fit(xt, yt[:29])

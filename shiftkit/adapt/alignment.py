@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-__all__ = ["alignment_trainer", "check_batch_per_replica", "paired_dataset", "seed_new_head"]
+__all__ = ["alignment_trainer", "check_batch_per_replica", "paired_dataset", "reseed_weights", "seed_new_head"]
 
 
 def alignment_trainer(
@@ -170,14 +170,36 @@ def alignment_trainer(
 
 
 def seed_new_head(adapter: Any, seed: int | None) -> None:
-    """A head that could not start from the source's (another feature layer): seeded initial weights."""
+    """A head that did not start from the source's (another feature layer, `n_outputs`, a `head=`,
+    `head_init="random"`): seeded initial weights (`reseed_weights`), so a fit with a seed repeats."""
     if adapter.head_initialised_from_source_ or seed is None:
         return
-    head = adapter.head_
-    init = keras.initializers.GlorotUniform(seed=seed)
-    head.kernel.assign(init(tuple(head.kernel.shape)))
-    if getattr(head, "bias", None) is not None:
-        head.bias.assign(np.zeros(tuple(head.bias.shape), dtype="float32"))
+    reseed_weights(adapter.head_, seed)
+
+
+def reseed_weights(layer: Any, seed: int) -> None:
+    """Re-draw every weight of `layer` (and its sublayers) from its own initializer, seeded.
+
+    Each weight `w` with a `w_initializer` (kernel, bias, gamma, ...) is drawn again with that
+    initializer's config and `seed + i` (i: the weight's rank in the layer order), so a Dense head
+    gets `GlorotUniform(seed)` for its kernel and zeros for its bias, as Keras would, but the same
+    values on every run.
+    """
+    layers = [layer] + list(layer._flatten_layers(include_self=False, recursive=True))
+    i = 0
+    for sub in layers:
+        for attr, value in list(vars(sub).items()):
+            if not attr.endswith("_initializer") or value is None:
+                continue
+            var = getattr(sub, attr[: -len("_initializer")], None)
+            if not hasattr(var, "assign") or not hasattr(var, "shape"):
+                continue
+            config = keras.initializers.serialize(keras.initializers.get(value))
+            if isinstance(config, dict) and "seed" in config.get("config", {}):
+                config = {**config, "config": {**config["config"], "seed": seed + i}}
+            init = keras.initializers.deserialize(config)
+            var.assign(init(tuple(var.shape), dtype=var.dtype))
+            i += 1
 
 
 def paired_dataset(

@@ -30,9 +30,11 @@ even when their weights are unfrozen for fine-tuning (the recipe of the Keras tr
 guide). `Adapter.features(x)` is the base's output: the embedding in which feature-space shift is
 measured before and after adaptation.
 
-Saving: `save(path)` writes one `.keras` file (loadable with `keras.saving.load_model(path,
-safe_mode=True)` as a plain model) with a small `shiftkit.json` entry added to the zip that records
-the adapter class and its fitted state; `shiftkit.load_adapter(path)` restores the adapter.
+Saving: `save(path)` writes one `.keras` file with a small `shiftkit.json` entry added to the zip
+that records the adapter class and its fitted state; `shiftkit.load_adapter(path)` restores the
+adapter. The model in it is made of plain Keras layers (`plain_model`), so
+`keras.saving.load_model(path, safe_mode=True)` loads it without shiftkit, except a
+`LabelShiftAdapter`'s, whose `PriorCorrection` layer is shiftkit's (`import shiftkit` first).
 """
 
 from __future__ import annotations
@@ -47,19 +49,22 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from shiftkit._keras import predict, to_classes, unwrap
-from shiftkit._validation import check_labels
-from shiftkit.shift.features import check_model_input
+from shiftkit._keras import InferenceMode, predict, producing_layer, to_classes, unwrap
+from shiftkit._validation import check_labels, check_positive_int
+from shiftkit.shift.features import check_model_input, head_of
 from shiftkit.shift.report import compare, shift_report
 
 from shiftkit.files import load_model_path
 from shiftkit.adapt.registry import adapter_for_class_name, register_adapter  # noqa: F401 - register_adapter re-exported
 from shiftkit.adapt.target_model import (  # noqa: F401 - build_target_model, copy_model, source_head_weights re-exported
+    _build_target_model,
     _feature_tensor,
+    _head_activation,
     _require_model,
     build_target_model,
     copy_model,
     head_config,
+    source_head_chain,
     source_head_weights,
 )
 from shiftkit.adapt.training import holdout_split, loss_for_head  # noqa: F401 - holdout_split re-exported
@@ -68,6 +73,7 @@ __all__ = [
     "Adapter",
     "AdaptationReport",
     "build_target_model",
+    "check_adapter_labels",
     "copy_model",
     "holdout_split",
     "load_adapter",
@@ -289,13 +295,33 @@ class Adapter:
     def _check_x(self, x: Any, name: str = "x") -> np.ndarray:
         return check_model_input(self.source_model, x, name)
 
-    def _check_y(self, y: Any, n: int, name: str = "y") -> np.ndarray:
-        n_out, act = head_config(self.source_model if getattr(self, "model_", None) is None else self.model_)
-        _, n_classes = loss_for_head(act, n_out)
-        labels = check_labels(y, name, n_classes=n_classes)
+    def _check_y(self, y: Any, n: int, name: str = "y", *, n_outputs: int | None = None,
+                 activation: str | None = None) -> np.ndarray:
+        """`y` as class indices of the model's outputs, one per sample (`check_adapter_labels`).
+
+        Args:
+            y: the labels. n: the number of samples they label. name: the argument's name.
+            n_outputs, activation: the head they train (default: the fitted model's, else the
+                source model's); `n_outputs=0`: a head not built yet, whose range is checked
+                once it is (`StagedTraining._compile_and_fit`).
+        """
+        model = self.source_model if getattr(self, "model_", None) is None else self.model_
+        n_out, act = head_config(model)
+        if n_outputs is not None:
+            n_out, act = int(n_outputs), (act if activation is None else activation)
+        labels = check_adapter_labels(y, name, n_out or None, act)
         if len(labels) != n:
             raise ValueError(f"{name} has {len(labels)} labels but there are {n} samples; pass one label per sample.")
         return labels
+
+    def _planned_head(self, head: Any, n_outputs: int | None) -> tuple[int, str | None]:
+        """`(outputs, activation)` of the head `_build(head=head, n_outputs=n_outputs)` will make;
+        `(0, None)` for a given `head` (known once built)."""
+        if head is not None:
+            return 0, None
+        src_units, activation = head_config(self.source_model)
+        units = src_units if n_outputs is None else check_positive_int(n_outputs, "n_outputs")
+        return units, _head_activation(activation, units, src_units)
 
     def _build(self, *, head: Any = None, n_outputs: int | None = None, head_init: str = "source",
                base_training: bool | None = False) -> None:
@@ -304,7 +330,8 @@ class Adapter:
         Sets `head_initialised_from_source_`: True when the head starts from the source head's weights.
         """
         with self._strategy().scope():
-            self.model_, self.base_, self.head_, self.feature_name_ = build_target_model(
+            (self.model_, self.base_, self.head_, self.feature_name_,
+             self.head_initialised_from_source_) = _build_target_model(
                 self.source_model,
                 feature_layer=self.feature_layer,
                 head=head,
@@ -313,20 +340,16 @@ class Adapter:
                 name=f"{type(self).__name__.lower()}_model",
                 base_training=base_training,
             )
-        units = int(self.model_.outputs[0].shape[-1] or 1)
-        self.head_initialised_from_source_ = bool(
-            head is None
-            and head_init == "source"
-            and source_head_weights(self.source_model, self.feature_layer, units) is not None
-        )
 
-    def _validation(self, validation_data: Any) -> Any:
+    def _validation(self, validation_data: Any, n_outputs: int | None = None, activation: str | None = None) -> Any:
+        """Checked `(x_val, y_val)`, or None; `n_outputs`, `activation`: the head (see `_check_y`)."""
         if validation_data is None:
             return None
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise TypeError("validation_data must be a tuple (x_val, y_val).")
         xv = self._check_x(validation_data[0], "validation_data[0]")
-        return xv, self._check_y(validation_data[1], len(xv), "validation_data[1]")
+        return xv, self._check_y(validation_data[1], len(xv), "validation_data[1]", n_outputs=n_outputs,
+                                 activation=activation)
 
     def features(self, x: Any, *, batch_size: int = 256) -> np.ndarray:
         """The embedding of `x` in the adapted model's feature space, shape `(n, d)`."""
@@ -387,7 +410,8 @@ class Adapter:
                 "with. Load it with shiftkit.load_adapter(path, source_model=original_model)."
             )
         before = shift_report(
-            x_source, x_target, y_source, y_target, model=self.source_model, layer=self.feature_layer, **kwargs
+            x_source, x_target, y_source, y_target, model=self.source_model, layer=self._source_feature_layer(),
+            **kwargs,
         )
         after = shift_report(x_source, x_target, y_source, y_target, model=self.model_, **kwargs)
         acc_before = acc_after = None
@@ -399,6 +423,20 @@ class Adapter:
             acc_after = float(np.mean(self.predict_classes(xt) == yt))
         return AdaptationReport(before, after, acc_before, acc_after)
 
+    def _source_feature_layer(self) -> str | int | None:
+        """The source model's layer whose output is the adapter's feature space (None: the default one of
+        `shiftkit.shift`), so "before" and "after" are measured in the same space when the head was
+        copied as a chain (`source_head_chain`: the features are the input of its Dense layer)."""
+        if self.feature_layer is not None or getattr(self, "source_missing_", False):
+            return self.feature_layer
+        if isinstance(head_of(self.source_model), keras.layers.Dense):
+            return None
+        chain = source_head_chain(self.source_model)
+        if chain is None:
+            return None
+        layer = producing_layer(chain[1])
+        return layer.name if any(known is layer for known in self.source_model.layers) else None
+
     # ------------------------------------------------------------------ persistence
     def _state(self) -> dict[str, Any]:
         """JSON-ready fitted state beyond the weights; subclasses extend it."""
@@ -408,16 +446,108 @@ class Adapter:
         self.feature_layer = state.get("feature_layer")
 
     def save(self, path: str | os.PathLike) -> str:
-        """Save the adapted model to a `.keras` file (with the adapter's state inside)."""
+        """Save the adapted model to a `.keras` file (with the adapter's state inside).
+
+        The file holds the model as plain Keras layers (`plain_model`: the inference-mode wrappers
+        left out, the weights the same), so `keras.saving.load_model(path, safe_mode=True)` opens it
+        without shiftkit, except a `LabelShiftAdapter`'s, whose `PriorCorrection` layer needs
+        `import shiftkit` first.
+
+        Raises:
+            ValueError: `path` does not end in ".keras", or its folder does not exist.
+        """
         self._check_fitted()
         path = os.fspath(path)
         if not path.endswith(".keras"):
             raise ValueError(f"path must end with '.keras' (the Keras v3 format); got {path!r}.")
-        self.model_.save(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise ValueError(
+                f"Cannot save to {path!r}: the folder {folder!r} does not exist. Create it first "
+                "(os.makedirs(folder, exist_ok=True)) or pass a path in an existing folder."
+            )
+        plain_model(self.model_).save(path)
         meta = {"adapter": type(self).__name__, "state": self._state(), "shiftkit_format": 1}
         with zipfile.ZipFile(path, "a") as zf:
             zf.writestr(_META_NAME, json.dumps(meta))
         return path
+
+
+def _plain_layer(layer: Any) -> Any:
+    """A new, unbuilt copy of `layer` with every `InferenceMode` wrapper replaced by the layer it wraps."""
+    layer = unwrap(layer)
+    if isinstance(layer, keras.Sequential) and any(isinstance(sub, InferenceMode) for sub in layer.layers):
+        return keras.Sequential([_plain_layer(sub) for sub in layer.layers], name=layer.name)
+    return type(layer).from_config(layer.get_config())
+
+
+def plain_model(model: Any) -> Any:
+    """A copy of an adapted model made of plain Keras layers only, computing the same outputs.
+
+    `InferenceMode` (a shiftkit layer that keeps the base's BatchNormalization and Dropout in
+    inference mode while the head trains) matters only in training; a saved model is used for
+    inference, where Keras runs every layer in inference mode anyway. Leaving it out lets plain
+    Keras, without `import shiftkit`, load the file with `safe_mode=True`. The copy is
+    uncompiled; its weights are copies of `model`'s.
+    """
+    if not any(isinstance(layer, InferenceMode) or (isinstance(layer, keras.Sequential) and any(
+            isinstance(sub, InferenceMode) for sub in layer.layers)) for layer in model.layers):
+        return model
+    plain = keras.models.clone_model(model, clone_function=_plain_layer)
+    plain.set_weights(model.get_weights())
+    return plain
+
+
+def check_adapter_labels(y: Any, name: str, n_outputs: int | None, activation: str = "softmax") -> np.ndarray:
+    """Labels as the indices of a head's outputs (`shiftkit._validation.check_labels`), with messages
+    about labels and outputs: an adapter trains the model's outputs, so label k is output k.
+
+    Args:
+        y: class indices (or one-hot rows).
+        name: the argument's name, for messages.
+        n_outputs: the head's outputs (1: a single sigmoid/logit unit, classes 0 and 1); None: not
+            known yet (no range check).
+        activation: the head's output activation.
+
+    Raises:
+        TypeError: text or other non-numeric labels (with how to encode them).
+        ValueError: a label the head has no output for (with the 1..K and n_outputs hints).
+    """
+    n_classes = None if n_outputs is None else loss_for_head(activation, int(n_outputs))[1]
+    outputs = "0..K-1" if n_classes is None else f"0..{n_classes - 1}"
+    arr = np.asarray(y) if not hasattr(y, "to_numpy") else y.to_numpy()
+    if arr.dtype.kind in "USO" and arr.size and not all(
+            isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in arr.reshape(-1)[:1000].tolist()):
+        examples = sorted({str(v) for v in arr.reshape(-1)[:1000].tolist()})[:5]
+        raise TypeError(
+            f"{name} holds text labels {examples}; an adapter trains the model's outputs, so each label must be the "
+            f"index of its class's output ({outputs}). Map the values to output indices in the order of "
+            f"the model's outputs (e.g. codes = np.array([order.index(v) for v in {name}])), or with "
+            f"shiftkit._validation.encode_labels({name}, n_outputs=K) when the model's K outputs follow "
+            "the sorted label values."
+        )
+    try:
+        labels = check_labels(y, name)
+    except TypeError:
+        raise TypeError(
+            f"{name} must hold class labels: the index of each sample's class output ({outputs}), as integers; "
+            f"got {type(y).__name__} of dtype {getattr(arr, 'dtype', '?')}."
+        ) from None
+    if n_classes is not None and arr.ndim == 2 and arr.shape[1] > 1 and arr.shape[1] != n_classes:
+        raise ValueError(
+            f"{name} is one-hot with {arr.shape[1]} columns, but the target model's head has {n_outputs} "
+            f"output(s), for {n_classes} classes. Pass one column per output, or class indices 0..{n_classes - 1}."
+        )
+    if n_classes is not None and len(labels) and labels.max() >= n_classes:
+        top, low = int(labels.max()), int(labels.min())
+        hint = (f" Your labels look coded 1..{top}: subtract 1." if low >= 1 and top == n_classes else "")
+        raise ValueError(
+            f"{name} has label {top}, but the target model's head has {n_outputs} output(s), for classes "
+            f"0..{n_classes - 1}: an adapter's labels are the indices of the model's outputs.{hint} Re-encode the "
+            f"labels to 0..{n_classes - 1}, or give the target model a head with more outputs (n_outputs=, or "
+            "head=) where the adapter builds one."
+        )
+    return labels
 
 
 def load_adapter(path: str | os.PathLike, *, source_model: Any = None, max_bytes: int | None = None) -> Adapter:

@@ -6,6 +6,7 @@ from typing import Any
 
 from shiftkit._validation import check_positive_int, check_real, check_seed
 from shiftkit.adapt import training
+from shiftkit.adapt.alignment import seed_new_head
 from shiftkit.adapt.base import Adapter
 from shiftkit.adapt.registry import register_adapter
 from shiftkit.adapt.target_model import _check_head_init
@@ -55,8 +56,7 @@ class CopyAdapter(StagedTraining, Adapter):
         head: optional Keras layer (or small model) to use as head (a fresh copy of it is trained).
         n_outputs: outputs of the default head (default: the source model's).
         head_init: "source" (default): the default head starts from the source head's weights when
-            they fit; "random": from Keras's initialisers (seed them with
-            `keras.utils.set_random_seed`).
+            they fit; "random": from Keras's initialisers, seeded by `fit(seed=...)`.
         patience: epochs without a lower held-out loss before training stops (when it stops early:
             `epochs=None`, or `validation_data` given).
         learning_rate: Adam learning rate of the head. Default 3e-3 (measured with the head
@@ -137,15 +137,18 @@ class CopyAdapter(StagedTraining, Adapter):
                 `validation_data` (default 0.5).
             refit: after choosing the epochs on the held-out part, train again on all labels
                 (default True).
-            seed: seed of the held-out draw.
+            seed: seed of the held-out draw and of a new head's initial weights (a head that does
+                not start from the source's: `n_outputs`, `head=`, `head_init="random"`, another
+                `feature_layer`); None: unseeded.
 
         Returns:
             self.
         """
         self.check_fit_data(x_target=x_target, y_target=y_target)
         x = self._check_x(x_target, "x_target")
-        y = self._check_y(y_target, len(x), "y_target")
-        validation_data = self._validation(validation_data)
+        units, activation = self._planned_head(self.head, self.n_outputs)
+        y = self._check_y(y_target, len(x), "y_target", n_outputs=units, activation=activation)
+        validation_data = self._validation(validation_data, units, activation)
         epochs = _check_epochs(epochs)
         rate = self.learning_rate if learning_rate is None else _check_rate(learning_rate, "learning_rate")
         seed = check_seed(seed)
@@ -154,6 +157,7 @@ class CopyAdapter(StagedTraining, Adapter):
         def build(x_fit: Any = None, validation: Any = None) -> None:
             self._build(head=self.head, n_outputs=self.n_outputs, head_init=self.head_init)
             self.base_.trainable = False
+            seed_new_head(self, seed)  # a head not from the source's: seeded, so a fit with a seed repeats
 
         self._train(
             [(1, rate, epochs, lambda: None)], x, y, build=build, validation_data=validation_data,

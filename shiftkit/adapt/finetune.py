@@ -32,6 +32,7 @@ import keras
 
 from shiftkit._validation import check_option, check_positive_int, check_real, check_seed
 from shiftkit.adapt import training
+from shiftkit.adapt.alignment import seed_new_head
 from shiftkit.adapt.base import Adapter
 from shiftkit.adapt.registry import register_adapter
 from shiftkit.adapt.target_model import _check_head_init, _feature_tensor
@@ -355,7 +356,9 @@ class FineTuneAdapter(StagedTraining, Adapter):
                 and no `validation_data` is given (default 0.5).
             refit: after choosing the epochs on the held-out part, train again on all the labels
                 (default True).
-            seed: seed of the held-out draw.
+            seed: seed of the held-out draw and of a new head's initial weights (a head that does
+                not start from the source's: `n_outputs`, `head=`, `head_init="random"`, another
+                `feature_layer`); None: unseeded.
 
         Returns:
             self. `history_` (also `.history`) is a dict of equal-length lists, one entry per
@@ -373,8 +376,9 @@ class FineTuneAdapter(StagedTraining, Adapter):
         """
         self.check_fit_data(x_target=x_target, y_target=y_target)
         x = self._check_x(x_target, "x_target")
-        y = self._check_y(y_target, len(x), "y_target")
-        validation_data = self._validation(validation_data)
+        units, activation = self._planned_head(self.head, self.n_outputs)
+        y = self._check_y(y_target, len(x), "y_target", n_outputs=units, activation=activation)
+        validation_data = self._validation(validation_data, units, activation)
         epochs = None if epochs is None else check_positive_int(epochs, "epochs", minimum=0)
         seed = check_seed(seed)
         self.model_ = None  # a failed fit leaves the adapter unfitted
@@ -385,6 +389,7 @@ class FineTuneAdapter(StagedTraining, Adapter):
         def build(x_fit: Any = None, validation: Any = None) -> None:
             self._build(head=self.head, n_outputs=self.n_outputs, head_init=self.head_init,
                         base_training=None if self.batch_norm == "train" else False)
+            seed_new_head(self, seed)  # a head not from the source's: seeded, so a fit with a seed repeats
             self._set_trainable(1)
             self._batch_norm_statistics(x if x_fit is None else x_fit, validation)
 

@@ -24,6 +24,7 @@ registered as "shiftkit>PriorCorrection").
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import keras
@@ -234,6 +235,35 @@ def _output_kind(model: Any) -> bool:
     )
 
 
+def _priors_by_class(priors: Any, k: int) -> Any:
+    """A mapping `{class index: proportion}` as the list in the model's class order (anything else as given).
+
+    Raises:
+        ValueError: a key that is not one of the model's classes 0..k-1, or a class left out.
+    """
+    if not isinstance(priors, Mapping):
+        return priors
+    keys = {}
+    for key in priors:
+        try:
+            index = int(key)
+        except (TypeError, ValueError):
+            index = None
+        if index is None or index != key or not 0 <= index < k:
+            raise ValueError(
+                f"target_priors has class {key!r}, but the model's classes are its output indices 0..{k - 1}. Key "
+                f"the mapping by output index (e.g. {{0: 0.8, 1: 0.2}}), or pass a list in the model's class order."
+            )
+        keys[index] = priors[key]
+    missing = [c for c in range(k) if c not in keys]
+    if missing:
+        raise ValueError(
+            f"target_priors gives no proportion for class(es) {missing} of the model's classes 0..{k - 1}. Give "
+            "every class (0 for a class absent from the target)."
+        )
+    return [keys[c] for c in range(k)]
+
+
 def _given_priors(priors: np.ndarray, ys: np.ndarray, k: int) -> PriorEstimate:
     """A `PriorEstimate` of target proportions given from outside the model ("given": nothing estimated)."""
     counts = np.bincount(ys, minlength=k).astype(float)
@@ -283,8 +313,8 @@ class LabelShiftAdapter(Adapter):
             certain error (unbounded log-loss); the default 1e-3 prevents that and moves a weight by
             at most 0.1%. 0 applies the raw estimate.
         target_priors: the target's class proportions when known from outside the model (a
-            screening programme's prevalence, a registry), in the model's class order (counts are
-            normalised): they replace the estimate (`estimate_.method == "given"`), so `fit` needs
+            screening programme's prevalence, a registry), in the model's class order, or a mapping
+            `{output index: proportion}` with every class (counts are normalised): they replace the estimate (`estimate_.method == "given"`), so `fit` needs
             only the held-out labelled source rows (for the source proportions and the calibration);
             `x_target` is then not used. Default None: estimated from `x_target`.
 
@@ -333,6 +363,7 @@ class LabelShiftAdapter(Adapter):
         self.target_priors = None
         if target_priors is not None:
             n_out = int(_strip_correction(self.source_model).outputs[0].shape[-1])
+            target_priors = _priors_by_class(target_priors, max(n_out, 2))
             self.target_priors = [float(v) for v in check_target_priors(target_priors, max(n_out, 2))]
 
     name = "label_shift"

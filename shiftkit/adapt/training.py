@@ -95,7 +95,22 @@ def class_weights(y: np.ndarray, class_weight: Any, n_classes: int) -> dict[int,
         out.update({int(k): float(w) for k, w in zip(present, weights)})
         return out
     if isinstance(class_weight, dict):
-        return {int(k): float(v) for k, v in class_weight.items()}
+        try:
+            weights = {int(k): float(v) for k, v in class_weight.items()}
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"class_weight must map class indices (0..{n_classes - 1}) to numbers; got {class_weight!r}."
+            ) from None
+        unknown = sorted(k for k in weights if not 0 <= k < n_classes)
+        if unknown:
+            raise ValueError(
+                f"class_weight has class(es) {unknown} that the head does not predict (classes "
+                f"0..{n_classes - 1}). Pass weights for the model's output indices only."
+            )
+        bad = {k: v for k, v in weights.items() if not np.isfinite(v) or v < 0}
+        if bad:
+            raise ValueError(f"class_weight must hold finite, non-negative weights; got {bad}.")
+        return weights
     raise TypeError(f"class_weight must be None, a dict or 'balanced'; got {type(class_weight).__name__}.")
 
 
@@ -129,18 +144,18 @@ def holdout_split(y: np.ndarray, fraction: float, seed: int | None = 0) -> tuple
 
 
 def _dataset(x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None, *, batch_size: int = 256,
-             shuffle: bool = False) -> Any:
+             shuffle: bool = False, seed: int | None = None) -> Any:
     """A cached `tf.data.Dataset` of `(x, y[, sample_weight])` batches, reshuffled every epoch.
 
     Keras's own array input rebuilds its pipeline every epoch: on the few hundred samples adapters
     train on, that overhead (about 0.1 s per epoch, more with validation data) dwarfs the training.
-    The shuffle is seeded by Keras's global seed (`keras.utils.set_random_seed`).
+    The shuffle is seeded by `seed` when given, else by Keras's global seed (`keras.utils.set_random_seed`).
     """
 
     items = (x, y) if sample_weight is None else (x, y, np.asarray(sample_weight, dtype="float32"))
     ds = tf.data.Dataset.from_tensor_slices(items).cache()
     if shuffle:
-        ds = ds.shuffle(len(x), reshuffle_each_iteration=True)
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(min(batch_size, len(x))).prefetch(tf.data.AUTOTUNE)
 
 
@@ -229,6 +244,28 @@ def _concat_records(records: list[dict[str, list]]) -> dict[str, list]:
     return out
 
 
+class _KeepColumns:
+    """A variable constraint: the entries of the classes in `mask` (last axis) stay at `values`.
+
+    Keras applies a variable's `constraint` after every optimizer step, so those entries never move.
+    """
+
+    def __init__(self, mask: np.ndarray, values: np.ndarray):
+        self.mask = np.asarray(mask, dtype=bool)
+        self.values = np.asarray(values)
+
+    def __call__(self, w: Any) -> Any:
+        return keras.ops.where(self.mask, keras.ops.cast(self.values, w.dtype), w)
+
+
+def _head_dense(head: Any) -> Any:
+    """The Dense layer of a default head: the head itself, or the first layer of a copied head chain."""
+    if isinstance(head, keras.layers.Dense):
+        return head
+    layers = getattr(head, "layers", None)
+    return layers[0] if layers and isinstance(layers[0], keras.layers.Dense) else None
+
+
 class StagedTraining:
     """Mixin of `Adapter` subclasses trained on labelled target data in stages (`_train`).
 
@@ -239,6 +276,60 @@ class StagedTraining:
         """Labels in the form the model's loss expects (a float column for a single output unit)."""
         n_out = int(self.model_.outputs[0].shape[-1] or 1)
         return y.reshape(-1, 1).astype("float32") if n_out == 1 else y
+
+    def _shuffle_seed(self) -> int | None:
+        """The seed of the training batches' shuffle: `fit`'s seed for a head that did not start from the
+        source's; None (Keras's global seed, as these heads have always been trained, so the benchmarks'
+        figures stand) for a source-started head."""
+        if getattr(self, "head_initialised_from_source_", True):
+            return None
+        return getattr(self, "_fit_seed", None)
+
+    def _unlabelled_classes(self, y: np.ndarray) -> list[int]:
+        """The classes of `model_`'s head with no label in `y`."""
+        n_out, act = head_config(self.model_)
+        _, n_classes = loss_for_head(act, n_out)
+        return sorted(set(range(n_classes)) - {int(k) for k in np.unique(y)})
+
+    def _keep_unlabelled_classes(self, missing: list[int]) -> None:
+        """Freeze the source head's kernel columns and bias entries of the `missing` classes.
+
+        Without labels of a class, training only ever lowers its output (nothing in the loss asks
+        for it), and the held-out labels cannot show the loss. Its row of the source head is the
+        best guess left, so it is kept: only a head that starts from the source's and has one
+        output per class (not a single sigmoid unit) is changed.
+        """
+        dense = _head_dense(self.head_) if getattr(self, "head_initialised_from_source_", False) else None
+        n_out = head_config(self.model_)[0]
+        if not missing or dense is None or n_out < 2 or int(dense.units) != n_out:
+            return
+        mask = np.zeros(n_out, dtype=bool)
+        mask[missing] = True
+        for var in (dense.kernel, getattr(dense, "bias", None)):
+            if var is not None:
+                var.constraint = _KeepColumns(mask, np.array(var.numpy(), copy=True))
+
+    def _release_classes(self) -> None:
+        """Remove the constraints of `_keep_unlabelled_classes` (a later Keras `fit` of the model is free)."""
+        dense = _head_dense(getattr(self, "head_", None)) if getattr(self, "model_", None) is not None else None
+        for var in (() if dense is None else (dense.kernel, getattr(dense, "bias", None))):
+            if var is not None and isinstance(var.constraint, _KeepColumns):
+                var.constraint = None
+
+    def _check_labels_fit_head(self, y: np.ndarray, validation_data: Any = None) -> None:
+        """Refuse labels the built head has no output for (a `head=` or `n_outputs=` narrower than the labels),
+        before Keras would fail inside training; the adapter is left unfitted."""
+        n_out, act = head_config(self.model_)
+        _, n_classes = loss_for_head(act, n_out)
+        for labels, name in ((y, "y_target"), (None if validation_data is None else validation_data[1],
+                                                "validation_data[1]")):
+            if labels is not None and len(labels) and int(np.max(labels)) >= n_classes:
+                self.model_ = None
+                raise ValueError(
+                    f"{name} has label {int(np.max(labels))}, but the target model's head has {n_out} output(s), "
+                    f"for classes 0..{n_classes - 1}. Pass a head (head= or n_outputs=) with an output for every "
+                    f"class, or labels 0..{n_classes - 1}."
+                )
 
     def _compile(self, learning_rate: float, loss: Any = None) -> None:
         """Compile `model_` with Adam (trainable flags take effect here), its loss and accuracy."""
@@ -281,6 +372,13 @@ class StagedTraining:
             kept weights were trained for (0: the starting weights; `len(record["loss"])` without
             early stopping).
         """
+        self._check_labels_fit_head(y, validation_data)
+        _, n_classes = loss_for_head(*reversed(head_config(self.model_)))
+        try:
+            weights = class_weights(y, class_weight, n_classes)
+        except (TypeError, ValueError):
+            self.model_ = None  # a refused fit leaves the adapter unfitted
+            raise
         self._compile(learning_rate, loss)
         cbs = list(callbacks or [])
         keeper = None
@@ -293,13 +391,12 @@ class StagedTraining:
             cbs.append(keeper)
         if epochs == 0:
             return {}, 0
-        _, n_classes = loss_for_head(*reversed(head_config(self.model_)))
-        weights = class_weights(y, class_weight, n_classes)
         if weights is not None:
             per_class = np.array([weights.get(int(k), 1.0) for k in y], dtype="float32")
             sample_weight = per_class if sample_weight is None else per_class * sample_weight
         hist = self.model_.fit(
-            _dataset(x, self._targets(y), sample_weight, batch_size=batch_size, shuffle=True),
+            _dataset(x, self._targets(y), sample_weight, batch_size=batch_size, shuffle=True,
+                     seed=self._shuffle_seed()),
             validation_data=val,
             epochs=epochs,
             shuffle=False,  # the dataset reshuffles itself
@@ -364,6 +461,7 @@ class StagedTraining:
             raise ValueError("fine_tune_gain='one_se' decides on one held-out half: use it with "
                              "epoch_selection='holdout'.")
         callbacks = _callback_list(callbacks)
+        self._fit_seed = seed
         batch_size = check_positive_int(batch_size, "batch_size")
         if sample_weight is not None:
             sample_weight = np.asarray(sample_weight, dtype="float32").reshape(-1)
@@ -373,6 +471,31 @@ class StagedTraining:
         records: list[dict[str, list]] = []
 
         self.guard_: dict[int, dict[str, float | bool]] = {}
+
+        self.unlabelled_classes_: list[int] = []
+        user_build = build
+
+        def build(x_fit: Any, validation: Any) -> None:
+            user_build(x_fit, validation)
+            if not self.unlabelled_classes_:
+                self.unlabelled_classes_ = missing = self._unlabelled_classes(y)
+                if missing:
+                    n_out, act = head_config(self.model_)
+                    kept = getattr(self, "head_initialised_from_source_", False) and n_out > 1
+                    warnings.warn(
+                        f"y_target has no label of class(es) {missing} (the head predicts classes "
+                        f"0..{loss_for_head(act, n_out)[1] - 1}): "
+                        "training on the other classes' labels would unlearn them (nothing in the loss asks for "
+                        "them, so their outputs only lose probability), and the held-out labels, which lack them "
+                        "too, cannot show it. "
+                        + ("Their weights in the head are kept at the source head's (frozen); the features under "
+                           "them may still move. " if kept else "")
+                        + "Add target labels of every class the model predicts, or check the outputs of these "
+                        "classes on target data after adapting.",
+                        UserWarning,
+                        stacklevel=4,
+                    )
+            self._keep_unlabelled_classes(self.unlabelled_classes_)
 
         def run(stage_list, xs, ys, sw, val, phase, stop, curves=None, fold=None):
             chosen = {}
@@ -453,6 +576,7 @@ class StagedTraining:
                     build(x, None)
                     again = [(st, rate, chosen[st], prep) for st, rate, _, prep in stages if chosen[st] > 0]
                     run(again, x, y, sample_weight, None, "refit", False)
+        self._release_classes()
         self.history_ = _concat_records(records)
         self.best_stage_ = max((st for st, n in self.epochs_.items() if n > 0), default=None)
         stages_run, phases = self.history_.get("stage", []), self.history_.get("phase", [])
