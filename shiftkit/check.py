@@ -45,7 +45,9 @@ Labels may be any class values (1/2, years, strings, bools), coded 0..K-1 once, 
 (with a model: 0..K-1 index its outputs; other values are mapped to them in sorted order); a target
 class the reference does not know is an error. Snapshot format 2 stores `scale` (the floored
 scale) and the class values; format 1 snapshots (per-feature std, labels 0..K-1) still load, with a
-warning (their bandwidths were chosen on the per-feature std scaling).
+warning (their bandwidths were chosen on the per-feature std scaling). A snapshot's stored probabilities
+and features are its model's fingerprint: a check (or monitor) with another model is refused
+(`Reference.check_model`), since its features compared with the stored ones would be a false shift.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ from shiftkit._version import __version__
 from shiftkit.analysis import Analysis, Measurement, SourceSummary, Subsampling, analyze
 from shiftkit.data import subsample_rows
 from shiftkit.files import check_array_file
+from shiftkit.html_report import check_headline, threshold_text
 from shiftkit.shift.bbsd import bbsd_from_probabilities, check_classifier
 from shiftkit.shift.features import FeatureSpace, predict_proba
 from shiftkit.shift.kernels import median_heuristic
@@ -386,7 +389,7 @@ class Reference(SourceSummary):
         Raises ValueError for a model or layer other than the snapshot's, another per-sample
         shape, bad labels, or too few rows for any test to reach its level.
         """
-        self._check_target(x_target.shape[1:], model)
+        self._check_target(x_target.shape[1:], model, layer)
         yt = self.target_codes(y_target, len(x_target), model)
         rows = subsample_rows(len(x_target), max_samples, None if seed is None else seed + 1)
         counts = None if yt is None else np.bincount(
@@ -395,18 +398,59 @@ class Reference(SourceSummary):
         return self._measure_rows(target, model=model, layer=layer, alpha=alpha, n_permutations=n_permutations,
                                   seed=seed, max_samples=max_samples)
 
-    def _check_target(self, shape: tuple[int, ...], model: Any) -> None:
-        """A target's per-sample shape and the model against what the snapshot holds."""
-        if model is not None and self.features is None:
-            raise ValueError(
-                "A model was given but the snapshot holds no features. Re-create the snapshot with the "
-                "same --model, or leave --model out."
-            )
+    def _check_target(self, shape: tuple[int, ...], model: Any, layer: str | int | None = None) -> None:
+        """A target's per-sample shape and the model against what the snapshot holds (`check_model`)."""
         if tuple(shape) != self.x.shape[1:]:
             raise ValueError(
                 f"x_target has per-sample shape {tuple(shape)}, but the reference has {self.x.shape[1:]}. "
                 "Select the same columns, in the same order, as the reference."
             )
+        self.check_model(model, layer)
+
+    def check_model(self, model: Any, layer: str | int | None = None) -> None:
+        """Refuse a model other than the one the snapshot was made with.
+
+        The snapshot's stored probabilities and features of its reference rows are the model's
+        fingerprint: the model's outputs (and features at `layer`) on the first `FINGERPRINT_ROWS`
+        stored rows must equal them (up to float round-off). A retrained model (other weights) gives
+        other outputs, and its features would be compared with another model's: a false shift.
+        Snapshots of every format carry the fingerprint (nothing new is stored).
+
+        Raises:
+            ValueError: the snapshot holds no features, the model differs, or `layer` is not the
+                snapshot's layer.
+        """
+        if model is None:
+            return
+        if self.features is None:
+            raise ValueError(
+                "A model was given but the snapshot holds no features. Re-create the snapshot with the "
+                "same --model, or leave --model out."
+            )
+        rows = self.x[:FINGERPRINT_ROWS]
+        remake = ("Re-create the snapshot with the new model (`shiftkit snapshot --reference REF --model NEW.keras "
+                  "--out ref.npz`), or pass the model the snapshot was made with.")
+        if self.probs is not None:
+            probs = predict_proba(model, rows)
+            stored = np.asarray(self.probs[:FINGERPRINT_ROWS])
+            if probs.shape != stored.shape or not _same_outputs(probs, stored):
+                gap = "" if probs.shape != stored.shape else f" by up to {float(np.abs(probs - stored).max()):.3g}"
+                raise ValueError(
+                    f"The snapshot was made with a different model: this model's class probabilities on the "
+                    f"snapshot's reference rows differ from the stored ones{gap}"
+                    + (f" (shape {probs.shape[1:]} vs {stored.shape[1:]})" if probs.shape != stored.shape else "")
+                    + f". {remake}")
+        fs = FeatureSpace(model, layer)
+        if self.layer is not None and fs.layer_name != self.layer:
+            raise ValueError(
+                f"The snapshot's features come from layer {self.layer!r}, not {fs.layer_name!r}. "
+                "Pass the same --layer as for the snapshot."
+            )
+        feats = fs(rows)
+        stored = np.asarray(self.features[:FINGERPRINT_ROWS])
+        if feats.shape != stored.shape or not _same_outputs(feats, stored):
+            raise ValueError(f"The snapshot was made with a different model: this model's features ({fs.layer_name}) "
+                             f"on the snapshot's reference rows differ from the stored ones. {remake}")
 
     def _label_test_runs(self, has_target_labels: bool, model: Any) -> bool:
         """Whether `measure` runs the label-shift test: reference labels, and target labels or a model to
@@ -675,12 +719,7 @@ class CheckResult:
         return self.analysis.to_html(title=title, check=self)
 
     def summary(self) -> str:
-        head = "PASS: the target is within what the model was validated on." if self.passed else (
-            "FAIL: shift beyond the thresholds: " + ", ".join(c.name for c in self.failed) + "."
-        )
-        if self.passed and self.warnings:
-            head = "PASS with warnings: " + ", ".join(c.name for c in self.warnings) + "."
-        lines = [head, ""]
+        lines = [check_headline(self), ""]
         for c in self.criteria:
             value = "-" if c.value is None else f"{c.value:.4g}"
             warn = "" if c.warn_threshold is None else f", warn at {c.warn_threshold:g}"
@@ -709,13 +748,51 @@ def parse_target_priors(text: str, name: str = "target_priors") -> list[float] |
     items = [t.strip() for t in str(text).split(",") if t.strip()]
     try:
         if items and all("=" in t for t in items):
-            return {k.strip(): float(v) for k, v in (t.split("=", 1) for t in items)}
+            return checked_priors({k.strip(): float(v) for k, v in (t.split("=", 1) for t in items)}, name)
         if items:
-            return [float(t) for t in items]
-    except ValueError:
-        pass
+            return checked_priors([float(t) for t in items], name)
+    except ValueError as exc:
+        if str(exc).startswith(name):
+            raise
     raise ValueError(f"{name} {text!r} is not a list of proportions. Give e.g. benign=0.92,malignant=0.08 "
                      "(by class) or 0.92,0.08 (in class order).")
+
+
+#: How far proportions may sum from 1 (rounding, e.g. 0.333 x 3).
+PRIORS_TOLERANCE = 0.01
+
+
+def checked_priors(priors: Any, name: str = "target_priors") -> Any:
+    """Known class proportions checked, as given (a sequence or a mapping {class: value}).
+
+    Values at most 1 are proportions and must sum to 1 within `PRIORS_TOLERANCE`; whole numbers (some
+    above 1) are counts, normalised to proportions. Anything else (negative, not finite, a mix, all zero)
+    is refused.
+
+    Raises:
+        ValueError: the message names the values, their sum and the fix.
+    """
+    keys = list(priors) if isinstance(priors, dict) else None
+    try:
+        values = np.asarray(list(priors.values()) if keys is not None else list(priors), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be numbers (proportions or counts); got {priors!r}.") from None
+    shown = priors if keys is not None else values.tolist()
+    if values.ndim != 1 or values.size == 0 or not np.all(np.isfinite(values)):
+        raise ValueError(f"{name} must be finite numbers, one per class; got {shown}.")
+    if np.any(values < 0):
+        raise ValueError(f"{name} has negative values ({shown}); give proportions that sum to 1 or class counts.")
+    total = float(values.sum())
+    if np.all(values <= 1):
+        if abs(total - 1) > PRIORS_TOLERANCE:
+            raise ValueError(
+                f"{name} {shown} are proportions that sum to {total:.4g}, not 1: give proportions that sum to 1 "
+                "(e.g. 0.92,0.08), or class counts as whole numbers (e.g. 920,80), which are normalised.")
+    elif not np.all(values == np.round(values)):
+        raise ValueError(f"{name} {shown} mixes proportions (<= 1) and counts (> 1): give proportions that sum to 1 "
+                         "(e.g. 0.92,0.08), or class counts as whole numbers (e.g. 920,80).")
+    normalised = (values / total).tolist()
+    return dict(zip(keys, normalised)) if keys is not None else normalised
 
 
 def priors_in_class_order(priors: Any, classes: Sequence[Any] | None) -> Any:
@@ -800,7 +877,8 @@ def check_shift(
         target_priors: the target's class proportions when known from outside the model (a
             registry's prevalence), for the estimated accuracy (`AccuracyEstimator.estimate`): a
             sequence in the reference's class order, or a mapping {class value: proportion} over
-            every class. Needs `model` and labelled reference rows.
+            every class: proportions summing to 1 (within `PRIORS_TOLERANCE`), or whole-number class
+            counts (normalised; `checked_priors`). Needs `model` and labelled reference rows.
         A `shiftkit.check_config.CheckConfig` (a TOML file, presets) holds these settings:
         `check_shift(ref, x, **config.check_kwargs())`.
 
@@ -813,6 +891,11 @@ def check_shift(
     """
     alpha = check_alpha(alpha)
     seed = check_seed(seed)
+    if target_priors is not None:
+        target_priors = checked_priors(target_priors, "target_priors (--target-priors)")
+        if model is None:
+            raise ValueError("target_priors (--target-priors) gives the target's class proportions for the model's "
+                             "estimated accuracy: pass the model (--model) and a labelled reference, or leave it out.")
     if fail_on not in ("fail", "warn"):
         raise ValueError(f"fail_on must be 'fail' or 'warn'; got {fail_on!r}.")
     if max_drifted_share is not None:
@@ -850,7 +933,7 @@ def check_shift(
         raise ValueError("The BBSD criterion needs the reference's softmax, but the snapshot holds none: re-create "
                          "it with `shiftkit snapshot --model` (the same model), or leave --bbsd out.")
     if isinstance(x_target, StreamedTarget):
-        target = _streamed_rows(reference, x_target, y_target, model, max_samples, seed)
+        target = _streamed_rows(reference, x_target, y_target, model, layer, max_samples, seed)
         source: SourceSummary = _StreamedSource(reference, target)
         has_target_labels = target.counts is not None
     else:
@@ -914,6 +997,19 @@ def _with_warning(c: Criterion, warn: dict[str, float]) -> Criterion:
     return dataclasses.replace(c, warned=bool(c.passed and beyond), warn_threshold=limit)
 
 
+#: Stored reference rows on which a model's outputs are compared with a snapshot's (`Reference.check_model`).
+FINGERPRINT_ROWS = 32
+
+
+def _same_outputs(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two models' outputs on the same rows agree up to float32 round-off (batching, kernels; a
+    snapshot made on a GPU with TF32 matrix products and checked on a CPU differs by ~1e-3 relative, a
+    retrained model by orders of magnitude more)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    scale = max(1.0, float(np.abs(b).max(initial=0.0)))
+    return bool(np.allclose(a, b, rtol=1e-2, atol=1e-3 * scale))
+
+
 def _check_testable(n_reference: int, n_target: int, level: float) -> None:
     """Refuse sizes at which an MMD permutation test at `level` can never reject (no split is that rare)."""
     min_p = min_attainable_p(n_reference, n_target)
@@ -974,8 +1070,8 @@ class _StreamedSource(SourceSummary):
                                             n_permutations=n_permutations, seed=seed, max_samples=max_samples)
 
 
-def _streamed_rows(reference: Reference, streamed: StreamedTarget, y_target: Any, model: Any, max_samples: int,
-                   seed: int | None) -> TargetRows:
+def _streamed_rows(reference: Reference, streamed: StreamedTarget, y_target: Any, model: Any, layer: str | int | None,
+                   max_samples: int, seed: int | None) -> TargetRows:
     """A streamed target as the rows a check measures, after checking it was scanned for this check."""
     if y_target is not None:
         raise ValueError("y_target was given with a streamed target: its labels come from its label column "
@@ -987,7 +1083,7 @@ def _streamed_rows(reference: Reference, streamed: StreamedTarget, y_target: Any
     if streamed.feature_names is not None and reference.feature_names is not None and \
             tuple(streamed.feature_names) != tuple(reference.feature_names):
         raise ValueError("The streamed target's columns are not the reference's: scan it against this reference.")
-    reference._check_target(streamed.x.shape[1:], model)
+    reference._check_target(streamed.x.shape[1:], model, layer)
     if streamed.label_counts is not None and reference.label_counts is not None and \
             len(streamed.label_counts) != len(reference.label_counts):
         raise ValueError("The streamed target's classes are not the reference's: scan it against this reference.")
@@ -1009,7 +1105,7 @@ def _criteria(
     criteria = [Criterion(
         "input-space MMD", test.p_value, test_alpha, not test.is_shift, direction,
         f"MMD^2 {test.statistic:.4g} (normalized {test.normalized:.3g}, threshold "
-        f"{test.threshold:.4g}); {n_perm} permutations; inputs {report.scaling or 'standardised on the reference'}.",
+        f"{threshold_text(test.threshold)}); {n_perm} permutations; inputs {report.scaling or 'standardised on the reference'}.",
     )]
     if report.feature_test is not None:
         test = report.feature_test.at_level(test_alpha)

@@ -128,7 +128,13 @@ class CheckConfig:
         if unknown:
             raise ValueError(f"{source} has unknown key(s) {unknown}; known: {sorted(fields | {'preset', 'version'})}.")
         warn = dict(base.pop("warn", {}))
-        warn.update(data.pop("warn", {}) or {})
+        given = data.pop("warn", {}) or {}
+        if not isinstance(given, dict):
+            raise ValueError(
+                f"{source} sets warn = {given!r}, but warn is a [warn] table of warning thresholds by name "
+                f"({', '.join(WARN_KEYS)}): write a line [warn] and under it p_value = {given!r} (a table goes after the "
+                "top-level keys, at the end of the file).")
+        warn.update(given)
         base.update(data)
         return cls(**base, warn=warn, preset=preset)
 

@@ -25,13 +25,16 @@ passes over a folder of Parquet files on a Dask cluster.
 Exit codes: 0 pass (or success), 1 shift beyond a threshold (`check`; each failed criterion named),
 2 anything else that stops the command: bad input or usage, an output path that cannot be written,
 an unexpected error. Every exit 2 prints one line on stderr saying what to fix (`--debug` adds the
-traceback). Output paths are checked before any work starts, and output files are written before the
-verdict is printed. `--json -` writes the JSON report to stdout and nothing else there (the human
+traceback). Output paths are checked before any work starts (an output that is one of the input files is
+refused; a snapshot's --out ends in .npz), and output files are written before the verdict is printed. `--json -` writes the JSON report to stdout and nothing else there (the human
 summary then goes to stderr). Progress messages go to stderr when it is a terminal.
 
 Labels (`--label-column`, an NPZ's `y`) may hold any class values (names, 1..K, years, booleans):
 they are encoded once, at loading, and shown by their original values. Files are size-checked before
-they are read or decompressed (`--max-gib`, default 2 GiB or `SHIFTKIT_MAX_GIB`).
+they are read or decompressed (`--max-gib`, default 2 GiB or `SHIFTKIT_MAX_GIB`). A CSV's first column
+with an empty header holding integers is the row index pandas writes by default: it is dropped (a note on
+stderr), never measured. A snapshot made with another model than --model is refused (exit 2): its stored
+outputs of the reference rows are the model's fingerprint.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import json
 import os
 import sys
 import traceback
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -56,6 +60,7 @@ from shiftkit.dashboard.pipeline import train_default_model
 from shiftkit.data import source_holdout
 from shiftkit.datasets import SCENARIOS, load_scenario
 from shiftkit.files import (
+    InputNote,
     bytes_from_gib,
     check_array_file,
     load_domains_path,
@@ -64,7 +69,7 @@ from shiftkit.files import (
     model_n_classes,
     read_path,
 )
-from shiftkit.files.stream import DEFAULT_CHUNK_ROWS, TableBatches, is_streamable
+from shiftkit.files.stream import DEFAULT_CHUNK_ROWS, TableBatches, dataset_files, is_streamable, table_columns
 from shiftkit.shift.report import shift_report
 from shiftkit.shift.streaming import ENGINES, scan_pair, scan_reference, scan_target
 
@@ -152,8 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--target-priors", metavar="P", default=None,
                        help="the target's class proportions when known from outside the model (a registry's "
                             "prevalence), for the estimated accuracy: CLASS=P pairs ('benign=0.92,malignant=0.08') "
-                            "or proportions in the reference's class order ('0.92,0.08'); needs --model and a "
-                            "labelled reference")
+                            "or proportions in the reference's class order ('0.92,0.08'), summing to 1; whole numbers "
+                            "above 1 are counts, normalised ('920,80'); needs --model and a labelled reference")
     check.add_argument("--html", metavar="PATH", help="write a self-contained HTML report")
     check.add_argument("--no-diagnosis", action="store_true", help="skip naming the kind of shift (faster)")
     _stream_options(check)
@@ -215,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the batches carry true labels: the label statistic uses them (else the predicted classes)")
     mon.add_argument("--target-priors", metavar="P", default=None,
                      help="the stream's class proportions when known from outside the model, for each window's "
-                          "estimated accuracy: CLASS=P pairs or proportions in the snapshot's class order")
+                          "estimated accuracy: CLASS=P pairs or proportions in the snapshot's class order (summing "
+                          "to 1; or class counts)")
     mon.add_argument("--window", type=int, default=500, help="rows per window (default: %(default)s)")
     mon.add_argument("--alpha", type=float, default=0.05,
                      help="probability of any false alarm within --horizon windows (default: %(default)s)")
@@ -302,6 +308,24 @@ def _check_output_paths(args: argparse.Namespace) -> None:
     named = [os.path.abspath(p) for p, f in paths if p is not None and not (p == "-" and f in ("--json", "--jsonl"))]
     if len(set(named)) < len(named):
         raise OutputPathError("--json, --jsonl, --html and --out must name different files.")
+    inputs = [(getattr(args, name, None), flag) for name, flag in (
+        ("reference", "--reference"), ("target", "--target"), ("source", "--source"), ("model", "--model"),
+        ("config", "--config"))]
+    inputs = [(os.path.realpath(p), flag) for p, flag in inputs if p]
+    for path, flag in paths:
+        if path is None or (path == "-" and flag in ("--json", "--jsonl")):
+            continue
+        real = os.path.realpath(path)
+        for given, role in inputs:
+            inside = os.path.isdir(given) and os.path.dirname(real) == given and \
+                os.path.splitext(real)[1].lower() in (".csv", ".parquet", ".pq", ".npz", ".npy")
+            if real == given or inside:
+                what = "is also an input file" if real == given else f"is also an input file (a data file in the {role} folder)"
+                raise OutputPathError(f"{flag} {path}: {what} ({role}); writing it would overwrite the data. "
+                                      "Give the output another name (choose another path).")
+    if args.command == "snapshot" and not str(args.out).lower().endswith(".npz"):
+        raise OutputPathError(f"--out {args.out}: a snapshot is an .npz file (`check --reference` reads it by that "
+                              f"suffix); end the name with .npz, e.g. {os.path.splitext(args.out)[0]}.npz.")
 
 
 def _write_text(path: str, text: str, flag: str) -> None:
@@ -423,6 +447,11 @@ def _run_check(args: argparse.Namespace) -> int:
                                    max_imbalance_ratio=args.max_imbalance_ratio, bbsd=args.bbsd,
                                    min_estimated_accuracy=args.min_estimated_accuracy,
                                    max_drifted_share=args.max_drifted_share, fail_on=args.fail_on)
+    if model is None and args.bbsd is None and config.bbsd:  # turned on by a preset or the config, not by --bbsd
+        by = f"--preset {args.preset}" if args.preset else (
+            f"the config {args.config!r}" + (f" (its preset {config.preset!r})" if config.preset else ""))
+        raise ValueError(f"{by} turns on the BBSD criterion (bbsd = true), which tests the model's softmax outputs: "
+                         "pass the model (--model), or use a --config file with bbsd = false (and the preset).")
     common = dict(
         model=model, layer=args.layer, n_permutations=args.n_permutations, max_samples=args.max_samples,
         seed=args.seed, diagnose_shift=not args.no_diagnosis, target_priors=_target_priors(args.target_priors),
@@ -471,12 +500,26 @@ def _run_check(args: argparse.Namespace) -> int:
     return EXIT_OK if result.passed else EXIT_SHIFT
 
 
+def _require_label_column(reference: str, label_column: str | None) -> None:
+    """A snapshot's --label-column must be a column of the reference table (else the label would be measured
+    as a feature, and every later check would refuse the snapshot or the target)."""
+    if not label_column:
+        return
+    first = dataset_files(reference, "reference")[0]
+    columns = table_columns(first, "reference file")
+    if label_column not in columns:
+        raise ValueError(f"--label-column {label_column!r} is not a column of the reference file "
+                         f"{os.path.basename(first)!r}; its columns: {', '.join(repr(c) for c in columns)}. "
+                         "Give the label column's exact name (or leave --label-column out for unlabelled data).")
+
+
 def _run_snapshot(args: argparse.Namespace) -> int:
     max_bytes = _max_bytes(args)
     model = _load_model(args)
     if args.scheduler and args.engine != "dask":
         raise ValueError("--scheduler is the Dask scheduler's address: give it with --engine dask.")
     if args.engine == "dask" or is_streamable(args.reference):
+        _require_label_column(args.reference, args.label_column)
         _progress(f"summarising the reference in chunks of {args.chunk_rows} rows ({args.engine})")
         snapshot, dropped = scan_reference(args.reference, label_column=args.label_column, model=model,
                                            layer=args.layer, drop_na=args.drop_na, max_samples=args.max_samples,
@@ -586,6 +629,7 @@ def _run_monitor(args: argparse.Namespace) -> int:
     check_array_file(args.reference, max_bytes, role="reference snapshot")
     reference = check.Reference.load(args.reference)
     model = _load_model(args)
+    reference.check_model(model, args.layer)  # a snapshot made with another model: refused, not a false alarm
     if args.every is not None and args.time_column is None:
         raise ValueError("--every needs --time-column: the column that holds each row's time.")
     _progress("calibrating the alarm on the snapshot")
@@ -663,6 +707,25 @@ def _run_monitor(args: argparse.Namespace) -> int:
     return EXIT_SHIFT if fired else EXIT_OK
 
 
+def _with_notes(run: Any, args: argparse.Namespace) -> int:
+    """`run(args)`, printing each `shiftkit.files.InputNote` (what was done to the input) once on stderr."""
+    shown: set[str] = set()
+    show = warnings.showwarning
+
+    def note(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001 - warnings' signature
+        if not issubclass(category, InputNote):
+            return show(message, category, filename, lineno, file, line)
+        if str(message) not in shown:
+            shown.add(str(message))
+            print(f"shiftkit: note: {message}", file=sys.stderr)
+        return None
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", InputNote)
+        warnings.showwarning = note
+        return run(args)
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 600 else text[:597] + "..."
@@ -686,7 +749,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefix = f"shiftkit {args.command}: error:"
     try:
         _check_output_paths(args)
-        return commands[args.command](args)
+        return _with_notes(commands[args.command], args)
     except (ValueError, TypeError) as exc:  # shiftkit's own validation: the message says what to fix
         if getattr(args, "debug", False):
             traceback.print_exc()

@@ -85,6 +85,33 @@ def _num(value: Any, digits: int = 4) -> str:
     return f"{v:.{digits}g}"
 
 
+def threshold_text(value: Any, digits: int = 4) -> str:
+    """A test's threshold for people: the aggregated MMD test's edge values in words (-inf: another kernel
+    alone rejects, so any statistic of this one is beyond it; +inf: the test cannot reject at this level)."""
+    v = float(value)
+    if v == math.inf:
+        return "none: cannot reject at this level"
+    if v == -math.inf:
+        return "any value: another kernel rejects"
+    return _num(v, digits)
+
+
+def check_headline(check: Any) -> str:
+    """The verdict line of a `CheckResult`: PASS, PASS with warnings, FAIL (criteria beyond their thresholds),
+    or with `fail_on="warn"` and only warnings, FAIL (--fail-on warn)."""
+    warned = list(getattr(check, "warnings", []))
+    if check.passed:
+        return "PASS with warnings: " + ", ".join(c.name for c in warned) + "." if warned else (
+            "PASS: the target is within what the model was validated on.")
+    failed = ", ".join(c.name for c in check.failed if getattr(c, "status", "fail") == "fail")
+    warn_fails = ", ".join(c.name for c in warned) if getattr(check, "fail_on", "fail") == "warn" else ""
+    if not warn_fails:
+        return f"FAIL: shift beyond the thresholds: {failed}."
+    if not failed:
+        return f"FAIL (--fail-on warn): warnings on {warn_fails}."
+    return f"FAIL: shift beyond the thresholds: {failed}; and (--fail-on warn) warnings on {warn_fails}."
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, left: int = 1) -> str:
     """An HTML table; the first `left` columns are left-aligned text, the rest numbers."""
     head = "".join(f'<th class="{"l" if j < left else ""}">{_e(h)}</th>' for j, h in enumerate(header))
@@ -146,10 +173,7 @@ def _check_section(check: Any) -> str:
     status = {"pass": "pass", "warn": "WARN", "fail": "FAIL"}
     rows = [[c.name, c.value, c.threshold, getattr(c, "warn_threshold", None), c.direction,
              status[getattr(c, "status", "pass" if c.passed else "fail")], c.detail] for c in check.criteria]
-    warned = list(getattr(check, "warnings", []))
-    head = "PASS" if check.passed else "FAIL: " + ", ".join(c.name for c in check.failed)
-    if check.passed and warned:
-        head = "PASS with warnings: " + ", ".join(c.name for c in warned)
+    head = check_headline(check)
     kind = "noshift" if check.passed else "shift"
     return (
         f"<h2>Pre-deployment check</h2><div class='verdict {kind}'><b>{_e(head)}</b></div>"
@@ -201,7 +225,7 @@ def _tests_section(report: Any) -> str:
             continue
         bw = t.bandwidth if isinstance(t.bandwidth, (int, float)) else ", ".join(f"{b:.3g}" for b in t.bandwidth)
         rows.append([
-            f"{t.space} space", t.statistic, t.threshold, t.p_value,
+            f"{t.space} space", t.statistic, threshold_text(t.threshold), t.p_value,
             f"{'SHIFT' if t.is_shift else 'no shift'} (level {t.alpha:.3g})",
             t.normalized, t.z_score, t.n_permutations, t.n_source, t.n_target, bw,
         ])

@@ -232,6 +232,8 @@ class StreamMonitor:
         self.reference = reference
         self.model = model
         self.layer = layer
+        if model is not None and reference.features is not None:
+            reference.check_model(model, layer)  # a retrained model against an old snapshot: a false alarm
         self.window = check_positive_int(window, "window", minimum=10)
         self.alpha = check_alpha(alpha)
         self.horizon = check_positive_int(horizon, "horizon")

@@ -327,3 +327,56 @@ def test_accuracy_criterion_measured_with_labels_and_estimated_without(gaussian_
     unlabelled = Reference.from_data(x, model=model, max_samples=900, seed=0)
     with pytest.raises(ValueError, match="labelled"):
         check_shift(unlabelled, xt, model=model, n_permutations=200, min_estimated_accuracy=0.5, diagnose_shift=False)
+
+
+# ------------------------------------------------------------------ known target priors: proportions or counts
+@pytest.mark.parametrize("text, message", [
+    ("0.3,0.3", "sum to 0.6"),
+    ("0=0.9,1=0.9", "sum to 1.8"),
+    ("0.5,3", "mixes proportions"),
+    ("0.5,-0.5", "negative"),
+    ("0,0", "sum to 0"),
+])
+def test_target_priors_proportions_must_sum_to_one(text, message):
+    from shiftkit.check import parse_target_priors
+
+    with pytest.raises(ValueError, match=message):
+        parse_target_priors(text, "--target-priors")
+
+
+def test_target_priors_counts_are_normalised():
+    from shiftkit.check import parse_target_priors
+
+    assert parse_target_priors("920,80") == pytest.approx([0.92, 0.08])
+    assert parse_target_priors("a=3,b=1") == pytest.approx({"a": 0.75, "b": 0.25})
+    assert parse_target_priors("0.333,0.333,0.333") == pytest.approx([1 / 3] * 3)  # rounding tolerated
+    with pytest.raises(ValueError, match="sum to 0.6"):
+        check_shift(np.zeros((10, 2)), np.zeros((10, 2)), target_priors=[0.3, 0.3])
+
+
+def test_aggregated_test_edge_thresholds_are_printed_in_words():
+    """An aggregated MMD test's threshold is -inf (another kernel alone rejects) or +inf (cannot reject at this
+    level): the summary and the HTML say so in words, never 'threshold inf'."""
+    from shiftkit.html_report import threshold_text
+
+    assert threshold_text(float("inf")) == "none: cannot reject at this level"
+    assert threshold_text(float("-inf")) == "any value: another kernel rejects"
+    assert threshold_text(0.0123456) == "0.01235"
+    rng = np.random.default_rng(0)
+    results = [check_shift(rng.normal(size=(200, 3)), rng.normal(size=(200, 3)) + shift, n_permutations=200,
+                           diagnose_shift=False) for shift in (0.0, 0.6)]
+    for result in results:
+        text = result.summary() + result.to_html()
+        assert "threshold inf" not in text and "threshold -inf" not in text and ">inf<" not in text
+        assert ">-inf<" not in text
+
+
+def test_fail_on_warn_heads_the_summary_with_the_warnings():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    result = check_shift(x[:100], x[100:], n_permutations=200, diagnose_shift=False, warn={"p_value": 0.99},
+                         fail_on="warn")
+    assert not result.passed and not [c for c in result.criteria if c.status == "fail"]
+    head = result.summary().splitlines()[0]
+    assert head.startswith("FAIL (--fail-on warn): warnings on input-space MMD") and "beyond the thresholds" not in head
+    assert "FAIL (--fail-on warn): warnings on input-space MMD" in result.to_html()

@@ -377,3 +377,27 @@ def test_parquet_bomb_is_refused_before_decompressing():
     grown = pool.max_memory() - peak_before  # the pool's peak: would grow by ~75 MiB had it been read
     assert grown < expanded / 10, f"Arrow's peak grew {grown / MiB:.1f} MiB while refusing a {expanded / MiB:.0f} MiB table"
     assert files.read_parquet(bomb, "bomb.parquet", max_bytes=64 * MiB).shape == (1_250_000, 4)
+
+
+# ---------------------------------------------------------------------------- the row index pandas writes
+def _indexed_csv(start: int = 0) -> bytes:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=20), "b": rng.normal(size=20)}, index=range(start, start + 20))
+    return frame.to_csv().encode()  # to_csv's default: the index as a first column with an empty header
+
+
+def test_the_row_index_pandas_writes_is_dropped_with_a_note(tmp_path):
+    with pytest.warns(files.InputNote, match=r"row index .* index=False"):
+        frame = files.read_csv(_indexed_csv(400), "t.csv")
+    assert list(frame.columns) == ["a", "b"]
+    path = tmp_path / "t.csv"
+    path.write_bytes(_indexed_csv(400))
+    from shiftkit.files.stream import table_chunks
+    with pytest.warns(files.InputNote):
+        chunks = list(table_chunks(path, chunk_rows=7))
+    assert all(list(c.columns) == ["a", "b"] for c in chunks) and sum(len(c) for c in chunks) == 20
+
+
+def test_an_unnamed_column_of_values_is_kept():
+    data = b",a\n0.5,1\n1.5,2\n2.5,3\n"  # not integers: not an index
+    assert list(files.read_csv(data, "t.csv").columns) == ["Unnamed: 0", "a"]

@@ -4,9 +4,13 @@ Used by the dashboard (uploads), the CLI (paths) and scripts alike. The byte-lev
 bytes and a file name (what `st.file_uploader` gives, and what a test can pass directly); the
 `*_path` functions read files. Everything is validated once, here, and problems raise `InputError`
 (a `ValueError`) with a message that says what to fix: wrong or mismatched columns (named),
-non-numeric columns (listed), NaNs (reported; or dropped with `drop_na=True`, and counted), object
+non-numeric columns (listed; a single cell or value that is not a number is named with its row), NaNs (reported; or dropped with `drop_na=True`, and counted), object
 arrays in an NPZ (refused: `allow_pickle=False`), a corrupt or non-Keras model file (models load
 with `safe_mode=True`). Nothing here imports Streamlit.
+
+Row index: a CSV whose first column has an empty header and holds integers is the row index that
+pandas' `to_csv` writes by default (`INDEX_COLUMN`); it is dropped, never measured as a feature, with an
+`InputNote` warning (the CLI prints it on stderr), in memory and in chunks alike.
 
 Size limits: compressed files can expand far beyond their size (an `.npz` of zeros 1,000-fold), so
 before anything is decompressed the declared sizes are checked against a limit (`max_bytes`,
@@ -33,6 +37,7 @@ from shiftkit.files.common import (
     MAX_BYTES,
     MAX_BYTES_ENV,
     InputError,
+    InputNote,
     bytes_from_gib,
     max_bytes_limit,
     read_path,
@@ -48,6 +53,7 @@ from shiftkit.files.domains import (
 )
 from shiftkit.files.models import check_keras_archive, load_keras_model, load_model_path, model_n_classes
 from shiftkit.files.tables import (
+    INDEX_COLUMN,
     LABEL_COLUMN_GUESSES,
     NO_LABEL,
     PARQUET_EXTENSIONS,
@@ -61,6 +67,7 @@ from shiftkit.files.tables import (
 
 __all__ = [
     "InputError",
+    "InputNote",
     "MAX_BYTES",
     "MAX_BYTES_ENV",
     "check_array_file",
@@ -73,6 +80,7 @@ __all__ = [
     "load_domains_path",
     "load_model_path",
     "read_path",
+    "INDEX_COLUMN",
     "LABEL_COLUMN_GUESSES",
     "MIN_SAMPLES",
     "NO_LABEL",

@@ -21,6 +21,9 @@ from shiftkit.files.common import (
     too_big,
 )
 
+#: The largest float32 value: larger inputs would overflow to infinity (shiftkit computes in float32).
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 __all__ = [
     "check_array_file",
     "load_arrays",
@@ -211,6 +214,11 @@ def _check_xy(
     x: np.ndarray, y: np.ndarray | None, filename: str, role: str, drop_na: bool
 ) -> tuple[np.ndarray, np.ndarray | None, int]:
     """Validate arrays read from a file: numeric, one row per sample, finite (or rows dropped)."""
+    if x.dtype.kind == "c":
+        raise InputError(
+            f"The array 'x' of the {role} {filename!r} has complex values ({x.dtype}); shiftkit measures real "
+            "numbers. Save real features instead: np.concatenate([x.real, x.imag], axis=1), or np.abs(x)."
+        )
     if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise InputError(f"The array 'x' of the {role} {filename!r} has dtype {x.dtype}; it must be numeric.")
     if x.ndim < 2:
@@ -218,6 +226,18 @@ def _check_xy(
             f"The array 'x' of the {role} {filename!r} has shape {x.shape}; it needs one row per sample, "
             "shape (n_samples, n_features) or (n_samples, height, width, channels)."
         )
+    if x.dtype.kind == "f" and x.dtype.itemsize > 4:
+        flat = x.reshape(len(x), -1)
+        with np.errstate(invalid="ignore"):
+            big = np.isfinite(flat) & (np.abs(flat) > FLOAT32_MAX)  # inf and NaN are reported as such below
+        if big.any():
+            row = int(np.flatnonzero(big.any(axis=1))[0])
+            raise InputError(
+                f"The array 'x' of the {role} {filename!r} has {int(big.sum())} value(s) beyond the float32 range "
+                f"(|x| > {FLOAT32_MAX:.3g}; e.g. {flat[row][big[row]][0]:.4g} in row {row}), which overflow to "
+                "infinity: shiftkit computes in float32. Rescale those features (e.g. divide by a power of ten) "
+                "or drop those samples."
+            )
     x = x.astype(np.float32)
     n_dropped = 0
     if drop_na and not np.all(np.isfinite(x)):

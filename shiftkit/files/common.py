@@ -12,11 +12,13 @@ from shiftkit._validation import check_real, encode_labels
 
 __all__ = [
     "InputError",
+    "InputNote",
     "MAX_BYTES",
     "MAX_BYTES_ENV",
     "max_bytes_limit",
     "bytes_from_gib",
     "read_path",
+    "folder_message",
     "fmt_bytes",
     "too_big",
     "listed",
@@ -27,6 +29,13 @@ __all__ = [
 
 class InputError(ValueError):
     """A problem with the user's input (file, column, setting), with a message that says what to fix."""
+
+
+class InputNote(UserWarning):
+    """Something done to the user's input that they should know of (e.g. a row-index column dropped).
+
+    Issued with `warnings.warn`; the CLI prints each one once on stderr as "shiftkit: note: ...".
+    """
 
 
 _MAX_LISTED = 12
@@ -111,6 +120,8 @@ def read_path(path: str | os.PathLike, role: str = "file", *, max_bytes: int | N
         max_bytes: largest file read (`max_bytes_limit`); checked before reading.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise InputError(folder_message(role, path))
     if not os.path.isfile(path):
         raise InputError(f"The {role} {path!r} does not exist (or is not a file). Check the path.")
     limit = max_bytes_limit(max_bytes)
@@ -122,6 +133,13 @@ def read_path(path: str | os.PathLike, role: str = "file", *, max_bytes: int | N
             return os.path.basename(path), fh.read()
     except OSError as exc:
         raise InputError(f"The {role} {path!r} could not be read: {exc.strerror or exc}.") from None
+
+
+def folder_message(role: str, path: str) -> str:
+    """The error for a folder given where one file is read: what reads folders instead."""
+    return (f"The {role} {path!r} is a folder, not a file. Give one file; a folder of Parquet (or CSV) parts is read "
+            "by `shiftkit check` / `shiftkit snapshot` with --engine dask (check: against a snapshot as --reference), "
+            "and a folder of batch files by `shiftkit monitor`.")
 
 
 def listed(items: Sequence[Any]) -> str:

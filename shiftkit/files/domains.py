@@ -463,13 +463,38 @@ def _in_time_order(frame: Any, column: str, filename: str, role: str) -> tuple[A
     else:
         try:
             key = pd.to_datetime(raw, utc=True)
-        except (ValueError, TypeError):
-            raise InputError(f"The time column {column!r} of the {role} {filename!r} holds values that are neither "
-                             f"numbers nor dates (e.g. {str(raw.iloc[0])[:40]!r}).") from None
+        except (ValueError, TypeError, OverflowError):
+            raise _time_error(raw, column, filename, role) from None
         shown = key.dt.strftime("%Y-%m-%dT%H:%M:%S%z").to_numpy()
         key = key.to_numpy()
     order = np.argsort(key, kind="stable")
     return frame.iloc[order].reset_index(drop=True), np.asarray(shown)[order]
+
+
+def _time_error(raw: Any, column: str, filename: str, role: str) -> InputError:
+    """The error for a time column pandas cannot read as dates: the first value that is not a date, or not in
+    the format of the first row (pandas reads a column in one format); rows are 1-based data rows."""
+    import pandas as pd
+
+    where = f"The time column {column!r} of the {role} {filename!r}"
+    try:
+        coerced = pd.to_datetime(raw, utc=True, errors="coerce")  # values not in the column's format: NaT
+    except (ValueError, TypeError, OverflowError):
+        coerced = None
+    bad = [] if coerced is None else np.flatnonzero(coerced.isna().to_numpy())
+    if len(bad) == 0:
+        return InputError(f"{where} could not be read as dates. Write every time in one format, e.g. ISO 8601 "
+                          "(2024-01-31 13:00:00).")
+    i = int(bad[0])
+    value = str(raw.iloc[i])[:60]
+    try:
+        pd.to_datetime(pd.Series([raw.iloc[i]]), utc=True)
+    except (ValueError, TypeError, OverflowError):
+        return InputError(f"{where} holds {value!r} in data row {i + 1}, which is neither a number nor a date. "
+                          "Fix or drop that row.")
+    return InputError(f"{where} mixes date formats: data row {i + 1} holds {value!r}, not in the format of data row 1 "
+                      f"({str(raw.iloc[0])[:60]!r}). Write every time in one format, e.g. ISO 8601 "
+                      "(2024-01-31 13:00:00).")
 
 
 def load_domains_path(

@@ -31,8 +31,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shiftkit.files.common import InputError, extension, listed, max_bytes_limit, too_big
-from shiftkit.files.tables import NO_LABEL, PARQUET_EXTENSIONS, _pyarrow, column_values, drop_missing
+from shiftkit.files.common import InputError, extension, folder_message, listed, max_bytes_limit, too_big
+from shiftkit.files.tables import (
+    NO_LABEL,
+    PARQUET_EXTENSIONS,
+    _pyarrow,
+    check_separator,
+    column_values,
+    drop_missing,
+    first_overflow,
+    index_column,
+    non_numeric_error,
+    overflow_error,
+    stray_cells,
+    without_index_column,
+)
 
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
@@ -102,6 +115,8 @@ def _check_chunk_rows(chunk_rows: Any) -> int:
 
 
 def _check_file(path: str, role: str) -> None:
+    if os.path.isdir(path):
+        raise InputError(folder_message(role, path))
     if not os.path.isfile(path):
         raise InputError(f"The {role} {path!r} does not exist (or is not a file). Check the path.")
     if not os.access(path, os.R_OK):
@@ -163,15 +178,20 @@ def _csv_chunks(path: str, name: str, chunk_rows: int, role: str, limit: int) ->
     if os.path.getsize(path) == 0:
         raise InputError(f"The {role} {name!r} is empty. Give a CSV with a header row and data rows.")
     how = "Give a comma-separated file with one header row."
+    with open(path, "rb") as fh:
+        check_separator(fh.readline(65536), name, role)
     try:
         reader = pd.read_csv(path, chunksize=chunk_rows)
         with reader:
             first = True
+            index = None  # the row-index column pandas writes by default, dropped from every chunk as in memory
             for frame in reader:
+                frame = _named_columns(frame, name, role)
                 if first:  # the first chunk holds min(chunk_rows, rows of the file) rows
                     _chunk_limit(role, name, len(frame), frame.shape[1], limit)
+                    index = index_column(frame)
                     first = False
-                yield _named_columns(frame, name, role)
+                yield without_index_column(frame, index, name, role)
     except UnicodeDecodeError:
         raise InputError(f"The {role} {name!r} is not a text CSV (it could not be decoded as UTF-8). "
                          "Export it as CSV (UTF-8).") from None
@@ -361,8 +381,11 @@ class TableValidator:
         self.dropped = 0
         self.labels = LabelTally()
         self._non_numeric: list[str] = []
+        self._text: set[str] = set()  # columns of text (not numbers with a few stray cells)
+        self._stray: dict[str, tuple[int, int, str]] = {}  # column -> (stray cells, first row, its text)
         self._nan: dict[str, int] = {}
         self._inf: list[str] = []
+        self._overflow: tuple[str, int, float] | None = None  # the first value beyond float32: column, row, value
         self._seen = False
 
     def merge(self, other: "TableValidator") -> "TableValidator":
@@ -383,6 +406,13 @@ class TableValidator:
         self.dropped += other.dropped
         self.labels.merge(other.labels)
         self._non_numeric += [c for c in other._non_numeric if c not in self._non_numeric]
+        self._text |= other._text
+        for c, (k, row, value) in other._stray.items():  # rows of a later part count after this part's rows
+            n, first, text = self._stray.get(c, (0, row + self.n_rows - other.n_rows, value))
+            self._stray[c] = (n + k, first, text)
+        if self._overflow is None and other._overflow is not None:
+            c, row, value = other._overflow
+            self._overflow = (c, row + self.n_rows - other.n_rows, value)
         for c, k in other._nan.items():
             self._nan[c] = self._nan.get(c, 0) + k
         self._inf += [c for c in other._inf if c not in self._inf]
@@ -391,7 +421,7 @@ class TableValidator:
     @property
     def ok(self) -> bool:
         """No problem found so far (the values of every chunk so far were usable)."""
-        return not (self._non_numeric or self._nan or self._inf)
+        return not (self._non_numeric or self._nan or self._inf or self._overflow)
 
     def _columns(self, frame: pd.DataFrame) -> None:
         """First chunk: the label and feature columns, checked against what is expected."""
@@ -423,11 +453,18 @@ class TableValidator:
             self._seen = True
         labels = frame[self.label] if self.has_labels else None
         feats = frame[list(self.feature_names)]
+        offset = self.n_rows  # data rows (kept) before this chunk
         self.n_rows += len(feats)
         non_numeric = [c for c in feats.columns if not pd.api.types.is_numeric_dtype(feats[c])]
         for c in non_numeric:
             if c not in self._non_numeric:
                 self._non_numeric.append(c)
+            found = stray_cells(feats[c])
+            if found is None:
+                self._text.add(c)
+            else:
+                n, first, text = self._stray.get(c, (0, offset + found[1], found[2]))
+                self._stray[c] = (n + found[0], first, text)
         x = None
         if not non_numeric:
             for c, k in feats.isna().sum().items():
@@ -437,6 +474,9 @@ class TableValidator:
             for j in np.flatnonzero(np.isinf(x).any(axis=0)):
                 if self.feature_names[j] not in self._inf:
                     self._inf.append(self.feature_names[j])
+            over = first_overflow(x) if self._overflow is None else None
+            if over is not None:
+                self._overflow = (self.feature_names[over[1]], offset + over[0], float(x[over]))
         values = None
         if labels is not None:
             self.labels.update(labels)
@@ -453,11 +493,8 @@ class TableValidator:
                              + (" left after dropping the rows with missing values (--drop-na)." if self.dropped else ".")
                              + " Give a table with a header row and data rows.")
         if self._non_numeric:
-            raise InputError(
-                f"The {self.role} {self.filename!r} has non-numeric feature column(s): {listed(self._non_numeric)}. "
-                "Encode them as numbers (e.g. one-hot or category codes), drop them, or choose one of "
-                "them as the label column."
-            )
+            stray = {c: self._stray[c] for c in self._non_numeric if c in self._stray and c not in self._text}
+            raise non_numeric_error(self.role, self.filename, self._non_numeric, stray)
         if self._nan:
             cols = [f"{c} ({n} missing)" for c, n in ((c, self._nan[c]) for c in self.feature_names if c in self._nan)]
             raise InputError(
@@ -468,6 +505,8 @@ class TableValidator:
             bad = [c for c in self.feature_names if c in self._inf]
             raise InputError(f"The {self.role} {self.filename!r} has infinite values in: {listed(bad)}. "
                              "Replace or drop them.")
+        if self._overflow is not None:
+            raise overflow_error(self.role, self.filename, *self._overflow)
         if self.labels.missing:
             raise InputError(
                 f"The label column {self.label!r} of the {self.role} {self.filename!r} has {self.labels.missing} "

@@ -7,6 +7,8 @@ when a Parquet file is read.
 from __future__ import annotations
 
 import io
+import re
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +17,7 @@ import pandas as pd
 
 from shiftkit.files.common import (
     InputError,
+    InputNote,
     encode_or_explain,
     extension,
     fmt_bytes,
@@ -24,6 +27,7 @@ from shiftkit.files.common import (
 )
 
 __all__ = [
+    "INDEX_COLUMN",
     "NO_LABEL",
     "LABEL_COLUMN_GUESSES",
     "PARQUET_EXTENSIONS",
@@ -37,6 +41,14 @@ __all__ = [
     "encode_label_columns",
     "column_values",
     "drop_missing",
+    "index_column",
+    "without_index_column",
+    "check_separator",
+    "stray_cells",
+    "non_numeric_error",
+    "overflow_error",
+    "first_overflow",
+    "FLOAT32_MAX",
 ]
 
 
@@ -44,6 +56,8 @@ __all__ = [
 NO_LABEL = "(no label column)"
 #: Column names tried, in order, as the default label column of an uploaded CSV.
 LABEL_COLUMN_GUESSES = ("label", "labels", "target", "y", "class", "diagnosis", "outcome")
+#: The name pandas gives a CSV's first column when its header cell is empty: where `to_csv` writes the row index.
+INDEX_COLUMN = "Unnamed: 0"
 #: Extensions read as Parquet (`read_parquet`).
 PARQUET_EXTENSIONS = (".parquet", ".pq")
 #: Extensions read as tables (`read_table`): CSV and Parquet.
@@ -54,6 +68,7 @@ def read_csv(data: bytes, filename: str = "data.csv", *, role: str = "file"):
     """Parse CSV bytes into a DataFrame, with a readable error for empty or malformed files."""
     if not data:
         raise InputError(f"The {role} {filename!r} is empty. Upload a CSV with a header row and data rows.")
+    check_separator(data[:65536].split(b"\n", 1)[0], filename, role)
     try:
         frame = pd.read_csv(io.BytesIO(data))
     except UnicodeDecodeError:
@@ -66,7 +81,43 @@ def read_csv(data: bytes, filename: str = "data.csv", *, role: str = "file"):
             f"The {role} {filename!r} could not be read as CSV: {str(exc).splitlines()[0]}. "
             "Upload a comma-separated file with one header row."
         ) from None
-    return _checked_frame(frame, filename, role, "Upload a CSV with a header row and data.")
+    frame = _checked_frame(frame, filename, role, "Upload a CSV with a header row and data.")
+    return without_index_column(frame, index_column(frame), filename, role)
+
+
+def index_column(frame: pd.DataFrame) -> str | None:
+    """`INDEX_COLUMN` when a CSV's first column is the row index pandas' `to_csv` writes by default (an empty
+    header, integer values, and other columns beside it), else None. Decided on the first chunk of a
+    streamed file, so that every chunk is read alike."""
+    columns = list(frame.columns)
+    if len(columns) > 1 and columns[0] == INDEX_COLUMN and pd.api.types.is_integer_dtype(frame[INDEX_COLUMN]):
+        return INDEX_COLUMN
+    return None
+
+
+def without_index_column(frame: pd.DataFrame, column: str | None, filename: str, role: str) -> pd.DataFrame:
+    """The table without its row-index column `column` (`index_column`; None: unchanged), with an `InputNote`."""
+    if column is None or column not in frame.columns:
+        return frame
+    warnings.warn(
+        f"the {role} {filename!r} starts with an unnamed column of integers, the row index that pandas' to_csv "
+        "writes by default; it is dropped, not measured as a feature. Write tables with to_csv(path, index=False) "
+        "to avoid this note.", InputNote, stacklevel=3)
+    return frame.drop(columns=column)
+
+
+def check_separator(header: bytes, filename: str, role: str) -> None:
+    """Refuse a CSV whose header line (bytes) has no comma but a semicolon, tab or bar: another separator."""
+    if b"," in header:
+        return
+    for sep in (";", "\t", "|"):
+        if sep.encode() in header:
+            shown = header.decode("utf-8", "replace").strip()[:80]
+            raise InputError(
+                f"The {role} {filename!r} has its columns separated by {sep!r}, not by commas (its header: "
+                f"{shown!r}). Save it comma-separated: pandas.read_csv(path, sep={sep!r}).to_csv(new_path, "
+                "index=False)."
+            )
 
 
 def _checked_frame(frame: pd.DataFrame, filename: str, role: str, how: str) -> pd.DataFrame:
@@ -161,15 +212,73 @@ def guess_label_column(columns: Sequence[str]) -> str:
     return NO_LABEL
 
 
+#: The largest float32 value: larger inputs would overflow to infinity (shiftkit computes in float32).
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+_THOUSANDS = re.compile(r"[+-]?\d{1,3}([,.' ]\d{3})+([.,]\d+)?")
+
+
+def stray_cells(series: Any) -> tuple[int, int, str] | None:
+    """A column of numbers with a few cells that are not numbers ('?', '12,345.6'), read as text by pandas:
+    `(how many, position of the first, its text)`; None for a column of text (most cells not numbers)."""
+    present = series.notna()
+    parsed = pd.to_numeric(series.where(present), errors="coerce")
+    bad = (present & parsed.isna()).to_numpy()
+    n_bad, n = int(bad.sum()), int(present.sum())
+    if n_bad == 0 or 2 * n_bad > n:
+        return None
+    first = int(np.flatnonzero(bad)[0])
+    return n_bad, first, str(series.iloc[first])
+
+
+def non_numeric_error(role: str, filename: str, columns: Sequence[str], stray: dict[str, tuple[int, int, str]]) -> InputError:
+    """The error for non-numeric feature `columns`: those in `stray` are numbers with a few cells that are not
+    (each named with its first such cell and row: the 1-based data row, after the header); the others are text."""
+    parts = []
+    for column in columns:
+        if column not in stray:
+            parts.append(repr(column))
+            continue
+        n, row, value = stray[column]
+        why = ("a thousands separator? write numbers without them, e.g. 12345.6" if _THOUSANDS.fullmatch(value.strip())
+               else "not a number")
+        parts.append(f"{column!r} (data row {row + 1} holds {value!r}: {why}"
+                     + (f"; {n - 1} more such cell(s))" if n > 1 else ")"))
+    fixes = []
+    if stray:
+        fixes.append("Correct the cells named, or empty them and drop their rows (the CLI's --drop-na, or "
+                     "drop_na=True).")
+    if len(stray) < len(columns):
+        fixes.append("Encode text columns as numbers (e.g. one-hot or category codes), drop them, or choose one of "
+                     "them as the label column.")
+    shown = ", ".join(parts[:12]) + (f" (and {len(parts) - 12} more)" if len(parts) > 12 else "")
+    return InputError(f"The {role} {filename!r} has non-numeric feature column(s): {shown}. {' '.join(fixes)}")
+
+
+def overflow_error(role: str, filename: str, column: str, row: int, value: float) -> InputError:
+    """The error for a value beyond the float32 range (1-based data `row`)."""
+    return InputError(
+        f"The {role} {filename!r} has values beyond the float32 range (|x| > {FLOAT32_MAX:.3g}) in column {column!r} "
+        f"(e.g. {value:.4g} in data row {row + 1}), which overflow to infinity: shiftkit computes in float32. "
+        "Rescale that column (e.g. divide it by a power of ten) or drop those rows."
+    )
+
+
+def first_overflow(x: np.ndarray) -> tuple[int, int] | None:
+    """`(row, column)` of the first finite value of a float64 table beyond the float32 range, or None."""
+    with np.errstate(invalid="ignore"):
+        big = np.isfinite(x) & (np.abs(x) > FLOAT32_MAX)
+    if not big.any():
+        return None
+    row = int(np.flatnonzero(big.any(axis=1))[0])
+    return row, int(np.flatnonzero(big[row])[0])
+
+
 def csv_features(frame: Any, filename: str, role: str) -> np.ndarray:
     """The feature columns of a table as float32, refused with the columns named if not numeric or finite."""
     non_numeric = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
     if non_numeric:
-        raise InputError(
-            f"The {role} {filename!r} has non-numeric feature column(s): {listed(non_numeric)}. "
-            "Encode them as numbers (e.g. one-hot or category codes), drop them, or choose one of "
-            "them as the label column."
-        )
+        stray = {c: found for c in non_numeric if (found := stray_cells(frame[c])) is not None}
+        raise non_numeric_error(role, filename, non_numeric, stray)
     nan_cols = [f"{c} ({int(n)} missing)" for c, n in frame.isna().sum().items() if n > 0]
     if nan_cols:
         raise InputError(
@@ -180,6 +289,9 @@ def csv_features(frame: Any, filename: str, role: str) -> np.ndarray:
     if not np.all(np.isfinite(x)):
         bad = [c for c in frame.columns if not np.all(np.isfinite(frame[c].to_numpy(dtype=np.float64)))]
         raise InputError(f"The {role} {filename!r} has infinite values in: {listed(bad)}. Replace or drop them.")
+    over = first_overflow(x)
+    if over is not None:
+        raise overflow_error(role, filename, str(frame.columns[over[1]]), over[0], float(x[over]))
     return x.astype(np.float32)
 
 

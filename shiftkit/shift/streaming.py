@@ -516,7 +516,7 @@ def _scan_reference(path: Any, *, label_column: str | None, model: Any, layer: A
     chunk_rows, max_samples, seed = _options(chunk_rows, max_samples, seed)
     path_text = os.fspath(path) if not isinstance(path, (list, tuple)) else str(path)
     name = os.path.basename(path_text.rstrip("/")) or path_text
-    make = _validator_factory(path_text, role, label_column=label_column, drop_na=drop_na)
+    make = _validator_factory(path_text, role, label_column=label_column, drop_na=drop_na, label_required=True)
     scan = _scan(path if isinstance(path, (list, tuple)) else path_text, make, seed, max_samples, engine=engine, scheduler=scheduler, chunk_rows=chunk_rows,
                  role=role, max_bytes=max_bytes, edges=None, embedding=None)
     v = scan.validator
