@@ -396,7 +396,11 @@ if cap < monitoring.MIN_WINDOW:
             "upload more source data.")
 else:
     m1, m2 = st.columns(2)
-    window = int(m1.slider("Rows per window", monitoring.MIN_WINDOW, cap, min(cap, 50), key="monitor_window"))
+    if cap > monitoring.MIN_WINDOW:
+        window = int(m1.slider("Rows per window", monitoring.MIN_WINDOW, cap, min(cap, 50), key="monitor_window"))
+    else:  # a slider needs min < max: the one window size the reference allows
+        window = monitoring.MIN_WINDOW
+        m1.caption(f"Rows per window: {window} (the most this reference allows: it needs 4 x window rows).")
     horizon = int(m2.select_slider("Horizon (windows the alarm's level covers)", options=[10, 20, 50, 100], value=20,
                                    key="monitor_horizon"))
     monitor_key = (ctx["data_key"], ctx["model_key"], window, float(alpha), horizon, seed)

@@ -88,6 +88,9 @@ def check_array(
         )
     if arr.ndim == 1:
         arr = arr.reshape(-1, 1)
+    if arr.shape[0] > 0 and arr.size == 0:
+        raise ValueError(f"{name} has {arr.shape[0]} samples but no features (shape {arr.shape}): a table with no "
+                         "feature columns besides its label column? Pass at least one numeric feature column.")
     if arr.shape[0] == 0 or arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}). Pass at least {min_samples} samples.")
     if arr.shape[0] < min_samples:

@@ -572,3 +572,34 @@ def test_label_shift_adapter_corrects_to_the_given_proportions():
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     assert len(at.table) == 1
+
+
+def test_a_reference_that_allows_only_the_smallest_window_does_not_crash_the_page():
+    """40 source rows without a model: 4 x 10 rows, one window size; a slider with min == max raised
+    StreamlitInvalidMinMaxError and the rest of the page (downloads) never rendered."""
+    rng = np.random.default_rng(0)
+
+    def table(n):
+        return pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "label": [0, 1] * (n // 2)})
+
+    at = _app()
+    at.session_state[dash.TEST_UPLOAD_KEYS["source"]] = ("source.csv", csv_bytes(table(40)))
+    at.session_state[dash.TEST_UPLOAD_KEYS["target"]] = ("target.csv", csv_bytes(table(40)))
+    at.run()
+    at.radio(key="model_mode").set_value("none")
+    at.radio(key="data_mode").set_value("upload").run()
+    assert not at.exception, at.exception
+    assert any("Rows per window: 10" in c.value for c in at.caption)
+    at.button(key="run_monitor").click().run()
+    assert not at.exception, at.exception
+
+
+def test_few_target_labels_leave_at_least_half_of_each_class_to_evaluate_on():
+    from shiftkit.dashboard.adapting import _few_labels_split
+
+    y = np.repeat([0, 1], 30)
+    train, evaluate = _few_labels_split(y, 50, seed=0)
+    assert len(train) == 30 and len(evaluate) == 30  # was 58 / 2
+    assert np.bincount(y[evaluate]).tolist() == [15, 15]
+    train, _ = _few_labels_split(y, 10, seed=0)
+    assert np.bincount(y[train]).tolist() == [10, 10]  # the usual setting is unchanged

@@ -201,3 +201,15 @@ def test_report_table_prints_the_edge_thresholds_in_words():
     text = str(shiftkit.shift_report(rng.normal(size=(50, 3)), rng.normal(1, size=(50, 3)), n_permutations=99, seed=0))
     assert "inf" not in text
     assert "threshold 'any'" in text
+
+
+def test_a_class_only_in_the_target_is_not_sent_to_a_reweighting_adapter():
+    """A label-shift correction cannot run without source rows of a class (and no reweighting teaches it)."""
+    rng = np.random.default_rng(0)
+    xs, xt = rng.normal(size=(120, 2)), rng.normal(size=(120, 2))
+    ys = np.array(["A", "B"] * 60)
+    yt = np.array(["A", "C"] * 60)
+    d = shiftkit.diagnose(xs, xt, ys, yt, n_permutations=199, seed=0, second_opinion=False)
+    assert "label" in d.kinds
+    assert d.recommendation in ("FineTuneAdapter", "CopyAdapter")
+    assert "['C'] that the source lacks" in d.reason

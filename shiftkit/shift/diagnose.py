@@ -576,8 +576,13 @@ def diagnose(
     if yt is not None:
         new_classes = np.flatnonzero((np.bincount(yt, minlength=n_classes) > 0) & (np.bincount(ys, minlength=n_classes) == 0))
         if new_classes.size:
-            reason += (f" The target has class(es) {[class_values[k] for k in new_classes]} that the source lacks: "
-                       "reweighting or aligning cannot teach the model those; it needs labelled rows of them.")
+            # reweighting (LabelShiftAdapter) or aligning (MMDAdapter) cannot teach the model a class the source
+            # lacks (a label-shift correction would even fail: no source rows to estimate its ratio from)
+            fewest = int(np.bincount(yt, minlength=n_classes)[new_classes].min())
+            recommendation = "FineTuneAdapter" if fewest >= few_labels_per_class else "CopyAdapter"
+            reason = (f"The target has class(es) {[class_values[k] for k in new_classes]} that the source lacks: "
+                      "reweighting or aligning cannot teach the model those; train on the labelled target rows "
+                      f"({recommendation}; the rarest new class has {fewest} target label(s)). " + reason)
     untestable = [k for k in SHIFT_KINDS if not evidence[k].testable]
     if untestable:
         reason += (f" NOT TESTABLE on these data: {', '.join(untestable)}; nothing is concluded about "
