@@ -603,3 +603,18 @@ def test_few_target_labels_leave_at_least_half_of_each_class_to_evaluate_on():
     assert np.bincount(y[evaluate]).tolist() == [15, 15]
     train, _ = _few_labels_split(y, 10, seed=0)
     assert np.bincount(y[train]).tolist() == [10, 10]  # the usual setting is unchanged
+
+
+def test_a_class_lost_from_the_held_out_source_is_named_not_blamed_on_the_file():
+    """With the default model 40% of the source is held out for the reports; a class with one row can miss it.
+    The message said 'y_source holds a single class ... pass source labels of every class' (the file has them)."""
+    from shiftkit.dashboard import pipeline
+
+    rng = np.random.default_rng(0)
+    xs, xt = rng.normal(size=(30, 3)).astype("float32"), rng.normal(size=(30, 3)).astype("float32")
+    ys, yt = np.array([0] * 29 + [1]), np.array([0, 1] * 15)
+    d = Domains("t", "t", xs, xt, ys, yt, ("benign", "malignant"), tuple("abc"))
+    _, held = pipeline.source_split(ys, 30, 0)
+    assert 29 not in held  # the one malignant row is in the training part
+    with pytest.raises(DashboardError, match=r"held-out part of the source .* no row of class\(es\) \['malignant'\]"):
+        pipeline.analysis_of(d, None, held, n_permutations=99, alpha=0.05, seed=0, use_target_labels=True)
