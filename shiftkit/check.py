@@ -795,13 +795,19 @@ def checked_priors(priors: Any, name: str = "target_priors") -> Any:
     return dict(zip(keys, normalised)) if keys is not None else normalised
 
 
-def priors_in_class_order(priors: Any, classes: Sequence[Any] | None) -> Any:
+def priors_in_class_order(priors: Any, classes: Sequence[Any] | None, name: str = "target_priors") -> Any:
     """Known target class proportions as a vector in the order of `classes` (a mapping is keyed by class
-    value, compared as text: what a command line or a text box gives); a sequence is returned as given."""
+    value, compared as text: what a command line or a text box gives); a sequence is returned as given,
+    checked for one value per class when `classes` are known. `name`: the argument's name in messages."""
     if not isinstance(priors, dict):
+        if classes is not None and len(priors) != len(classes):
+            raise ValueError(
+                f"{name} has {len(priors)} values but there are {len(classes)} classes "
+                f"{[str(c) for c in classes][:10]}: give one proportion per class, in that order (or name them, "
+                f"e.g. {classes[0]}=0.9).")
         return priors
     if classes is None:
-        raise ValueError("target_priors by class needs a labelled reference (its classes name the proportions); "
+        raise ValueError(f"{name} by class needs a labelled reference (its classes name the proportions); "
                          "pass a list in the model's output order instead.")
     names = [str(c) for c in classes]
     given = {str(k): v for k, v in priors.items()}
@@ -809,7 +815,7 @@ def priors_in_class_order(priors: Any, classes: Sequence[Any] | None) -> Any:
     missing = [n for n in names if n not in given]
     if unknown or missing:
         raise ValueError(
-            f"target_priors names {'unknown class(es) ' + str(unknown) if unknown else ''}"
+            f"{name} names {'unknown class(es) ' + str(unknown) if unknown else ''}"
             f"{' and ' if unknown and missing else ''}{'no proportion for ' + str(missing) if missing else ''}; "
             f"give one proportion per reference class: {names}, e.g. {names[0]}=0.9.")
     return [given[n] for n in names]

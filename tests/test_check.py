@@ -380,3 +380,14 @@ def test_fail_on_warn_heads_the_summary_with_the_warnings():
     head = result.summary().splitlines()[0]
     assert head.startswith("FAIL (--fail-on warn): warnings on input-space MMD") and "beyond the thresholds" not in head
     assert "FAIL (--fail-on warn): warnings on input-space MMD" in result.to_html()
+
+
+def test_priors_in_class_order_names_the_argument_and_counts_the_classes():
+    from shiftkit.check import priors_in_class_order
+
+    box = "Known target class proportions"
+    with pytest.raises(ValueError, match=r"Known target class proportions has 3 values but there are 2 classes"):
+        priors_in_class_order([0.5, 0.3, 0.2], ("benign", "malignant"), box)
+    with pytest.raises(ValueError, match=r"Known target class proportions names unknown class\(es\) \['other'\]"):
+        priors_in_class_order({"benign": 0.9, "other": 0.1}, ("benign", "malignant"), box)
+    assert priors_in_class_order({"malignant": 0.1, "benign": 0.9}, ("benign", "malignant")) == [0.9, 0.1]

@@ -334,7 +334,8 @@ def run_adaptation(
         settings = dict(config.settings)
         if config.target_priors:
             settings["target_priors"] = priors_in_class_order(
-                parse_target_priors(config.target_priors, "Known target class proportions"), domains.class_name_list())
+                parse_target_priors(config.target_priors, "Known target class proportions"), domains.class_name_list(),
+                "Known target class proportions")
         adapter = cls.from_config(settings, model)
         adapter.fit(**data, **options)
         xt_eval = xt[target_eval]

@@ -233,7 +233,7 @@ def analysis_of(
     priors = None
     if target_priors.strip() and model is not None and ys is not None and yt is None and is_classifier(model):
         priors = priors_in_class_order(parse_target_priors(target_priors, "Known target class proportions"),
-                                       domains.class_name_list())
+                                       domains.class_name_list(), "Known target class proportions")
     return analyze(
         domains.x_source[source_idx], domains.x_target, y_source=ys, y_target=yt, model=model,
         feature_names=domains.feature_names, class_names=domains.class_name_list(), notes=[domains.description],
