@@ -291,6 +291,10 @@ def _measure_arrays(
 ) -> Measurement:
     report = shift_report(xs, xt, ys, yt, model=model, layer=layer, n_permutations=n_permutations, alpha=alpha,
                           seed=seed, standardize=standardize, max_samples=max_samples)
+    lab = report.labels
+    if lab is not None and class_names is not None and len(class_names) >= lab.n_classes \
+            and tuple(lab.classes) == tuple(range(len(lab.classes))):  # codes with their names: show the names
+        report = dataclasses.replace(report, labels=dataclasses.replace(lab, classes=tuple(class_names[:lab.n_classes])))
     rows = (subsample_rows(len(xs), max_samples, seed), subsample_rows(len(xt), max_samples, None if seed is None else seed + 1))
     used = (len(rows[0]), len(rows[1]))
     subsampled = () if used == (len(xs), len(xt)) else ("mmd_tests", "diagnosis")

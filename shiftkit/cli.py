@@ -569,6 +569,11 @@ def _run_adapt(args: argparse.Namespace) -> int:
                          "`y` in an NPZ).")
     fit_rows, val_rows = source_holdout(d.y_source, len(d.y_source), args.seed, val_size)
     cls = get_adapter(args.adapter)
+    if d.y_target is None and "y_target" in cls.requires:
+        label_free = [n for n in adapter_names() if "y_target" not in get_adapter(n).requires]
+        raise ValueError(f"--adapter {args.adapter} trains on labelled target rows, but the target has no labels "
+                         f"({'--label-column ' + repr(args.label_column) + ' is not in it' if args.label_column else 'no y in the NPZ'}): "
+                         f"add them, or pick an adapter that needs none: {', '.join(label_free)}.")
     target_labeled = None if d.y_target is None else (d.x_target, d.y_target)
     data = fit_data(cls, source_train=(d.x_source[fit_rows], d.y_source[fit_rows]),
                     source_held_out=(d.x_source[val_rows], d.y_source[val_rows]),
@@ -596,6 +601,10 @@ def _run_adapt(args: argparse.Namespace) -> int:
     if selection is not None:
         summary.append(str(selection))
     summary.append(str(report))
+    if result["target_labels_used_for_training"] and d.y_target is not None:
+        summary.append(f"note: the target accuracy after adapting is in-sample: {cls.__name__} trained on these "
+                       "target labels. For an honest figure, adapt on part of the target file and score the rest "
+                       "(e.g. shiftkit report with the adapted model on the held-back rows).")
     _write_outputs(args, json.dumps(jsonable(result), indent=1, allow_nan=False), "\n".join(summary), None)
     return EXIT_OK
 

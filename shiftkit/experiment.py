@@ -35,6 +35,7 @@ import json
 import numbers
 import os
 import re
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -75,8 +76,11 @@ ADAPTER_NAMES: tuple[str, ...] = adapter_names()
 #: the adapter's own default (CopyAdapter, FineTuneAdapter: until the held-out loss stops improving;
 #: MMDAdapter: its `EPOCHS`), defined once, on the adapter.
 DEFAULT_EPOCHS: dict[str, int | None] = {"source": 30, "target_only": 50, "copy": None, "finetune": None, "mmd": None}
+# Every registered method has its own offset (the later ones: 10 + their place in the default list, the seeds
+# the default run has always given them); a method named otherwise (a dict key, a registered toy) gets one from
+# its name (`_seed`), never from its position, so adding or removing a method changes no other's seed.
 _SEED_OFFSETS = {"source": 0, "target_only": 1, "copy": 2, "finetune": 3, "mmd": 4, "label_shift": 5, "coral": 6,
-                 "adabn": 7}
+                 "adabn": 7, "self_training": 16, "dann": 17, "importance": 18, "auto": 19}
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -214,10 +218,11 @@ def _feature_figures(test: Any) -> tuple[float | None, float | None]:
 
 
 def _seed(seed: int | None, step: str, index: int = 0) -> int | None:
+    """`seed` plus the step's fixed offset (`_SEED_OFFSETS`, else 100 + a hash of its name), set as Keras's seed.
+    `index` (the method's place in the list) is not used: kept for callers."""
     if seed is None:
         return None
-
-    value = seed + _SEED_OFFSETS.get(step, 10 + index)
+    value = seed + _SEED_OFFSETS.get(step, 100 + zlib.crc32(step.encode()) % 100_000)
     keras.utils.set_random_seed(value)
     return value
 

@@ -371,6 +371,7 @@ def adapt_files(tmp_path_factory):
     np.savez(tmp / "src.npz", x=s.x_source, y=s.y_source)
     np.savez(tmp / "tgt.npz", x=s.x_target, y=s.y_target)
     np.savez(tmp / "src_unlabelled.npz", x=s.x_source)
+    np.savez(tmp / "tgt_unlabelled.npz", x=s.x_target)
     keras.utils.set_random_seed(0)
     norm = keras.layers.Normalization()
     norm.adapt(s.x_source)
@@ -400,6 +401,15 @@ def test_adapt_writes_the_adapted_model_and_a_before_after_report(adapt_files, c
     assert "written to" in capsys.readouterr().out
 
 
+def test_adapt_says_when_its_after_accuracy_is_in_sample(adapt_files, capsys):
+    """copy trains on the target labels it is then scored on: the text must say the figure is in-sample."""
+    js = adapt_files / "copy.json"
+    assert _adapt(adapt_files, "--adapter", "copy", "--out", str(adapt_files / "copy.keras"), "--epochs", "1",
+                  "--json", str(js)) == 0
+    assert json.loads(js.read_text())["target_labels_used_for_training"] is True
+    assert "in-sample" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_adapt_auto_reports_the_choice(adapt_files, capsys):
     js = adapt_files / "auto.json"
@@ -415,6 +425,12 @@ def test_adapt_bad_input_exits_2_with_a_message(adapt_files, capsys):
                   "--out", str(adapt_files / "x.keras"), "--adapter", "mmd"]
     assert main(unlabelled) == 2
     assert "--source has no labels" in capsys.readouterr().err
+    no_target_labels = ["adapt", "--source", str(adapt_files / "src.npz"), "--target",
+                        str(adapt_files / "tgt_unlabelled.npz"), "--model", str(adapt_files / "model.keras"),
+                        "--out", str(adapt_files / "x.keras"), "--adapter", "copy"]
+    assert main(no_target_labels) == 2  # it said x_target was missing, in Python terms
+    err = capsys.readouterr().err
+    assert "--adapter copy trains on labelled target rows" in err and "mmd" in err
     assert _adapt(adapt_files, "--adapter", "mmd", "--out", str(adapt_files / "x.h5")) == 2
     assert "end the name with .keras" in capsys.readouterr().err
     assert _adapt(adapt_files, "--adapter", "mmd", "--out", str(adapt_files / "x.keras"), "--val-size", "1.5") == 2
@@ -461,3 +477,15 @@ def test_check_target_priors_reach_the_accuracy_estimate(adapt_files, tmp_path, 
     assert "unknown class(es) ['7']" in capsys.readouterr().err
     assert main([*base, "--target-priors", "half,half"]) == 2
     assert "--target-priors 'half,half' is not a list of proportions" in capsys.readouterr().err
+
+
+def test_report_shows_the_label_names_not_their_codes(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for name, n in (("src.csv", 120), ("tgt.csv", 100)):
+        frame = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n)})
+        frame["label"] = rng.choice(["neg", "mid", "pos"], size=n)
+        frame.to_csv(tmp_path / name, index=False)
+    assert main(["report", "--source", str(tmp_path / "src.csv"), "--target", str(tmp_path / "tgt.csv"),
+                 "--label-column", "label", "--n-permutations", "50"]) in (0, 1)
+    table = capsys.readouterr().out.split("labels (target from labels)", 1)[1].split("total variation", 1)[0]
+    assert all(name in table for name in ("neg", "mid", "pos")), table
