@@ -165,6 +165,24 @@ def test_a_new_head_is_seeded(cls):
     assert not np.allclose(runs[0], other)
 
 
+@pytest.mark.parametrize("cls", [CopyAdapter, FineTuneAdapter])
+def test_a_source_started_head_repeats_with_one_seed_without_the_global_seed(cls):
+    """The default path (the head copied from the source): `fit(seed=)` alone fixes the training batches'
+    shuffle, so two fits in one process agree without `keras.utils.set_random_seed` (they did not)."""
+    src = _source([L.Dense(3, activation="softmax")], epochs=2)
+    x, y = _blobs(60, 1, shift=0.7)
+    kw = {"head_epochs": 3} if cls is FineTuneAdapter else {}
+
+    def weights(seed):
+        adapter = cls(src, **kw).fit(x, y, epochs=3, seed=seed, verbose=0)
+        assert adapter.head_initialised_from_source_
+        return np.concatenate([w.ravel() for w in adapter.model_.get_weights()])
+
+    first, second = weights(0), weights(0)
+    np.testing.assert_array_equal(first, second)
+    assert not np.array_equal(first, weights(1))
+
+
 # ------------------------------------------------------------------ defect 6: a saved file is a plain Keras model
 def test_a_saved_adapter_loads_in_plain_keras_without_shiftkit(tmp_path):
     src = _source([L.Dense(3, activation="softmax")], epochs=2)

@@ -278,11 +278,8 @@ class StagedTraining:
         return y.reshape(-1, 1).astype("float32") if n_out == 1 else y
 
     def _shuffle_seed(self) -> int | None:
-        """The seed of the training batches' shuffle: `fit`'s seed for a head that did not start from the
-        source's; None (Keras's global seed, as these heads have always been trained, so the benchmarks'
-        figures stand) for a source-started head."""
-        if getattr(self, "head_initialised_from_source_", True):
-            return None
+        """The seed of the training batches' shuffle: `fit`'s seed, so two fits with one seed train on
+        the same batches (None: Keras's global seed, `keras.utils.set_random_seed`)."""
         return getattr(self, "_fit_seed", None)
 
     def _unlabelled_classes(self, y: np.ndarray) -> list[int]:
