@@ -54,10 +54,11 @@ from shiftkit._json import jsonable
 from shiftkit._validation import check_real
 from shiftkit._version import __version__
 from shiftkit.adapt import adapter_names, fit_data, get_adapter
+from shiftkit.adapt.training import holdout_split
 from shiftkit.analysis import analyze
 from shiftkit.check_config import PRESETS, CheckConfig
 from shiftkit.dashboard.pipeline import train_default_model
-from shiftkit.data import source_holdout
+from shiftkit.data import check_held_out_classes, source_holdout
 from shiftkit.datasets import SCENARIOS, load_scenario
 from shiftkit.files import (
     InputNote,
@@ -237,8 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Fit an adapter (shiftkit.adapt registry; 'auto': shiftkit.select_adapter, which diagnoses the shift, "
         "fits the adapters that suit it and keeps the best, or the source model) on labelled source data "
         "(--val-size of it held out, stratified) and the target's inputs (the target's labels, when present, "
-        "train the adapters that need them and score the report); save the adapted model and report the "
-        "shift before and after on the held-out source vs the target.",
+        "train the adapters that need them, less --target-test-size of them held back, and score the report); "
+        "save the adapted model and report the shift before and after on the held-out source vs the target "
+        "(the held-back target rows when target labels trained the adapter).",
         ("--source", "SRC", "labelled source data (CSV/NPZ/NPY)"), ("--target", "TGT", "target data (CSV/NPZ/NPY)"),
         ("--model", "MODEL.keras", "the source model (loaded with safe_mode=True)"),
         ("--out", "PATH", "adapted model to write (.keras; shiftkit.load_adapter reads it)"),
@@ -248,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--epochs", type=int, default=None, help="training epochs (default: the adapter's own)")
     adapt.add_argument("--val-size", type=float, default=0.2,
                        help="share of the source held out for scoring and the report (default: %(default)s)")
+    adapt.add_argument("--target-test-size", type=float, default=0.3,
+                       help="share of the labelled target rows held back (stratified, seeded) from an adapter that "
+                            "learns from target labels (copy, finetune, auto) and scored instead; 0: train on every "
+                            "labelled row, and the after-accuracy is in-sample (default: %(default)s)")
     adapt.add_argument("--label-column", metavar="NAME", help="label column of CSV files")
     adapt.add_argument("--drop-na", action="store_true", help="drop rows with missing values (reported)")
     adapt.add_argument("--n-permutations", type=int, default=500, help="permutations per MMD test (default: %(default)s)")
@@ -558,26 +564,56 @@ def _run_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _learns_from_target_labels(cls: type) -> bool:
+    """True when adapter class `cls` trains on, or chooses with, labelled target rows (`fit_data` gives them)."""
+    return "y_target" in cls.requires or "y_target_labeled" in cls.uses
+
+
+def _target_test_rows(y_target: np.ndarray | None, test_size: float, seed: int,
+                      learns: bool) -> tuple[np.ndarray, np.ndarray]:
+    """`shiftkit adapt`'s target rows: `(adapted_on, scored)`.
+
+    Every row is both when the adapter does not learn from target labels (it sees the inputs only, as it
+    will in use) or `test_size` is 0. Otherwise a stratified, seeded `test_size` share of each class with at
+    least two rows is held back and scored (`shiftkit.adapt.training.holdout_split`), the rest adapts.
+    """
+    every = np.arange(0 if y_target is None else len(y_target))
+    if not learns or test_size == 0:
+        return every, every
+    split = holdout_split(y_target, test_size, seed)
+    if split is None:
+        raise ValueError(f"--target-test-size {test_size:g}: the target has too few labelled rows "
+                         f"({len(y_target)}) to hold some back for scoring. Add target rows, or pass "
+                         "--target-test-size 0 to train on all of them (the after-accuracy is then in-sample).")
+    return split
+
+
 def _run_adapt(args: argparse.Namespace) -> int:
     if not str(args.out).endswith(".keras"):
         raise ValueError(f"--out {args.out}: the adapted model is written in the Keras format; end the name with .keras.")
     val_size = check_real(args.val_size, "--val-size", low=0, high=1, low_open=True, high_open=True, example=0.2)
+    test_size = check_real(args.target_test_size, "--target-test-size", low=0, high=1, high_open=True, example=0.3)
     model = _load_model(args)
     d = _load_domains(args, args.source, model, "source")
     if d.y_source is None:
         raise ValueError("--source has no labels: adapting needs labelled source data (--label-column for a CSV, "
                          "`y` in an NPZ).")
     fit_rows, val_rows = source_holdout(d.y_source, len(d.y_source), args.seed, val_size)
+    check_held_out_classes(d.y_source, val_rows, class_names=d.class_name_list(),
+                           why=f"the adapters train on the rest (--val-size {val_size:g})",
+                           fix="Add source rows of those classes, or raise --val-size.")
     cls = get_adapter(args.adapter)
     if d.y_target is None and "y_target" in cls.requires:
         label_free = [n for n in adapter_names() if "y_target" not in get_adapter(n).requires]
         raise ValueError(f"--adapter {args.adapter} trains on labelled target rows, but the target has no labels "
                          f"({'--label-column ' + repr(args.label_column) + ' is not in it' if args.label_column else 'no y in the NPZ'}): "
                          f"add them, or pick an adapter that needs none: {', '.join(label_free)}.")
-    target_labeled = None if d.y_target is None else (d.x_target, d.y_target)
+    learns = d.y_target is not None and _learns_from_target_labels(cls)
+    train_rows, test_rows = _target_test_rows(d.y_target, test_size, args.seed, learns)
+    target_labeled = None if d.y_target is None else (d.x_target[train_rows], d.y_target[train_rows])
     data = fit_data(cls, source_train=(d.x_source[fit_rows], d.y_source[fit_rows]),
                     source_held_out=(d.x_source[val_rows], d.y_source[val_rows]),
-                    target_labeled=target_labeled, target_unlabeled=d.x_target)
+                    target_labeled=target_labeled, target_unlabeled=d.x_target[train_rows])
     options: dict[str, Any] = {"verbose": 0, "seed": args.seed}
     if args.epochs is not None:
         options["epochs"] = args.epochs
@@ -586,13 +622,17 @@ def _run_adapt(args: argparse.Namespace) -> int:
     _progress(f"fitting {cls.__name__}")
     adapter = cls(model).fit(**data, **options)
     _progress("measuring shift before and after")
-    report = adapter.shift_report(d.x_source[val_rows], d.x_target, d.y_source[val_rows], d.y_target,
+    y_test = None if d.y_target is None else d.y_target[test_rows]
+    report = adapter.shift_report(d.x_source[val_rows], d.x_target[test_rows], d.y_source[val_rows], y_test,
                                   n_permutations=args.n_permutations, seed=args.seed)
     selection = getattr(adapter, "selection_", None)
+    in_sample = learns and len(test_rows) == len(d.x_target)
     result = {"adapter": args.adapter, "class": cls.__name__, "config": jsonable(adapter.get_config()),
               "selection": None if selection is None else selection.to_dict(), "report": report.to_dict(),
               "out": args.out, "source_rows": {"fit": len(fit_rows), "held_out": len(val_rows)},
-              "target_labels_used_for_training": bool(target_labeled is not None and "y_target" in cls.requires)}
+              "target_rows": {"adapted_on": len(train_rows), "scored": len(test_rows),
+                              "labels_used_for_training": int(len(train_rows)) if learns else 0},
+              "target_labels_used_for_training": learns, "accuracy_in_sample": bool(in_sample)}
     try:
         adapter.save(args.out)
     except OSError as exc:
@@ -601,10 +641,14 @@ def _run_adapt(args: argparse.Namespace) -> int:
     if selection is not None:
         summary.append(str(selection))
     summary.append(str(report))
-    if result["target_labels_used_for_training"] and d.y_target is not None:
-        summary.append(f"note: the target accuracy after adapting is in-sample: {cls.__name__} trained on these "
-                       "target labels. For an honest figure, adapt on part of the target file and score the rest "
-                       "(e.g. shiftkit report with the adapted model on the held-back rows).")
+    if in_sample:
+        summary.append(f"note: the target accuracy after adapting is in-sample: {cls.__name__} learnt from these "
+                       "target labels (--target-test-size 0). For an honest figure, hold some back "
+                       "(--target-test-size 0.3, the default).")
+    elif learns:
+        summary.append(f"note: {cls.__name__} learnt from {len(train_rows)} labelled target rows; the report and its "
+                       f"accuracies are on the other {len(test_rows)} (--target-test-size {test_size:g}), which it "
+                       "did not see. The saved model is the one scored.")
     _write_outputs(args, json.dumps(jsonable(result), indent=1, allow_nan=False), "\n".join(summary), None)
     return EXIT_OK
 

@@ -47,7 +47,7 @@ from shiftkit._validation import (
     check_seed,
 )
 
-__all__ = ["SPLIT_NAMES", "DomainSplits", "source_holdout", "split_domains", "subsample_rows"]
+__all__ = ["SPLIT_NAMES", "DomainSplits", "check_held_out_classes", "source_holdout", "split_domains", "subsample_rows"]
 
 #: The names of the five splits, in the order they are reported.
 SPLIT_NAMES: tuple[str, ...] = ("source_train", "source_val", "target_labeled", "target_unlabeled", "target_test")
@@ -178,6 +178,48 @@ def source_holdout(y_source: np.ndarray | None, n: int, seed: int | None, holdou
             stratify = y_source
     fit_idx, eval_idx = train_test_split(idx, test_size=holdout, random_state=seed, stratify=stratify)
     return np.sort(fit_idx), np.sort(eval_idx)
+
+
+def check_held_out_classes(
+    y_source: np.ndarray,
+    held_out_rows: np.ndarray,
+    *,
+    class_names: list[str] | None = None,
+    why: str = "the model or the adapters train on the rest",
+    fix: str = "Add source rows of those classes, or hold out a larger share of the source.",
+) -> None:
+    """Refuse a held-out source part that lost a class (`source_holdout` of a source with rare classes).
+
+    The held-out source is the "source" side of every before/after report and what label-shift
+    correction calibrates on; a class with no row there would make the diagnosis fail with a message
+    about the data rather than about the split (a class with one or two rows in the whole source can
+    land entirely in the training part). The dashboard and `shiftkit adapt` call this after splitting.
+
+    Args:
+        y_source: class codes of every source row.
+        held_out_rows: the rows of the held-out part (indices into `y_source`).
+        class_names: names of the classes, by code, for the message.
+        why: why the held-out part is what is measured (said in the message).
+        fix: what the user can do (the message's last sentence).
+
+    Raises:
+        ValueError: a class of `y_source` has no row in `held_out_rows`; the message names the classes.
+
+    Example:
+        >>> check_held_out_classes(np.array([0, 0, 1, 1]), np.array([1, 3]))
+    """
+    y = np.asarray(y_source)
+    rows = np.asarray(held_out_rows, dtype=np.int64)
+    if len(rows) == len(y):
+        return
+    lost = sorted(set(y.tolist()) - set(y[rows].tolist()))
+    if not lost:
+        return
+    shown = [class_names[k] if class_names and isinstance(k, (int, np.integer)) and 0 <= k < len(class_names) else k
+             for k in lost]
+    raise ValueError(
+        f"The held-out part of the source ({len(rows)} of {len(y)} rows, which the reports measure because {why}) "
+        f"has no row of class(es) {shown[:10]}: the source has too few rows of them. {fix}")
 
 
 def subsample_rows(n: int, max_samples: int | None, seed: int | None) -> np.ndarray:

@@ -401,13 +401,72 @@ def test_adapt_writes_the_adapted_model_and_a_before_after_report(adapt_files, c
     assert "written to" in capsys.readouterr().out
 
 
-def test_adapt_says_when_its_after_accuracy_is_in_sample(adapt_files, capsys):
-    """copy trains on the target labels it is then scored on: the text must say the figure is in-sample."""
-    js = adapt_files / "copy.json"
-    assert _adapt(adapt_files, "--adapter", "copy", "--out", str(adapt_files / "copy.keras"), "--epochs", "1",
-                  "--json", str(js)) == 0
-    assert json.loads(js.read_text())["target_labels_used_for_training"] is True
+def test_adapt_scores_label_trained_adapters_on_held_back_target_rows(adapt_files, capsys):
+    """copy trains on target labels: by default 30% of them (stratified) are held back and scored, never
+    trained on, and the saved model is the one scored; --target-test-size 0 trains on all and says the
+    figure is in-sample. (It trained on every labelled row and scored on the same rows.)"""
+    from shiftkit.adapt import load_adapter
+
+    n_target, y_target = len(np.load(adapt_files / "tgt.npz")["y"]), np.load(adapt_files / "tgt.npz")["y"]
+    out, js = adapt_files / "copy.keras", adapt_files / "copy.json"
+    assert _adapt(adapt_files, "--adapter", "copy", "--out", str(out), "--epochs", "1", "--json", str(js)) == 0
+    result, text = json.loads(js.read_text()), capsys.readouterr().out
+    rows = result["target_rows"]
+    assert result["target_labels_used_for_training"] is True and result["accuracy_in_sample"] is False
+    assert rows["adapted_on"] + rows["scored"] == n_target
+    assert rows["scored"] == sum(round(0.3 * c) for c in np.bincount(y_target))  # stratified, per class
+    assert rows["labels_used_for_training"] == rows["adapted_on"]
+    assert "in-sample" not in text and f"the other {rows['scored']}" in text
+    # the report is on the held-back rows only, scored with the saved model
+    report = result["report"]
+    assert report["before"]["n_target"] == report["after"]["n_target"] == rows["scored"]
+    from shiftkit.adapt.training import holdout_split
+
+    _, test = holdout_split(y_target, 0.3, 0)
+    x_test = np.load(adapt_files / "tgt.npz")["x"][test]
+    saved = np.mean(load_adapter(out).predict_classes(x_test) == y_target[test])
+    assert report["target_accuracy_after"] == pytest.approx(saved)
+
+    assert _adapt(adapt_files, "--adapter", "copy", "--out", str(out), "--epochs", "1", "--json", str(js),
+                  "--target-test-size", "0") == 0
+    result = json.loads(js.read_text())
+    assert result["accuracy_in_sample"] is True and result["target_rows"]["scored"] == n_target
     assert "in-sample" in capsys.readouterr().out
+
+
+def test_adapt_label_free_adapters_see_and_score_every_target_row(adapt_files, capsys):
+    js = adapt_files / "ls2.json"
+    assert _adapt(adapt_files, "--adapter", "label_shift", "--out", str(adapt_files / "ls2.keras"),
+                  "--json", str(js)) == 0
+    result = json.loads(js.read_text())
+    n_target = len(np.load(adapt_files / "tgt.npz")["y"])
+    assert result["target_rows"] == {"adapted_on": n_target, "scored": n_target, "labels_used_for_training": 0}
+    assert "learnt from" not in capsys.readouterr().out
+
+
+def test_adapt_refuses_splits_that_lose_a_class(adapt_files, tmp_path, capsys):
+    src = np.load(adapt_files / "src.npz")
+    y = src["y"].copy()
+    rare = np.flatnonzero(y == 1)[:1]  # one row of class 1 left: it cannot be in both source parts
+    keep = np.concatenate([np.flatnonzero(y == 0), rare])
+    np.savez(tmp_path / "rare.npz", x=src["x"][keep], y=y[keep])
+    code = main(["adapt", "--source", str(tmp_path / "rare.npz"), "--target", str(adapt_files / "tgt.npz"),
+                 "--model", str(adapt_files / "model.keras"), "--out", str(tmp_path / "x.keras"),
+                 "--adapter", "label_shift", "--n-permutations", "50"])
+    err = capsys.readouterr().err
+    assert code == 2 and "held-out part of the source" in err and "no row of class(es) ['1']" in err
+    assert "--val-size" in err
+    tgt = np.load(adapt_files / "tgt.npz")
+    few = np.concatenate([np.flatnonzero(tgt["y"] == 0)[:4], np.flatnonzero(tgt["y"] == 1)[:1]])
+    np.savez(tmp_path / "one.npz", x=tgt["x"][few], y=tgt["y"][few])  # one row would be held back
+    code = main(["adapt", "--source", str(adapt_files / "src.npz"), "--target", str(tmp_path / "one.npz"),
+                 "--model", str(adapt_files / "model.keras"), "--out", str(tmp_path / "x.keras"),
+                 "--adapter", "copy", "--n-permutations", "50"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--target-test-size" in err and "too few labelled rows" in err
+    assert _adapt(adapt_files, "--adapter", "copy", "--out", str(tmp_path / "x.keras"),
+                  "--target-test-size", "1") == 2
+    assert "--target-test-size" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from sklearn.manifold import TSNE
 from shiftkit.analysis import Analysis, analyze
 from shiftkit.check import parse_target_priors, priors_in_class_order
 from shiftkit.dashboard.errors import DashboardError
-from shiftkit.data import source_holdout, subsample_rows
+from shiftkit.data import check_held_out_classes, source_holdout, subsample_rows
 from shiftkit.files import TABLE_EXTENSIONS, Domains, model_n_classes
 from shiftkit.files.common import extension
 from shiftkit.html_report import class_display_names, evidence_found
@@ -219,16 +219,15 @@ def analysis_of(
     accuracy is estimated (a classifier, source labels, no target labels), ignored otherwise.
     """
     ys = None if domains.y_source is None else domains.y_source[source_idx]
-    if ys is not None and len(source_idx) < len(domains.y_source):  # the held-out part of a trained model
-        lost = sorted(set(np.asarray(domains.y_source).tolist()) - set(np.asarray(ys).tolist()))
-        if lost:
-            names = domains.class_name_list()
-            shown = [names[k] if names and isinstance(k, (int, np.integer)) and k < len(names) else k for k in lost]
-            raise DashboardError(
-                f"The held-out part of the source ({len(source_idx)} of {len(domains.y_source)} rows, which the "
-                f"reports measure because the dashboard trains the model on the rest) has no row of class(es) "
-                f"{shown[:10]}: the source has too few rows of them. Add source rows of those classes, or upload "
-                "a model trained on the source (then every source row is measured).")
+    if ys is not None:  # the held-out part of a trained model must keep every class
+        try:
+            check_held_out_classes(
+                domains.y_source, source_idx, class_names=domains.class_name_list(),
+                why="the dashboard trains the model on the rest",
+                fix="Add source rows of those classes, or upload a model trained on the source (then every "
+                    "source row is measured).")
+        except ValueError as exc:
+            raise DashboardError(str(exc)) from None
     yt = domains.y_target if ys is not None and use_target_labels else None
     priors = None
     if target_priors.strip() and model is not None and ys is not None and yt is None and is_classifier(model):
