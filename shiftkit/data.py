@@ -27,6 +27,10 @@ target_test         (x, y): held-out target: every method is evaluated here, and
   source split. With `seed=None` fresh entropy is drawn and *recorded* in `DomainSplits.seed`, so
   every split can be rebuilt.
 * Within each split, rows keep their original order (`indices` gives the rows of the inputs).
+* **Classes are the distinct label values** of source and target together, sorted (`DomainSplits.classes`):
+  labels 1..K are K classes (not an empty class 0 and K others), names and bools are classes too. The
+  splits keep the values as given; `counts` and the summary follow `classes`. `Experiment` codes them
+  for the model (0..K-1, or as they are when they already index its outputs).
 """
 
 from __future__ import annotations
@@ -41,10 +45,11 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from shiftkit._validation import (
+    _label_values,
     check_array,
-    check_labels,
     check_positive_int,
     check_seed,
+    encode_labels,
 )
 
 __all__ = ["SPLIT_NAMES", "DomainSplits", "check_held_out_classes", "source_holdout", "split_domains", "subsample_rows"]
@@ -73,7 +78,7 @@ class DomainSplits:
         target_labeled: `(x, y)` labelled target samples for adaptation; None without `y_target`.
         target_unlabeled: target inputs whose labels are withheld.
         target_test: `(x, y)` held-out target data for evaluation; None without `y_target`.
-        n_classes: number of classes (over source and target labels).
+        n_classes: number of classes (the distinct label values of source and target together).
         seed: the seed the splits were drawn with (the recorded entropy when `seed=None` was given).
         indices: split name -> rows of `x_source` (source splits) or `x_target` (target splits).
         counts: split name -> class counts (a tuple of `n_classes` ints), or None when the split's
@@ -81,6 +86,8 @@ class DomainSplits:
             labels when `y_target` was given: for reporting only, no method sees them.
         limitations: sentences saying what these splits cannot support (empty when complete).
         options: the options used (`val_size`, `target_labeled`, `test_size`, `stratify`).
+        classes: the label values in class order (sorted): `counts[split][k]` counts `classes[k]`. The
+            splits' labels keep the values given (labels 1..K stay 1..K, names stay names).
 
     Example:
         >>> import numpy as np
@@ -103,6 +110,10 @@ class DomainSplits:
     counts: dict[str, tuple[int, ...] | None]
     limitations: tuple[str, ...] = ()
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    classes: tuple[Any, ...] = ()
+
+    def _class_label(self, k: int) -> Any:
+        return self.classes[k] if len(self.classes) == self.n_classes else k
 
     @property
     def has_target_labels(self) -> bool:
@@ -117,8 +128,8 @@ class DomainSplits:
         """Samples and class counts per split, as a pandas DataFrame (one row per split).
 
         Columns: `n` (samples), `labels` ("used", "withheld" for target_unlabeled when its labels
-        are known, "unknown" or "absent" for a split that does not exist), and `class 0` ...
-        `class k-1` (counts; <NA> when unknown).
+        are known, "unknown" or "absent" for a split that does not exist), and `class <value>` per
+        class, in `classes` order (counts; <NA> when unknown).
         """
         import pandas as pd
 
@@ -134,11 +145,11 @@ class DomainSplits:
                 labels = "used"
             row: dict[str, Any] = {"split": name, "n": n, "labels": labels}
             for k in range(self.n_classes):
-                row[f"class {k}"] = None if counts is None else int(counts[k])
+                row[f"class {self._class_label(k)}"] = None if counts is None else int(counts[k])
             rows.append(row)
         frame = pd.DataFrame(rows).set_index("split")
         for k in range(self.n_classes):
-            frame[f"class {k}"] = frame[f"class {k}"].astype("Int64")
+            frame[f"class {self._class_label(k)}"] = frame[f"class {self._class_label(k)}"].astype("Int64")
         return frame
 
     def to_dict(self) -> dict[str, Any]:
@@ -147,6 +158,7 @@ class DomainSplits:
             "sizes": self.sizes(),
             "counts": {k: (None if v is None else [int(c) for c in v]) for k, v in self.counts.items()},
             "n_classes": int(self.n_classes),
+            "classes": [self._class_label(k) for k in range(self.n_classes)],
             "seed": int(self.seed),
             "options": dict(self.options),
             "limitations": list(self.limitations),
@@ -284,7 +296,8 @@ def _inputs(x: Any, name: str) -> np.ndarray:
 
 
 def _labels(y: Any, n: int, name: str, x_name: str) -> np.ndarray:
-    labels = check_labels(y, name)
+    """The label values as a 1-D array (numbers, names or bools; one-hot rows -> indices), one per sample."""
+    labels = _label_values(y, name)
     if len(labels) != n:
         raise ValueError(f"{name} has {len(labels)} labels but {x_name} has {n} samples; pass one label per sample.")
     return labels
@@ -305,8 +318,14 @@ def _counts(y: np.ndarray, n_classes: int) -> tuple[int, ...]:
 # --------------------------------------------------------------------------------------------
 
 
+def _shown(classes: tuple[Any, ...], k: Any) -> str:
+    """Class code `k` as the user wrote it (a name quoted), for messages."""
+    value = classes[int(k)]
+    return repr(value) if isinstance(value, str) else str(value)
+
+
 def _split_source(
-    y: np.ndarray, val_size: float, stratify: bool, rng: np.random.Generator
+    y: np.ndarray, val_size: float, stratify: bool, rng: np.random.Generator, classes: tuple[Any, ...]
 ) -> tuple[np.ndarray, np.ndarray]:
     if not stratify:
         n = len(y)
@@ -318,7 +337,7 @@ def _split_source(
         rows = np.flatnonzero(y == k)
         if len(rows) < 2:
             raise ValueError(
-                f"Class {int(k)} has {len(rows)} sample in y_source; a stratified split needs at least 2 "
+                f"Class {_shown(classes, k)} has {len(rows)} sample in y_source; a stratified split needs at least 2 "
                 "per class (one to train on, one to validate on). Add source samples of that class, "
                 "or pass stratify=False."
             )
@@ -344,15 +363,16 @@ def _split_target(
     test_size: float,
     stratify: bool,
     rng: np.random.Generator,
+    classes: tuple[Any, ...],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(labeled, unlabeled, test) rows of the target."""
+    """(labeled, unlabeled, test) rows of the target (`y`: class codes; `classes`: their values, for messages)."""
     counts = np.bincount(y, minlength=n_classes)
     for k in range(n_classes):
         if counts[k] == 0:
             raise ValueError(
-                f"Class {k} has no sample in y_target, so target_labeled cannot hold a labelled target "
+                f"Class {_shown(classes, k)} has no sample in y_target, so target_labeled cannot hold a labelled target "
                 f"sample of it (no value of target_labeled can fix this). Add labelled target samples of "
-                f"class {k}, or leave y_target out (unsupervised adapters only)."
+                f"class {_shown(classes, k)}, or leave y_target out (unsupervised adapters only)."
             )
     per_class = isinstance(target_labeled, int)
     # 1. The test set, drawn first.
@@ -377,7 +397,7 @@ def _split_target(
             want = target_labeled if per_class else _round_half_up(target_labeled * counts[k])
             if want == 0:
                 raise ValueError(
-                    f"target_labeled={target_labeled:g} leaves class {k} with no labelled target sample: it has "
+                    f"target_labeled={target_labeled:g} leaves class {_shown(classes, k)} with no labelled target sample: it has "
                     f"{counts[k]} target samples and {target_labeled:g} x {counts[k]} rounds to 0. "
                     f"Pass {_suggest_fraction(int(counts.min()), test_size)}."
                 )
@@ -385,13 +405,13 @@ def _split_target(
                 n_test_k = int(counts[k]) - len(rows)
                 if len(rows) == 0:
                     raise ValueError(
-                        f"Class {k} has {counts[k]} target sample(s) and test_size={test_size:g} puts "
-                        f"{n_test_k} of them in target_test, which leaves class {k} with no labelled target "
-                        f"sample. Pass a smaller test_size (e.g. {max(0.05, test_size / 2):g}) or add "
-                        f"target samples of class {k}."
+                        f"Class {_shown(classes, k)} has {counts[k]} target sample(s) and test_size={test_size:g} "
+                        f"puts {n_test_k} of them in target_test, which leaves class {_shown(classes, k)} with no "
+                        f"labelled target sample. Pass a smaller test_size (e.g. {max(0.05, test_size / 2):g}) or "
+                        f"add target samples of class {_shown(classes, k)}."
                     )
                 raise ValueError(
-                    f"target_labeled={target_labeled:g} asks for {want} labelled samples of class {k}, but it "
+                    f"target_labeled={target_labeled:g} asks for {want} labelled samples of class {_shown(classes, k)}, but it "
                     f"has {counts[k]} target samples and test_size={test_size:g} keeps {n_test_k} for "
                     f"target_test, leaving {len(rows)}. Pass target_labeled={len(rows)} or less, or a "
                     "smaller test_size."
@@ -407,7 +427,7 @@ def _split_target(
             k = missing[0]
             raise ValueError(
                 f"target_labeled={target_labeled:g} with stratify=False drew no labelled target sample of "
-                f"class {k} (classes without one: {missing}). Pass stratify=True, a larger fraction, or an "
+                f"class {_shown(classes, k)} (classes without one: {[classes[m] for m in missing]}). Pass stratify=True, a larger fraction, or an "
                 "integer per-class count such as target_labeled=5."
             )
     unlabeled_rows = np.setdiff1d(rest, labeled_rows)
@@ -490,10 +510,14 @@ def split_domains(
         raise TypeError(f"stratify must be True or False; got {stratify!r}.")
     seed = check_seed(seed)
 
-    n_classes = int(max(ys.max(), -1 if yt is None else yt.max())) + 1
-    src_counts = np.bincount(ys, minlength=n_classes)
+    # Classes are the distinct label values (source and target together, sorted): labels 1..K have K
+    # classes, not an empty class 0. The splits return the values as given; codes are internal.
+    enc, (ys_code, yt_code) = encode_labels(ys, yt, names=["y_source", "y_target"])
+    classes = tuple(enc.classes)
+    n_classes = len(classes)
+    src_counts = np.bincount(ys_code, minlength=n_classes)
     if yt is not None:
-        absent = [k for k in range(n_classes) if src_counts[k] == 0 and np.any(yt == k)]
+        absent = [classes[k] for k in range(n_classes) if src_counts[k] == 0 and np.any(yt_code == k)]
         if absent:
             raise ValueError(
                 f"Class(es) {absent} occur in y_target but never in y_source: a model trained on the "
@@ -503,7 +527,7 @@ def split_domains(
     seq = np.random.SeedSequence(seed)
     recorded_seed = int(seq.entropy)
     src_rng, tgt_rng = (np.random.default_rng(s) for s in seq.spawn(2))
-    train_rows, val_rows = _split_source(ys, val_size, bool(stratify), src_rng)
+    train_rows, val_rows = _split_source(ys_code, val_size, bool(stratify), src_rng, classes)
 
     limitations: tuple[str, ...] = ()
     if yt is None:
@@ -513,7 +537,7 @@ def split_domains(
         unl_rows = np.arange(len(xt))
     else:
         lab_rows, unl_rows, test_rows = _split_target(
-            yt, n_classes, target_labeled, test_size, bool(stratify), tgt_rng
+            yt_code, n_classes, target_labeled, test_size, bool(stratify), tgt_rng, classes
         )
 
     def pair(x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -527,11 +551,11 @@ def split_domains(
         "target_test": test_rows,
     }
     counts: dict[str, tuple[int, ...] | None] = {
-        "source_train": _counts(ys[train_rows], n_classes),
-        "source_val": _counts(ys[val_rows], n_classes),
-        "target_labeled": None if yt is None else _counts(yt[lab_rows], n_classes),
-        "target_unlabeled": None if yt is None else _counts(yt[unl_rows], n_classes),
-        "target_test": None if yt is None else _counts(yt[test_rows], n_classes),
+        "source_train": _counts(ys_code[train_rows], n_classes),
+        "source_val": _counts(ys_code[val_rows], n_classes),
+        "target_labeled": None if yt is None else _counts(yt_code[lab_rows], n_classes),
+        "target_unlabeled": None if yt is None else _counts(yt_code[unl_rows], n_classes),
+        "target_test": None if yt is None else _counts(yt_code[test_rows], n_classes),
     }
     return DomainSplits(
         source_train=pair(xs, ys, train_rows),
@@ -540,6 +564,7 @@ def split_domains(
         target_unlabeled=_frozen(xt[unl_rows]),
         target_test=None if yt is None else pair(xt, yt, test_rows),
         n_classes=n_classes,
+        classes=classes,
         seed=recorded_seed,
         indices={k: _frozen(v.astype(np.int64)) for k, v in indices.items()},
         counts=counts,

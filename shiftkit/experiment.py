@@ -45,7 +45,7 @@ import tensorflow as tf
 
 from shiftkit._json import jsonable
 from shiftkit._keras import require_model
-from shiftkit._validation import check_alpha, check_positive_int, check_seed
+from shiftkit._validation import check_alpha, check_positive_int, check_seed, encode_labels
 from shiftkit._version import __version__
 from shiftkit.adapt.base import Adapter
 from shiftkit.adapt.registry import adapter_names, fit_data, get_adapter
@@ -377,12 +377,12 @@ class Experiment:
             )
         return _check_built_model(model, "the model returned by the source_model builder")
 
-    def _train(self, model: Any, x: np.ndarray, y: np.ndarray, epochs: int, n_classes: int, *,
+    def _train(self, model: Any, x: np.ndarray, y: np.ndarray, epochs: int, n_classes: int, class_weight: Any, *,
                batch_size: int, verbose: Any, callbacks: list) -> dict[str, list]:
 
         hist = model.fit(
             x, _fit_targets(model, y), epochs=epochs, batch_size=min(batch_size, len(x)), verbose=verbose,
-            class_weight=class_weights(y, self.class_weight, n_classes), callbacks=callbacks, shuffle=True,
+            class_weight=class_weights(y, class_weight, n_classes), callbacks=callbacks, shuffle=True,
         )
         return _history(hist)
 
@@ -475,6 +475,26 @@ class Experiment:
                 f"output layer needs {splits.n_classes} units (softmax), or 1 sigmoid unit for 2 classes."
             )
 
+        # One coding of the labels for every model trained and scored here: the model's outputs index
+        # classes 0..n-1, so labels 1..K (or names) of a K-output model become 0..K-1 (labels already in
+        # 0..n-1 stay as they are). `splits` keeps the user's values; `class_weight` keys follow them.
+        n_codes = max(n_out, 2)
+        target_labeled = splits.target_labeled if labelled else None
+        enc, (ys_tr, ys_val, y_eval, yl_codes) = encode_labels(
+            ys_tr, ys_val, y_eval, None if target_labeled is None else target_labeled[1],
+            names=["splits.source_train labels", "splits.source_val labels", f"splits.{eval_name} labels",
+                   "splits.target_labeled labels"], n_outputs=n_codes)
+        if target_labeled is not None:
+            target_labeled = (target_labeled[0], yl_codes)
+        class_weight = self.class_weight
+        if isinstance(class_weight, dict) and not enc.identity:
+            code_of = {value: k for k, value in enumerate(enc.classes)}
+            unknown = [key for key in class_weight if key not in code_of]
+            if unknown:
+                raise ValueError(f"class_weight has key(s) {unknown[:5]} that are not classes of the labels "
+                                 f"{list(enc.classes)[:10]}; key it by the label values.")
+            class_weight = {code_of[key]: w for key, w in class_weight.items()}
+
         def monitor() -> list:
             if not self.monitor:
                 return []
@@ -482,7 +502,7 @@ class Experiment:
 
         if train:
             histories["source_only"] = self._train(
-                source, xs_tr, ys_tr, epochs["source"], splits.n_classes,
+                source, xs_tr, ys_tr, epochs["source"], n_codes, class_weight,
                 batch_size=batch_size, verbose=verbose, callbacks=monitor(),
             )
 
@@ -517,9 +537,9 @@ class Experiment:
             else:
                 target_model = keras.models.clone_model(source)
                 _compile_like(target_model, source)
-            xl, yl = splits.target_labeled
+            xl, yl = target_labeled
             histories["target_only"] = self._train(
-                target_model, xl, yl, epochs["target_only"], splits.n_classes,
+                target_model, xl, yl, epochs["target_only"], n_codes, class_weight,
                 batch_size=batch_size, verbose=verbose, callbacks=monitor(),
             )
             after = measure(target_model)
@@ -542,12 +562,12 @@ class Experiment:
             adapter = spec.build(source, step_epochs)
             # The one adapter contract: the data each adapter declares it needs, the same options for all.
             data = fit_data(spec.cls, source_train=(xs_tr, ys_tr), source_held_out=(xs_val, ys_val),
-                            target_labeled=splits.target_labeled if labelled else None, target_unlabeled=x_unl)
+                            target_labeled=target_labeled, target_unlabeled=x_unl)
             kwargs: dict[str, Any] = {"epochs": step_epochs, "verbose": verbose, "callbacks": monitor()}
             if step_seed is not None:
                 kwargs["seed"] = step_seed
             if "y_target" in spec.cls.requires:  # trained on the labelled target samples, like the baselines
-                kwargs.update(batch_size=batch_size, class_weight=self.class_weight)
+                kwargs.update(batch_size=batch_size, class_weight=class_weight)
             kwargs.update(self.fit_kwargs.get(spec.kind, {}))
             kwargs.update(self.fit_kwargs.get(spec.name, {}))
             adapter.fit(**data, **kwargs)

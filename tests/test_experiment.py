@@ -363,3 +363,33 @@ def test_each_method_seed_is_fixed_by_its_name_not_its_place_in_the_list():
         if index >= 6:
             assert _seed(0, name, index) == 10 + index
     assert len({_seed(0, name) for name in adapter_names() + ("source", "target_only")}) == len(adapter_names()) + 2
+
+
+@pytest.mark.parametrize("coding", ["one_to_k", "names"])
+def test_labels_coded_1_to_k_or_named_are_classes_not_phantoms(coding, builder):
+    """split_domains counted labels 1/2 as three classes (an empty class 0), and Experiment then trained
+    on the raw values: labels 1..K must be K classes, the splits keep the user's values, and a
+    K-output model is trained and scored on the same figures as with labels 0..K-1."""
+    s = shiftkit.datasets.load_scenario("hospitals_covariate", seed=0)
+    to = {"one_to_k": lambda y: y + 1, "names": lambda y: np.array(["benign", "malignant"])[y]}[coding]
+    plain = split_domains(s.x_source, s.y_source, s.x_target, s.y_target, target_labeled=10, seed=0)
+    coded = split_domains(s.x_source, to(s.y_source), s.x_target, to(s.y_target), target_labeled=10, seed=0)
+    assert coded.n_classes == 2 and coded.counts == plain.counts
+    assert list(coded.classes) == list(to(np.array([0, 1])))
+    assert list(coded.summary().columns[2:]) == [f"class {c}" for c in coded.classes]
+    np.testing.assert_array_equal(coded.target_labeled[1], to(plain.target_labeled[1]))  # values kept
+    for split in (plain, coded):
+        assert split.to_dict()["n_classes"] == 2
+    run = dict(seed=0, epochs=2)
+    exp = dict(adapters=("copy", "label_shift"), n_permutations=20, class_weight="balanced")
+    a = Experiment(builder, **exp).run(plain, **run).to_frame()
+    b = Experiment(builder, **exp).run(coded, **run).to_frame()
+    np.testing.assert_allclose(b[list(METRICS)].to_numpy(), a[list(METRICS)].to_numpy(), atol=1e-6)
+
+
+def test_class_weight_dict_is_keyed_by_the_label_values(builder):
+    s = shiftkit.datasets.load_scenario("hospitals_covariate", seed=0)
+    coded = split_domains(s.x_source, s.y_source + 1, s.x_target, s.y_target + 1, target_labeled=10, seed=0)
+    with pytest.raises(ValueError, match=r"class_weight has key\(s\) \[0\]"):
+        Experiment(builder, adapters=("copy",), n_permutations=20, class_weight={0: 1.0, 1: 2.0}).run(
+            coded, seed=0, epochs=1)
