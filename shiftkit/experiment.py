@@ -421,7 +421,8 @@ class Experiment:
             TypeError: `splits` is not a `DomainSplits`; the builder returns something else than a
                 compiled Keras model.
             ValueError: data that do not fit the model, a model with fewer outputs than classes,
-                adapters that need target labels when the splits have none.
+                adapters named in `adapters` that need target labels when the splits have none (from
+                the default list, those are skipped with a note instead).
         """
 
         if not isinstance(splits, DomainSplits):
@@ -432,7 +433,7 @@ class Experiment:
         epochs = self._epochs(epochs)
         batch_size = check_positive_int(batch_size, "batch_size")
         labelled = splits.has_target_labels
-        need_labels = [s.name for s in self._specs if "y_target" in s.cls.requires]
+        need_labels = [s.name for s in self._specs if "y_target" in s.cls.requires and not s.default]
         if need_labels and not labelled:
             raise ValueError(
                 f"Adapters {need_labels} train on labelled target samples, and these splits have none "
@@ -553,6 +554,10 @@ class Experiment:
         # 4-5. Adapters: fit, measure after, evaluate.
         adapters: dict[str, Any] = {}
         for index, spec in enumerate(self._specs):
+            if spec.default and not labelled and "y_target" in spec.cls.requires:
+                notes.append(f"{spec.name} skipped: {spec.cls.__name__} trains on target_labeled, which these "
+                             "splits do not have (pass y_target to split_domains to run it).")
+                continue
             if spec.default and not spec.cls.supports(source):
                 notes.append(f"{spec.name} skipped: {spec.cls.__name__} cannot adapt this source model "
                              f"({spec.cls.title}).")

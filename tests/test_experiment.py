@@ -205,8 +205,14 @@ def test_given_model_unlabelled_target_and_templates(result, splits):
     ys = np.concatenate([splits.source_train[1], splits.source_val[1]])
     with pytest.warns(UserWarning, match="no target_labeled"):
         unlabeled = split_domains(xs, ys, x_all, seed=0)
+    # named explicitly, an adapter that needs target labels is an error; from the default list it is
+    # skipped with a note (it refused the whole run)
     with pytest.raises(ValueError, match=r"\['copy', 'finetune'\] train on labelled target samples"):
-        Experiment(source).run(unlabeled, seed=0)
+        Experiment(source, adapters=("copy", "finetune", "mmd")).run(unlabeled, seed=0)
+    every = Experiment(source, n_permutations=20).run(unlabeled, seed=0, epochs=1)
+    assert "copy" not in every.methods and "finetune" not in every.methods and "mmd" in every.methods
+    assert any(n.startswith("copy skipped") and "target_labeled" in n for n in every.notes)
+    assert any(n.startswith("finetune skipped") for n in every.notes)
     template = LabelShiftAdapter(source, method="bbse")
     res = Experiment(source, adapters={"bbse": template}, n_permutations=20).run(unlabeled, seed=0)
     assert res.methods == ("source_only", "bbse")
