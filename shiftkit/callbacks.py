@@ -52,7 +52,7 @@ from shiftkit._validation import (
     check_positive_int,
     check_seed,
 )
-from shiftkit.shift.features import check_model_input, head_input, resolve_layer
+from shiftkit.shift.features import check_model_input, default_features, resolve_layer
 from shiftkit.shift.kernels import median_heuristic
 from shiftkit.shift.mmd import mmd2, normalized_mmd2
 
@@ -210,7 +210,7 @@ class ShiftMonitor(keras.callbacks.Callback):
         if self.layer is None and base is not None:
             return self._wrap(base)
         if self.layer is None:
-            tensor = head_input(model)
+            tensor = default_features(model)[0]
         else:
             try:
                 chosen = resolve_layer(model, self.layer)

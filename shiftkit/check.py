@@ -441,16 +441,26 @@ class Reference(SourceSummary):
                     + (f" (shape {probs.shape[1:]} vs {stored.shape[1:]})" if probs.shape != stored.shape else "")
                     + f". {remake}")
         fs = FeatureSpace(model, layer)
-        if self.layer is not None and fs.layer_name != self.layer:
-            raise ValueError(
-                f"The snapshot's features come from layer {self.layer!r}, not {fs.layer_name!r}. "
-                "Pass the same --layer as for the snapshot."
-            )
+        self.check_layer(fs.layer_name)
         feats = fs(rows)
         stored = np.asarray(self.features[:FINGERPRINT_ROWS])
         if feats.shape != stored.shape or not _same_outputs(feats, stored):
             raise ValueError(f"The snapshot was made with a different model: this model's features ({fs.layer_name}) "
                              f"on the snapshot's reference rows differ from the stored ones. {remake}")
+
+    def check_layer(self, layer_name: str) -> None:
+        """Refuse features read at another layer than the snapshot's (`layer_name`: `FeatureSpace.layer_name`).
+
+        Raises:
+            ValueError: the names differ; the message says which layer each is and what to do.
+        """
+        if self.layer is None or layer_name == self.layer:
+            return
+        raise ValueError(
+            f"The snapshot's features come from layer {self.layer!r}, not {layer_name!r}. Pass the same --layer "
+            "(layer=) as for the snapshot, or re-create the snapshot with `shiftkit snapshot` (snapshots made "
+            "before shiftkit read a temperature-scaled or BatchNormalization-of-logits classifier at its last "
+            "Dense layer's input hold that model's logits).")
 
     def _label_test_runs(self, has_target_labels: bool, model: Any) -> bool:
         """Whether `measure` runs the label-shift test: reference labels, and target labels or a model to
@@ -479,11 +489,7 @@ class Reference(SourceSummary):
         feature_test = layer_name = None
         if model is not None:
             fs = FeatureSpace(model, layer)
-            if self.layer is not None and fs.layer_name != self.layer:
-                raise ValueError(
-                    f"The snapshot's features come from layer {self.layer!r}, not {fs.layer_name!r}. "
-                    "Pass the same --layer as for the snapshot."
-                )
+            self.check_layer(fs.layer_name)
             ft = fs(xt)
             if ft.shape[1] != self.features.shape[1]:
                 raise ValueError(

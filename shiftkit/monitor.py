@@ -314,11 +314,7 @@ class StreamMonitor:
         self._features = None
         if "feature" in self.statistics_:
             self._fs = FeatureSpace(self.model, self.layer)
-            if ref.layer is not None and self._fs.layer_name != ref.layer:
-                raise ValueError(
-                    f"The snapshot's features come from layer {ref.layer!r}, not {self._fs.layer_name!r}: pass the "
-                    "same layer as for the snapshot."
-                )
+            ref.check_layer(self._fs.layer_name)
             feats = np.asarray(ref.features, np.float64).reshape(len(ref.x), -1)
             self._features = feats
             self._gamma_f = 1.0 / (2.0 * float(ref.feature_bandwidth) ** 2)

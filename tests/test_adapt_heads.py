@@ -271,3 +271,28 @@ def test_multi_input_models_are_refused_at_construction():
     two = keras.Model([a, b], L.Dense(3, activation="softmax")(L.Concatenate()([a, b])))
     with pytest.raises(ValueError, match="takes 2 inputs"):
         CopyAdapter(two)
+
+
+# ------------------------------------------------------------------ one default feature space for reports and adapters
+@pytest.mark.parametrize("kind", sorted(TAILS))
+def test_reports_read_the_same_default_features_as_the_adapters(kind):
+    """A temperature-scaled (Dense -> Rescaling -> Softmax) or BN-of-logits classifier: the report's and the
+    training monitor's default feature space was the logits (the input of the weighted tail layer) while
+    the adapters used the features (the last Dense layer's input). One rule now serves both."""
+    from shiftkit import shift_report
+    from shiftkit.callbacks import ShiftMonitor
+    from shiftkit.shift.features import FeatureSpace
+
+    src = _source(TAILS[kind]())
+    x, y = _blobs(60, 1, shift=0.5)
+    fs = FeatureSpace(src)
+    assert fs.layer_name == "input of logits"
+    copy = CopyAdapter(src).fit(x, y, epochs=0, verbose=0)
+    np.testing.assert_allclose(fs(x), copy.features(x), rtol=1e-5, atol=1e-6)
+    assert fs(x).shape == (60, 16)
+    report = shift_report(x[:30], x[30:], model=src, n_permutations=20, seed=0)
+    assert report.layer == "input of logits"
+    monitor = ShiftMonitor(x[:30], x[30:], max_samples=30, seed=0)
+    monitor.set_model(src)
+    f_source, _ = monitor.features()
+    np.testing.assert_allclose(f_source, fs(x[:30]), rtol=1e-5, atol=1e-6)

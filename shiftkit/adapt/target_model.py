@@ -32,7 +32,13 @@ from shiftkit._keras import (
     require_model,
 )
 from shiftkit._validation import check_positive_int
-from shiftkit.shift.features import head_input, head_of, resolve_layer
+from shiftkit.shift.features import (
+    default_features,
+    head_input,
+    head_of,
+    resolve_layer,
+    source_head_chain,
+)
 
 __all__ = [
     "UncopiedHeadWarning",
@@ -42,28 +48,6 @@ __all__ = [
     "source_head_chain",
     "source_head_weights",
 ]
-
-#: Layers a copied head may hold after its Dense layer (`source_head_chain`): one input, one output,
-#: rebuilt from their config with their weights (activations, temperature, normalisation, noise).
-_HEAD_TAIL = (
-    keras.layers.Activation,
-    keras.layers.Softmax,
-    keras.layers.ReLU,
-    keras.layers.LeakyReLU,
-    keras.layers.ELU,
-    keras.layers.PReLU,
-    keras.layers.Rescaling,
-    keras.layers.BatchNormalization,
-    keras.layers.LayerNormalization,
-    keras.layers.Dropout,
-    keras.layers.GaussianNoise,
-    keras.layers.GaussianDropout,
-    keras.layers.AlphaDropout,
-    keras.layers.ActivityRegularization,
-    keras.layers.Identity,
-    keras.layers.Flatten,
-)
-
 
 class UncopiedHeadWarning(UserWarning):
     """The source model's head could not be copied: the adapter's default head starts from random weights."""
@@ -90,52 +74,6 @@ def _require_model(model: Any, name: str = "source_model") -> Any:
         raise
 
 
-def _single_input(tensor: Any) -> Any:
-    """The one input tensor of the node that produced `tensor`, or None (several inputs, no history)."""
-    try:
-        operation, node_index, _ = tensor._keras_history
-        inputs = operation._inbound_nodes[node_index].input_tensors
-    except (AttributeError, IndexError, TypeError, ValueError):
-        return None
-    return inputs[0] if len(inputs) == 1 else None
-
-
-def source_head_chain(model: Any) -> tuple[list[Any], Any] | None:
-    """The model's last Dense layer and the layers after it, when they form a simple chain to the output.
-
-    Walking back from the output through layers of `_HEAD_TAIL` (activations, `Rescaling`,
-    `BatchNormalization`, `LayerNormalization`, dropout and noise layers), each with one input, the
-    first `Dense` layer reached (over a 2-D input) is the classifier's last weighted layer. Its
-    input is the feature space; the Dense layer and the chain after it can be rebuilt from their
-    configs with the source weights, so a head copied from them computes what the source does.
-
-    Returns:
-        `(layers, features)`: the layers in call order (the Dense layer first) and the Dense
-        layer's input tensor; None when the output is not reached that way (a nested model, a
-        layer with several inputs, a layer outside `_HEAD_TAIL`).
-    """
-
-    tensor = model.outputs[0]
-    tail: list[Any] = []
-    for _ in range(64):
-        try:
-            layer = producing_layer(tensor)
-        except (AttributeError, IndexError):
-            return None
-        inp = _single_input(tensor)
-        if inp is None or isinstance(layer, keras.Model):
-            return None
-        if isinstance(layer, keras.layers.Dense):
-            if len(inp.shape) != 2:
-                return None
-            return [layer] + tail[::-1], inp
-        if not isinstance(layer, _HEAD_TAIL):
-            return None
-        tail.append(layer)
-        tensor = inp
-    return None
-
-
 def _output_path(model: Any, limit: int = 6) -> list[str]:
     """The last layers on the way to the output, in call order, as 'name (Class)' (for messages)."""
     names: list[str] = []
@@ -159,14 +97,8 @@ def _output_path(model: Any, limit: int = 6) -> list[str]:
 
 
 def _default_features(model: Any) -> tuple[Any, str]:
-    """The default feature tensor: the head layer's input, or the input of the Dense layer that starts a
-    copyable head chain when the head layer is not a Dense layer (e.g. `Dense -> BatchNormalization`)."""
-    head = head_of(model)
-    if not isinstance(head, keras.layers.Dense):
-        chain = source_head_chain(model)
-        if chain is not None:
-            return chain[1], f"input of {chain[0][0].name}"
-    return head_input(model), f"input of {head.name}"
+    """The default feature tensor and its name (`shiftkit.shift.features.default_features`)."""
+    return default_features(model)
 
 
 def _feature_tensor(model: Any, feature_layer: str | int | None) -> tuple[Any, str]:

@@ -19,6 +19,8 @@ __all__ = [
     "resolve_layer",
     "head_of",
     "head_input",
+    "default_features",
+    "source_head_chain",
     "check_model_input",
     "predict_proba",
 ]
@@ -54,6 +56,92 @@ def head_input(model: Any) -> Any:
     """
     tensor = head_of(model).input
     return tensor[0] if isinstance(tensor, (list, tuple)) else tensor
+
+
+#: Layers a copied head may hold after its Dense layer (`source_head_chain`): one input, one output,
+#: rebuilt from their config with their weights (activations, temperature, normalisation, noise).
+_HEAD_TAIL = (
+    keras.layers.Activation,
+    keras.layers.Softmax,
+    keras.layers.ReLU,
+    keras.layers.LeakyReLU,
+    keras.layers.ELU,
+    keras.layers.PReLU,
+    keras.layers.Rescaling,
+    keras.layers.BatchNormalization,
+    keras.layers.LayerNormalization,
+    keras.layers.Dropout,
+    keras.layers.GaussianNoise,
+    keras.layers.GaussianDropout,
+    keras.layers.AlphaDropout,
+    keras.layers.ActivityRegularization,
+    keras.layers.Identity,
+    keras.layers.Flatten,
+)
+
+
+
+def _single_input(tensor: Any) -> Any:
+    """The one input tensor of the node that produced `tensor`, or None (several inputs, no history)."""
+    try:
+        operation, node_index, _ = tensor._keras_history
+        inputs = operation._inbound_nodes[node_index].input_tensors
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+    return inputs[0] if len(inputs) == 1 else None
+
+
+def source_head_chain(model: Any) -> tuple[list[Any], Any] | None:
+    """The model's last Dense layer and the layers after it, when they form a simple chain to the output.
+
+    Walking back from the output through layers of `_HEAD_TAIL` (activations, `Rescaling`,
+    `BatchNormalization`, `LayerNormalization`, dropout and noise layers), each with one input, the
+    first `Dense` layer reached (over a 2-D input) is the classifier's last weighted layer. Its
+    input is the feature space (`default_features`); the adapters rebuild the Dense layer and the
+    chain after it from their configs with the source weights, so a head copied from them computes
+    what the source does.
+
+    Returns:
+        `(layers, features)`: the layers in call order (the Dense layer first) and the Dense
+        layer's input tensor; None when the output is not reached that way (a nested model, a
+        layer with several inputs, a layer outside `_HEAD_TAIL`).
+    """
+
+    tensor = model.outputs[0]
+    tail: list[Any] = []
+    for _ in range(64):
+        try:
+            layer = producing_layer(tensor)
+        except (AttributeError, IndexError):
+            return None
+        inp = _single_input(tensor)
+        if inp is None or isinstance(layer, keras.Model):
+            return None
+        if isinstance(layer, keras.layers.Dense):
+            if len(inp.shape) != 2:
+                return None
+            return [layer] + tail[::-1], inp
+        if not isinstance(layer, _HEAD_TAIL):
+            return None
+        tail.append(layer)
+        tensor = inp
+    return None
+
+
+def default_features(model: Any) -> tuple[Any, str]:
+    """The model's default feature space: `(tensor, name)`, the same for the reports and the adapters.
+
+    The input of the head layer (`head_input`), except when the head layer is not a Dense layer but a
+    Dense layer starts a simple chain to the output (`source_head_chain`: `Dense -> Rescaling ->
+    Softmax` for a temperature-scaled classifier, `Dense -> BatchNormalization -> Softmax`): then the
+    Dense layer's input, the features, rather than the logits the weighted tail layer reads.
+    """
+    head = head_of(model)
+    if not isinstance(head, keras.layers.Dense):
+        chain = source_head_chain(model)
+        if chain is not None:
+            return chain[1], f"input of {chain[0][0].name}"
+    return head_input(model), f"input of {head.name}"
 
 
 def resolve_layer(model: Any, layer: str | int) -> Any:
@@ -103,8 +191,9 @@ class FeatureSpace:
     Args:
         model: a built `keras.Model`.
         layer: a layer name or index whose *output* is the feature space; `None` (default) uses the
-            input of the head layer (`head_input`: the last layer with weights, so the features
-            and not the logits when a weightless Softmax / Activation layer ends the model).
+            model's default feature space (`default_features`: the input of its last Dense layer, so the
+            features and not the logits when Softmax / Activation / a temperature or BatchNormalization
+            of the logits ends the model).
         batch_size: batch size of the forward passes.
 
     Example:
@@ -116,8 +205,7 @@ class FeatureSpace:
         model = require_model(model)
         self.batch_size = check_positive_int(batch_size, "batch_size")
         if layer is None:
-            tensor = head_input(model)
-            self.layer_name = f"input of {head_of(model).name}"
+            tensor, self.layer_name = default_features(model)
         else:
             chosen = resolve_layer(model, layer)
             tensor = chosen.output
