@@ -378,3 +378,39 @@ def test_cot_is_computed_where_needed_with_many_classes():
     assert unknown.method == "doc" and "cot" not in unknown.estimates
     covariate = fitted.estimate(p[1::2], kinds=("covariate",))
     assert covariate.method == "cot" and "cot" in covariate.estimates
+
+
+def test_atc_counts_scores_tied_with_its_threshold_so_a_saturated_model_is_not_at_zero():
+    """One-hot (saturated) outputs: every confident score ties at the top. ATC's threshold is then the tied
+    value, and the strict `score > t` put ATC at 0.0 (and, with no shift diagnosed, the interval at [0, 1])."""
+    rng = np.random.default_rng(0)
+    k, n, m = 3, 300, 200
+    y = rng.integers(0, k, n)
+    wrong = rng.random(n) < 0.06  # 94 % accurate, every output one-hot
+    pred = np.where(wrong, (y + 1) % k, y)
+    probs = np.eye(k)[pred]
+    yt = rng.integers(0, k, m)
+    pt = np.eye(k)[np.where(rng.random(m) < 0.06, (yt + 1) % k, yt)]
+    res = AccuracyEstimator(seed=0).fit(probs, y).estimate(pt, kinds=())
+    assert res.estimates["atc"] == pytest.approx(res.estimates["source"], abs=0.05)
+    assert res.lower > 0.85 and res.upper <= 1.0
+    atc = AccuracyEstimator("atc", seed=0).fit(probs, y).estimate(pt)
+    truth = np.mean(pt.argmax(1) == yt)
+    assert atc.lower <= truth <= atc.upper and atc.lower > 0.8
+    # a perfect source model: ATC is 1, not 0
+    perfect = AccuracyEstimator("atc", seed=0).fit(np.eye(k)[y], y).estimate(np.eye(k)[yt])
+    assert perfect.accuracy == pytest.approx(1.0)
+
+
+def test_atc_without_ties_is_the_plain_threshold_rule():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 400)
+    logits = rng.normal(size=(400, 3)) + 2.0 * np.eye(3)[y]
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    est = AccuracyEstimator("atc", seed=0, calibrate=False).fit(probs, y)
+    t_probs = probs[::-1].copy()
+    from shiftkit.shift.accuracy import _scale, _score
+
+    scores = _score(_scale(t_probs, 1.0), est.score)
+    plain = np.mean(scores > est.threshold_)
+    assert est.estimate(t_probs).accuracy == pytest.approx(plain, abs=1.0 / 400)

@@ -244,9 +244,35 @@ def _score(probs: np.ndarray, kind: str) -> np.ndarray:
     return np.sum(p * np.log(p), axis=1)  # negative entropy: higher = more confident
 
 
-def _atc_threshold(scores: np.ndarray, accuracy: float) -> float:
-    """Threshold `t` with `mean(scores > t) ~= accuracy` (the (1 - accuracy) quantile)."""
-    return float(np.quantile(scores, 1.0 - accuracy))
+#: Scores within this (relative, at least absolute) distance of ATC's threshold count as tied with it.
+_ATC_TIE_TOL = 1e-9
+
+
+def _atc_tol(threshold: Any) -> Any:
+    return _ATC_TIE_TOL * np.maximum(1.0, np.abs(threshold))
+
+
+def _atc_threshold(scores: np.ndarray, accuracy: float) -> tuple[float, float]:
+    """ATC's threshold `t` and tie weight `w`: `mean(scores > t) + w * mean(scores tied with t) == accuracy`.
+
+    `t` is the (1 - accuracy) quantile. Rows tied with it count as correct with weight `w` (a randomised
+    threshold): a perfect or saturated model whose scores all tie at the top (one-hot outputs, or a small
+    temperature) has `mean(scores > t) == 0`, and a strict threshold put its ATC estimate at 0.
+    """
+    t = float(np.quantile(scores, 1.0 - accuracy))
+    tol = _atc_tol(t)
+    above, tied = np.mean(scores > t + tol), np.mean(np.abs(scores - t) <= tol)
+    w = float(np.clip((accuracy - above) / tied, 0.0, 1.0)) if tied > 0 else 0.0
+    return t, w
+
+
+def _atc_share(sorted_scores: np.ndarray, t: Any, w: Any) -> Any:
+    """Share of `sorted_scores` above ATC's threshold `t`, tied rows counted with weight `w` (`t`, `w`: arrays ok)."""
+    tol = _atc_tol(t)
+    m = sorted_scores.size
+    above = m - np.searchsorted(sorted_scores, t + tol, side="right")
+    tied = np.searchsorted(sorted_scores, t + tol, side="right") - np.searchsorted(sorted_scores, t - tol, side="left")
+    return (above + w * tied) / m
 
 
 def _row_quantiles(sorted_rows: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -405,6 +431,7 @@ class AccuracyEstimator:
         source_priors_: source class proportions of the hold-out, `(k,)`.
         temperature_: the fitted temperature (1.0 when `calibrate=False`).
         threshold_: ATC's threshold on the source scores.
+        tie_weight_: the weight of target rows tied with the threshold (`_atc_threshold`; 0 without ties).
         n_classes_: number of classes `k`.
 
     Example:
@@ -485,7 +512,7 @@ class AccuracyEstimator:
         scaled = _scale(probs, self.temperature_)
         self.confidence_ = scaled.max(axis=1)
         self.scores_ = _score(scaled, self.score)
-        self.threshold_ = _atc_threshold(self.scores_, self.source_accuracy_)
+        self.threshold_, self.tie_weight_ = _atc_threshold(self.scores_, self.source_accuracy_)
         self.bcts_ = fit_bcts(probs, labels)
         return self
 
@@ -521,7 +548,7 @@ class AccuracyEstimator:
             q, calibrated = known, None
         est = {
             "source": self.source_accuracy_,
-            "atc": float(np.mean(t_scores > self.threshold_)),
+            "atc": float(_atc_share(np.sort(t_scores), self.threshold_, self.tie_weight_)),
             "doc": float(self.source_accuracy_ - (self.confidence_.mean() - t_scaled.max(axis=1).mean())),
             "label_shift": float(q @ self.recalls_),
         }
@@ -563,9 +590,14 @@ class AccuracyEstimator:
                 w = weights[idx]
                 out[start:start + b] = np.sum(w * correct, axis=1) / np.sum(w, axis=1)
             elif method == "atc":
-                thresholds = _row_quantiles(np.sort(self.scores_[idx], axis=1), 1.0 - acc)
+                rows = np.sort(self.scores_[idx], axis=1)
+                thresholds = _row_quantiles(rows, 1.0 - acc)
+                tol = _atc_tol(thresholds)[:, None]
+                above = np.mean(rows > thresholds[:, None] + tol, axis=1)
+                tied = np.mean(np.abs(rows - thresholds[:, None]) <= tol, axis=1)
+                w = np.clip(np.divide(acc - above, tied, out=np.zeros_like(acc), where=tied > 0), 0.0, 1.0)
                 # Target rows resampled: the count above a fixed threshold is Binomial(m, share).
-                share = (m - np.searchsorted(sorted_target, thresholds, side="right")) / m
+                share = _atc_share(sorted_target, thresholds, w)
                 out[start:start + b] = rng.binomial(m, share) / m
             elif method == "doc":
                 conf_s = self.confidence_[idx].mean(axis=1)
