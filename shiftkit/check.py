@@ -951,12 +951,18 @@ def check_shift(
     else:
         xt = check_array(x_target, "x_target")
         source, target, has_target_labels = reference, None, y_target is not None
+    warn = dict(warn or {})
+    unknown = sorted(set(warn) - {key for key, _ in _WARN_RULES.values()})
+    if unknown:
+        raise ValueError(f"warn has unknown key(s) {unknown}; known: {sorted({k for k, _ in _WARN_RULES.values()})}.")
+    drift_wanted = max_drifted_share is not None or "drifted_share" in warn
     analysis_perm = n_permutations
-    if bbsd:  # one more test in the split: every permutation test must reach alpha / (k + 1)
-        bbsd_level = alpha / (_n_measured_tests(reference, has_target_labels, model) + 1)
+    extra = int(bool(bbsd)) + int(drift_wanted)
+    if extra:  # more tests in the split (BBSD, the drifted-features rule): every test must reach alpha / (k + extra)
+        level = alpha / (_n_measured_tests(reference, has_target_labels, model) + extra)
         n_measured = len(target.x) if target is not None else min(len(xt), max_samples)
-        _check_testable(len(reference.x), n_measured, bbsd_level)
-        analysis_perm = permutations_for(bbsd_level, n_permutations)
+        _check_testable(len(reference.x), n_measured, level)
+        analysis_perm = permutations_for(level, n_permutations)
     analysis = analyze(source, xt if target is None else target.x, y_target=y_target if target is None else None,
                        model=model, layer=layer, alpha=alpha, n_permutations=analysis_perm, seed=seed,
                        max_samples=max_samples, diagnose_shift=diagnose_shift,
@@ -971,22 +977,29 @@ def check_shift(
     if bbsd:  # on the model's softmax on the measured target rows
         result = bbsd_from_probabilities(reference.probs, predict_proba(model, target.x), alpha=alpha)
         analysis = dataclasses.replace(analysis, report=dataclasses.replace(analysis.report, bbsd=result))
-    criteria = _criteria(analysis, target.counts, max_label_shift, max_imbalance_ratio)
-    warn = dict(warn or {})
-    unknown = sorted(set(warn) - {key for key, _ in _WARN_RULES.values()})
-    if unknown:
-        raise ValueError(f"warn has unknown key(s) {unknown}; known: {sorted({k for k, _ in _WARN_RULES.values()})}.")
+    # Every test the gate decides shares alpha (Bonferroni): the MMD tests, the label test, BBSD, and the
+    # drifted-features rule (decided at alpha / k on its Benjamini-Hochberg-adjusted p-values), so a target
+    # without shift fails with probability at most alpha. The embedded report is decided at the same levels.
+    report = analysis.report
+    drift_rule = drift_wanted and analysis.drift is not None
+    n_tests = len(report.family) + int(analysis.label_test is not None) + int(drift_rule)
+    criteria = _criteria(analysis, target.counts, max_label_shift, max_imbalance_ratio, alpha, n_tests)
     if min_estimated_accuracy is not None:
         criteria.append(_accuracy_criterion(reference, analysis, min_estimated_accuracy))
-    if (max_drifted_share is not None or "drifted_share" in warn) and analysis.drift is not None:
-        drift = analysis.drift
+    if drift_rule:
+        drift = analysis.drift.at_level(alpha / n_tests)
         share = drift.n_shifted / max(1, len(drift.tests))
         limit = 1.0 if max_drifted_share is None else float(max_drifted_share)
         criteria.append(Criterion(
             "drifted features", share, limit, share <= limit, "fail when the share of drifted features > threshold",
             f"{drift.n_shifted} of {len(drift.tests)} features drifted by their own tests ({drift.correction} at "
-            f"{drift.alpha:g})" + (f": {drift.shifted_features[:10]}" if drift.n_shifted else "") + ".",
+            f"{drift.alpha:g}{_split_text(alpha, n_tests)})"
+            + (f": {drift.shifted_features[:10]}" if drift.n_shifted else "") + ".",
         ))
+        analysis = dataclasses.replace(analysis, drift=drift)
+    if n_tests > len(report.family):  # the report's Holm family gets the family's share of alpha
+        analysis = dataclasses.replace(analysis, report=dataclasses.replace(
+            report, alpha=alpha * len(report.family) / n_tests))
     criteria = [_with_warning(c, warn) for c in criteria]
     return CheckResult(criteria=tuple(criteria), analysis=analysis, fail_on=fail_on)
 
@@ -1102,15 +1115,18 @@ def _streamed_rows(reference: Reference, streamed: StreamedTarget, y_target: Any
     return TargetRows(np.asarray(streamed.x, dtype=np.float64), streamed.y, streamed.label_counts, streamed.n_rows)
 
 
+def _split_text(alpha: float, n_tests: int) -> str:
+    return "" if n_tests == 1 else f", Bonferroni: alpha={alpha:g} split over {n_tests} tests"
+
+
 def _criteria(
-    analysis: Analysis, yt_counts: np.ndarray | None, max_label_shift: float, max_imbalance_ratio: float | None
+    analysis: Analysis, yt_counts: np.ndarray | None, max_label_shift: float, max_imbalance_ratio: float | None,
+    alpha: float, n_tests: int,
 ) -> list[Criterion]:
-    """The check's gates over an analysis of the reference (its tests decided at alpha / k)."""
+    """The check's gates over an analysis of the reference (its tests decided at alpha / n_tests)."""
     report = analysis.report
-    alpha = report.alpha
-    n_tests = len(report.tests) + int(analysis.label_test is not None) + int(report.bbsd is not None)
     test_alpha = alpha / n_tests
-    bonferroni = "" if n_tests == 1 else f", Bonferroni: alpha={alpha:g} split over {n_tests} tests"
+    bonferroni = _split_text(alpha, n_tests)
     direction = f"fail when p_value <= {test_alpha:g}{bonferroni}"
     test = report.input_test.at_level(test_alpha)
     n_perm = test.n_permutations

@@ -391,3 +391,34 @@ def test_priors_in_class_order_names_the_argument_and_counts_the_classes():
     with pytest.raises(ValueError, match=r"Known target class proportions names unknown class\(es\) \['other'\]"):
         priors_in_class_order({"benign": 0.9, "other": 0.1}, ("benign", "malignant"), box)
     assert priors_in_class_order({"malignant": 0.1, "benign": 0.9}, ("benign", "malignant")) == [0.9, 0.1]
+
+
+def test_the_embedded_report_is_decided_at_the_gates_levels():
+    """The check splits alpha over its tests (input MMD + label test here); the embedded shift report was
+    decided at the full alpha, so an input p-value in (alpha/2, alpha] read "Shift detected" above a PASS.
+    Its verdict must agree with the MMD criteria, on every draw."""
+    alpha, gap_cases = 0.2, 0
+    for seed in range(16):
+        rng = np.random.default_rng(seed)
+        xs, xt = rng.normal(size=(80, 3)), rng.normal(size=(80, 3))
+        xt[:, 0] += 0.25
+        ys, yt = rng.integers(0, 2, 80), rng.integers(0, 2, 80)
+        res = check_shift(xs, xt, y_reference=ys, y_target=yt, alpha=alpha, n_permutations=200, seed=seed,
+                          diagnose_shift=False)
+        mmd = [c for c in res.criteria if c.name.endswith("MMD")]
+        n_tests = len(mmd) + int(any(c.name == "label shift" for c in res.criteria))
+        report = res.analysis.report
+        assert report.alpha == pytest.approx(alpha * len(mmd) / n_tests)
+        assert report.is_shift == any(not c.passed for c in mmd)
+        assert json.loads(res.to_json())["report"]["is_shift"] == report.is_shift
+        gap_cases += int(alpha / n_tests < mmd[0].value <= alpha)
+    assert gap_cases >= 1  # the draws include the case that disagreed
+
+
+def test_the_drifted_features_rule_is_decided_within_the_alpha_split():
+    rng = np.random.default_rng(0)
+    xs, xt = rng.normal(size=(100, 3)), rng.normal(size=(100, 3))
+    res = check_shift(xs, xt, alpha=0.1, n_permutations=100, seed=0, diagnose_shift=False, max_drifted_share=0.3)
+    drift = next(c for c in res.criteria if c.name == "drifted features")
+    assert res.analysis.drift.alpha == pytest.approx(0.05)  # input MMD + the rule
+    assert "split over 2 tests" in drift.detail and res.criteria[0].threshold == pytest.approx(0.05)

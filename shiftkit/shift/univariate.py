@@ -87,6 +87,12 @@ class FeatureDriftResult:
     def shifted_features(self) -> list[str]:
         return [t.feature for t in self.tests if t.is_shift]
 
+    def at_level(self, alpha: float) -> "FeatureDriftResult":
+        """The same tests decided at another level: `is_shift = p_adjusted <= alpha` (the corrected
+        p-values do not depend on the level; the order of `tests` is kept)."""
+        tests = tuple(dataclasses.replace(t, is_shift=bool(t.p_adjusted <= alpha)) for t in self.tests)
+        return dataclasses.replace(self, tests=tests, alpha=float(alpha))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "alpha": self.alpha,
