@@ -264,3 +264,42 @@ def test_embedding_over_every_streamed_row(tmp_path):
         frame[COLUMNS].to_numpy().astype(np.float32))
     assert s.stats.embedding.n_samples_ == 350 and s.stats.moments.n == 350
     np.testing.assert_allclose(s.stats.embedding.sum_, whole.sum_, rtol=1e-5, atol=1e-3)
+
+
+def _snapshot(tmp_path):
+    ref = _write(_frame(300, 0), tmp_path / "ref.parquet")
+    assert main(["snapshot", "--reference", ref, "--label-column", "label", "--out", str(tmp_path / "ref.npz")]) == 0
+    return str(tmp_path / "ref.npz")
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda f: f.assign(extra=1.0), "has the extra column(s) 'extra'"),
+    (lambda f: f.drop(columns=["c"]), "lacks the column(s) 'c'"),
+    (lambda f: f.drop(columns=["label"]), "lacks the label column 'label', which the first part has"),
+])
+def test_every_part_of_a_multi_part_table_has_the_first_parts_columns(tmp_path, capsys, change, message):
+    """A glob of Parquet parts read by the local engine: only the first chunk's columns were checked, so a
+    later part's extra column was dropped silently, a label column only in later parts was ignored (the
+    label criterion vanished, exit 0), and a missing one was a raw KeyError. Every part is checked now."""
+    ref = _snapshot(tmp_path)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    _write(_frame(150, 1), parts / "p0.parquet")
+    _write(change(_frame(150, 2)), parts / "p1.parquet")
+    for argv in (["check", "--reference", ref, "--target", str(parts / "*.parquet")],
+                 ["snapshot", "--reference", str(parts / "*.parquet"), "--out", str(tmp_path / "s.npz")]):
+        assert main(argv + ["--label-column", "label", "--n-permutations", "100", "--no-diagnosis"][
+            : 2 if argv[0] == "snapshot" else None]) == 2
+        err = capsys.readouterr().err
+        assert "part 'p1.parquet'" in err and message in err and "Traceback" not in err
+
+
+def test_a_label_column_only_in_later_parts_is_not_ignored(tmp_path, capsys):
+    ref = _snapshot(tmp_path)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    _write(_frame(150, 1).drop(columns=["label"]), parts / "p0.parquet")
+    _write(_frame(150, 2), parts / "p1.parquet")
+    assert main(["check", "--reference", ref, "--target", str(parts / "*.parquet"), "--label-column", "label",
+                 "--n-permutations", "100", "--no-diagnosis"]) == 2
+    assert "has the label column 'label', which the first part lacks" in capsys.readouterr().err

@@ -443,14 +443,36 @@ class TableValidator:
             columns = self.wanted
         self.feature_names = tuple(columns)
 
-    def chunk(self, frame: pd.DataFrame) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Validate one chunk; returns `(x float32 or None, label values or None)` of its kept rows."""
+    def _same_columns(self, frame: pd.DataFrame, part: str | None) -> None:
+        """A later chunk (or a later file of a multi-part table) has the first chunk's columns, in any order."""
+        has_labels = self.label is not None and self.label in frame.columns
+        columns = [c for c in frame.columns if not (has_labels and c == self.label)]
+        if has_labels == self.has_labels and set(columns) == set(self.feature_names or ()):
+            return
+        missing = [c for c in (self.feature_names or ()) if c not in columns]
+        extra = [c for c in columns if c not in (self.feature_names or ())]
+        problems = ([f"lacks the column(s) {listed(missing)}"] if missing else []) + (
+            [f"has the extra column(s) {listed(extra)}"] if extra else [])
+        if has_labels != self.has_labels:
+            problems.append(f"{'has' if has_labels else 'lacks'} the label column {self.label!r}, which the first "
+                            f"part {'lacks' if has_labels else 'has'}")
+        where = f"part {part!r}" if part else f"the rows after row {self.n_rows + self.dropped}"
+        raise InputError(f"The parts of the {self.role} {self.filename!r} have different columns: {where} "
+                         + "; ".join(problems) + f" (the first part: {listed(self.feature_names or ())}"
+                         + (f" + label {self.label!r}" if self.has_labels else "") + "). Every part needs the "
+                         "same columns.")
+
+    def chunk(self, frame: pd.DataFrame, part: str | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Validate one chunk (`part`: the file it comes from, for messages); returns `(x float32 or None,
+        label values or None)` of its kept rows. Every chunk must have the first chunk's columns."""
         if self.drop_na:
             frame, n = drop_missing(frame)
             self.dropped += n
         if not self._seen:
             self._columns(frame)
             self._seen = True
+        else:
+            self._same_columns(frame, part)
         labels = frame[self.label] if self.has_labels else None
         feats = frame[list(self.feature_names)]
         offset = self.n_rows  # data rows (kept) before this chunk

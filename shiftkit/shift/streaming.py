@@ -248,7 +248,7 @@ def _tally_chunks(paths: Sequence[str], validator: Any, *, chunk_rows: int, role
     stats = None
     for path in paths:
         for frame in table_chunks(path, chunk_rows=chunk_rows, role=role, max_bytes=max_bytes):
-            x, _ = validator.chunk(frame)
+            x, _ = validator.chunk(frame, os.path.basename(path) if len(paths) > 1 else None)
             if x is None:
                 continue
             if stats is None:
@@ -281,7 +281,7 @@ def _pass2(paths: Sequence[str], make_validator: Callable[[], Any], rows: np.nda
     i = 0
     for path in paths:
         for frame in table_chunks(path, chunk_rows=chunk_rows, role=role, max_bytes=max_bytes):
-            x, values = validator.chunk(frame)
+            x, values = validator.chunk(frame, os.path.basename(path) if len(paths) > 1 else None)
             stop = start + (0 if x is None else len(x))
             j = int(np.searchsorted(rows, stop))
             if j > i:
