@@ -667,11 +667,14 @@ class CheckResult:
         criteria: every gate, in a fixed order.
         analysis: the `shiftkit.Analysis` of reference vs target the criteria read.
         fail_on: "fail" (only failed criteria fail the check) or "warn" (warnings too).
+        notes: sentences on what the check could not do or left out (a gate asked for that these data
+            cannot evaluate, rows dropped, the settings' source): in the summary, the JSON and the HTML.
     """
 
     criteria: tuple[Criterion, ...]
     analysis: Analysis
     fail_on: str = "fail"
+    notes: tuple[str, ...] = ()
 
     @property
     def report(self) -> ShiftReport:
@@ -711,6 +714,7 @@ class CheckResult:
             "failed_criteria": [c.name for c in self.failed],
             "warned_criteria": [c.name for c in self.warnings],
             "criteria": [c.to_dict() for c in self.criteria],
+            "notes": list(self.notes),
             "report": self.report.to_dict(include_null=True),
             "diagnosis": jsonable(self.diagnosis),
             "feature_drift": jsonable(self.drift),
@@ -731,6 +735,8 @@ class CheckResult:
             warn = "" if c.warn_threshold is None else f", warn at {c.warn_threshold:g}"
             lines.append(f"  [{ {'pass': 'ok', 'warn': 'WARN', 'fail': 'FAIL'}[c.status]}] {c.name:<22} {value:>10}  "
                          f"({c.direction}; threshold {c.threshold:g}{warn}) {c.detail}")
+        for note in self.notes:
+            lines.append(f"  note: {note}")
         if self.diagnosis is not None:
             lines.append("")
             kinds = ", ".join(self.diagnosis.kinds) or "none"
@@ -983,9 +989,31 @@ def check_shift(
     report = analysis.report
     drift_rule = drift_wanted and analysis.drift is not None
     n_tests = len(report.family) + int(analysis.label_test is not None) + int(drift_rule)
-    criteria = _criteria(analysis, target.counts, max_label_shift, max_imbalance_ratio, alpha, n_tests)
-    if min_estimated_accuracy is not None:
-        criteria.append(_accuracy_criterion(reference, analysis, min_estimated_accuracy))
+    notes: list[str] = []
+    # A warning threshold alone asks for its criterion, with a fail threshold that never fails (as for the
+    # drifted features): the criterion is shown, and warns.
+    imbalance_limit = max_imbalance_ratio
+    if imbalance_limit is None and "imbalance_ratio" in warn:
+        imbalance_limit = float(np.finfo(np.float64).max)
+    criteria = _criteria(analysis, target.counts, max_label_shift, imbalance_limit, alpha, n_tests)
+    names = {c.name for c in criteria}
+    if analysis.label_test is None and getattr(reference, "label_counts", None) is not None:
+        notes.append("label shift: not evaluated: the target has no labels and no model was given to estimate its "
+                     "class proportions (give the target's label column, or --model).")
+    if imbalance_limit is not None and "class imbalance" not in names:
+        notes.append("class imbalance: not evaluated: the target has no labels and no model was given to estimate "
+                     "its class proportions (give the target's label column, or --model).")
+    if drift_wanted and analysis.drift is None:
+        notes.append("drifted features: not evaluated: the per-feature tests run on tabular data (one value per "
+                     "column), and these inputs have more dimensions.")
+    accuracy_minimum = min_estimated_accuracy
+    if accuracy_minimum is None and "estimated_accuracy" in warn:
+        if model is None:
+            raise ValueError("warn estimated_accuracy asks for the accuracy criterion, which needs the model "
+                             "(--model).")
+        accuracy_minimum = 0.0
+    if accuracy_minimum is not None:
+        criteria.append(_accuracy_criterion(reference, analysis, accuracy_minimum))
     if drift_rule:
         drift = analysis.drift.at_level(alpha / n_tests)
         share = drift.n_shifted / max(1, len(drift.tests))
@@ -1001,7 +1029,9 @@ def check_shift(
         analysis = dataclasses.replace(analysis, report=dataclasses.replace(
             report, alpha=alpha * len(report.family) / n_tests))
     criteria = [_with_warning(c, warn) for c in criteria]
-    return CheckResult(criteria=tuple(criteria), analysis=analysis, fail_on=fail_on)
+    if "label_shift" in warn and not any(c.name == "label shift" for c in criteria):
+        notes.append("warn label_shift: no label-shift criterion to warn on (see above).")
+    return CheckResult(criteria=tuple(criteria), analysis=analysis, fail_on=fail_on, notes=tuple(notes))
 
 
 #: Which warning threshold applies to which criterion, and on which side the value warns.

@@ -40,6 +40,7 @@ outputs of the reference rows are the model's fingerprint.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -467,6 +468,7 @@ def _run_check(args: argparse.Namespace) -> int:
     dask = args.engine == "dask"
     if args.scheduler and not dask:
         raise ValueError("--scheduler is the Dask scheduler's address: give it with --engine dask.")
+    dropped_rows: dict[str, int] = {}
     if _is_snapshot(args.reference) and (dask or is_streamable(args.target)):
         check_array_file(args.reference, max_bytes, role="reference snapshot")
         reference = check.Reference.load(args.reference)
@@ -474,6 +476,7 @@ def _run_check(args: argparse.Namespace) -> int:
         target = scan_target(args.target, reference, label_column=args.label_column, model=model, drop_na=args.drop_na,
                              engine=args.engine, scheduler=args.scheduler, **stream)
         _note_dropped("target", target.dropped)
+        dropped_rows["target"] = target.dropped
         _progress("measuring shift against the snapshot")
         result = check.check_shift(reference, target, **common)
     elif dask:
@@ -485,6 +488,7 @@ def _run_check(args: argparse.Namespace) -> int:
                                                model=model, layer=args.layer, drop_na=args.drop_na, **stream)
         _note_dropped("reference", dropped[0])
         _note_dropped("target", dropped[1])
+        dropped_rows.update(reference=dropped[0], target=dropped[1])
         _progress("measuring shift")
         result = check.check_shift(reference, target, **common)
     elif _is_snapshot(args.reference):
@@ -495,15 +499,29 @@ def _run_check(args: argparse.Namespace) -> int:
                              feature_names=reference.feature_names, class_names=reference.class_names,
                              max_bytes=max_bytes)
         _note_dropped("target", target.dropped)
+        dropped_rows["target"] = target.dropped
         _progress("measuring shift against the snapshot")
         result = check.check_shift(reference, target.x, target.y, **common)
     else:
         d = _load_domains(args, args.reference, model, "reference")
+        dropped_rows.update(reference=d.dropped[0], target=d.dropped[1])
         _progress("measuring shift")
         result = check.check_shift(d.x_source, d.x_target, d.y_target, y_reference=d.y_source,
                                    feature_names=d.feature_names, class_names=d.class_names, **common)
+    result = dataclasses.replace(result, notes=result.notes + tuple(_check_notes(args, config, dropped_rows)))
     _write_outputs(args, result.to_json(), result.summary(), result.to_html)
     return EXIT_OK if result.passed else EXIT_SHIFT
+
+
+def _check_notes(args: argparse.Namespace, config: CheckConfig, dropped: dict[str, int]) -> list[str]:
+    """The check's notes from the command line: rows --drop-na dropped, and where the settings came from."""
+    notes = [f"{n} {role} row(s) with missing values were dropped (--drop-na); the figures are on the other rows."
+             for role, n in dropped.items() if n]
+    if args.config or config.preset:
+        notes.append("settings: " + ", ".join(
+            ([f"--config {args.config}"] if args.config else []) + ([f"preset {config.preset}"] if config.preset else []))
+            + " (command-line flags override them).")
+    return notes
 
 
 def _require_label_column(reference: str, label_column: str | None) -> None:

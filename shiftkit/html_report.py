@@ -175,9 +175,11 @@ def _check_section(check: Any) -> str:
              status[getattr(c, "status", "pass" if c.passed else "fail")], c.detail] for c in check.criteria]
     head = check_headline(check)
     kind = "noshift" if check.passed else "shift"
+    notes = "".join(f"<li>{_e(n)}</li>" for n in getattr(check, "notes", ()))
     return (
         f"<h2>Pre-deployment check</h2><div class='verdict {kind}'><b>{_e(head)}</b></div>"
         + _table(["criterion", "value", "threshold", "warn at", "direction", "result", "detail"], rows, left=1)
+        + (f"<p>Notes:</p><ul>{notes}</ul>" if notes else "")
     )
 
 

@@ -116,3 +116,46 @@ def test_a_preset_given_at_load_stays_under_the_files_values(tmp_path):
     path.write_text("alpha = 0.01\n")  # equal to shiftkit's default, but stated: it wins over the preset's 0.05
     cfg = CheckConfig.load(path, preset="strict")
     assert cfg.preset == "strict" and cfg.alpha == 0.01 and cfg.fail_on == "warn"
+
+
+def test_gates_that_cannot_be_evaluated_are_said_not_passed_silently(tmp_path, capsys):
+    """--max-imbalance-ratio on a target without labels and no model: no criterion and no word (exit 0), as
+    if the gate had passed; a warning threshold alone for the imbalance ratio was ignored. (Helper's sweep.)"""
+    rng = np.random.default_rng(0)
+    ref, tgt = tmp_path / "ref.npz", tmp_path / "tgt.npz"
+    np.savez(ref, x=rng.normal(size=(150, 3)), y=rng.integers(0, 2, 150))
+    np.savez(tgt, x=rng.normal(size=(150, 3)))
+    out = tmp_path / "c.json"
+    base = ["check", "--reference", str(ref), "--target", str(tgt), "--n-permutations", "100", "--no-diagnosis",
+            "--json", str(out)]
+    assert main(base + ["--max-imbalance-ratio", "2"]) == 0
+    notes = json.loads(out.read_text())["notes"]
+    assert any(n.startswith("class imbalance: not evaluated") for n in notes)
+    assert any(n.startswith("label shift: not evaluated") for n in notes)
+    assert "note: class imbalance: not evaluated" in capsys.readouterr().out
+    # a warning threshold alone asks for its criterion (labelled target: it can be evaluated)
+    skewed = np.r_[np.zeros(120, int), np.ones(30, int)]  # the same 4:1 classes on both sides: no label shift
+    np.savez(ref, x=rng.normal(size=(150, 3)), y=skewed)
+    np.savez(tgt, x=rng.normal(size=(150, 3)), y=skewed)
+    cfg = tmp_path / "warn.toml"
+    cfg.write_text("[warn]\nimbalance_ratio = 1.5\n")
+    assert main(base + ["--config", str(cfg)]) == 0
+    data = json.loads(out.read_text())
+    imbalance = next(c for c in data["criteria"] if c["name"] == "class imbalance")
+    assert imbalance["status"] == "warn" and imbalance["warn_threshold"] == 1.5
+    assert any(n.startswith(f"settings: --config {cfg}") for n in data["notes"])
+
+
+def test_rows_dropped_by_drop_na_are_in_the_json_and_html(tmp_path):
+    rng = np.random.default_rng(1)
+    ref, tgt = tmp_path / "ref.npz", tmp_path / "tgt.npz"
+    np.savez(ref, x=rng.normal(size=(150, 3)))
+    x = rng.normal(size=(150, 3))
+    x[[3, 9, 40], 1] = np.nan
+    np.savez(tgt, x=x)
+    out, html = tmp_path / "c.json", tmp_path / "c.html"
+    assert main(["check", "--reference", str(ref), "--target", str(tgt), "--n-permutations", "100",
+                 "--no-diagnosis", "--drop-na", "--json", str(out), "--html", str(html)]) == 0
+    notes = json.loads(out.read_text())["notes"]
+    assert "3 target row(s) with missing values were dropped (--drop-na); the figures are on the other rows." in notes
+    assert "3 target row(s) with missing values were dropped" in html.read_text()
