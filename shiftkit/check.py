@@ -997,7 +997,7 @@ def check_shift(
         imbalance_limit = float(np.finfo(np.float64).max)
     criteria = _criteria(analysis, target.counts, max_label_shift, imbalance_limit, alpha, n_tests)
     names = {c.name for c in criteria}
-    if analysis.label_test is None and getattr(reference, "label_counts", None) is not None:
+    if analysis.label_test is None and reference.label_counts is not None:
         notes.append("label shift: not evaluated: the target has no labels and no model was given to estimate its "
                      "class proportions (give the target's label column, or --model).")
     if imbalance_limit is not None and "class imbalance" not in names:

@@ -391,7 +391,10 @@ def _is_snapshot(path: str) -> bool:
         return False
 
 
-def _note_dropped(role: str, n: int) -> None:
+def _note_dropped(role: str, n: int, record: dict[str, int] | None = None) -> None:
+    """Say on stderr that --drop-na dropped `n` rows of `role`; `record` (the check's notes) keeps the count."""
+    if record is not None:
+        record[role] = n
     if n:
         print(f"shiftkit: dropped {n} row(s) with missing values from the {role} (--drop-na)", file=sys.stderr)
 
@@ -475,8 +478,7 @@ def _run_check(args: argparse.Namespace) -> int:
         _progress(f"reading the target in chunks of {args.chunk_rows} rows ({args.engine})")
         target = scan_target(args.target, reference, label_column=args.label_column, model=model, drop_na=args.drop_na,
                              engine=args.engine, scheduler=args.scheduler, **stream)
-        _note_dropped("target", target.dropped)
-        dropped_rows["target"] = target.dropped
+        _note_dropped("target", target.dropped, dropped_rows)
         _progress("measuring shift against the snapshot")
         result = check.check_shift(reference, target, **common)
     elif dask:
@@ -486,9 +488,8 @@ def _run_check(args: argparse.Namespace) -> int:
         _progress(f"reading the reference and the target in chunks of {args.chunk_rows} rows")
         reference, target, dropped = scan_pair(args.reference, args.target, label_column=args.label_column,
                                                model=model, layer=args.layer, drop_na=args.drop_na, **stream)
-        _note_dropped("reference", dropped[0])
-        _note_dropped("target", dropped[1])
-        dropped_rows.update(reference=dropped[0], target=dropped[1])
+        _note_dropped("reference", dropped[0], dropped_rows)
+        _note_dropped("target", dropped[1], dropped_rows)
         _progress("measuring shift")
         result = check.check_shift(reference, target, **common)
     elif _is_snapshot(args.reference):
@@ -498,8 +499,7 @@ def _run_check(args: argparse.Namespace) -> int:
         target = load_single(data, name, label_column=args.label_column, drop_na=args.drop_na,
                              feature_names=reference.feature_names, class_names=reference.class_names,
                              max_bytes=max_bytes)
-        _note_dropped("target", target.dropped)
-        dropped_rows["target"] = target.dropped
+        _note_dropped("target", target.dropped, dropped_rows)
         _progress("measuring shift against the snapshot")
         result = check.check_shift(reference, target.x, target.y, **common)
     else:

@@ -96,14 +96,9 @@ def _output_path(model: Any, limit: int = 6) -> list[str]:
     return names[::-1]
 
 
-def _default_features(model: Any) -> tuple[Any, str]:
-    """The default feature tensor and its name (`shiftkit.shift.features.default_features`)."""
-    return default_features(model)
-
-
 def _feature_tensor(model: Any, feature_layer: str | int | None) -> tuple[Any, str]:
     if feature_layer is None:
-        return _default_features(model)
+        return default_features(model)
     layer = resolve_layer(model, feature_layer)
     out = layer.output
     return (out[0] if isinstance(out, (list, tuple)) else out), layer.name

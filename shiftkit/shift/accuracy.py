@@ -260,10 +260,18 @@ def _atc_threshold(scores: np.ndarray, accuracy: float) -> tuple[float, float]:
     temperature) has `mean(scores > t) == 0`, and a strict threshold put its ATC estimate at 0.
     """
     t = float(np.quantile(scores, 1.0 - accuracy))
+    return t, float(_atc_tie_weight(scores, t, accuracy))
+
+
+def _atc_tie_weight(scores: np.ndarray, t: Any, accuracy: Any) -> Any:
+    """The weight `w` of the scores tied with `t` that makes `mean(scores > t) + w * mean(tied) == accuracy`
+    (clipped to [0, 1]; 0 without ties). `scores` is one row, or one row per (`t`, `accuracy`) pair."""
+    t = np.asarray(t, dtype=np.float64)[..., None]
     tol = _atc_tol(t)
-    above, tied = np.mean(scores > t + tol), np.mean(np.abs(scores - t) <= tol)
-    w = float(np.clip((accuracy - above) / tied, 0.0, 1.0)) if tied > 0 else 0.0
-    return t, w
+    above = np.mean(scores > t + tol, axis=-1)
+    tied = np.mean(np.abs(scores - t) <= tol, axis=-1)
+    gap = np.asarray(accuracy, dtype=np.float64) - above
+    return np.clip(np.divide(gap, tied, out=np.zeros_like(gap), where=tied > 0), 0.0, 1.0)
 
 
 def _atc_share(sorted_scores: np.ndarray, t: Any, w: Any) -> Any:
@@ -592,12 +600,8 @@ class AccuracyEstimator:
             elif method == "atc":
                 rows = np.sort(self.scores_[idx], axis=1)
                 thresholds = _row_quantiles(rows, 1.0 - acc)
-                tol = _atc_tol(thresholds)[:, None]
-                above = np.mean(rows > thresholds[:, None] + tol, axis=1)
-                tied = np.mean(np.abs(rows - thresholds[:, None]) <= tol, axis=1)
-                w = np.clip(np.divide(acc - above, tied, out=np.zeros_like(acc), where=tied > 0), 0.0, 1.0)
                 # Target rows resampled: the count above a fixed threshold is Binomial(m, share).
-                share = _atc_share(sorted_target, thresholds, w)
+                share = _atc_share(sorted_target, thresholds, _atc_tie_weight(rows, thresholds, acc))
                 out[start:start + b] = rng.binomial(m, share) / m
             elif method == "doc":
                 conf_s = self.confidence_[idx].mean(axis=1)
