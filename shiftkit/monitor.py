@@ -63,7 +63,8 @@ from sklearn.metrics.pairwise import rbf_kernel
 from threadpoolctl import ThreadpoolController
 
 from shiftkit._json import dataclass_to_dict
-from shiftkit._validation import check_alpha, check_array, check_positive_int, check_real, check_seed
+from shiftkit._validation import (check_alpha, check_array, check_positive_int, check_real, check_seed,
+                                  select_columns)
 from shiftkit.check import Reference, priors_in_class_order
 from shiftkit.shift.accuracy import AccuracyEstimator, check_target_priors
 from shiftkit.shift.features import FeatureSpace, predict_proba
@@ -289,6 +290,7 @@ class StreamMonitor:
         self._buffer_y: list[np.ndarray] = []
         self._buffer_t: list[np.ndarray] = []
         self._buffered = 0
+        self._timed: bool | None = None  # times given with the stream's batches (set by the first)
         self._rows_seen = 0
         self._cusum = {s: 0.0 for s in self.statistics_}
         self._last_zero = {s: -1 for s in self.statistics_}
@@ -394,6 +396,17 @@ class StreamMonitor:
         self.threshold_ = max(self.threshold_, 1e-9)
 
     # ------------------------------------------------------------------------------ streaming
+    def _rows(self, x: Any) -> np.ndarray:
+        """`x` as the reference's rows: a DataFrame's columns matched to the snapshot's by name."""
+        x = check_array(select_columns(x, self.reference.feature_names, ("the reference snapshot", "x")), "x",
+                        min_samples=1)
+        if x.shape[1:] != self.reference.x.shape[1:]:
+            raise ValueError(
+                f"x has per-sample shape {x.shape[1:]}, but the reference has {self.reference.x.shape[1:]}: select the "
+                "same columns, in the same order, as the reference."
+            )
+        return x
+
     def update_table(self, path: Any, *, label_column: str | None = None, drop_na: bool = False,
                      chunk_rows: int | None = None, max_bytes: int | None = None) -> list[WindowResult]:
         """Add the rows of a CSV/Parquet file (in file order), read in chunks, never whole.
@@ -430,32 +443,41 @@ class StreamMonitor:
         """Add rows (in time order); returns the results of the windows they completed (maybe none).
 
         Args:
-            x: a batch of inputs `(n, ...)` with the reference's per-sample shape.
+            x: a batch of inputs `(n, ...)` with the reference's per-sample shape (a DataFrame's
+                columns are matched to the snapshot's `feature_names` by name).
             y: optional labels of those rows (any class values the reference knows); give them for
                 every batch or for none.
-            times: optional time of each row (numbers or text), reported as each window's span.
+            times: optional time of each row (numbers or text), reported as each window's span; give
+                them for every batch of the stream or for none (a batch that breaks this is refused
+                and leaves the stream unchanged).
 
         Returns:
             One `WindowResult` per window completed by this batch (rows left over wait for the next).
         """
-        x = check_array(x, "x", min_samples=1)
-        if x.shape[1:] != self.reference.x.shape[1:]:
-            raise ValueError(
-                f"x has per-sample shape {x.shape[1:]}, but the reference has {self.reference.x.shape[1:]}: select the "
-                "same columns, in the same order, as the reference."
-            )
-        if times is not None:
+        x = self._rows(x)
+        timed = times is not None
+        if timed:
             times = np.asarray(times)
             if times.shape != (len(x),):
                 raise ValueError(f"times has shape {times.shape}; pass one time per row of x ({len(x)},).")
-            self._buffer_t.append(times)
-        elif self._buffer_t:
-            raise ValueError("times were given for earlier batches but not for this one: give them for every batch or none.")
-        self._buffer_x.append(x)
+        if self._timed is not None and timed != self._timed:
+            raise ValueError(
+                f"times were {'given' if self._timed else 'not given'} for the earlier batches of this stream but "
+                f"{'not ' if not timed else ''}for this one: give them for every batch or none (reset() starts a new "
+                "stream)."
+            )
+        codes = None
         if self.labeled:
             if y is None:
                 raise ValueError("This monitor was made with labeled=True: pass the labels of every batch, update(x, y).")
-            self._buffer_y.append(self.reference.target_codes(y, len(x), self.model))
+            codes = self.reference.target_codes(y, len(x), self.model)
+        # Every check passed: only now does the stream change (a refused batch leaves nothing behind).
+        self._timed = timed
+        if timed:
+            self._buffer_t.append(times)
+        self._buffer_x.append(x)
+        if codes is not None:
+            self._buffer_y.append(codes)
         self._buffered += len(x)
         out = []
         while self._buffered >= self.window:
@@ -545,12 +567,7 @@ class StreamMonitor:
             ValueError / TypeError: a bad `every` or `times` (see `period_windows`); rows left waiting
                 from `update` (periods and row windows do not mix in one stream: `reset()` first).
         """
-        x = check_array(x, "x", min_samples=1)
-        if x.shape[1:] != self.reference.x.shape[1:]:
-            raise ValueError(
-                f"x has per-sample shape {x.shape[1:]}, but the reference has {self.reference.x.shape[1:]}: select the "
-                "same columns, in the same order, as the reference."
-            )
+        x = self._rows(x)
         if self._buffered:
             raise ValueError(f"{self._buffered} rows from update() wait for a window: periods and row windows do not mix "
                              "in one stream; call reset() first.")

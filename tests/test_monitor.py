@@ -147,3 +147,45 @@ def test_times_label_the_windows_and_reset_forgets_the_stream():
     assert mon.results_ == [] and mon.alarm_window_ is None
     assert mon.update(rng.normal(size=(50, 4)))[0].window == 0
 
+
+
+def test_dataframe_batches_are_matched_to_the_snapshots_columns_by_name():
+    """A DataFrame with the reference's columns in another order measures the same rows (no false alarm)."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=800), "b": rng.normal(100, 10, size=800)})
+    ref = Reference.from_data(frame, seed=0)
+    batch = pd.DataFrame({"a": rng.normal(size=200), "b": rng.normal(100, 10, size=200)})
+    by_name = StreamMonitor(ref, window=50, n_null_windows=100, seed=0).update(batch[["b", "a"]])
+    in_order = StreamMonitor(ref, window=50, n_null_windows=100, seed=0).update(batch)
+    assert [r.statistics for r in by_name] == [r.statistics for r in in_order]
+    assert not any(r.alarm for r in by_name)
+    mon = StreamMonitor(ref, window=50, n_null_windows=100, seed=0)
+    with pytest.raises(ValueError, match=r"lacks \['b'\].*has \['c'\]"):
+        mon.update(batch.rename(columns={"b": "c"}))
+    times = np.arange(200)
+    res, _ = StreamMonitor(ref, window=50, n_null_windows=100, seed=0).update_periods(
+        batch[["b", "a"]], times=times, every=50)
+    res2, _ = StreamMonitor(ref, window=50, n_null_windows=100, seed=0).update_periods(batch, times=times, every=50)
+    assert [r.statistics for r in res] == [r.statistics for r in res2]
+
+
+def test_times_for_some_batches_only_are_refused_before_the_stream_changes():
+    mon = StreamMonitor(_reference(6), window=20, horizon=5, n_null_windows=60, seed=6)
+    rng = np.random.default_rng(0)
+    mon.update(rng.normal(size=(10, 4)))  # no times: the rows wait
+    with pytest.raises(ValueError, match="every batch or none"):
+        mon.update(rng.normal(size=(40, 4)), times=np.arange(10, 50))
+    with pytest.raises(ValueError, match="every batch or none"):
+        mon.update(rng.normal(size=(15, 4)), times=np.arange(15))
+    assert mon.results_ == [] and mon._buffered == 10  # the refused batches left nothing behind
+    out = mon.update(rng.normal(size=(30, 4)))
+    assert [(r.start, r.stop, r.time_start) for r in out] == [(0, 20, None), (20, 40, None)]
+    # A labelled monitor refusing a batch without labels keeps the stream as it was too.
+    rng2 = np.random.default_rng(1)
+    ref = Reference.from_data(rng2.normal(size=(400, 4)), rng2.integers(0, 2, 400), seed=0)
+    lab = StreamMonitor(ref, window=20, horizon=5, n_null_windows=60, labeled=True, seed=0)
+    with pytest.raises(ValueError, match="labeled=True"):
+        lab.update(rng2.normal(size=(15, 4)))
+    assert lab._buffered == 0
+    assert len(lab.update(rng2.normal(size=(20, 4)), rng2.integers(0, 2, 20))) == 1
