@@ -423,7 +423,7 @@ else:
                 mon.results_, summ["threshold"], alarm_window=summ["alarm_window"],
                 change_point=summ["change_point"])))
             st.dataframe(monitoring.window_frame(mon), hide_index=True)
-            st.caption(summ["false_alarm_bound"] + ".")
+            st.caption(" ".join([summ["false_alarm_bound"] + "."] + summ["notes"]))
 
 # ------------------------------------------------------------------------------------ 7. downloads
 st.subheader("7. Downloads")

@@ -71,6 +71,7 @@ from shiftkit.files import (
     model_n_classes,
     read_path,
 )
+from shiftkit.files.common import extension
 from shiftkit.files.stream import DEFAULT_CHUNK_ROWS, TableBatches, dataset_files, is_streamable, table_columns
 from shiftkit.shift.report import shift_report
 from shiftkit.shift.streaming import ENGINES, scan_pair, scan_reference, scan_target
@@ -682,6 +683,51 @@ def _batch_paths(target: str) -> list[str]:
     return [target]
 
 
+def _empty_table(path: str) -> bool:
+    """Whether a batch file holds no rows: 0 bytes, a CSV with a header alone, a Parquet file of 0 rows."""
+    if os.path.getsize(path) == 0:
+        return True
+    ext = extension(path)
+    if ext == ".csv":
+        with open(path, "rb") as fh:
+            lines = [line for _, line in zip(range(2), (ln for ln in fh if ln.strip()))]
+        return len(lines) < 2
+    if ext == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(path).metadata.num_rows == 0
+        except Exception:  # noqa: BLE001 - unreadable: the reader below says why
+            return False
+    return False
+
+
+def _check_time_order(previous: tuple[str, Any] | None, name: str, times: np.ndarray,
+                      column: str) -> tuple[str, Any]:
+    """Batch files must follow one another in time (the monitor reads them in name order): refuse a file that
+    starts before the previous one ends, or whose times are of another kind (numbers / dates). Returns
+    (name, its last time)."""
+    import pandas as pd
+
+    def key(value: Any) -> Any:
+        return float(value) if isinstance(value, (int, float, np.integer, np.floating)) else pd.Timestamp(value)
+
+    first, last = times[0], times[-1]
+    if previous is not None:
+        before_name, before = previous
+        kinds = [isinstance(v, (int, float, np.integer, np.floating)) for v in (before, first)]
+        if kinds[0] != kinds[1]:
+            raise ValueError(
+                f"The time column {column!r} holds {'numbers' if kinds[0] else 'dates'} in {before_name!r} but "
+                f"{'numbers' if kinds[1] else 'dates'} in {name!r}: give every batch file times of one kind.")
+        if key(first) < key(before):
+            raise ValueError(
+                f"The batch file {name!r} starts ({first}) before {before_name!r} ends ({before}): the monitor reads "
+                "a folder's files in name order, each file's rows in time order. Rename the files so that name order "
+                "is time order (e.g. start each name with its date), or merge them into one file.")
+    return name, last
+
+
 def _monitor_streams(args: argparse.Namespace, path: str, reference: Any) -> bool:
     """Whether a monitor batch is read in chunks: a CSV/Parquet file whose rows are already in order (no
     --time-column) and whose labels, if used, map to the snapshot's classes chunk by chunk."""
@@ -703,6 +749,10 @@ def _run_monitor(args: argparse.Namespace) -> int:
     reference.check_model(model, args.layer)  # a snapshot made with another model: refused, not a false alarm
     if args.every is not None and args.time_column is None:
         raise ValueError("--every needs --time-column: the column that holds each row's time.")
+    paths = _batch_paths(args.target)
+    if args.labeled and args.label_column is None and any(extension(p) in (".csv", ".parquet") for p in paths):
+        raise ValueError("--labeled needs --label-column NAME for CSV/Parquet batches: the column that holds the true "
+                         "labels (NPZ batches use their 'y' array).")
     _progress("calibrating the alarm on the snapshot")
     monitor = StreamMonitor(reference, model=model, layer=args.layer, window=args.window, alpha=args.alpha,
                             horizon=args.horizon, labeled=args.labeled, seed=args.seed,
@@ -724,8 +774,15 @@ def _run_monitor(args: argparse.Namespace) -> int:
                       f"{res.change_point}")
 
     batches = []  # with --every: every batch first (periods may span files), then one pass by period
+    previous = None  # (name, last time) of the last batch file with times: files must follow in time order
     try:
-        for path in _batch_paths(args.target):
+        for path in paths:
+            if _empty_table(path):
+                if len(paths) == 1:
+                    raise ValueError(f"The target {os.path.basename(path)!r} holds no rows: nothing to monitor.")
+                print(f"shiftkit: note: the batch {os.path.basename(path)!r} is empty (no rows): skipped.",
+                      file=sys.stderr)
+                continue
             if _monitor_streams(args, path, reference):  # in chunks, never whole
                 table = TableBatches(path, feature_names=reference.feature_names, class_names=reference.class_names,
                                      label_column=args.label_column, labeled=args.labeled, drop_na=args.drop_na,
@@ -742,6 +799,8 @@ def _run_monitor(args: argparse.Namespace) -> int:
             _note_dropped(f"target batch {name}", batch.dropped)
             if args.labeled and batch.y is None:
                 raise ValueError(f"--labeled: the batch {name!r} has no labels (give --label-column, or a 'y' array).")
+            if batch.times is not None:
+                previous = _check_time_order(previous, name, batch.times, args.time_column)
             if args.every is not None:
                 batches.append(batch)
                 continue
@@ -760,18 +819,21 @@ def _run_monitor(args: argparse.Namespace) -> int:
             sink.close()
     summary = monitor.summary()
     if not monitor.results_:
-        raise ValueError(f"The target holds fewer rows than one window ({args.window}): nothing was monitored. Lower "
-                         "--window or give more rows.")
+        if monitor.periods_ is not None and summary["rows"] >= args.window:
+            raise ValueError(f"No --every {args.every} period holds --window {args.window} rows, so nothing was "
+                             f"monitored ({monitor.periods_.summary}) Use --small-periods merge, a longer --every or a "
+                             "smaller --window.")
+        raise ValueError(f"The target holds {summary['rows']} rows, fewer rows than one window ({args.window}): nothing was "
+                         "monitored. Lower --window or give more rows.")
     if args.html:
         _write_text(args.html, render_monitor_html(monitor), "--html")
     fired = summary["alarm_window"] is not None
     unit = (f"--every {args.every} periods, each sampled to {args.window} rows" if args.every is not None
             else f"{args.window} rows")
-    waits = "" if args.every is not None else "; a last partial window waits"
     verdict = (f"ALARM at window {summary['alarm_window']} ({summary['alarm_statistic']}), estimated change point "
                f"window {summary['change_point']}" if fired else "no alarm")
-    text = (f"shiftkit monitor: {summary['windows']} windows of {unit} ({summary['rows']} rows{waits}): {verdict}. "
-            f"{summary['false_alarm_bound']}.")
+    text = " ".join([f"shiftkit monitor: {summary['windows']} windows of {unit} ({summary['rows']} rows read): "
+                     f"{verdict}. {summary['false_alarm_bound']}."] + summary["notes"])
     print(text, file=sys.stderr if args.jsonl == "-" else sys.stdout)
     if args.jsonl and args.jsonl != "-":
         print(f"JSON lines written to {args.jsonl}", file=sys.stderr)

@@ -506,6 +506,7 @@ def render_monitor_html(monitor: Any, *, title: str = "shiftkit stream monitor")
         f"<p class='note'>{_e(summary['false_alarm_bound'])}. CUSUM drift {summary['drift']:g} null s.d., "
         f"threshold {summary['threshold']:.4g}.</p>",
     ]
+    body += [f"<p class='note'>{_e(note)}</p>" for note in summary.get("notes", ())]
     if results:
         body.append(_img(monitor_timeline(results, summary["threshold"], alarm_window=summary["alarm_window"],
                                           change_point=summary["change_point"]), "statistics and CUSUM over windows"))

@@ -110,12 +110,16 @@ class WindowResult:
         change_point: the estimated first shifted window (None before the alarm).
         alarm_statistic: the statistic whose CUSUM fired.
         in_horizon: whether this window is within the calibrated `horizon`.
-        label_proportions: the window's class proportions (true labels) or their EM estimate.
+        label_proportions: the window's class proportions (true labels) or their EM estimate, in
+            the snapshot's class order (`label_classes`).
         label_source: "labels", "estimated" or None.
         accuracy: the estimated accuracy (None when the snapshot has no probabilities and labels).
         accuracy_interval: `(lower, upper)` of that estimate.
         accuracy_method: the estimator used.
         time_start, time_end: the first and last time of the window's rows (`update(..., times=)`).
+        extra: `update_periods`' {"period_rows", "periods"}.
+        label_classes: the class of each entry of `label_proportions` (the snapshot's class names,
+            else its codes as text).
     """
 
     window: int
@@ -139,6 +143,7 @@ class WindowResult:
     time_start: Any = None
     time_end: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+    label_classes: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclass_to_dict(self)
@@ -292,6 +297,8 @@ class StreamMonitor:
         self._buffered = 0
         self._timed: bool | None = None  # times given with the stream's batches (set by the first)
         self._rows_seen = 0
+        self._unmonitored = 0  # rows of periods skipped by update_periods
+        self.periods_: PeriodWindows | None = None
         self._cusum = {s: 0.0 for s in self.statistics_}
         self._last_zero = {s: -1 for s in self.statistics_}
         self.results_: list[WindowResult] = []
@@ -537,9 +544,14 @@ class StreamMonitor:
             alarm_window=self.alarm_window_, change_point=self.change_point_, alarm_statistic=self.alarm_statistic_,
             in_horizon=index < self.horizon, label_proportions=label_props, label_source=label_source,
             accuracy=acc, accuracy_interval=acc_int, accuracy_method=acc_method,
+            label_classes=None if label_props is None else self._class_labels(len(label_props)),
         )
         self.results_.append(result)
         return result
+
+    def _class_labels(self, k: int) -> tuple[str, ...]:
+        names = self.reference.class_names
+        return tuple(str(c) for c in names) if names is not None and len(names) == k else tuple(map(str, range(k)))
 
     def update_periods(self, x: Any, y: Any = None, *, times: Any, every: Any,
                        small: str = "merge") -> tuple[list[WindowResult], PeriodWindows]:
@@ -592,12 +604,32 @@ class StreamMonitor:
             self.results_[-1] = result
             out.append(result)
         self._rows_seen = max(self._rows_seen, len(x))
+        self._unmonitored = sum(n for _, n in cut.skipped)
+        self.periods_ = cut
         return out, cut
 
     def summary(self) -> dict[str, Any]:
-        """The run so far: windows, the alarm and change point, the calibration, in plain numbers."""
+        """The run so far: windows, the alarm and change point, the calibration, in plain numbers.
+
+        `rows` counts the rows given; `rows_not_monitored` those in no window (a last partial window
+        of `update`, periods `update_periods` skipped); `notes` says in sentences what a reader must
+        know besides the verdict (rows in no window, merged or skipped periods, windows beyond the
+        calibrated horizon).
+        """
+        notes = []
+        if self._buffered:
+            notes.append(f"{self._buffered} trailing rows not monitored (fewer than one window of {self.window} rows; "
+                         "more rows would complete it).")
+        if self.periods_ is not None and (self.periods_.merged or self.periods_.skipped or self.periods_.empty_periods):
+            notes.append(f"Periods: {self.periods_.summary}")
+        beyond = len(self.results_) - self.horizon
+        if beyond > 0:
+            notes.append(f"{beyond} window(s) beyond the horizon of {self.horizon}: the false-alarm bound covers the "
+                         f"first {self.horizon} only; re-baseline (a new snapshot) or raise the horizon.")
         return {
-            "windows": len(self.results_), "rows": self._rows_seen, "window": self.window, "alpha": self.alpha,
+            "windows": len(self.results_), "rows": self._rows_seen + self._buffered, "window": self.window,
+            "alpha": self.alpha,
+            "rows_not_monitored": self._buffered + self._unmonitored, "notes": notes,
             "horizon": self.horizon, "statistics": list(self.statistics_), "threshold": self.threshold_,
             "drift": self.drift, "alarm_window": self.alarm_window_, "change_point": self.change_point_,
             "alarm_statistic": self.alarm_statistic_,
@@ -715,7 +747,10 @@ def _period_grid(times: np.ndarray, every: Any) -> tuple[np.ndarray, list[Any], 
     try:
         with warnings.catch_warnings():  # text in no known format: pandas warns, then fails below
             warnings.simplefilter("ignore", UserWarning)
-            stamps = pd.to_datetime(pd.Series(times), utc=True)
+            try:
+                stamps = pd.to_datetime(pd.Series(times), utc=True)
+            except (ValueError, TypeError):  # ISO 8601 with and without fractions of a second (batch files)
+                stamps = pd.to_datetime(pd.Series(times), utc=True, format="ISO8601")
     except (ValueError, TypeError):
         raise ValueError(f"times must be numbers or date times pandas can parse (e.g. '2024-05-01T12:00:00Z'); got "
                          f"{str(times[0])[:40]!r}.") from None

@@ -174,3 +174,121 @@ def test_a_table_is_read_in_chunks_with_the_same_windows(tmp_path, capsys, monke
     assert main(["monitor", "--reference", str(snap), "--target", str(data), "--window", "100",
                  "--label-column", "y", "--chunk-rows", "37"]) == 2
     assert "missing values" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def table_snapshot(tmp_path_factory):
+    """A labelled CSV snapshot (columns a, b; label y in {0, 1}) of 800 rows."""
+    import pandas as pd
+
+    tmp = tmp_path_factory.mktemp("monitor_tables")
+    rng = np.random.default_rng(11)
+    ref = tmp / "ref.csv"
+    pd.DataFrame({"a": rng.normal(size=800), "b": rng.normal(size=800), "y": rng.integers(0, 2, 800)}).to_csv(
+        ref, index=False)
+    snap = tmp / "snap.npz"
+    assert main(["snapshot", "--reference", str(ref), "--out", str(snap), "--max-samples", "800",
+                 "--label-column", "y"]) == 0
+    return snap
+
+
+def _table(path, n, *, start="2024-03-01", freq="h", seed=0, times=None, labels=False):
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n)})
+    if labels:
+        frame["y"] = rng.integers(0, 2, n)
+    frame["ts"] = (pd.date_range(start, periods=n, freq=freq).strftime("%Y-%m-%d %H:%M:%S.%f")
+                   if times is None else times)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_rows_left_out_of_every_window_are_said_in_the_summary(table_snapshot, tmp_path, capsys):
+    """Skipped periods and trailing rows are in the printed summary (not only on a terminal) and the HTML."""
+    import pandas as pd
+
+    gap = pd.concat([pd.read_csv(_table(tmp_path / "p1.csv", 72)), pd.read_csv(_table(tmp_path / "p2.csv", 5,
+                     start="2024-03-10", seed=1)), pd.read_csv(_table(tmp_path / "p3.csv", 8, start="2024-03-12",
+                                                                      seed=2))])
+    gap.to_csv(tmp_path / "gap.csv", index=False)
+    html = tmp_path / "m.html"
+    assert main(["monitor", "--reference", str(table_snapshot), "--target", str(tmp_path / "gap.csv"), "--window",
+                 "20", "--time-column", "ts", "--every", "1D", "--html", str(html)]) == 0
+    out = capsys.readouterr().out
+    assert "13 rows not monitored" in out and "(85 rows read)" in out, out
+    assert "13 rows not monitored" in html.read_text()
+    # every period shorter than a window, skipped: the message names the periods, not "fewer rows than one window"
+    assert main(["monitor", "--reference", str(table_snapshot), "--target", str(tmp_path / "gap.csv"), "--window",
+                 "30", "--time-column", "ts", "--every", "1D", "--small-periods", "skip"]) == 2
+    err = capsys.readouterr().err
+    assert "--small-periods merge" in err and "fewer rows than one window" not in err, err
+    # row windows: the trailing rows are counted, and windows past --horizon are said
+    _table(tmp_path / "t250.csv", 250)
+    assert main(["monitor", "--reference", str(table_snapshot), "--target", str(tmp_path / "t250.csv"), "--window",
+                 "20", "--horizon", "5", "--time-column", "ts", "--jsonl", str(tmp_path / "r.jsonl")]) in (0, 1)
+    out = capsys.readouterr().out
+    assert "10 trailing rows not monitored" in out and "waits" not in out, out
+    assert "7 window(s) beyond the horizon of 5" in out, out
+
+
+def test_sub_second_times_keep_their_fractions(table_snapshot, tmp_path):
+    _table(tmp_path / "ms.csv", 300, freq="10ms")
+    lines = tmp_path / "ms.jsonl"
+    assert main(["monitor", "--reference", str(table_snapshot), "--target", str(tmp_path / "ms.csv"), "--window",
+                 "10", "--time-column", "ts", "--every", "500ms", "--jsonl", str(lines)]) in (0, 1)
+    rows = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert [r["extra"]["period_rows"] for r in rows] == [50] * 6
+    assert rows[1]["time_start"] == "2024-03-01T00:00:00.500000+00:00"
+    assert main(["monitor", "--reference", str(table_snapshot), "--target", str(tmp_path / "ms.csv"), "--window",
+                 "50", "--time-column", "ts", "--jsonl", str(lines)]) in (0, 1)
+    rows = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert (rows[0]["time_start"], rows[0]["time_end"]) == ("2024-03-01T00:00:00.000000+00:00",
+                                                            "2024-03-01T00:00:00.490000+00:00")
+
+
+def test_batch_files_out_of_time_order_are_refused_naming_them(table_snapshot, tmp_path, capsys):
+    folder = tmp_path / "fts"
+    folder.mkdir()
+    _table(folder / "a.csv", 150, start="2024-01-07")
+    _table(folder / "b.csv", 150, start="2024-01-01", seed=1)
+    for extra in ([], ["--every", "1D"]):
+        assert main(["monitor", "--reference", str(table_snapshot), "--target", str(folder), "--window", "50",
+                     "--time-column", "ts", *extra]) == 2
+        err = capsys.readouterr().err
+        assert "'b.csv'" in err and "'a.csv'" in err and "name order" in err, err
+
+
+def test_monitor_messages_point_at_the_fix(table_snapshot, tmp_path, capsys):
+    _table(tmp_path / "lab.csv", 100, labels=True)
+    assert main(["monitor", "--reference", str(table_snapshot), "--target", str(tmp_path / "lab.csv"), "--window",
+                 "20", "--labeled", "--time-column", "ts"]) == 2
+    assert "--label-column" in capsys.readouterr().err
+    import pandas as pd
+
+    frame = pd.read_csv(tmp_path / "lab.csv")
+    frame.loc[3, "ts"] = None
+    frame.to_csv(tmp_path / "na.csv", index=False)
+    assert main(["monitor", "--reference", str(table_snapshot), "--target", str(tmp_path / "na.csv"), "--window",
+                 "20", "--time-column", "ts", "--label-column", "y"]) == 2
+    assert "--drop-na" in capsys.readouterr().err
+    # an empty batch in a folder (no traffic in that hour) is skipped with a note, not the end of the run
+    folder = tmp_path / "batches"
+    folder.mkdir()
+    _table(folder / "1.csv", 60)
+    (folder / "2.csv").write_text("a,b,ts\n")
+    _table(folder / "3.csv", 60, start="2024-03-04", seed=3)
+    assert main(["monitor", "--reference", str(table_snapshot), "--target", str(folder), "--window", "20",
+                 "--time-column", "ts"]) in (0, 1)
+    captured = capsys.readouterr()
+    assert "'2.csv'" in captured.err and "empty" in captured.err and "6 windows" in captured.out, captured
+
+
+def test_jsonl_label_proportions_name_their_classes(table_snapshot, tmp_path):
+    _table(tmp_path / "lab.csv", 60, labels=True)
+    lines = tmp_path / "l.jsonl"
+    assert main(["monitor", "--reference", str(table_snapshot), "--target", str(tmp_path / "lab.csv"), "--window",
+                 "20", "--labeled", "--label-column", "y", "--time-column", "ts", "--jsonl", str(lines)]) in (0, 1)
+    row = json.loads(lines.read_text().splitlines()[0])
+    assert row["label_classes"] == ["0", "1"] and len(row["label_proportions"]) == 2

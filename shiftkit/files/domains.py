@@ -456,7 +456,8 @@ def _in_time_order(frame: Any, column: str, filename: str, role: str) -> tuple[A
                          f"{listed([str(c) for c in frame.columns])}.")
     raw = frame.pop(column)
     if raw.isna().any():
-        raise InputError(f"The time column {column!r} of the {role} {filename!r} has missing values.")
+        raise InputError(f"The time column {column!r} of the {role} {filename!r} has missing values: give every row "
+                         "a time, or drop the rows with missing values (--drop-na on the command line).")
     if pd.api.types.is_numeric_dtype(raw):
         key = raw.to_numpy()
         shown = key
@@ -465,7 +466,9 @@ def _in_time_order(frame: Any, column: str, filename: str, role: str) -> tuple[A
             key = pd.to_datetime(raw, utc=True)
         except (ValueError, TypeError, OverflowError):
             raise _time_error(raw, column, filename, role) from None
-        shown = key.dt.strftime("%Y-%m-%dT%H:%M:%S%z").to_numpy()
+        # ISO 8601 in UTC, as the period labels are; fractions of a second kept when any row has them.
+        fraction = bool(((key.dt.microsecond != 0) | (key.dt.nanosecond != 0)).any())
+        shown = key.dt.strftime("%Y-%m-%dT%H:%M:%S" + (".%f" if fraction else "") + "+00:00").to_numpy()
         key = key.to_numpy()
     order = np.argsort(key, kind="stable")
     return frame.iloc[order].reset_index(drop=True), np.asarray(shown)[order]
